@@ -1,0 +1,204 @@
+//! `#[repr(C)]` records shared with the kernel. Every one is padding-free (checked below), holds
+//! only integers, and gets `aya::Pod` on the agent side.
+
+use crate::syscalls::SYSCALL_COUNT;
+
+/// `MSG_ZEROCOPY` from `<linux/socket.h>`: a send that pins user pages instead of copying them.
+pub const MSG_ZEROCOPY: u64 = 0x400_0000;
+/// `UIO_MAXIOV`: the kernel caps `vlen` of sendmmsg/recvmmsg at this, so summing this many
+/// `msg_len`s never truncates.
+pub const MAX_MMSG: u32 = 1024;
+/// `sizeof(struct mmsghdr)` on 64-bit Linux: a `struct msghdr` (56) then `unsigned msg_len`.
+pub const MMSGHDR_SIZE: u64 = 64;
+/// Offset of `msg_len` inside `struct mmsghdr` on 64-bit Linux.
+pub const MMSGHDR_LEN_OFFSET: u64 = 56;
+/// Syscall numbers below this are looked up in `Config::syscall_of_nr`.
+pub const MAX_SYSCALL_NR: usize = 512;
+/// `Config::syscall_of_nr` value of a syscall that is not traced.
+pub const NOT_TRACED: u8 = u8::MAX;
+/// Upper bound on CPUs the exit program sums per-CPU counters over.
+pub const MAX_CPUS: u32 = 1024;
+/// Length of a task's `comm`, as in the kernel.
+pub const COMM_LEN: usize = 16;
+
+/// Totals of one syscall for one process.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Completed calls, failed ones included.
+    pub calls: u64,
+    /// Bytes moved, as the kernel reported them (failed calls add none).
+    pub bytes: u64,
+    /// Calls that returned an error.
+    pub errors: u64,
+    /// Of `bytes`, those sent with `MSG_ZEROCOPY` (pinned, not copied).
+    pub msg_zerocopy_bytes: u64,
+}
+
+impl Counters {
+    pub fn add(&mut self, other: &Counters) {
+        self.calls = self.calls.wrapping_add(other.calls);
+        self.bytes = self.bytes.wrapping_add(other.bytes);
+        self.errors = self.errors.wrapping_add(other.errors);
+        self.msg_zerocopy_bytes = self.msg_zerocopy_bytes.wrapping_add(other.msg_zerocopy_bytes);
+    }
+
+    pub fn is_zero(&self) -> bool {
+        *self == Counters::default()
+    }
+}
+
+/// Key of the live counters: one process (thread group) and one syscall id.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct ProcKey {
+    pub tgid: u32,
+    pub syscall: u32,
+}
+
+/// What a thread's exit tracepoint needs from its enter tracepoint.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PendingCall {
+    /// Syscall id of the call in flight.
+    pub syscall: u32,
+    /// 1 between enter and exit; 0 once the exit consumed it.
+    pub in_flight: u32,
+    /// `-1` when the syscall has no source fd.
+    pub source_fd: i32,
+    /// `-1` when the syscall has no destination fd.
+    pub destination_fd: i32,
+    pub msg_flags: u64,
+    /// User address of the `struct mmsghdr` array (sendmmsg/recvmmsg).
+    pub mmsg_vector: u64,
+}
+
+/// Where the kernel finds one syscall's arguments in its enter tracepoint record. Offsets come
+/// from the tracepoint's `format` file; 0 means "not used" (offset 0 is `common_type`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SyscallConfig {
+    pub source_fd_offset: u16,
+    pub destination_fd_offset: u16,
+    /// Set only where `MSG_ZEROCOPY` matters (the send family).
+    pub msg_flags_offset: u16,
+    /// Set only for `Counting::MmsgLengths`.
+    pub mmsg_vector_offset: u16,
+}
+
+/// Load-time configuration, a read-only global of the eBPF object filled in by the loader.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct Config {
+    /// Syscall number -> syscall id, `NOT_TRACED` for the rest.
+    pub syscall_of_nr: [u8; MAX_SYSCALL_NR],
+    pub syscalls: [SyscallConfig; SYSCALL_COUNT],
+    /// Offset of `__syscall_nr` in the syscall tracepoints.
+    pub nr_offset: u16,
+    /// Offset of `ret` in the `sys_exit_*` tracepoints.
+    pub ret_offset: u16,
+    /// Offsets of `pid` and `group_dead` in `sched_process_exit`.
+    pub exit_pid_offset: u16,
+    pub exit_group_dead_offset: u16,
+    /// Offset of `child_pid` in `sched_process_fork`.
+    pub fork_child_pid_offset: u16,
+    /// 1: count only processes in the `TRACED` map.
+    pub filter_enabled: u16,
+    /// 1: children forked by a traced process are traced too.
+    pub follow_children: u16,
+    pub _reserved: u16,
+    /// Number of possible CPUs (per-CPU map slots), at most `MAX_CPUS`.
+    pub nr_cpus: u32,
+    pub _reserved2: u32,
+}
+
+impl Config {
+    pub const fn empty() -> Self {
+        Config {
+            syscall_of_nr: [NOT_TRACED; MAX_SYSCALL_NR],
+            syscalls: [SyscallConfig {
+                source_fd_offset: 0,
+                destination_fd_offset: 0,
+                msg_flags_offset: 0,
+                mmsg_vector_offset: 0,
+            }; SYSCALL_COUNT],
+            nr_offset: 0,
+            ret_offset: 0,
+            exit_pid_offset: 0,
+            exit_group_dead_offset: 0,
+            fork_child_pid_offset: 0,
+            filter_enabled: 0,
+            follow_children: 0,
+            _reserved: 0,
+            nr_cpus: 0,
+            _reserved2: 0,
+        }
+    }
+}
+
+/// Final counts of a process whose last thread exited, sent once through the `EXITS` ring buffer
+/// before the kernel frees the process's entries.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct ExitRecord {
+    pub tgid: u32,
+    /// Parent's tgid when the fork was seen, else 0.
+    pub ppid: u32,
+    pub comm: [u8; COMM_LEN],
+    pub counters: [Counters; SYSCALL_COUNT],
+}
+
+/// Why a count could not be attributed. Index into the `DROPPED` per-CPU array.
+pub mod drop_reason {
+    /// A syscall exit without its enter record: the call began before attach, or its record
+    /// could not be stored (`PENDING_FULL`). Calls and bytes are counted.
+    pub const MISSING_ENTER: u32 = 0;
+    /// The per-thread pending map was full at enter (calls; these also show as `MISSING_ENTER`).
+    pub const PENDING_FULL: u32 = 1;
+    /// The per-process counters map was full: calls and bytes not attributed to any process.
+    pub const COUNTERS_FULL: u32 = 2;
+    /// The exit ring buffer was full: a process's final calls and bytes were lost.
+    pub const EXIT_LOST: u32 = 3;
+    /// sendmmsg/recvmmsg whose `msg_len`s could not be read: calls counted, bytes unknown.
+    pub const MMSG_UNREADABLE: u32 = 4;
+    pub const COUNT: u32 = 5;
+    /// Names as shown in reports and JSON, by index.
+    pub const NAMES: [&str; COUNT as usize] = [
+        "missing_enter",
+        "pending_full",
+        "counters_full",
+        "exit_lost",
+        "mmsg_unreadable",
+    ];
+}
+
+/// What was dropped for one reason.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DropCounters {
+    pub calls: u64,
+    pub bytes: u64,
+}
+
+// Padding-free layouts: a size mismatch here means a hidden hole the kernel would not fill.
+const _: () = assert!(core::mem::size_of::<Counters>() == 32);
+const _: () = assert!(core::mem::size_of::<ProcKey>() == 8);
+const _: () = assert!(core::mem::size_of::<PendingCall>() == 32);
+const _: () = assert!(core::mem::size_of::<SyscallConfig>() == 8);
+const _: () = assert!(core::mem::size_of::<Config>() == MAX_SYSCALL_NR + 8 * SYSCALL_COUNT + 16 + 8);
+const _: () = assert!(core::mem::size_of::<ExitRecord>() == 8 + COMM_LEN + 32 * SYSCALL_COUNT);
+const _: () = assert!(core::mem::size_of::<DropCounters>() == 16);
+
+#[cfg(feature = "user")]
+mod pod {
+    use super::*;
+    // SAFETY: each type is #[repr(C)], made only of integers and integer arrays, with no padding
+    // (the size asserts above), so every bit pattern is a valid value.
+    unsafe impl aya::Pod for Counters {}
+    unsafe impl aya::Pod for ProcKey {}
+    unsafe impl aya::Pod for PendingCall {}
+    unsafe impl aya::Pod for SyscallConfig {}
+    unsafe impl aya::Pod for Config {}
+    unsafe impl aya::Pod for ExitRecord {}
+    unsafe impl aya::Pod for DropCounters {}
+}

@@ -1,0 +1,27 @@
+//! Names of the maps, programs and globals in the eBPF object. Both sides use these constants,
+//! so a rename cannot silently break the loader.
+
+/// Program attached to every `syscalls/sys_enter_*` tracepoint of the data path.
+pub const PROG_SYSCALL_ENTER: &str = "syscall_enter";
+/// Program attached to every `syscalls/sys_exit_*` tracepoint of the data path.
+pub const PROG_SYSCALL_EXIT: &str = "syscall_exit";
+/// Program on `sched/sched_process_fork`: follows children and remembers parents.
+pub const PROG_PROCESS_FORK: &str = "process_fork";
+/// Program on `sched/sched_process_exit`: frees per-thread state and delivers final counts.
+pub const PROG_PROCESS_EXIT: &str = "process_exit";
+
+/// Per-CPU hash `ProcKey -> Counters`: the live per-process, per-syscall totals.
+pub const MAP_PROC_COUNTERS: &str = "PROC_COUNTERS";
+/// Hash `tid -> EnterRecord`: what the exit tracepoint needs from the enter one.
+pub const MAP_PENDING: &str = "PENDING";
+/// Hash `tgid -> parent tgid`: the processes to trace when a filter is on.
+pub const MAP_TRACED: &str = "TRACED";
+/// Hash `pid -> parent tgid`, filled at fork: the parent of processes that exit.
+pub const MAP_PARENTS: &str = "PARENTS";
+/// Ring buffer of `ExitRecord`s: final counts of processes that exited.
+pub const MAP_EXITS: &str = "EXITS";
+/// Per-CPU array of `DropCounters`, indexed by `DropReason`.
+pub const MAP_DROPPED: &str = "DROPPED";
+
+/// Read-only global with the `Config` the loader fills in from tracepoint `format` files.
+pub const GLOBAL_CONFIG: &str = "CONFIG";
