@@ -109,7 +109,8 @@ pub struct Config {
     pub _reserved: u16,
     /// Number of possible CPUs (per-CPU map slots), at most `MAX_CPUS`.
     pub nr_cpus: u32,
-    pub _reserved2: u32,
+    /// The agent's own tgid: never counted, its reading of /proc is not the workload's.
+    pub agent_tgid: u32,
 }
 
 impl Config {
@@ -131,7 +132,7 @@ impl Config {
             follow_children: 0,
             _reserved: 0,
             nr_cpus: 0,
-            _reserved2: 0,
+            agent_tgid: 0,
         }
     }
 }

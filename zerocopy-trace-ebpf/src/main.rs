@@ -1,1 +1,22 @@
+//! zerocopy-trace's kernel side: counts, per process and per syscall, the calls, bytes and
+//! errors of every data-path syscall, and hands over a process's final counts when it exits.
+//!
+//! Data flow: `sys_enter_*` stores what the exit needs per thread (`syscall`), `sys_exit_*`
+//! adds the result to per-CPU counters (`syscall`), `sched_process_fork` follows children and
+//! parents (`process`), `sched_process_exit` frees per-thread state and ships a process's final
+//! counts through a ring buffer before freeing them (`process`).
 #![no_std]
+#![no_main]
+
+mod config;
+mod counters;
+mod maps;
+mod process;
+mod syscall;
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    // The verifier rejects any program that could reach this: there is no unwinding in BPF.
+    loop {}
+}

@@ -1,1 +1,148 @@
-fn main() {}
+//! zerocopy-trace: does this server really move its data without copying it?
+//!
+//! Data flows one way: kernel maps -> `collect` (snapshot) -> `model` (copies, transitions,
+//! verdicts) -> `report` (table, JSON). `plan` prepares without touching the kernel; `attach`
+//! is the one place that loads, attaches and detaches; `session` runs a trace end to end.
+
+mod attach;
+mod cli;
+mod collect;
+mod launch;
+mod model;
+mod plan;
+mod privileges;
+mod procfs;
+mod report;
+mod session;
+mod syscall_numbers;
+mod tracefs;
+mod units;
+
+use std::{
+    fs::OpenOptions,
+    io::{self, Write},
+    os::unix::fs::OpenOptionsExt,
+    path::Path,
+    process::ExitCode,
+    time::Duration,
+};
+
+use anyhow::{Context, Result};
+use clap::Parser;
+
+use crate::{
+    cli::{Cli, Command, OutputArgs},
+    report::Report,
+    session::{End, Outcome, Targets},
+};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
+        .format_timestamp(None)
+        .format_target(false)
+        .init();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("zerocopy-trace: error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Report(args) => {
+            let targets = Targets {
+                pids: args.pid.clone(),
+                comms: args.comm.clone(),
+                follow_children: !args.no_children,
+            };
+            let session = session::start(targets, None, args.output.max_processes)?;
+            if args.duration.is_none() {
+                eprintln!("zerocopy-trace: tracing; press Ctrl-C to stop and print the report");
+            }
+            let outcome = runtime()?.block_on(session.run(args.duration, None))?;
+            emit(&outcome, &args.output)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Run(args) => {
+            // Fork before any thread exists (the runtime, aya): the child stops itself and is
+            // registered with the kernel filter before it execs, so none of its syscalls escape.
+            let child = launch::spawn_stopped(&args.command)?;
+            let targets = Targets {
+                follow_children: true,
+                ..Targets::default()
+            };
+            let session = session::start(targets, Some(child.pid()), args.output.max_processes)?;
+            let running = child.resume()?;
+            let outcome = runtime()?.block_on(session.run(None, Some(running)))?;
+            emit(&outcome, &args.output)?;
+            Ok(match outcome.end {
+                End::CommandExited(status) => ExitCode::from(status),
+                // Interrupted before the command ended: the command got the signal too.
+                _ => ExitCode::from(130),
+            })
+        }
+    }
+}
+
+fn describe(end: &End) -> Option<String> {
+    match end {
+        End::Duration => None,
+        End::Signal(name) => Some(format!("interrupted by {name}")),
+        End::CommandExited(status) => Some(format!("command exited with status {status}")),
+        End::TargetsGone => Some("every traced --pid exited".to_string()),
+    }
+}
+
+/// Prints (or writes) the report. A closed stdout (`| head`) is not an error worth a message.
+fn emit(outcome: &Outcome, output: &OutputArgs) -> Result<()> {
+    let report = Report {
+        duration: round_to_ms(outcome.elapsed),
+        snapshot: &outcome.snapshot,
+        not_covered: &outcome.not_covered,
+        ended_because: describe(&outcome.end),
+    };
+    let mut text = if output.json {
+        report::to_json(&report)
+    } else {
+        report::to_table(&report)
+    };
+    if !text.ends_with('\n') {
+        text.push('\n');
+    }
+    match &output.output {
+        Some(path) => write_private(path, &text),
+        None => match io::stdout().lock().write_all(text.as_bytes()) {
+            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+            other => other.context("writing the report"),
+        },
+    }
+}
+
+fn round_to_ms(d: Duration) -> Duration {
+    Duration::from_millis(d.as_millis() as u64)
+}
+
+/// Writes a file readable by its owner only: reports can name every process on the machine.
+fn write_private(path: &Path, text: &str) -> Result<()> {
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    file.write_all(text.as_bytes())
+        .with_context(|| format!("writing {}", path.display()))
+}

@@ -1,0 +1,89 @@
+//! The load-time configuration written by the agent into the read-only `CONFIG` global.
+//! Fields are read one at a time with volatile loads: the compiler must not fold the
+//! placeholder values, and the whole struct is too large for the 512-byte BPF stack.
+
+use core::ptr::{addr_of, read_volatile};
+
+use zerocopy_trace_common::{Config, SyscallConfig, MAX_CPUS, MAX_SYSCALL_NR, NOT_TRACED, SYSCALL_COUNT};
+
+#[no_mangle]
+static CONFIG: Config = Config::empty();
+
+macro_rules! field {
+    ($($path:tt)+) => {
+        // SAFETY: CONFIG is a valid, initialised static; the read is volatile so the value the
+        // loader patched in is the one read.
+        unsafe { read_volatile(addr_of!(CONFIG.$($path)+)) }
+    };
+}
+
+/// The syscall id traced under syscall number `nr`, if any.
+#[inline(always)]
+pub fn syscall_of_nr(nr: i32) -> Option<u32> {
+    let nr = usize::try_from(nr).ok()?;
+    if nr >= MAX_SYSCALL_NR {
+        return None;
+    }
+    let id = field!(syscall_of_nr[nr]);
+    (id != NOT_TRACED && (id as usize) < SYSCALL_COUNT).then_some(id as u32)
+}
+
+#[inline(always)]
+pub fn syscall(id: u32) -> SyscallConfig {
+    // A plain comparison the verifier can follow (a modulo loses the bound on the way).
+    let id = id as usize;
+    if id >= SYSCALL_COUNT {
+        return SyscallConfig::default();
+    }
+    field!(syscalls[id])
+}
+
+#[inline(always)]
+pub fn nr_offset() -> usize {
+    field!(nr_offset) as usize
+}
+
+#[inline(always)]
+pub fn ret_offset() -> usize {
+    field!(ret_offset) as usize
+}
+
+#[inline(always)]
+pub fn exit_pid_offset() -> usize {
+    field!(exit_pid_offset) as usize
+}
+
+#[inline(always)]
+pub fn exit_group_dead_offset() -> usize {
+    field!(exit_group_dead_offset) as usize
+}
+
+#[inline(always)]
+pub fn fork_child_pid_offset() -> usize {
+    field!(fork_child_pid_offset) as usize
+}
+
+#[inline(always)]
+pub fn filter_enabled() -> bool {
+    field!(filter_enabled) != 0
+}
+
+#[inline(always)]
+pub fn follow_children() -> bool {
+    field!(follow_children) != 0
+}
+
+#[inline(always)]
+pub fn nr_cpus() -> u32 {
+    let n = field!(nr_cpus);
+    if n > MAX_CPUS {
+        MAX_CPUS
+    } else {
+        n
+    }
+}
+
+#[inline(always)]
+pub fn agent_tgid() -> u32 {
+    field!(agent_tgid)
+}

@@ -1,0 +1,34 @@
+//! The maps shared with the agent. Sizes here are defaults: the loader resizes the process and
+//! thread maps from its `--max-processes` setting before load.
+
+use aya_ebpf::{
+    macros::map,
+    maps::{HashMap, PerCpuArray, PerCpuHashMap, RingBuf},
+};
+use zerocopy_trace_common::{drop_reason, Counters, DropCounters, PendingCall, ProcKey};
+
+/// Live totals per (process, syscall); per-CPU so the hot path never contends across CPUs.
+#[map]
+pub static PROC_COUNTERS: PerCpuHashMap<ProcKey, Counters> =
+    PerCpuHashMap::with_max_entries(16384, 0);
+
+/// The call in flight per thread id, written at enter and consumed at exit.
+#[map]
+pub static PENDING: HashMap<u32, PendingCall> = HashMap::with_max_entries(16384, 0);
+
+/// Processes to trace when the filter is on (tgid -> 1).
+#[map]
+pub static TRACED: HashMap<u32, u32> = HashMap::with_max_entries(16384, 0);
+
+/// Parent tgid of tasks forked while attached (pid -> parent tgid).
+#[map]
+pub static PARENTS: HashMap<u32, u32> = HashMap::with_max_entries(65536, 0);
+
+/// Final counts of exited processes (`ExitRecord`s) for the agent.
+#[map]
+pub static EXITS: RingBuf = RingBuf::with_byte_size(1 << 20, 0);
+
+/// What could not be attributed, by `drop_reason`.
+#[map]
+pub static DROPPED: PerCpuArray<DropCounters> =
+    PerCpuArray::with_max_entries(drop_reason::COUNT, 0);

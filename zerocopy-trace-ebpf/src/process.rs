@@ -1,0 +1,149 @@
+//! Process lifecycle: following children at fork, and at exit freeing per-thread state and
+//! delivering a process's final counts once, then freeing them, so a reused pid starts at zero.
+
+use aya_ebpf::{
+    bindings::BPF_NOEXIST,
+    helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_map_lookup_percpu_elem},
+    macros::tracepoint,
+    programs::TracePointContext,
+};
+use aya_log_ebpf::warn;
+use zerocopy_trace_common::{drop_reason, Counters, ExitRecord, ProcKey, SYSCALL_COUNT};
+
+use crate::{
+    config,
+    counters::dropped_batch,
+    maps::{EXITS, PARENTS, PENDING, PROC_COUNTERS, TRACED},
+    syscall::is_traced,
+};
+
+#[tracepoint]
+pub fn process_fork(ctx: TracePointContext) -> u32 {
+    on_fork(&ctx);
+    0
+}
+
+#[inline(always)]
+fn on_fork(ctx: &TracePointContext) {
+    // SAFETY: `child_pid` is a pid_t at the configured offset of sched_process_fork.
+    let Ok(child) = (unsafe { ctx.read_at::<i32>(config::fork_child_pid_offset()) }) else {
+        return;
+    };
+    let child = child as u32;
+    // The tracepoint runs in the parent, so the current tgid is the parent process.
+    let parent = (bpf_get_current_pid_tgid() >> 32) as u32;
+    if !is_traced(parent) {
+        return;
+    }
+    // Metadata only (the ppid shown for processes that exit): a full map loses no count.
+    let _ = PARENTS.insert(&child, &parent, 0);
+    if config::filter_enabled() && config::follow_children() && TRACED.insert(&child, &1, BPF_NOEXIST.into()).is_err() {
+        // SAFETY: presence test only.
+        if unsafe { TRACED.get(&child) }.is_none() {
+            warn!(ctx, "traced-process map full: child {} of {} not followed", child, parent);
+        }
+    }
+}
+
+#[tracepoint]
+pub fn process_exit(ctx: TracePointContext) -> u32 {
+    on_exit(&ctx);
+    0
+}
+
+#[inline(always)]
+fn on_exit(ctx: &TracePointContext) {
+    // SAFETY: `pid` and `group_dead` are at the configured offsets of sched_process_exit.
+    let Ok(pid) = (unsafe { ctx.read_at::<i32>(config::exit_pid_offset()) }) else {
+        return;
+    };
+    // SAFETY: as above.
+    let group_dead = unsafe { ctx.read_at::<u8>(config::exit_group_dead_offset()) }.unwrap_or(0);
+    let pid = pid as u32;
+    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+
+    let _ = PENDING.remove(&pid);
+    if pid != tgid {
+        // A thread: its entries are per-thread. The leader's stay until the group is dead.
+        let _ = PARENTS.remove(&pid);
+        let _ = TRACED.remove(&pid);
+    }
+    if group_dead == 0 {
+        return;
+    }
+    if is_traced(tgid) {
+        deliver_final_counts(ctx, tgid);
+    }
+    let _ = PARENTS.remove(&tgid);
+    let _ = TRACED.remove(&tgid);
+}
+
+/// Moves the process's counters out of `PROC_COUNTERS` into one `ExitRecord` on the ring
+/// buffer. When the ring buffer is full the totals are counted as dropped instead.
+#[inline(always)]
+fn deliver_final_counts(ctx: &TracePointContext, tgid: u32) {
+    let Some(mut entry) = EXITS.reserve::<ExitRecord>(0) else {
+        let (calls, bytes) = free_counters(tgid, None);
+        if calls > 0 {
+            dropped_batch(drop_reason::EXIT_LOST, calls, bytes);
+            warn!(ctx, "exit ring buffer full: final counts of process {} dropped", tgid);
+        }
+        return;
+    };
+    let record = entry.as_mut_ptr();
+    // SAFETY: `record` points to ring buffer memory reserved for one ExitRecord; every field
+    // is written before submit.
+    let calls = unsafe {
+        (*record).tgid = tgid;
+        (*record).ppid = PARENTS.get(&tgid).copied().unwrap_or(0);
+        (*record).comm = bpf_get_current_comm().unwrap_or([0; 16]);
+        let (calls, _) = free_counters(tgid, Some(&mut (*record).counters));
+        calls
+    };
+    if calls == 0 {
+        // Nothing counted for this process: not worth waking the agent.
+        entry.discard(0);
+    } else {
+        entry.submit(0);
+    }
+}
+
+/// Sums each syscall's per-CPU counters of `tgid` (into `out` when given), deletes them, and
+/// returns the total calls and bytes.
+#[inline(always)]
+fn free_counters(tgid: u32, mut out: Option<&mut [Counters; SYSCALL_COUNT]>) -> (u64, u64) {
+    let nr_cpus = config::nr_cpus();
+    let (mut calls, mut bytes) = (0u64, 0u64);
+    for id in 0..SYSCALL_COUNT as u32 {
+        let key = ProcKey { tgid, syscall: id };
+        let mut sum = Counters::default();
+        let mut cpu = 0u32;
+        while cpu < nr_cpus {
+            // SAFETY: the helper takes the map and a pointer to a key of its key type; it
+            // returns null or a pointer to that CPU's value.
+            let value = unsafe {
+                bpf_map_lookup_percpu_elem(
+                    &raw const PROC_COUNTERS as *mut core::ffi::c_void,
+                    &raw const key as *const core::ffi::c_void,
+                    cpu,
+                )
+            } as *const Counters;
+            if value.is_null() {
+                // Per-CPU entries exist on every CPU or on none: absent on this CPU means absent.
+                break;
+            }
+            // SAFETY: non-null: a valid Counters of a live entry.
+            sum.add(unsafe { &*value });
+            cpu += 1;
+        }
+        if cpu > 0 {
+            let _ = PROC_COUNTERS.remove(&key);
+        }
+        calls += sum.calls;
+        bytes += sum.bytes;
+        if let Some(out) = out.as_deref_mut() {
+            out[id as usize] = sum;
+        }
+    }
+    (calls, bytes)
+}

@@ -1,0 +1,186 @@
+//! The one place that touches the kernel to start and stop tracing: load the object with its
+//! configuration, attach the programs, hand out the maps, and detach.
+
+use aya::{
+    maps::{HashMap, MapData, PerCpuArray, PerCpuHashMap, RingBuf},
+    programs::{trace_point::TracePointLinkId, TracePoint},
+    Ebpf, EbpfLoader,
+};
+use anyhow::{anyhow, Context, Result};
+use zerocopy_trace_common::{names, Counters, DropCounters, ProcKey};
+
+use crate::plan::Plan;
+
+/// The eBPF object built by `cargo xtask build`, embedded at compile time.
+static OBJECT: &[u8] = aya::include_bytes_aligned!(env!("ZEROCOPY_TRACE_EBPF_OBJECT_PATH"));
+
+/// Map sizes, from the command line.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Process x syscall counter slots.
+    pub counter_entries: u32,
+    /// Threads with a syscall in flight.
+    pub pending_entries: u32,
+    /// Processes in the traced set.
+    pub traced_entries: u32,
+}
+
+impl Limits {
+    /// Room for `processes` processes, each using up to 8 of the traced syscalls.
+    pub fn for_processes(processes: u32) -> Limits {
+        let processes = processes.max(1);
+        Limits {
+            counter_entries: processes.saturating_mul(8),
+            pending_entries: processes.saturating_mul(4).max(4096),
+            traced_entries: processes,
+        }
+    }
+}
+
+/// The maps the agent reads, owned apart from the programs so they stay readable after detach.
+pub struct Maps {
+    pub counters: PerCpuHashMap<MapData, ProcKey, Counters>,
+    pub traced: HashMap<MapData, u32, u32>,
+    /// Final counts of exited processes; read as soon as they arrive.
+    pub exits: RingBuf<MapData>,
+    pub dropped: PerCpuArray<MapData, DropCounters>,
+}
+
+/// Attached programs. Dropping it (or `detach`) removes every program and link it created;
+/// nothing is pinned, so even a SIGKILL leaves nothing behind once the fds are closed.
+pub struct Tracer {
+    ebpf: Option<Ebpf>,
+    // Kept alive: dropping the logger closes the kernel-side log map.
+    logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
+    /// Attachments per program, detached in parallel (see `detach`).
+    links: Vec<(&'static str, Vec<TracePointLinkId>)>,
+    /// Kernel program ids, so tests and operators can check they are gone after exit.
+    pub program_ids: Vec<u32>,
+}
+
+fn load_error(e: impl std::error::Error + Send + Sync + 'static, what: &str) -> anyhow::Error {
+    anyhow::Error::new(e).context(format!("{what} (needs root, or CAP_BPF and CAP_PERFMON)"))
+}
+
+/// Loads the object configured by `plan`, attaches every covered tracepoint, and returns the
+/// tracer and its maps.
+pub fn attach(plan: &Plan, limits: Limits) -> Result<(Tracer, Maps)> {
+    let mut ebpf = EbpfLoader::new()
+        .override_global(names::GLOBAL_CONFIG, &plan.config, true)
+        .map_max_entries(names::MAP_PROC_COUNTERS, limits.counter_entries)
+        .map_max_entries(names::MAP_PENDING, limits.pending_entries)
+        .map_max_entries(names::MAP_TRACED, limits.traced_entries)
+        .load(OBJECT)
+        .map_err(|e| load_error(e, "loading the eBPF object"))?;
+    let logger = match aya_log::EbpfLogger::init(&mut ebpf) {
+        Ok(logger) => Some(logger),
+        Err(e) => {
+            log::debug!("kernel-side diagnostics unavailable: {e}");
+            None
+        }
+    };
+
+    let mut program_ids = Vec::new();
+    let mut links = Vec::new();
+    let mut attach_all = |program: &'static str, targets: &[(&str, String)]| -> Result<()> {
+        let tp: &mut TracePoint = ebpf
+            .program_mut(program)
+            .with_context(|| format!("program {program} missing from the eBPF object"))?
+            .try_into()
+            .with_context(|| format!("program {program} is not a tracepoint"))?;
+        tp.load().map_err(|e| load_error(e, &format!("loading program {program}")))?;
+        if let Ok(info) = tp.info() {
+            program_ids.push(info.id());
+        }
+        let mut ids = Vec::with_capacity(targets.len());
+        for (category, name) in targets {
+            ids.push(tp.attach(category, name).map_err(|e| {
+                load_error(e, &format!("attaching {category}/{name}"))
+                    .context("is tracefs mounted at /sys/kernel/tracing?")
+            })?);
+        }
+        links.push((program, ids));
+        Ok(())
+    };
+    let syscall_targets = |side: &str| -> Vec<(&str, String)> {
+        plan.covered
+            .iter()
+            .map(|name| ("syscalls", format!("sys_{side}_{name}")))
+            .collect()
+    };
+    // Process hooks first: exits and forks are then seen for every counted syscall.
+    attach_all(names::PROG_PROCESS_EXIT, &[("sched", "sched_process_exit".into())])?;
+    attach_all(names::PROG_PROCESS_FORK, &[("sched", "sched_process_fork".into())])?;
+    attach_all(names::PROG_SYSCALL_EXIT, &syscall_targets("exit"))?;
+    attach_all(names::PROG_SYSCALL_ENTER, &syscall_targets("enter"))?;
+
+    let maps = take_maps(&mut ebpf)?;
+    Ok((
+        Tracer {
+            ebpf: Some(ebpf),
+            logger,
+            links,
+            program_ids,
+        },
+        maps,
+    ))
+}
+
+fn take_maps(ebpf: &mut Ebpf) -> Result<Maps> {
+    let mut take = |name: &str| {
+        ebpf.take_map(name)
+            .ok_or_else(|| anyhow!("map {name} missing from the eBPF object"))
+    };
+    Ok(Maps {
+        counters: PerCpuHashMap::try_from(take(names::MAP_PROC_COUNTERS)?)?,
+        traced: HashMap::try_from(take(names::MAP_TRACED)?)?,
+        exits: RingBuf::try_from(take(names::MAP_EXITS)?)?,
+        dropped: PerCpuArray::try_from(take(names::MAP_DROPPED)?)?,
+    })
+}
+
+impl Tracer {
+    /// Detaches and unloads every program. Idempotent.
+    ///
+    /// Removing a tracepoint attachment waits for an RCU grace period in the kernel (tens of
+    /// milliseconds); one after the other, 44 of them take seconds. Dropped on threads of their
+    /// own, the waits overlap.
+    pub fn detach(&mut self) {
+        if let Some(logger) = self.logger.as_mut() {
+            logger.flush();
+        }
+        self.logger = None;
+        let Some(mut ebpf) = self.ebpf.take() else {
+            return;
+        };
+        let mut owned = Vec::new();
+        for (program, ids) in self.links.drain(..) {
+            let Some(tp) = ebpf
+                .program_mut(program)
+                .and_then(|p| <&mut TracePoint>::try_from(p).ok())
+            else {
+                continue;
+            };
+            owned.extend(ids.into_iter().filter_map(|id| tp.take_link(id).ok()));
+        }
+        std::thread::scope(|scope| {
+            for link in owned {
+                scope.spawn(move || drop(link));
+            }
+        });
+        drop(ebpf);
+    }
+
+    /// Prints what the kernel side logged (aya-log), off the hot path.
+    pub fn flush_kernel_log(&mut self) {
+        if let Some(logger) = self.logger.as_mut() {
+            logger.flush();
+        }
+    }
+}
+
+impl Drop for Tracer {
+    fn drop(&mut self) {
+        self.detach();
+    }
+}

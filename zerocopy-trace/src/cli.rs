@@ -1,0 +1,127 @@
+//! Command line.
+
+use std::{path::PathBuf, time::Duration};
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "zerocopy-trace",
+    version,
+    about = "Does this server really move its data without copying it? Counts, per process, the bytes \
+             copied through user space and the bytes moved in-kernel (sendfile, splice, ...), live, from eBPF."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Trace the machine (or the processes named) for a while, then print a per-process report.
+    Report(ReportArgs),
+    /// Start a command, trace it and all its descendants until it exits, then report.
+    Run(RunArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct OutputArgs {
+    /// Print one JSON document instead of the table.
+    #[arg(long)]
+    pub json: bool,
+    /// Write the report to this file (created readable by its owner only) instead of stdout.
+    #[arg(long, short = 'o', value_name = "PATH")]
+    pub output: Option<PathBuf>,
+    /// Most processes counted at once; past it, counts are reported as dropped.
+    #[arg(long, value_name = "N", default_value_t = 8192, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_processes: u32,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// How long to trace (e.g. 10s, 500ms, 2m); default: until Ctrl-C.
+    #[arg(long, short = 'd', value_name = "DURATION", value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+    /// Trace only this process (and the children it forks); repeatable.
+    #[arg(long, short = 'p', value_name = "PID")]
+    pub pid: Vec<u32>,
+    /// Trace only processes with this name (as in /proc/PID/comm); repeatable.
+    #[arg(long, short = 'c', value_name = "NAME")]
+    pub comm: Vec<String>,
+    /// With --pid/--comm: do not follow children forked after attach.
+    #[arg(long)]
+    pub no_children: bool,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub output: OutputArgs,
+    /// The command to run and trace, after `--`.
+    #[arg(required = true, last = true, value_name = "CMD")]
+    pub command: Vec<String>,
+}
+
+/// Parses `10s`, `500ms`, `2m`, `1h`, or a plain number of seconds. Zero is refused: a trace of
+/// nothing is a mistake worth saying.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration (try 10s, 500ms, 2m)"))?;
+    let seconds = match unit.trim() {
+        "" | "s" => value,
+        "ms" => value / 1000.0,
+        "m" | "min" => value * 60.0,
+        "h" => value * 3600.0,
+        other => return Err(format!("unknown unit `{other}` in `{text}` (use ms, s, m or h)")),
+    };
+    if !seconds.is_finite() || seconds <= 0.0 || seconds > 366.0 * 86400.0 {
+        return Err(format!("`{text}` is out of range (more than 0, at most a year)"));
+    }
+    Ok(Duration::from_secs_f64(seconds))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("10"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        for bad in ["", "0", "0s", "-1s", "abc", "10x", "1e999", "s", "9999999999h"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn run_takes_the_command_after_dashes() {
+        let cli = Cli::try_parse_from(["zerocopy-trace", "run", "--json", "--", "cat", "-n", "x"]).unwrap();
+        match cli.command {
+            Command::Run(run) => {
+                assert!(run.output.json);
+                assert_eq!(run.command, vec!["cat", "-n", "x"]);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(Cli::try_parse_from(["zerocopy-trace", "run"]).is_err());
+        assert!(Cli::try_parse_from(["zerocopy-trace", "report", "--bogus"]).is_err());
+        assert!(Cli::try_parse_from(["zerocopy-trace", "report", "--pid", "x"]).is_err());
+        assert!(Cli::try_parse_from(["zerocopy-trace", "report", "--max-processes", "0"]).is_err());
+    }
+}

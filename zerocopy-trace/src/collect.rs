@@ -1,0 +1,209 @@
+//! Reading the kernel maps into plain data: live counters, final counts of exited processes,
+//! and drop counts. Everything after this module works on `Snapshot`s, not maps.
+
+use std::collections::{BTreeMap, HashMap};
+
+use anyhow::{Context, Result};
+use aya::maps::{MapData, RingBuf};
+use zerocopy_trace_common::{drop_reason, Counters, DropCounters, ExitRecord, ProcKey, SYSCALL_COUNT};
+
+use crate::{
+    attach::Maps,
+    model::SyscallCounters,
+    procfs::{self, ProcessInfo},
+};
+
+/// One process's counters, live or final.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ProcessRecord {
+    pub pid: u32,
+    pub ppid: u32,
+    pub comm: String,
+    /// The process exited while traced: these are its final counts.
+    pub exited: bool,
+    pub syscalls: SyscallCounters,
+}
+
+/// Counts that could not be attributed, by reason (`drop_reason`).
+pub type Dropped = [DropCounters; drop_reason::COUNT as usize];
+
+/// Everything counted so far.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Snapshot {
+    pub processes: Vec<ProcessRecord>,
+    pub dropped: Dropped,
+}
+
+/// Sums per-CPU entries into per-process counters. Keys may repeat (a map iteration restarts
+/// when an entry is deleted under it); a repeated key replaces, never adds.
+pub fn fold_counters(entries: impl IntoIterator<Item = (ProcKey, Counters)>) -> BTreeMap<u32, SyscallCounters> {
+    let mut by_key: BTreeMap<(u32, u32), Counters> = BTreeMap::new();
+    for (key, counters) in entries {
+        if (key.syscall as usize) < SYSCALL_COUNT {
+            by_key.insert((key.tgid, key.syscall), counters);
+        }
+    }
+    let mut out: BTreeMap<u32, SyscallCounters> = BTreeMap::new();
+    for ((tgid, syscall), counters) in by_key {
+        out.entry(tgid).or_insert([Counters::default(); SYSCALL_COUNT])[syscall as usize] = counters;
+    }
+    out
+}
+
+/// Decodes one ring buffer item; `None` if it is not an `ExitRecord`'s size.
+pub fn decode_exit(bytes: &[u8]) -> Option<ExitRecord> {
+    if bytes.len() < std::mem::size_of::<ExitRecord>() {
+        return None;
+    }
+    // SAFETY: the buffer holds at least size_of::<ExitRecord>() bytes; ExitRecord is plain
+    // integers (any bit pattern is valid) and read_unaligned needs no alignment.
+    Some(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<ExitRecord>()) })
+}
+
+/// Keeps what has been learned across reads: final counts of exited processes, and names and
+/// parents of live ones (read once from /proc, so a process that dies is still named).
+#[derive(Default)]
+pub struct Collector {
+    exited: Vec<ProcessRecord>,
+    known: HashMap<u32, ProcessInfo>,
+    /// Parents learned outside the kernel's view (e.g. the command `run` forked before attach).
+    parents: HashMap<u32, u32>,
+}
+
+impl Collector {
+    /// Records `ppid` as the parent of `pid`, for when the kernel did not see the fork.
+    pub fn remember_parent(&mut self, pid: u32, ppid: u32) {
+        self.parents.insert(pid, ppid);
+    }
+
+    /// Moves every delivered exit record out of the ring buffer. Returns how many.
+    pub fn drain_exits(&mut self, exits: &mut RingBuf<MapData>) -> usize {
+        let mut n = 0;
+        while let Some(item) = exits.next() {
+            if let Some(record) = decode_exit(&item) {
+                let known = self.known.remove(&record.tgid);
+                let ppid = match (record.ppid, &known) {
+                    (0, Some(info)) => info.ppid,
+                    (0, None) => self.parents.get(&record.tgid).copied().unwrap_or(0),
+                    (ppid, _) => ppid,
+                };
+                self.exited.push(ProcessRecord {
+                    pid: record.tgid,
+                    ppid,
+                    comm: procfs::comm_from_bytes(&record.comm),
+                    exited: true,
+                    syscalls: record.counters,
+                });
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// Reads the live counters of every process that has any.
+    pub fn live(&mut self, maps: &Maps) -> Result<Vec<ProcessRecord>> {
+        let mut entries = Vec::new();
+        for item in maps.counters.iter() {
+            // An entry deleted while iterating is expected (its process just exited).
+            let Ok((key, per_cpu)) = item else { continue };
+            let mut sum = Counters::default();
+            for c in per_cpu.iter() {
+                sum.add(c);
+            }
+            entries.push((key, sum));
+        }
+        let folded = fold_counters(entries);
+        Ok(folded
+            .into_iter()
+            .map(|(pid, syscalls)| {
+                let info = self
+                    .known
+                    .entry(pid)
+                    .or_insert_with(|| {
+                        procfs::process_info(pid).unwrap_or(ProcessInfo {
+                            comm: "?".into(),
+                            ppid: 0,
+                            tgid: pid,
+                        })
+                    })
+                    .clone();
+                ProcessRecord {
+                    pid,
+                    ppid: info.ppid,
+                    comm: info.comm,
+                    exited: false,
+                    syscalls,
+                }
+            })
+            .collect())
+    }
+
+    /// Sum over CPUs of the drop counters.
+    pub fn dropped(&self, maps: &Maps) -> Result<Dropped> {
+        let mut out = [DropCounters::default(); drop_reason::COUNT as usize];
+        for (reason, slot) in out.iter_mut().enumerate() {
+            let per_cpu = maps
+                .dropped
+                .get(&(reason as u32), 0)
+                .context("reading the drop counters")?;
+            for d in per_cpu.iter() {
+                slot.calls = slot.calls.wrapping_add(d.calls);
+                slot.bytes = slot.bytes.wrapping_add(d.bytes);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Exited processes' final counts plus the live ones, and the drop counts.
+    pub fn snapshot(&mut self, maps: &mut Maps) -> Result<Snapshot> {
+        self.drain_exits(&mut maps.exits);
+        let mut processes = self.exited.clone();
+        processes.extend(self.live(maps)?);
+        Ok(Snapshot {
+            processes,
+            dropped: self.dropped(maps)?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn c(calls: u64, bytes: u64) -> Counters {
+        Counters { calls, bytes, ..Counters::default() }
+    }
+
+    #[test]
+    fn folds_by_process_and_replaces_repeats() {
+        let folded = fold_counters([
+            (ProcKey { tgid: 7, syscall: 0 }, c(1, 10)),
+            (ProcKey { tgid: 7, syscall: 16 }, c(2, 20)),
+            (ProcKey { tgid: 9, syscall: 1 }, c(3, 30)),
+            // Seen again after an iteration restart: the newer value wins, nothing doubles.
+            (ProcKey { tgid: 7, syscall: 0 }, c(4, 40)),
+            // An id past the table is ignored, not a panic.
+            (ProcKey { tgid: 9, syscall: 999 }, c(5, 50)),
+        ]);
+        assert_eq!(folded.len(), 2);
+        assert_eq!(folded[&7][0], c(4, 40));
+        assert_eq!(folded[&7][16], c(2, 20));
+        assert_eq!(folded[&9][1], c(3, 30));
+        assert!(fold_counters([]).is_empty());
+    }
+
+    #[test]
+    fn decodes_exit_records_and_rejects_short_ones() {
+        let mut record = ExitRecord { tgid: 42, ppid: 1, comm: [0; 16], counters: [Counters::default(); SYSCALL_COUNT] };
+        record.comm[..3].copy_from_slice(b"cat");
+        record.counters[3] = c(5, 500);
+        // SAFETY: viewing a plain #[repr(C)] value as bytes.
+        let bytes = unsafe {
+            std::slice::from_raw_parts((&raw const record).cast::<u8>(), std::mem::size_of::<ExitRecord>())
+        };
+        let decoded = decode_exit(bytes).unwrap();
+        assert_eq!((decoded.tgid, decoded.ppid, decoded.counters[3]), (42, 1, c(5, 500)));
+        assert!(decode_exit(&bytes[..10]).is_none());
+        assert!(decode_exit(&[]).is_none());
+    }
+}

@@ -1,0 +1,190 @@
+//! Preparing a trace without touching the kernel: which tracepoints to attach and the `Config`
+//! the programs run with, all derived from the syscall table and the tracepoint `format` files.
+
+use anyhow::{bail, Context, Result};
+use zerocopy_trace_common::{
+    Config, Family, SyscallConfig, MAX_CPUS, MAX_SYSCALL_NR, SYSCALLS,
+};
+
+use crate::{syscall_numbers::syscall_number, tracefs::Format};
+
+/// What to attach and with which configuration.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    pub config: Config,
+    /// Syscall names whose enter and exit tracepoints both exist: these get attached.
+    pub covered: Vec<&'static str>,
+    /// Syscalls this kernel has no tracepoints for: not counted, and said so.
+    pub not_covered: Vec<&'static str>,
+}
+
+/// Filters and limits chosen on the command line.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Scope {
+    /// Count only processes in the traced set (else: every process).
+    pub filtered: bool,
+    /// Children of traced processes join the set when they are forked.
+    pub follow_children: bool,
+}
+
+/// Builds the plan. `format(category, name)` returns a tracepoint's parsed format, or `None`
+/// when the kernel does not have it.
+pub fn plan(
+    mut format: impl FnMut(&str, &str) -> Result<Option<Format>>,
+    scope: Scope,
+    nr_cpus: u32,
+) -> Result<Plan> {
+    let mut config = Config::empty();
+    let (mut covered, mut not_covered) = (Vec::new(), Vec::new());
+    let (mut nr_offset, mut ret_offset) = (None, None);
+
+    for (id, desc) in SYSCALLS.iter().enumerate() {
+        let enter = format("syscalls", &format!("sys_enter_{}", desc.name))?;
+        let exit = format("syscalls", &format!("sys_exit_{}", desc.name))?;
+        let (Some(enter), Some(exit)) = (enter, exit) else {
+            not_covered.push(desc.name);
+            continue;
+        };
+        let nr = syscall_number(desc.name)
+            .filter(|nr| (0..MAX_SYSCALL_NR as i64).contains(nr))
+            .with_context(|| format!("no usable syscall number for {}", desc.name))?;
+        config.syscall_of_nr[nr as usize] = id as u8;
+
+        // Every syscall tracepoint shares these; insist they agree rather than pick one.
+        same_offset(&mut nr_offset, enter.offset("__syscall_nr")?, "__syscall_nr")?;
+        same_offset(&mut nr_offset, exit.offset("__syscall_nr")?, "__syscall_nr")?;
+        same_offset(&mut ret_offset, exit.offset("ret")?, "ret")?;
+
+        let optional = |field: Option<&str>| -> Result<u16> {
+            field.map_or(Ok(0), |name| enter.offset(name))
+        };
+        config.syscalls[id] = SyscallConfig {
+            source_fd_offset: optional(desc.source_fd)?,
+            destination_fd_offset: optional(desc.destination_fd)?,
+            // MSG_ZEROCOPY only changes anything for sends.
+            msg_flags_offset: if desc.family == Family::Send {
+                optional(desc.msg_flags)?
+            } else {
+                0
+            },
+            mmsg_vector_offset: optional(desc.mmsg_vector)?,
+        };
+        covered.push(desc.name);
+    }
+    if covered.is_empty() {
+        bail!("this kernel has none of the data-path syscall tracepoints (syscalls/sys_enter_read, ...); is CONFIG_FTRACE_SYSCALLS set?");
+    }
+    config.nr_offset = nr_offset.unwrap_or_default();
+    config.ret_offset = ret_offset.unwrap_or_default();
+
+    let exit = format("sched", "sched_process_exit")?
+        .context("tracepoint sched/sched_process_exit is missing")?;
+    config.exit_pid_offset = exit.offset("pid")?;
+    config.exit_group_dead_offset = exit.offset("group_dead").context(
+        "sched_process_exit has no group_dead field (kernel older than 6.x?): cannot tell when a process ends",
+    )?;
+    let fork = format("sched", "sched_process_fork")?
+        .context("tracepoint sched/sched_process_fork is missing")?;
+    config.fork_child_pid_offset = fork.offset("child_pid")?;
+
+    config.filter_enabled = scope.filtered as u16;
+    config.follow_children = scope.follow_children as u16;
+    config.nr_cpus = nr_cpus.min(MAX_CPUS);
+    config.agent_tgid = std::process::id();
+    Ok(Plan {
+        config,
+        covered,
+        not_covered,
+    })
+}
+
+fn same_offset(slot: &mut Option<u16>, offset: u16, field: &str) -> Result<()> {
+    match *slot {
+        Some(existing) if existing != offset => {
+            bail!("field {field} is at offset {existing} in one syscall tracepoint and {offset} in another")
+        }
+        _ => *slot = Some(offset),
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tracefs::parse_format;
+    use zerocopy_trace_common::{syscalls::syscall_id, NOT_TRACED};
+
+    /// A format as the kernel writes it: common fields, `__syscall_nr`, then 8-byte slots.
+    fn syscall_format(name: &str, args: &[&str]) -> Format {
+        let mut text = format!(
+            "name: {name}\nID: 1\nformat:\n\tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;\n\tfield:int __syscall_nr;\toffset:8;\tsize:4;\tsigned:1;\n"
+        );
+        for (i, arg) in args.iter().enumerate() {
+            text += &format!("\tfield:long {arg};\toffset:{};\tsize:8;\tsigned:0;\n", 16 + 8 * i);
+        }
+        parse_format(&text).unwrap()
+    }
+
+    fn fake_kernel(missing: &'static [&'static str]) -> impl FnMut(&str, &str) -> Result<Option<Format>> {
+        move |category, name| {
+            Ok(match (category, name) {
+                ("sched", "sched_process_exit") => Some(
+                    parse_format("name: sched_process_exit\n\tfield:char comm[16];\toffset:8;\tsize:16;\tsigned:0;\n\tfield:pid_t pid;\toffset:24;\tsize:4;\tsigned:1;\n\tfield:bool group_dead;\toffset:32;\tsize:1;\tsigned:0;\n").unwrap(),
+                ),
+                ("sched", "sched_process_fork") => Some(
+                    parse_format("name: sched_process_fork\n\tfield:pid_t child_pid;\toffset:20;\tsize:4;\tsigned:1;\n").unwrap(),
+                ),
+                (_, n) if missing.iter().any(|m| n.ends_with(m)) => None,
+                (_, n) if n.starts_with("sys_exit_") => Some(syscall_format(n, &["ret"])),
+                (_, "sys_enter_splice") => Some(syscall_format("sys_enter_splice", &["fd_in", "off_in", "fd_out", "off_out", "len", "flags"])),
+                (_, "sys_enter_sendfile64") => Some(syscall_format("sys_enter_sendfile64", &["out_fd", "in_fd", "offset", "count"])),
+                (_, "sys_enter_sendmmsg") => Some(syscall_format("sys_enter_sendmmsg", &["fd", "mmsg", "vlen", "flags"])),
+                (_, "sys_enter_recvmmsg") => Some(syscall_format("sys_enter_recvmmsg", &["fd", "mmsg", "vlen", "flags", "timeout"])),
+                (_, "sys_enter_sendto") => Some(syscall_format("sys_enter_sendto", &["fd", "buff", "len", "flags"])),
+                (_, "sys_enter_sendmsg") => Some(syscall_format("sys_enter_sendmsg", &["fd", "msg", "flags"])),
+                (_, "sys_enter_recvfrom") => Some(syscall_format("sys_enter_recvfrom", &["fd", "ubuf", "size", "flags"])),
+                (_, "sys_enter_recvmsg") => Some(syscall_format("sys_enter_recvmsg", &["fd", "msg", "flags"])),
+                (_, "sys_enter_tee") => Some(syscall_format("sys_enter_tee", &["fdin", "fdout", "len", "flags"])),
+                (_, "sys_enter_copy_file_range") => Some(syscall_format("sys_enter_copy_file_range", &["fd_in", "off_in", "fd_out", "off_out", "len", "flags"])),
+                (_, n) => Some(syscall_format(n, &["fd", "buf", "count"])),
+            })
+        }
+    }
+
+    #[test]
+    fn offsets_come_from_the_formats() {
+        let plan = plan(fake_kernel(&[]), Scope::default(), 4).unwrap();
+        assert_eq!(plan.covered.len(), SYSCALLS.len());
+        assert!(plan.not_covered.is_empty());
+        let c = &plan.config;
+        assert_eq!((c.nr_offset, c.ret_offset), (8, 16));
+        assert_eq!((c.exit_pid_offset, c.exit_group_dead_offset, c.fork_child_pid_offset), (24, 32, 20));
+        let splice = c.syscalls[syscall_id("splice").unwrap()];
+        assert_eq!((splice.source_fd_offset, splice.destination_fd_offset), (16, 32));
+        let sendfile = c.syscalls[syscall_id("sendfile64").unwrap()];
+        assert_eq!((sendfile.source_fd_offset, sendfile.destination_fd_offset), (24, 16));
+        let sendmmsg = c.syscalls[syscall_id("sendmmsg").unwrap()];
+        assert_eq!((sendmmsg.mmsg_vector_offset, sendmmsg.msg_flags_offset), (24, 40));
+        // Receives keep no flags: MSG_ZEROCOPY is a send-side flag.
+        assert_eq!(c.syscalls[syscall_id("recvfrom").unwrap()].msg_flags_offset, 0);
+        assert_eq!(c.nr_cpus, 4);
+        let read_nr = libc::SYS_read as usize;
+        assert_eq!(c.syscall_of_nr[read_nr], 0);
+        assert_eq!(c.syscall_of_nr[libc::SYS_openat as usize], NOT_TRACED);
+    }
+
+    #[test]
+    fn missing_tracepoints_are_skipped_and_listed() {
+        let plan = plan(fake_kernel(&["_tee"]), Scope::default(), 1).unwrap();
+        assert_eq!(plan.not_covered, vec!["tee"]);
+        assert_eq!(plan.config.syscall_of_nr[libc::SYS_tee as usize], NOT_TRACED);
+    }
+
+    #[test]
+    fn scope_reaches_the_kernel_config() {
+        let scope = Scope { filtered: true, follow_children: true };
+        let plan = plan(fake_kernel(&[]), scope, 100_000).unwrap();
+        assert_eq!((plan.config.filter_enabled, plan.config.follow_children), (1, 1));
+        assert_eq!(plan.config.nr_cpus, MAX_CPUS);
+    }
+}

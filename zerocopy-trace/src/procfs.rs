@@ -1,0 +1,107 @@
+//! What the agent reads from /proc: a process's name and parent, and whether it exists.
+//! A process can vanish between any two reads; that is an ordinary `None`, never an error.
+
+use std::fs;
+
+/// Name and parent of a live process.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProcessInfo {
+    pub comm: String,
+    pub ppid: u32,
+    /// Thread group id: differs from the pid asked about when that pid is a thread.
+    pub tgid: u32,
+}
+
+/// Reads /proc/PID/status (name, parent and thread group in one small read).
+pub fn process_info(pid: u32) -> Option<ProcessInfo> {
+    let text = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    parse_status(&text)
+}
+
+/// Parses the `Name:`, `Tgid:` and `PPid:` lines of /proc/PID/status.
+pub fn parse_status(text: &str) -> Option<ProcessInfo> {
+    let (mut comm, mut ppid, mut tgid) = (None, None, None);
+    for line in text.lines() {
+        let Some((key, value)) = line.split_once(':') else {
+            continue;
+        };
+        let value = value.trim();
+        match key {
+            "Name" => comm = Some(unescape_name(value)),
+            "PPid" => ppid = value.parse().ok(),
+            "Tgid" => tgid = value.parse().ok(),
+            _ => {}
+        }
+    }
+    Some(ProcessInfo {
+        comm: comm?,
+        ppid: ppid?,
+        tgid: tgid?,
+    })
+}
+
+/// /proc/PID/status escapes `\n` and `\\` in names; undo that so names match `comm`.
+fn unescape_name(name: &str) -> String {
+    name.replace("\\n", "\n").replace("\\\\", "\\")
+}
+
+/// Turns a kernel `comm` buffer (NUL-padded) into a string.
+pub fn comm_from_bytes(bytes: &[u8]) -> String {
+    let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+    String::from_utf8_lossy(&bytes[..end]).into_owned()
+}
+
+/// Whether a process (or thread) with this pid exists.
+pub fn exists(pid: u32) -> bool {
+    fs::metadata(format!("/proc/{pid}")).is_ok()
+}
+
+/// Every process (thread group) currently alive, with its info.
+pub fn all_processes() -> Vec<(u32, ProcessInfo)> {
+    let Ok(dir) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|entry| {
+        let pid: u32 = entry.ok()?.file_name().to_str()?.parse().ok()?;
+        Some((pid, process_info(pid)?))
+    })
+    .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_status() {
+        let text = "Name:\tnginx\nUmask:\t0022\nState:\tS (sleeping)\nTgid:\t4121\nNgid:\t0\nPid:\t4122\nPPid:\t4120\n";
+        assert_eq!(
+            parse_status(text),
+            Some(ProcessInfo { comm: "nginx".into(), ppid: 4120, tgid: 4121 })
+        );
+    }
+
+    #[test]
+    fn odd_names_and_garbage() {
+        let text = "Name:\tmy proc\\nx: y\nTgid:\t1\nPPid:\t0\n";
+        assert_eq!(parse_status(text).unwrap().comm, "my proc\nx: y");
+        assert_eq!(parse_status(""), None);
+        assert_eq!(parse_status("Name:\tx\nTgid:\tnope\nPPid:\t1\n"), None);
+        assert_eq!(parse_status("\u{0}:\u{0}\n::::\n"), None);
+    }
+
+    #[test]
+    fn comm_bytes() {
+        assert_eq!(comm_from_bytes(b"cat\0\0\0garbage"), "cat");
+        assert_eq!(comm_from_bytes(b"0123456789abcdef"), "0123456789abcdef");
+        assert_eq!(comm_from_bytes(b""), "");
+    }
+
+    #[test]
+    fn this_process_exists_and_is_readable() {
+        let me = std::process::id();
+        assert!(exists(me));
+        let info = process_info(me).unwrap();
+        assert_eq!(info.tgid, me);
+    }
+}

@@ -1,0 +1,140 @@
+//! The JSON report: a contract for tests and other tools.
+//! `{"duration_s", "processes": [{"pid", "ppid", "comm", "exited", "syscalls": {"<name>":
+//! {"calls", "bytes", "errors", "msg_zerocopy_bytes"}}, "copied_bytes", "zero_copy_bytes",
+//! "transitions", "zero_copy_ratio", "verdict"}], "dropped": {"<reason>": {"calls", "bytes"}},
+//! "not_covered": [...]}`. Syscalls a process never called are left out of its map.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use zerocopy_trace_common::{drop_reason, SYSCALLS};
+
+use super::{ranked, Report};
+use crate::model::Verdict;
+
+#[derive(Serialize)]
+struct JsonReport<'a> {
+    duration_s: f64,
+    processes: Vec<JsonProcess<'a>>,
+    dropped: BTreeMap<&'static str, JsonDropped>,
+    not_covered: &'a [&'static str],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ended_because: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct JsonProcess<'a> {
+    pid: u32,
+    ppid: u32,
+    comm: &'a str,
+    exited: bool,
+    syscalls: BTreeMap<&'static str, JsonSyscall>,
+    copied_bytes: u64,
+    zero_copy_bytes: u64,
+    transitions: u64,
+    zero_copy_ratio: Option<f64>,
+    verdict: Verdict,
+}
+
+#[derive(Serialize)]
+struct JsonSyscall {
+    calls: u64,
+    bytes: u64,
+    errors: u64,
+    msg_zerocopy_bytes: u64,
+}
+
+#[derive(Serialize)]
+struct JsonDropped {
+    calls: u64,
+    bytes: u64,
+}
+
+pub fn to_json(report: &Report) -> String {
+    let processes = ranked(report.snapshot)
+        .into_iter()
+        .map(|(p, cost)| JsonProcess {
+            pid: p.pid,
+            ppid: p.ppid,
+            comm: &p.comm,
+            exited: p.exited,
+            syscalls: SYSCALLS
+                .iter()
+                .zip(&p.syscalls)
+                .filter(|(_, c)| c.calls > 0)
+                .map(|(desc, c)| {
+                    (
+                        desc.name,
+                        JsonSyscall {
+                            calls: c.calls,
+                            bytes: c.bytes,
+                            errors: c.errors,
+                            msg_zerocopy_bytes: c.msg_zerocopy_bytes,
+                        },
+                    )
+                })
+                .collect(),
+            copied_bytes: cost.copied_bytes,
+            zero_copy_bytes: cost.zero_copy_bytes,
+            transitions: cost.transitions,
+            zero_copy_ratio: cost.zero_copy_ratio(),
+            verdict: cost.verdict(),
+        })
+        .collect();
+    let dropped = drop_reason::NAMES
+        .iter()
+        .zip(&report.snapshot.dropped)
+        .map(|(name, d)| (*name, JsonDropped { calls: d.calls, bytes: d.bytes }))
+        .collect();
+    let doc = JsonReport {
+        duration_s: report.duration.as_secs_f64(),
+        processes,
+        dropped,
+        not_covered: report.not_covered,
+        ended_because: report.ended_because.as_deref(),
+    };
+    // Serialising plain structs of numbers and strings cannot fail.
+    serde_json::to_string_pretty(&doc).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use serde_json::Value;
+    use zerocopy_trace_common::{syscalls::syscall_id, Counters, SYSCALL_COUNT};
+
+    use super::*;
+    use crate::collect::{ProcessRecord, Snapshot};
+
+    #[test]
+    fn contract_fields() {
+        let mut syscalls = [Counters::default(); SYSCALL_COUNT];
+        syscalls[syscall_id("sendfile64").unwrap()] = Counters { calls: 16, bytes: 1 << 20, ..Default::default() };
+        syscalls[syscall_id("read").unwrap()] = Counters { calls: 2, bytes: 0, errors: 2, ..Default::default() };
+        let snapshot = Snapshot {
+            processes: vec![
+                ProcessRecord { pid: 10, ppid: 1, comm: "srv".into(), exited: true, syscalls },
+                ProcessRecord { pid: 11, ppid: 1, comm: "none".into(), exited: false, syscalls: [Counters::default(); SYSCALL_COUNT] },
+            ],
+            dropped: Default::default(),
+        };
+        let report = Report { duration: Duration::from_millis(1500), snapshot: &snapshot, not_covered: &["tee"], ended_because: None };
+        let v: Value = serde_json::from_str(&to_json(&report)).unwrap();
+        assert_eq!(v["duration_s"], 1.5);
+        assert_eq!(v["processes"].as_array().unwrap().len(), 1);
+        let p = &v["processes"][0];
+        assert_eq!((p["pid"].as_u64(), p["ppid"].as_u64(), p["comm"].as_str()), (Some(10), Some(1), Some("srv")));
+        assert_eq!(p["syscalls"]["sendfile64"]["calls"], 16);
+        assert_eq!(p["syscalls"]["sendfile64"]["bytes"], 1 << 20);
+        assert_eq!(p["syscalls"]["read"]["errors"], 2);
+        assert!(p["syscalls"].get("write").is_none());
+        assert_eq!(p["copied_bytes"], 0);
+        assert_eq!(p["zero_copy_bytes"], 1 << 20);
+        assert_eq!(p["transitions"], 36);
+        assert_eq!(p["zero_copy_ratio"], 1.0);
+        assert_eq!(p["verdict"], "zero-copy");
+        assert_eq!(v["dropped"]["missing_enter"]["calls"], 0);
+        assert_eq!(v["not_covered"][0], "tee");
+    }
+}

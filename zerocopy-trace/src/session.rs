@@ -1,0 +1,196 @@
+//! One trace from attach to report: the event loop that keeps the exit ring buffer drained,
+//! watches for the end (duration, signals, the command or the targets exiting), then detaches
+//! and takes the final snapshot.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use tokio::signal::unix::{signal, SignalKind};
+
+use crate::{
+    attach::{self, Limits, Maps, Tracer},
+    collect::{Collector, Snapshot},
+    launch::RunningChild,
+    plan::{self, Plan, Scope},
+    privileges, procfs, tracefs,
+};
+
+/// How often exit records are drained and process names refreshed.
+const TICK: Duration = Duration::from_millis(100);
+
+/// Which processes to count.
+#[derive(Clone, Debug, Default)]
+pub struct Targets {
+    pub pids: Vec<u32>,
+    pub comms: Vec<String>,
+    pub follow_children: bool,
+}
+
+impl Targets {
+    fn filtered(&self) -> bool {
+        !self.pids.is_empty() || !self.comms.is_empty()
+    }
+}
+
+/// Why the trace ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum End {
+    Duration,
+    Signal(&'static str),
+    /// The command of `run` exited with this status.
+    CommandExited(u8),
+    /// Every process named by --pid is gone.
+    TargetsGone,
+}
+
+/// The finished trace.
+pub struct Outcome {
+    pub snapshot: Snapshot,
+    pub elapsed: Duration,
+    pub end: End,
+    pub not_covered: Vec<&'static str>,
+}
+
+/// An attached trace, not yet running its loop.
+pub struct Session {
+    tracer: Tracer,
+    maps: Maps,
+    plan: Plan,
+    targets: Targets,
+    collector: Collector,
+}
+
+fn possible_cpus() -> Result<u32> {
+    let n = aya::util::nr_cpus().map_err(|(what, e)| anyhow::Error::new(e).context(what))?;
+    Ok(n as u32)
+}
+
+/// Checks privileges and tracefs, plans, loads and attaches, and registers the targets.
+/// `extra_pid` is the stopped child of `run`, registered before it may run.
+pub fn start(targets: Targets, extra_pid: Option<u32>, max_processes: u32) -> Result<Session> {
+    privileges::check()?;
+    let tracefs = tracefs::locate_or_mount()?;
+    let mut pids = resolve_pids(&targets.pids)?;
+    for name in &targets.comms {
+        let matching: Vec<u32> = procfs::all_processes()
+            .into_iter()
+            .filter(|(pid, info)| info.comm == *name && info.tgid == *pid)
+            .map(|(pid, _)| pid)
+            .collect();
+        if matching.is_empty() {
+            log::warn!("no process named {name:?} is running; only its later children of traced processes would be seen");
+        }
+        pids.extend(matching);
+    }
+    pids.extend(extra_pid);
+    let mut collector = Collector::default();
+    if let Some(pid) = extra_pid {
+        // Forked by us before attach: the kernel never saw that fork.
+        collector.remember_parent(pid, std::process::id());
+    }
+    let scope = Scope {
+        filtered: targets.filtered() || extra_pid.is_some(),
+        follow_children: targets.follow_children,
+    };
+    let plan = plan::plan(
+        |category, name| tracefs::read_format(&tracefs, category, name),
+        scope,
+        possible_cpus()?,
+    )?;
+    if !plan.not_covered.is_empty() {
+        log::warn!(
+            "this kernel has no tracepoints for {}: those syscalls are not counted",
+            plan.not_covered.join(", ")
+        );
+    }
+    let (tracer, mut maps) = attach::attach(&plan, Limits::for_processes(max_processes))?;
+    for pid in pids {
+        maps.traced
+            .insert(pid, 1, 0)
+            .with_context(|| format!("registering pid {pid} (more targets than --max-processes?)"))?;
+    }
+    Ok(Session {
+        tracer,
+        maps,
+        plan,
+        targets,
+        collector,
+    })
+}
+
+/// Each --pid as its thread group id; an unknown pid is an error.
+fn resolve_pids(pids: &[u32]) -> Result<Vec<u32>> {
+    pids.iter()
+        .map(|&pid| {
+            procfs::process_info(pid)
+                .map(|info| info.tgid)
+                .with_context(|| format!("no such process: {pid}"))
+        })
+        .collect()
+}
+
+impl Session {
+    pub fn program_ids(&self) -> &[u32] {
+        &self.tracer.program_ids
+    }
+
+    /// Runs until the duration passes, a signal arrives, the command exits, or the targets are
+    /// gone; then detaches and returns the final snapshot.
+    pub async fn run(mut self, duration: Option<Duration>, command: Option<RunningChild>) -> Result<Outcome> {
+        let started = Instant::now();
+        let mut interrupt = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+        let mut terminate = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+        let mut hangup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+        let deadline = async {
+            match duration {
+                Some(d) => tokio::time::sleep(d).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::pin!(deadline);
+        let command_exit = async {
+            match command {
+                Some(child) => tokio::task::spawn_blocking(move || child.wait()).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::pin!(command_exit);
+        let mut tick = tokio::time::interval(TICK);
+        let collector = &mut self.collector;
+        let watch_pids = self.targets.pids.clone();
+
+        let end = loop {
+            tokio::select! {
+                _ = interrupt.recv() => break End::Signal("SIGINT"),
+                _ = terminate.recv() => break End::Signal("SIGTERM"),
+                _ = hangup.recv() => break End::Signal("SIGHUP"),
+                _ = &mut deadline => break End::Duration,
+                status = &mut command_exit => {
+                    let status = status.context("waiting for the command")??;
+                    break End::CommandExited(status);
+                }
+                _ = tick.tick() => {
+                    collector.drain_exits(&mut self.maps.exits);
+                    self.tracer.flush_kernel_log();
+                    // Learn names while processes are alive: a process that dies later is
+                    // still reported under its name.
+                    collector.live(&self.maps)?;
+                    if !watch_pids.is_empty() && !watch_pids.iter().any(|&p| procfs::exists(p)) {
+                        break End::TargetsGone;
+                    }
+                }
+            }
+        };
+        let elapsed = started.elapsed();
+        // Detach first: after this no exit record can be in flight, so draining the ring
+        // buffer and then reading the live map counts every process exactly once.
+        self.tracer.detach();
+        let snapshot = collector.snapshot(&mut self.maps)?;
+        Ok(Outcome {
+            snapshot,
+            elapsed,
+            end,
+            not_covered: self.plan.not_covered.clone(),
+        })
+    }
+}
