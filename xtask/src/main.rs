@@ -1,1 +1,99 @@
-fn main() {}
+//! `cargo xtask`: the one entry point that provisions the eBPF toolchain and drives the builds,
+//! tests and lints of this workspace.
+//!
+//! Layout: `toolchain` finds or installs the eBPF compiler and bpf-linker (with `apt` for Debian
+//! packages), `ebpf` builds and lints the kernel crate, `tasks` strings the steps of each
+//! subcommand together, and `cmd` runs child processes.
+
+mod apt;
+mod bench;
+mod cmd;
+mod ebpf;
+mod tasks;
+mod toolchain;
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    bin_name = "cargo xtask",
+    about = "Build, run, test and lint zerocopy-trace"
+)]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Build the eBPF object (always optimised), then the agent that embeds it.
+    Build {
+        /// Build the agent in release mode.
+        #[arg(long)]
+        release: bool,
+    },
+    /// Build, then run the agent with ARGS (it needs root: run xtask as root yourself).
+    Run {
+        /// Build and run the agent in release mode.
+        #[arg(long)]
+        release: bool,
+        /// Arguments for the agent, after `--`.
+        #[arg(last = true)]
+        args: Vec<OsString>,
+    },
+    /// Build the eBPF object, then run the workspace tests one at a time.
+    Test {
+        /// Extra `cargo test` arguments after `--`; a second `--` starts the test binaries' own.
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+    /// Check formatting, then clippy (with -D warnings) on the host crates and the eBPF crate.
+    Lint,
+    /// Find or install the eBPF toolchain (rustc with core source, bpf-linker) and show it.
+    Toolchain,
+    // `Bench` joins here, implemented in bench.rs.
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli.task) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("xtask: error: {err:#}");
+            // A failed child passes on its own exit code (cargo test's 101, say).
+            let code = err
+                .downcast_ref::<cmd::Failed>()
+                .map_or(1, cmd::Failed::code);
+            ExitCode::from(u8::try_from(code).unwrap_or(1))
+        }
+    }
+}
+
+fn run(task: Task) -> Result<()> {
+    let workspace = workspace_root()?;
+    match task {
+        Task::Build { release } => {
+            let agent = tasks::build(&workspace, release)?;
+            eprintln!("xtask: built {}", agent.display());
+            Ok(())
+        }
+        Task::Run { release, args } => tasks::run(&workspace, release, &args),
+        Task::Test { args } => tasks::test(&workspace, &args),
+        Task::Lint => tasks::lint(&workspace),
+        Task::Toolchain => tasks::toolchain(&workspace),
+    }
+}
+
+/// The workspace root: xtask's own manifest sits one level below it. Fixed at compile time, so
+/// xtask works from any directory.
+fn workspace_root() -> Result<PathBuf> {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .context("xtask's manifest directory has no parent")
+}

@@ -4,7 +4,9 @@
 
 use core::ptr::{addr_of, read_volatile};
 
-use zerocopy_trace_common::{Config, SyscallConfig, MAX_CPUS, MAX_SYSCALL_NR, NOT_TRACED, SYSCALL_COUNT};
+use zerocopy_trace_common::{
+    Config, SyscallConfig, MAX_CPUS, MAX_SYSCALL_NR, NOT_TRACED, SYSCALL_COUNT,
+};
 
 #[no_mangle]
 static CONFIG: Config = Config::empty();

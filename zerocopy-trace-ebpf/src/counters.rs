@@ -27,7 +27,11 @@ pub fn record(key: &ProcKey, call: &Call) {
         None => {
             // First call of this syscall by this process. BPF_NOEXIST: if another CPU just
             // created it, its insert wins and the lookup below finds it.
-            let _ = PROC_COUNTERS.insert(key, Counters::default(), aya_ebpf::bindings::BPF_NOEXIST.into());
+            let _ = PROC_COUNTERS.insert(
+                key,
+                Counters::default(),
+                aya_ebpf::bindings::BPF_NOEXIST.into(),
+            );
             match PROC_COUNTERS.get_ptr_mut(key) {
                 Some(slot) => slot,
                 None => {

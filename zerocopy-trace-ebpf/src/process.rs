@@ -36,11 +36,17 @@ fn on_fork(ctx: &TracePointContext) {
         return;
     }
     // Metadata only (the ppid shown for processes that exit): a full map loses no count.
-    let _ = PARENTS.insert(&child, &parent, 0);
-    if config::filter_enabled() && config::follow_children() && TRACED.insert(&child, &1, BPF_NOEXIST.into()).is_err() {
+    let _ = PARENTS.insert(child, parent, 0);
+    if config::filter_enabled()
+        && config::follow_children()
+        && TRACED.insert(child, 1, BPF_NOEXIST.into()).is_err()
+    {
         // SAFETY: presence test only.
-        if unsafe { TRACED.get(&child) }.is_none() {
-            warn!(ctx, "traced-process map full: child {} of {} not followed", child, parent);
+        if unsafe { TRACED.get(child) }.is_none() {
+            warn!(
+                ctx,
+                "traced-process map full: child {} of {} not followed", child, parent
+            );
         }
     }
 }
@@ -62,11 +68,11 @@ fn on_exit(ctx: &TracePointContext) {
     let pid = pid as u32;
     let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
 
-    let _ = PENDING.remove(&pid);
+    let _ = PENDING.remove(pid);
     if pid != tgid {
         // A thread: its entries are per-thread. The leader's stay until the group is dead.
-        let _ = PARENTS.remove(&pid);
-        let _ = TRACED.remove(&pid);
+        let _ = PARENTS.remove(pid);
+        let _ = TRACED.remove(pid);
     }
     if group_dead == 0 {
         return;
@@ -74,8 +80,8 @@ fn on_exit(ctx: &TracePointContext) {
     if is_traced(tgid) {
         deliver_final_counts(ctx, tgid);
     }
-    let _ = PARENTS.remove(&tgid);
-    let _ = TRACED.remove(&tgid);
+    let _ = PARENTS.remove(tgid);
+    let _ = TRACED.remove(tgid);
 }
 
 /// Moves the process's counters out of `PROC_COUNTERS` into one `ExitRecord` on the ring
@@ -86,7 +92,10 @@ fn deliver_final_counts(ctx: &TracePointContext, tgid: u32) {
         let (calls, bytes) = free_counters(tgid, None);
         if calls > 0 {
             dropped_batch(drop_reason::EXIT_LOST, calls, bytes);
-            warn!(ctx, "exit ring buffer full: final counts of process {} dropped", tgid);
+            warn!(
+                ctx,
+                "exit ring buffer full: final counts of process {} dropped", tgid
+            );
         }
         return;
     };
@@ -95,7 +104,7 @@ fn deliver_final_counts(ctx: &TracePointContext, tgid: u32) {
     // is written before submit.
     let calls = unsafe {
         (*record).tgid = tgid;
-        (*record).ppid = PARENTS.get(&tgid).copied().unwrap_or(0);
+        (*record).ppid = PARENTS.get(tgid).copied().unwrap_or(0);
         (*record).comm = bpf_get_current_comm().unwrap_or([0; 16]);
         let (calls, _) = free_counters(tgid, Some(&mut (*record).counters));
         calls
@@ -137,7 +146,7 @@ fn free_counters(tgid: u32, mut out: Option<&mut [Counters; SYSCALL_COUNT]>) -> 
             cpu += 1;
         }
         if cpu > 0 {
-            let _ = PROC_COUNTERS.remove(&key);
+            let _ = PROC_COUNTERS.remove(key);
         }
         calls += sum.calls;
         bytes += sum.bytes;

@@ -39,7 +39,7 @@ pub fn is_traced(tgid: u32) -> bool {
         return false;
     }
     // SAFETY: only tested for presence, the value is not read.
-    !config::filter_enabled() || unsafe { TRACED.get(&tgid) }.is_some()
+    !config::filter_enabled() || unsafe { TRACED.get(tgid) }.is_some()
 }
 
 /// The syscall id of the tracepoint being run.
@@ -77,11 +77,11 @@ fn on_enter(ctx: &TracePointContext) {
     };
     // Overwriting the thread's existing slot avoids the bucket lock and free-list work of an
     // update; only a thread's first traced call inserts.
-    match PENDING.get_ptr_mut(&tid) {
+    match PENDING.get_ptr_mut(tid) {
         // SAFETY: the pointer is to this thread's own entry; only this thread writes it.
         Some(slot) => unsafe { *slot = call },
         None => {
-            if PENDING.insert(&tid, &call, 0).is_err() {
+            if PENDING.insert(tid, call, 0).is_err() {
                 dropped(drop_reason::PENDING_FULL, 0);
             }
         }
@@ -107,7 +107,7 @@ fn on_exit(ctx: &TracePointContext) {
     // SAFETY: `ret` is a long at the configured offset of every sys_exit tracepoint.
     let ret = unsafe { ctx.read_at::<i64>(config::ret_offset()) }.unwrap_or(-1);
 
-    let pending = match PENDING.get_ptr_mut(&tid) {
+    let pending = match PENDING.get_ptr_mut(tid) {
         // SAFETY: this thread's own entry; reading then clearing `in_flight` cannot race.
         Some(slot) => unsafe {
             let call = *slot;

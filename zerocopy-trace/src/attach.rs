@@ -1,12 +1,12 @@
 //! The one place that touches the kernel to start and stop tracing: load the object with its
 //! configuration, attach the programs, hand out the maps, and detach.
 
+use anyhow::{anyhow, Context, Result};
 use aya::{
     maps::{HashMap, MapData, PerCpuArray, PerCpuHashMap, RingBuf},
     programs::{trace_point::TracePointLinkId, TracePoint},
     Ebpf, EbpfLoader,
 };
-use anyhow::{anyhow, Context, Result};
 use zerocopy_trace_common::{names, Counters, DropCounters, ProcKey};
 
 use crate::plan::Plan;
@@ -88,7 +88,8 @@ pub fn attach(plan: &Plan, limits: Limits) -> Result<(Tracer, Maps)> {
             .with_context(|| format!("program {program} missing from the eBPF object"))?
             .try_into()
             .with_context(|| format!("program {program} is not a tracepoint"))?;
-        tp.load().map_err(|e| load_error(e, &format!("loading program {program}")))?;
+        tp.load()
+            .map_err(|e| load_error(e, &format!("loading program {program}")))?;
         if let Ok(info) = tp.info() {
             program_ids.push(info.id());
         }
@@ -109,8 +110,14 @@ pub fn attach(plan: &Plan, limits: Limits) -> Result<(Tracer, Maps)> {
             .collect()
     };
     // Process hooks first: exits and forks are then seen for every counted syscall.
-    attach_all(names::PROG_PROCESS_EXIT, &[("sched", "sched_process_exit".into())])?;
-    attach_all(names::PROG_PROCESS_FORK, &[("sched", "sched_process_fork".into())])?;
+    attach_all(
+        names::PROG_PROCESS_EXIT,
+        &[("sched", "sched_process_exit".into())],
+    )?;
+    attach_all(
+        names::PROG_PROCESS_FORK,
+        &[("sched", "sched_process_fork".into())],
+    )?;
     attach_all(names::PROG_SYSCALL_EXIT, &syscall_targets("exit"))?;
     attach_all(names::PROG_SYSCALL_ENTER, &syscall_targets("enter"))?;
 

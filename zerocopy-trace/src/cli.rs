@@ -68,7 +68,9 @@ pub struct RunArgs {
 /// nothing is a mistake worth saying.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
-    let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(text.len());
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
     let value: f64 = number
         .parse()
@@ -78,10 +80,16 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "ms" => value / 1000.0,
         "m" | "min" => value * 60.0,
         "h" => value * 3600.0,
-        other => return Err(format!("unknown unit `{other}` in `{text}` (use ms, s, m or h)")),
+        other => {
+            return Err(format!(
+                "unknown unit `{other}` in `{text}` (use ms, s, m or h)"
+            ))
+        }
     };
     if !seconds.is_finite() || seconds <= 0.0 || seconds > 366.0 * 86400.0 {
-        return Err(format!("`{text}` is out of range (more than 0, at most a year)"));
+        return Err(format!(
+            "`{text}` is out of range (more than 0, at most a year)"
+        ));
     }
     Ok(Duration::from_secs_f64(seconds))
 }
@@ -99,7 +107,17 @@ mod tests {
         assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
         assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
-        for bad in ["", "0", "0s", "-1s", "abc", "10x", "1e999", "s", "9999999999h"] {
+        for bad in [
+            "",
+            "0",
+            "0s",
+            "-1s",
+            "abc",
+            "10x",
+            "1e999",
+            "s",
+            "9999999999h",
+        ] {
             assert!(parse_duration(bad).is_err(), "{bad:?} accepted");
         }
     }
@@ -111,7 +129,8 @@ mod tests {
 
     #[test]
     fn run_takes_the_command_after_dashes() {
-        let cli = Cli::try_parse_from(["zerocopy-trace", "run", "--json", "--", "cat", "-n", "x"]).unwrap();
+        let cli = Cli::try_parse_from(["zerocopy-trace", "run", "--json", "--", "cat", "-n", "x"])
+            .unwrap();
         match cli.command {
             Command::Run(run) => {
                 assert!(run.output.json);

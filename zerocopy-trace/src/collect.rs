@@ -5,7 +5,9 @@ use std::collections::{BTreeMap, HashMap};
 
 use anyhow::{Context, Result};
 use aya::maps::{MapData, RingBuf};
-use zerocopy_trace_common::{drop_reason, Counters, DropCounters, ExitRecord, ProcKey, SYSCALL_COUNT};
+use zerocopy_trace_common::{
+    drop_reason, Counters, DropCounters, ExitRecord, ProcKey, SYSCALL_COUNT,
+};
 
 use crate::{
     attach::Maps,
@@ -36,7 +38,9 @@ pub struct Snapshot {
 
 /// Sums per-CPU entries into per-process counters. Keys may repeat (a map iteration restarts
 /// when an entry is deleted under it); a repeated key replaces, never adds.
-pub fn fold_counters(entries: impl IntoIterator<Item = (ProcKey, Counters)>) -> BTreeMap<u32, SyscallCounters> {
+pub fn fold_counters(
+    entries: impl IntoIterator<Item = (ProcKey, Counters)>,
+) -> BTreeMap<u32, SyscallCounters> {
     let mut by_key: BTreeMap<(u32, u32), Counters> = BTreeMap::new();
     for (key, counters) in entries {
         if (key.syscall as usize) < SYSCALL_COUNT {
@@ -45,7 +49,8 @@ pub fn fold_counters(entries: impl IntoIterator<Item = (ProcKey, Counters)>) -> 
     }
     let mut out: BTreeMap<u32, SyscallCounters> = BTreeMap::new();
     for ((tgid, syscall), counters) in by_key {
-        out.entry(tgid).or_insert([Counters::default(); SYSCALL_COUNT])[syscall as usize] = counters;
+        out.entry(tgid)
+            .or_insert([Counters::default(); SYSCALL_COUNT])[syscall as usize] = counters;
     }
     out
 }
@@ -171,19 +176,53 @@ mod tests {
     use super::*;
 
     fn c(calls: u64, bytes: u64) -> Counters {
-        Counters { calls, bytes, ..Counters::default() }
+        Counters {
+            calls,
+            bytes,
+            ..Counters::default()
+        }
     }
 
     #[test]
     fn folds_by_process_and_replaces_repeats() {
         let folded = fold_counters([
-            (ProcKey { tgid: 7, syscall: 0 }, c(1, 10)),
-            (ProcKey { tgid: 7, syscall: 16 }, c(2, 20)),
-            (ProcKey { tgid: 9, syscall: 1 }, c(3, 30)),
+            (
+                ProcKey {
+                    tgid: 7,
+                    syscall: 0,
+                },
+                c(1, 10),
+            ),
+            (
+                ProcKey {
+                    tgid: 7,
+                    syscall: 16,
+                },
+                c(2, 20),
+            ),
+            (
+                ProcKey {
+                    tgid: 9,
+                    syscall: 1,
+                },
+                c(3, 30),
+            ),
             // Seen again after an iteration restart: the newer value wins, nothing doubles.
-            (ProcKey { tgid: 7, syscall: 0 }, c(4, 40)),
+            (
+                ProcKey {
+                    tgid: 7,
+                    syscall: 0,
+                },
+                c(4, 40),
+            ),
             // An id past the table is ignored, not a panic.
-            (ProcKey { tgid: 9, syscall: 999 }, c(5, 50)),
+            (
+                ProcKey {
+                    tgid: 9,
+                    syscall: 999,
+                },
+                c(5, 50),
+            ),
         ]);
         assert_eq!(folded.len(), 2);
         assert_eq!(folded[&7][0], c(4, 40));
@@ -194,15 +233,26 @@ mod tests {
 
     #[test]
     fn decodes_exit_records_and_rejects_short_ones() {
-        let mut record = ExitRecord { tgid: 42, ppid: 1, comm: [0; 16], counters: [Counters::default(); SYSCALL_COUNT] };
+        let mut record = ExitRecord {
+            tgid: 42,
+            ppid: 1,
+            comm: [0; 16],
+            counters: [Counters::default(); SYSCALL_COUNT],
+        };
         record.comm[..3].copy_from_slice(b"cat");
         record.counters[3] = c(5, 500);
         // SAFETY: viewing a plain #[repr(C)] value as bytes.
         let bytes = unsafe {
-            std::slice::from_raw_parts((&raw const record).cast::<u8>(), std::mem::size_of::<ExitRecord>())
+            std::slice::from_raw_parts(
+                (&raw const record).cast::<u8>(),
+                std::mem::size_of::<ExitRecord>(),
+            )
         };
         let decoded = decode_exit(bytes).unwrap();
-        assert_eq!((decoded.tgid, decoded.ppid, decoded.counters[3]), (42, 1, c(5, 500)));
+        assert_eq!(
+            (decoded.tgid, decoded.ppid, decoded.counters[3]),
+            (42, 1, c(5, 500))
+        );
         assert!(decode_exit(&bytes[..10]).is_none());
         assert!(decode_exit(&[]).is_none());
     }

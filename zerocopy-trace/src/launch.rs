@@ -45,7 +45,8 @@ pub fn spawn_stopped(argv: &[String]) -> Result<StoppedChild> {
         return Err(io::Error::last_os_error()).context("pipe2");
     }
     // SAFETY: pipe2 just returned these two open descriptors; each is owned once.
-    let (read_end, write_end) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    let (read_end, write_end) =
+        unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
 
     // SAFETY: the caller guarantees a single-threaded process; the child below only calls
     // async-signal-safe functions (raise, execvp, write, _exit) on memory prepared before fork.
@@ -94,7 +95,8 @@ impl StoppedChild {
         let mut errno = [0u8; 4];
         let n = loop {
             // SAFETY: reading into a 4-byte buffer from our pipe.
-            let n = unsafe { libc::read(self.exec_status.as_raw_fd(), errno.as_mut_ptr().cast(), 4) };
+            let n =
+                unsafe { libc::read(self.exec_status.as_raw_fd(), errno.as_mut_ptr().cast(), 4) };
             if n >= 0 || io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
                 break n;
             }
@@ -123,10 +125,6 @@ impl Drop for StoppedChild {
 }
 
 impl RunningChild {
-    pub fn pid(&self) -> u32 {
-        self.pid as u32
-    }
-
     /// Blocks until the command exits; returns the exit code a shell would report
     /// (128 + signal number when it was killed by a signal).
     pub fn wait(&self) -> Result<u8> {
@@ -168,7 +166,10 @@ mod tests {
     fn a_missing_command_is_an_error() {
         let child = spawn_stopped(&["/nonexistent/zerocopy-trace-nope".into()]).unwrap();
         let err = child.resume().err().unwrap().to_string();
-        assert!(err.contains("cannot run /nonexistent/zerocopy-trace-nope"), "{err}");
+        assert!(
+            err.contains("cannot run /nonexistent/zerocopy-trace-nope"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -124,12 +124,23 @@ mod tests {
     fn every_in_kernel_mover_counts_as_zero_copy() {
         for name in ["sendfile64", "splice", "tee", "vmsplice", "copy_file_range"] {
             let cost = Cost::of(&with(&[(name, 1, 100)]));
-            assert_eq!((cost.copied_bytes, cost.zero_copy_bytes), (0, 100), "{name}");
+            assert_eq!(
+                (cost.copied_bytes, cost.zero_copy_bytes),
+                (0, 100),
+                "{name}"
+            );
         }
-        for name in ["read", "write", "readv", "writev", "pread64", "pwrite64", "preadv", "pwritev",
-            "preadv2", "pwritev2", "recvfrom", "recvmsg", "recvmmsg", "sendto", "sendmsg", "sendmmsg"] {
+        for name in [
+            "read", "write", "readv", "writev", "pread64", "pwrite64", "preadv", "pwritev",
+            "preadv2", "pwritev2", "recvfrom", "recvmsg", "recvmmsg", "sendto", "sendmsg",
+            "sendmmsg",
+        ] {
             let cost = Cost::of(&with(&[(name, 1, 100)]));
-            assert_eq!((cost.copied_bytes, cost.zero_copy_bytes), (100, 0), "{name}");
+            assert_eq!(
+                (cost.copied_bytes, cost.zero_copy_bytes),
+                (100, 0),
+                "{name}"
+            );
         }
     }
 
@@ -144,7 +155,9 @@ mod tests {
 
     #[test]
     fn thresholds_are_inclusive() {
-        let at = |zc: u64, copied: u64| Cost::of(&with(&[("splice", 1, zc), ("read", 1, copied)])).verdict();
+        let at = |zc: u64, copied: u64| {
+            Cost::of(&with(&[("splice", 1, zc), ("read", 1, copied)])).verdict()
+        };
         assert_eq!(at(90, 10), Verdict::ZeroCopy);
         assert_eq!(at(89, 11), Verdict::Mixed);
         assert_eq!(at(11, 89), Verdict::Mixed);
@@ -154,16 +167,25 @@ mod tests {
     #[test]
     fn idle_and_errors_only() {
         let empty = Cost::of(&with(&[]));
-        assert_eq!((empty.zero_copy_ratio(), empty.verdict()), (None, Verdict::Idle));
+        assert_eq!(
+            (empty.zero_copy_ratio(), empty.verdict()),
+            (None, Verdict::Idle)
+        );
         let mut failing = with(&[("read", 3, 0)]);
         failing[0].errors = 3;
         let cost = Cost::of(&failing);
-        assert_eq!((cost.transitions, cost.errors, cost.verdict()), (6, 3, Verdict::Idle));
+        assert_eq!(
+            (cost.transitions, cost.errors, cost.verdict()),
+            (6, 3, Verdict::Idle)
+        );
     }
 
     #[test]
     fn huge_counters_saturate_instead_of_wrapping() {
-        let cost = Cost::of(&with(&[("read", u64::MAX, u64::MAX), ("write", 1, u64::MAX)]));
+        let cost = Cost::of(&with(&[
+            ("read", u64::MAX, u64::MAX),
+            ("write", 1, u64::MAX),
+        ]));
         assert_eq!(cost.copied_bytes, u64::MAX);
         assert_eq!(cost.transitions, u64::MAX);
         assert_eq!(cost.verdict(), Verdict::Copying);

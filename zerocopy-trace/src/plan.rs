@@ -2,9 +2,7 @@
 //! the programs run with, all derived from the syscall table and the tracepoint `format` files.
 
 use anyhow::{bail, Context, Result};
-use zerocopy_trace_common::{
-    Config, Family, SyscallConfig, MAX_CPUS, MAX_SYSCALL_NR, SYSCALLS,
-};
+use zerocopy_trace_common::{Config, Family, SyscallConfig, MAX_CPUS, MAX_SYSCALL_NR, SYSCALLS};
 
 use crate::{syscall_numbers::syscall_number, tracefs::Format};
 
@@ -51,13 +49,16 @@ pub fn plan(
         config.syscall_of_nr[nr as usize] = id as u8;
 
         // Every syscall tracepoint shares these; insist they agree rather than pick one.
-        same_offset(&mut nr_offset, enter.offset("__syscall_nr")?, "__syscall_nr")?;
+        same_offset(
+            &mut nr_offset,
+            enter.offset("__syscall_nr")?,
+            "__syscall_nr",
+        )?;
         same_offset(&mut nr_offset, exit.offset("__syscall_nr")?, "__syscall_nr")?;
         same_offset(&mut ret_offset, exit.offset("ret")?, "ret")?;
 
-        let optional = |field: Option<&str>| -> Result<u16> {
-            field.map_or(Ok(0), |name| enter.offset(name))
-        };
+        let optional =
+            |field: Option<&str>| -> Result<u16> { field.map_or(Ok(0), |name| enter.offset(name)) };
         config.syscalls[id] = SyscallConfig {
             source_fd_offset: optional(desc.source_fd)?,
             destination_fd_offset: optional(desc.destination_fd)?,
@@ -120,12 +121,17 @@ mod tests {
             "name: {name}\nID: 1\nformat:\n\tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;\n\tfield:int __syscall_nr;\toffset:8;\tsize:4;\tsigned:1;\n"
         );
         for (i, arg) in args.iter().enumerate() {
-            text += &format!("\tfield:long {arg};\toffset:{};\tsize:8;\tsigned:0;\n", 16 + 8 * i);
+            text += &format!(
+                "\tfield:long {arg};\toffset:{};\tsize:8;\tsigned:0;\n",
+                16 + 8 * i
+            );
         }
         parse_format(&text).unwrap()
     }
 
-    fn fake_kernel(missing: &'static [&'static str]) -> impl FnMut(&str, &str) -> Result<Option<Format>> {
+    fn fake_kernel(
+        missing: &'static [&'static str],
+    ) -> impl FnMut(&str, &str) -> Result<Option<Format>> {
         move |category, name| {
             Ok(match (category, name) {
                 ("sched", "sched_process_exit") => Some(
@@ -158,15 +164,34 @@ mod tests {
         assert!(plan.not_covered.is_empty());
         let c = &plan.config;
         assert_eq!((c.nr_offset, c.ret_offset), (8, 16));
-        assert_eq!((c.exit_pid_offset, c.exit_group_dead_offset, c.fork_child_pid_offset), (24, 32, 20));
+        assert_eq!(
+            (
+                c.exit_pid_offset,
+                c.exit_group_dead_offset,
+                c.fork_child_pid_offset
+            ),
+            (24, 32, 20)
+        );
         let splice = c.syscalls[syscall_id("splice").unwrap()];
-        assert_eq!((splice.source_fd_offset, splice.destination_fd_offset), (16, 32));
+        assert_eq!(
+            (splice.source_fd_offset, splice.destination_fd_offset),
+            (16, 32)
+        );
         let sendfile = c.syscalls[syscall_id("sendfile64").unwrap()];
-        assert_eq!((sendfile.source_fd_offset, sendfile.destination_fd_offset), (24, 16));
+        assert_eq!(
+            (sendfile.source_fd_offset, sendfile.destination_fd_offset),
+            (24, 16)
+        );
         let sendmmsg = c.syscalls[syscall_id("sendmmsg").unwrap()];
-        assert_eq!((sendmmsg.mmsg_vector_offset, sendmmsg.msg_flags_offset), (24, 40));
+        assert_eq!(
+            (sendmmsg.mmsg_vector_offset, sendmmsg.msg_flags_offset),
+            (24, 40)
+        );
         // Receives keep no flags: MSG_ZEROCOPY is a send-side flag.
-        assert_eq!(c.syscalls[syscall_id("recvfrom").unwrap()].msg_flags_offset, 0);
+        assert_eq!(
+            c.syscalls[syscall_id("recvfrom").unwrap()].msg_flags_offset,
+            0
+        );
         assert_eq!(c.nr_cpus, 4);
         let read_nr = libc::SYS_read as usize;
         assert_eq!(c.syscall_of_nr[read_nr], 0);
@@ -177,14 +202,23 @@ mod tests {
     fn missing_tracepoints_are_skipped_and_listed() {
         let plan = plan(fake_kernel(&["_tee"]), Scope::default(), 1).unwrap();
         assert_eq!(plan.not_covered, vec!["tee"]);
-        assert_eq!(plan.config.syscall_of_nr[libc::SYS_tee as usize], NOT_TRACED);
+        assert_eq!(
+            plan.config.syscall_of_nr[libc::SYS_tee as usize],
+            NOT_TRACED
+        );
     }
 
     #[test]
     fn scope_reaches_the_kernel_config() {
-        let scope = Scope { filtered: true, follow_children: true };
+        let scope = Scope {
+            filtered: true,
+            follow_children: true,
+        };
         let plan = plan(fake_kernel(&[]), scope, 100_000).unwrap();
-        assert_eq!((plan.config.filter_enabled, plan.config.follow_children), (1, 1));
+        assert_eq!(
+            (plan.config.filter_enabled, plan.config.follow_children),
+            (1, 1)
+        );
         assert_eq!(plan.config.nr_cpus, MAX_CPUS);
     }
 }

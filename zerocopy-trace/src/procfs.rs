@@ -77,7 +77,11 @@ mod tests {
         let text = "Name:\tnginx\nUmask:\t0022\nState:\tS (sleeping)\nTgid:\t4121\nNgid:\t0\nPid:\t4122\nPPid:\t4120\n";
         assert_eq!(
             parse_status(text),
-            Some(ProcessInfo { comm: "nginx".into(), ppid: 4120, tgid: 4121 })
+            Some(ProcessInfo {
+                comm: "nginx".into(),
+                ppid: 4120,
+                tgid: 4121
+            })
         );
     }
 

@@ -104,10 +104,15 @@ pub fn start(targets: Targets, extra_pid: Option<u32>, max_processes: u32) -> Re
         );
     }
     let (tracer, mut maps) = attach::attach(&plan, Limits::for_processes(max_processes))?;
+    log::info!(
+        "attached {} syscalls; BPF program ids {:?}",
+        plan.covered.len(),
+        tracer.program_ids
+    );
     for pid in pids {
-        maps.traced
-            .insert(pid, 1, 0)
-            .with_context(|| format!("registering pid {pid} (more targets than --max-processes?)"))?;
+        maps.traced.insert(pid, 1, 0).with_context(|| {
+            format!("registering pid {pid} (more targets than --max-processes?)")
+        })?;
     }
     Ok(Session {
         tracer,
@@ -130,16 +135,18 @@ fn resolve_pids(pids: &[u32]) -> Result<Vec<u32>> {
 }
 
 impl Session {
-    pub fn program_ids(&self) -> &[u32] {
-        &self.tracer.program_ids
-    }
-
     /// Runs until the duration passes, a signal arrives, the command exits, or the targets are
     /// gone; then detaches and returns the final snapshot.
-    pub async fn run(mut self, duration: Option<Duration>, command: Option<RunningChild>) -> Result<Outcome> {
+    pub async fn run(
+        mut self,
+        duration: Option<Duration>,
+        command: Option<RunningChild>,
+    ) -> Result<Outcome> {
         let started = Instant::now();
-        let mut interrupt = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
-        let mut terminate = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+        let mut interrupt =
+            signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+        let mut terminate =
+            signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
         let mut hangup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
         let deadline = async {
             match duration {

@@ -124,7 +124,11 @@ fn mount_tracefs() -> Result<()> {
 /// Reads and parses `events/<category>/<name>/format`. `Ok(None)` when the tracepoint does not
 /// exist in this kernel.
 pub fn read_format(tracefs: &Path, category: &str, name: &str) -> Result<Option<Format>> {
-    let path = tracefs.join("events").join(category).join(name).join("format");
+    let path = tracefs
+        .join("events")
+        .join(category)
+        .join(name)
+        .join("format");
     match fs::read_to_string(&path) {
         Ok(text) => parse_format(&text)
             .with_context(|| format!("parsing {}", path.display()))
@@ -167,7 +171,10 @@ print fmt: \"fd_in: 0x%08lx\", ((unsigned long)(REC->fd_in))
     fn missing_field_names_the_tracepoint() {
         let f = parse_format(SPLICE).unwrap();
         let err = f.offset("fd_out").unwrap_err().to_string();
-        assert!(err.contains("sys_enter_splice") && err.contains("fd_out"), "{err}");
+        assert!(
+            err.contains("sys_enter_splice") && err.contains("fd_out"),
+            "{err}"
+        );
     }
 
     #[test]

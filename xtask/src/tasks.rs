@@ -1,0 +1,236 @@
+//! What each subcommand does, step by step. Each starts by making sure the eBPF toolchain is there,
+//! so a fresh clone needs nothing but `cargo xtask <task>`.
+
+use std::ffi::OsString;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+
+use crate::apt::Apt;
+use crate::cmd;
+use crate::ebpf;
+use crate::toolchain::{self, Toolchain, BPF_LINKER_VERSION};
+
+/// The agent's package and binary name.
+const AGENT: &str = "zerocopy-trace";
+
+/// Privileged integration tests attach to the same kernel hooks and count the same syscalls, so
+/// they must not run side by side.
+const SERIAL_TESTS: &str = "--test-threads=1";
+
+/// `cargo xtask toolchain`: the ensure step alone, then what it found.
+pub fn toolchain(workspace: &Path) -> Result<()> {
+    let mut apt = Apt::default();
+    let tc = prepare(workspace, &mut apt)?;
+    println!(
+        "eBPF rustc:    {} ({})",
+        tc.rustc.display(),
+        tc.origin.label()
+    );
+    println!("  release:     {}", tc.release);
+    println!("  LLVM major:  {}", tc.llvm_major);
+    println!(
+        "bpf-linker:    {} ({BPF_LINKER_VERSION}, LLVM {})",
+        tc.bpf_linker().display(),
+        tc.llvm_major
+    );
+    let clippy = tc
+        .rustc
+        .parent()
+        .map(|dir| dir.join("cargo-clippy"))
+        .filter(|p| p.is_file());
+    match clippy {
+        Some(path) => println!("eBPF clippy:   {}", path.display()),
+        None => {
+            println!("eBPF clippy:   not installed (`cargo xtask lint` installs it where it can)")
+        }
+    }
+    println!("eBPF object:   {}", ebpf::object_path(workspace).display());
+    Ok(())
+}
+
+/// `cargo xtask build`: the eBPF object, then the agent embedding it. Returns the agent binary.
+pub fn build(workspace: &Path, release: bool) -> Result<PathBuf> {
+    let mut apt = Apt::default();
+    let tc = prepare(workspace, &mut apt)?;
+    let object = ebpf::build(workspace, &tc)?;
+    eprintln!("xtask: eBPF object {}", object.display());
+    let mut command = cmd::cargo();
+    command
+        .current_dir(workspace)
+        .env(ebpf::OBJECT_ENV, &object)
+        .args(["build", "--package", AGENT]);
+    if release {
+        command.arg("--release");
+    }
+    cmd::run(&mut command)?;
+    Ok(agent_binary(workspace, release))
+}
+
+/// `cargo xtask run`: build, then become the agent, so its exit code and signals are the caller's.
+pub fn run(workspace: &Path, release: bool, args: &[OsString]) -> Result<()> {
+    let binary = build(workspace, release)?;
+    let mut command = Command::new(&binary);
+    command.args(args);
+    eprintln!("xtask: {}", cmd::describe(&command));
+    // `exec` only returns on failure.
+    let err = command.exec();
+    Err(err).with_context(|| format!("could not start {}", binary.display()))
+}
+
+/// `cargo xtask test`: the workspace's tests (the default members; the eBPF crate has no host
+/// build), one test at a time, with the eBPF object built for the agent to embed.
+pub fn test(workspace: &Path, extra: &[String]) -> Result<()> {
+    let mut apt = Apt::default();
+    let tc = prepare(workspace, &mut apt)?;
+    let object = ebpf::build(workspace, &tc)?;
+    cmd::run(
+        cmd::cargo()
+            .current_dir(workspace)
+            .env(ebpf::OBJECT_ENV, &object)
+            .args(test_args(extra)),
+    )
+}
+
+/// `cargo xtask lint`: formatting everywhere, clippy on the host crates, then clippy on the eBPF
+/// crate with its own compiler and target. Every check runs even after one fails, so one CI run
+/// shows all that is wrong.
+pub fn lint(workspace: &Path) -> Result<()> {
+    let mut apt = Apt::default();
+    let tc = prepare(workspace, &mut apt)?;
+    let mut failed = Vec::new();
+    let mut check = |name: &str, result: Result<()>| {
+        if let Err(err) = result {
+            eprintln!("xtask: {name}: {err:#}");
+            failed.push(name.to_owned());
+        }
+    };
+
+    // rustfmt parses without compiling, so it covers the eBPF crate too.
+    check(
+        "rustfmt",
+        cmd::run(
+            cmd::cargo()
+                .current_dir(workspace)
+                .args(["fmt", "--all", "--", "--check"]),
+        ),
+    );
+    // The agent embeds the object, so even checking it needs the object built.
+    let object = ebpf::build(workspace, &tc)?;
+    check(
+        "clippy",
+        cmd::run(
+            cmd::cargo()
+                .current_dir(workspace)
+                .env(ebpf::OBJECT_ENV, &object)
+                .args(["clippy", "--all-targets", "--", "-D", "warnings"]),
+        ),
+    );
+    // A missing eBPF clippy is the machine's gap, not a lint failure: say so and go on.
+    match toolchain::ensure_clippy(&tc, &mut apt) {
+        Ok(cargo_clippy) => check("eBPF clippy", ebpf::clippy(workspace, &tc, &cargo_clippy)),
+        Err(err) => eprintln!("xtask: note: skipping clippy on the eBPF crate: {err:#}"),
+    }
+
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        bail!("lint failed: {}", failed.join(", "))
+    }
+}
+
+/// The ensure step every task starts with; logs what the eBPF build will use.
+fn prepare(workspace: &Path, apt: &mut Apt) -> Result<Toolchain> {
+    let tc = toolchain::ensure(workspace, apt)?;
+    eprintln!("xtask: {}", tc.summary());
+    Ok(tc)
+}
+
+/// Where `cargo build` leaves the agent: the host target directory, which `CARGO_TARGET_DIR` can
+/// move (relative to the workspace, where we run cargo).
+fn agent_binary(workspace: &Path, release: bool) -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(|dir| workspace.join(dir))
+        .unwrap_or_else(|| workspace.join("target"));
+    let profile = if release { "release" } else { "debug" };
+    target.join(profile).join(AGENT)
+}
+
+/// `cargo test` arguments for `cargo xtask test -- EXTRA`: EXTRA goes to cargo, and anything after
+/// a second `--` to the test binaries, after our `--test-threads=1` (unless EXTRA sets its own:
+/// libtest rejects the option twice).
+fn test_args(extra: &[String]) -> Vec<String> {
+    let (cargo_args, binary_args) = match extra.iter().position(|a| a == "--") {
+        Some(i) => (&extra[..i], &extra[i + 1..]),
+        None => (extra, &[][..]),
+    };
+    let mut args = vec!["test".to_owned()];
+    args.extend_from_slice(cargo_args);
+    args.push("--".to_owned());
+    if !binary_args.iter().any(|a| a.starts_with("--test-threads")) {
+        args.push(SERIAL_TESTS.to_owned());
+    }
+    args.extend_from_slice(binary_args);
+    args
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn strings(words: &[&str]) -> Vec<String> {
+        words.iter().map(|w| w.to_string()).collect()
+    }
+
+    #[test]
+    fn tests_run_serially_by_default() {
+        assert_eq!(test_args(&[]), strings(&["test", "--", "--test-threads=1"]));
+    }
+
+    #[test]
+    fn extra_args_go_to_cargo_and_after_a_second_dashdash_to_the_tests() {
+        assert_eq!(
+            test_args(&strings(&[
+                "-p",
+                "zerocopy-trace",
+                "--",
+                "splice",
+                "--nocapture"
+            ])),
+            strings(&[
+                "test",
+                "-p",
+                "zerocopy-trace",
+                "--",
+                "--test-threads=1",
+                "splice",
+                "--nocapture"
+            ])
+        );
+    }
+
+    #[test]
+    fn callers_own_thread_count_wins() {
+        assert_eq!(
+            test_args(&strings(&["--", "--test-threads=4"])),
+            strings(&["test", "--", "--test-threads=4"])
+        );
+    }
+
+    #[test]
+    fn agent_binary_follows_the_profile() {
+        // Only meaningful where the caller has not moved the target directory.
+        if std::env::var_os("CARGO_TARGET_DIR").is_none() {
+            assert_eq!(
+                agent_binary(Path::new("/ws"), true),
+                Path::new("/ws/target/release/zerocopy-trace")
+            );
+            assert_eq!(
+                agent_binary(Path::new("/ws"), false),
+                Path::new("/ws/target/debug/zerocopy-trace")
+            );
+        }
+    }
+}
