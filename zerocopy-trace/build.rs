@@ -25,5 +25,8 @@ fn main() {
         std::process::exit(1);
     }
     let object = object.canonicalize().unwrap_or(object);
-    println!("cargo:rustc-env=ZEROCOPY_TRACE_EBPF_OBJECT_PATH={}", object.display());
+    println!(
+        "cargo:rustc-env=ZEROCOPY_TRACE_EBPF_OBJECT_PATH={}",
+        object.display()
+    );
 }

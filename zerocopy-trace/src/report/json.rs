@@ -84,7 +84,15 @@ pub fn to_json(report: &Report) -> String {
     let dropped = drop_reason::NAMES
         .iter()
         .zip(&report.snapshot.dropped)
-        .map(|(name, d)| (*name, JsonDropped { calls: d.calls, bytes: d.bytes }))
+        .map(|(name, d)| {
+            (
+                *name,
+                JsonDropped {
+                    calls: d.calls,
+                    bytes: d.bytes,
+                },
+            )
+        })
         .collect();
     let doc = JsonReport {
         duration_s: report.duration.as_secs_f64(),
@@ -110,21 +118,50 @@ mod tests {
     #[test]
     fn contract_fields() {
         let mut syscalls = [Counters::default(); SYSCALL_COUNT];
-        syscalls[syscall_id("sendfile64").unwrap()] = Counters { calls: 16, bytes: 1 << 20, ..Default::default() };
-        syscalls[syscall_id("read").unwrap()] = Counters { calls: 2, bytes: 0, errors: 2, ..Default::default() };
+        syscalls[syscall_id("sendfile64").unwrap()] = Counters {
+            calls: 16,
+            bytes: 1 << 20,
+            ..Default::default()
+        };
+        syscalls[syscall_id("read").unwrap()] = Counters {
+            calls: 2,
+            bytes: 0,
+            errors: 2,
+            ..Default::default()
+        };
         let snapshot = Snapshot {
             processes: vec![
-                ProcessRecord { pid: 10, ppid: 1, comm: "srv".into(), exited: true, syscalls },
-                ProcessRecord { pid: 11, ppid: 1, comm: "none".into(), exited: false, syscalls: [Counters::default(); SYSCALL_COUNT] },
+                ProcessRecord {
+                    pid: 10,
+                    ppid: 1,
+                    comm: "srv".into(),
+                    exited: true,
+                    syscalls,
+                },
+                ProcessRecord {
+                    pid: 11,
+                    ppid: 1,
+                    comm: "none".into(),
+                    exited: false,
+                    syscalls: [Counters::default(); SYSCALL_COUNT],
+                },
             ],
             dropped: Default::default(),
         };
-        let report = Report { duration: Duration::from_millis(1500), snapshot: &snapshot, not_covered: &["tee"], ended_because: None };
+        let report = Report {
+            duration: Duration::from_millis(1500),
+            snapshot: &snapshot,
+            not_covered: &["tee"],
+            ended_because: None,
+        };
         let v: Value = serde_json::from_str(&to_json(&report)).unwrap();
         assert_eq!(v["duration_s"], 1.5);
         assert_eq!(v["processes"].as_array().unwrap().len(), 1);
         let p = &v["processes"][0];
-        assert_eq!((p["pid"].as_u64(), p["ppid"].as_u64(), p["comm"].as_str()), (Some(10), Some(1), Some("srv")));
+        assert_eq!(
+            (p["pid"].as_u64(), p["ppid"].as_u64(), p["comm"].as_str()),
+            (Some(10), Some(1), Some("srv"))
+        );
         assert_eq!(p["syscalls"]["sendfile64"]["calls"], 16);
         assert_eq!(p["syscalls"]["sendfile64"]["bytes"], 1 << 20);
         assert_eq!(p["syscalls"]["read"]["errors"], 2);

@@ -8,7 +8,10 @@ pub use table::to_table;
 
 use std::time::Duration;
 
-use crate::{collect::{ProcessRecord, Snapshot}, model::Cost};
+use crate::{
+    collect::{ProcessRecord, Snapshot},
+    model::Cost,
+};
 
 /// What a report is made of.
 pub struct Report<'a> {

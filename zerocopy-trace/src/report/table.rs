@@ -7,7 +7,16 @@ use zerocopy_trace_common::drop_reason;
 use super::{ranked, Report};
 use crate::units;
 
-const HEADER: [&str; 8] = ["PID", "COMM", "VERDICT", "ZERO-COPY%", "COPIED", "ZERO-COPY", "TRANSITIONS", "CALLS"];
+const HEADER: [&str; 8] = [
+    "PID",
+    "COMM",
+    "VERDICT",
+    "ZERO-COPY%",
+    "COPIED",
+    "ZERO-COPY",
+    "TRANSITIONS",
+    "CALLS",
+];
 
 pub fn to_table(report: &Report) -> String {
     let rows: Vec<[String; 8]> = ranked(report.snapshot)
@@ -15,7 +24,11 @@ pub fn to_table(report: &Report) -> String {
         .map(|(p, cost)| {
             [
                 p.pid.to_string(),
-                if p.exited { format!("{} (exited)", p.comm) } else { p.comm.clone() },
+                if p.exited {
+                    format!("{} (exited)", p.comm)
+                } else {
+                    p.comm.clone()
+                },
                 cost.verdict().as_str().to_string(),
                 units::percent(cost.zero_copy_ratio()),
                 units::bytes(cost.copied_bytes),
@@ -88,7 +101,11 @@ pub fn to_table(report: &Report) -> String {
         let _ = writeln!(out, "dropped: {}", dropped.join(", "));
     }
     if !report.not_covered.is_empty() {
-        let _ = writeln!(out, "not covered (no tracepoint in this kernel): {}", report.not_covered.join(" "));
+        let _ = writeln!(
+            out,
+            "not covered (no tracepoint in this kernel): {}",
+            report.not_covered.join(" ")
+        );
     }
     out
 }
@@ -105,20 +122,39 @@ mod tests {
     fn process(pid: u32, comm: &str, entries: &[(&str, u64, u64)]) -> ProcessRecord {
         let mut syscalls = [Counters::default(); SYSCALL_COUNT];
         for &(name, calls, bytes) in entries {
-            syscalls[syscall_id(name).unwrap()] = Counters { calls, bytes, ..Counters::default() };
+            syscalls[syscall_id(name).unwrap()] = Counters {
+                calls,
+                bytes,
+                ..Counters::default()
+            };
         }
-        ProcessRecord { pid, ppid: 1, comm: comm.into(), exited: false, syscalls }
+        ProcessRecord {
+            pid,
+            ppid: 1,
+            comm: comm.into(),
+            exited: false,
+            syscalls,
+        }
     }
 
     fn report_of(snapshot: &Snapshot) -> String {
-        to_table(&Report { duration: Duration::from_secs(5), snapshot, not_covered: &[], ended_because: None })
+        to_table(&Report {
+            duration: Duration::from_secs(5),
+            snapshot,
+            not_covered: &[],
+            ended_because: None,
+        })
     }
 
     #[test]
     fn largest_movers_first_with_units() {
         let snapshot = Snapshot {
             processes: vec![
-                process(880, "python3", &[("read", 8192, 512 << 20), ("write", 8192, 512 << 20)]),
+                process(
+                    880,
+                    "python3",
+                    &[("read", 8192, 512 << 20), ("write", 8192, 512 << 20)],
+                ),
                 process(4121, "nginx", &[("sendfile64", 20480, 1288490188)]),
                 process(7, "idle", &[]),
             ],
@@ -126,20 +162,45 @@ mod tests {
         };
         let text = report_of(&snapshot);
         let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines[0], "zerocopy-trace: 5.0 s traced, 2 processes moved data");
+        assert_eq!(
+            lines[0],
+            "zerocopy-trace: 5.0 s traced, 2 processes moved data"
+        );
         assert!(lines[1].starts_with(" PID  COMM"), "{text}");
-        assert!(lines[2].contains("4121  nginx    zero-copy") && lines[2].contains("1.2 GiB") && lines[2].contains("40 960"), "{text}");
-        assert!(lines[3].contains("880  python3  copying") && lines[3].contains("1.0 GiB") && lines[3].contains("32 768"), "{text}");
+        assert!(
+            lines[2].contains("4121  nginx    zero-copy")
+                && lines[2].contains("1.2 GiB")
+                && lines[2].contains("40 960"),
+            "{text}"
+        );
+        assert!(
+            lines[3].contains("880  python3  copying")
+                && lines[3].contains("1.0 GiB")
+                && lines[3].contains("32 768"),
+            "{text}"
+        );
         assert_eq!(lines[4], "dropped: none");
-        assert!(!text.contains("idle"), "processes that moved nothing are left out: {text}");
+        assert!(
+            !text.contains("idle"),
+            "processes that moved nothing are left out: {text}"
+        );
     }
 
     #[test]
     fn empty_and_dropped() {
         let mut dropped: crate::collect::Dropped = Default::default();
-        dropped[drop_reason::COUNTERS_FULL as usize] = DropCounters { calls: 3, bytes: 4096 };
-        let text = report_of(&Snapshot { processes: vec![], dropped });
+        dropped[drop_reason::COUNTERS_FULL as usize] = DropCounters {
+            calls: 3,
+            bytes: 4096,
+        };
+        let text = report_of(&Snapshot {
+            processes: vec![],
+            dropped,
+        });
         assert!(text.contains("(no data-path syscalls seen)"), "{text}");
-        assert!(text.contains("dropped: counters_full 3 calls / 4.0 KiB"), "{text}");
+        assert!(
+            text.contains("dropped: counters_full 3 calls / 4.0 KiB"),
+            "{text}"
+        );
     }
 }

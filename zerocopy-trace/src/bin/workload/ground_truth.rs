@@ -1,0 +1,420 @@
+//! The ground truth: what each measured child did, per traced syscall, kept in a `MAP_SHARED`
+//! anonymous mapping made before `fork()`. A child records into its slot with plain memory
+//! stores, so reporting costs it no syscall; the parent reads the slot after `waitpid()`.
+
+use std::io;
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, AtomicU8, Ordering};
+
+use anyhow::{bail, Context, Result};
+use libc::c_long;
+use serde::Serialize;
+use zerocopy_trace_common::{SYSCALLS, SYSCALL_COUNT};
+
+/// A traced syscall. The discriminant is the syscall's index in the common crate's `SYSCALLS`
+/// table, so the names in our JSON are the tracer's names by construction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Syscall {
+    Read,
+    Write,
+    Readv,
+    Writev,
+    Pread64,
+    Pwrite64,
+    Preadv,
+    Pwritev,
+    Preadv2,
+    Pwritev2,
+    Recvfrom,
+    Recvmsg,
+    Recvmmsg,
+    Sendto,
+    Sendmsg,
+    Sendmmsg,
+    Sendfile64,
+    Splice,
+    Tee,
+    Vmsplice,
+    CopyFileRange,
+}
+
+impl Syscall {
+    /// Every variant in table order; the array length ties the enum to `SYSCALL_COUNT`.
+    pub const ALL: [Syscall; SYSCALL_COUNT] = [
+        Syscall::Read,
+        Syscall::Write,
+        Syscall::Readv,
+        Syscall::Writev,
+        Syscall::Pread64,
+        Syscall::Pwrite64,
+        Syscall::Preadv,
+        Syscall::Pwritev,
+        Syscall::Preadv2,
+        Syscall::Pwritev2,
+        Syscall::Recvfrom,
+        Syscall::Recvmsg,
+        Syscall::Recvmmsg,
+        Syscall::Sendto,
+        Syscall::Sendmsg,
+        Syscall::Sendmmsg,
+        Syscall::Sendfile64,
+        Syscall::Splice,
+        Syscall::Tee,
+        Syscall::Vmsplice,
+        Syscall::CopyFileRange,
+    ];
+
+    pub const fn id(self) -> usize {
+        self as usize
+    }
+
+    /// The tracer's name for this syscall (tracepoint `sys_enter_<name>`).
+    pub const fn name(self) -> &'static str {
+        SYSCALLS[self.id()].name
+    }
+
+    /// The number we pass to `syscall(2)`. Calling by number keeps glibc from substituting a
+    /// sibling (`pread` -> `pread64`, `preadv2` -> `preadv`, `send` -> `sendto`).
+    pub const fn number(self) -> c_long {
+        match self {
+            Syscall::Read => libc::SYS_read,
+            Syscall::Write => libc::SYS_write,
+            Syscall::Readv => libc::SYS_readv,
+            Syscall::Writev => libc::SYS_writev,
+            Syscall::Pread64 => libc::SYS_pread64,
+            Syscall::Pwrite64 => libc::SYS_pwrite64,
+            Syscall::Preadv => libc::SYS_preadv,
+            Syscall::Pwritev => libc::SYS_pwritev,
+            Syscall::Preadv2 => libc::SYS_preadv2,
+            Syscall::Pwritev2 => libc::SYS_pwritev2,
+            Syscall::Recvfrom => libc::SYS_recvfrom,
+            Syscall::Recvmsg => libc::SYS_recvmsg,
+            Syscall::Recvmmsg => libc::SYS_recvmmsg,
+            Syscall::Sendto => libc::SYS_sendto,
+            Syscall::Sendmsg => libc::SYS_sendmsg,
+            Syscall::Sendmmsg => libc::SYS_sendmmsg,
+            // 64-bit kernels have one sendfile syscall; its tracepoint is `sendfile64`.
+            Syscall::Sendfile64 => libc::SYS_sendfile,
+            Syscall::Splice => libc::SYS_splice,
+            Syscall::Tee => libc::SYS_tee,
+            Syscall::Vmsplice => libc::SYS_vmsplice,
+            Syscall::CopyFileRange => libc::SYS_copy_file_range,
+        }
+    }
+}
+
+/// An `errno` value a measured call failed with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Errno(pub i32);
+
+/// Why a child gave up: a fixed description and the `errno` involved (0 when the failure is
+/// not a syscall's, e.g. the data received did not match what was sent).
+#[derive(Clone, Copy, Debug)]
+pub struct Failure {
+    pub what: &'static str,
+    pub errno: i32,
+}
+
+impl Failure {
+    pub const fn new(what: &'static str) -> Self {
+        Failure { what, errno: 0 }
+    }
+}
+
+/// Attaches the step's description to a failed measured call.
+pub trait OrFail<T> {
+    fn or_fail(self, what: &'static str) -> Result<T, Failure>;
+}
+
+impl<T> OrFail<T> for Result<T, Errno> {
+    fn or_fail(self, what: &'static str) -> Result<T, Failure> {
+        self.map_err(|Errno(errno)| Failure { what, errno })
+    }
+}
+
+/// The counters of one syscall, as the tracer defines them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Counts {
+    pub calls: u64,
+    /// Sum of non-negative return values; for the mmsg pair, the `msg_len` of the messages the
+    /// call reported.
+    pub bytes: u64,
+    /// Calls that returned -1.
+    pub errors: u64,
+}
+
+const MESSAGE_LEN: usize = 96;
+
+/// Where a child is in its life, as seen in its slot.
+const NOT_STARTED: u32 = 0;
+const RUNNING: u32 = 1;
+const SUCCEEDED: u32 = 2;
+const FAILED: u32 = 3;
+
+/// One child's record. Every field is an atomic so that both processes only ever hold shared
+/// references to the mapping; all-zero bytes (what a fresh mapping holds) are a valid,
+/// empty slot.
+#[repr(C)]
+pub struct Slot {
+    state: AtomicU32,
+    errno: AtomicI32,
+    message_len: AtomicU32,
+    message: [AtomicU8; MESSAGE_LEN],
+    /// Free for a mode's own use between its children (mmsg: messages received so far).
+    pub progress: AtomicU64,
+    /// `[calls, bytes, errors]` per syscall id.
+    counters: [[AtomicU64; 3]; SYSCALL_COUNT],
+}
+
+/// How a child ended, according to its slot.
+#[derive(Debug)]
+pub enum Outcome {
+    NotStarted,
+    /// Still `RUNNING`: the child died before it could say how it ended.
+    Unfinished,
+    Succeeded,
+    Failed(String),
+}
+
+impl Slot {
+    pub fn counts(&self, syscall: Syscall) -> Counts {
+        let [calls, bytes, errors] = &self.counters[syscall.id()];
+        Counts {
+            calls: calls.load(Ordering::Acquire),
+            bytes: bytes.load(Ordering::Acquire),
+            errors: errors.load(Ordering::Acquire),
+        }
+    }
+
+    pub fn outcome(&self) -> Outcome {
+        match self.state.load(Ordering::Acquire) {
+            NOT_STARTED => Outcome::NotStarted,
+            SUCCEEDED => Outcome::Succeeded,
+            FAILED => {
+                let len = (self.message_len.load(Ordering::Acquire) as usize).min(MESSAGE_LEN);
+                let bytes: Vec<u8> = self.message[..len]
+                    .iter()
+                    .map(|b| b.load(Ordering::Acquire))
+                    .collect();
+                let mut text = String::from_utf8_lossy(&bytes).into_owned();
+                let errno = self.errno.load(Ordering::Acquire);
+                if errno != 0 {
+                    text = format!("{text}: {}", io::Error::from_raw_os_error(errno));
+                }
+                Outcome::Failed(text)
+            }
+            _ => Outcome::Unfinished,
+        }
+    }
+}
+
+/// The child's side of its slot: counts calls, and says how the child ended.
+pub struct Recorder<'a> {
+    slot: &'a Slot,
+}
+
+impl<'a> Recorder<'a> {
+    pub fn start(slot: &'a Slot) -> Self {
+        slot.state.store(RUNNING, Ordering::Release);
+        Recorder { slot }
+    }
+
+    /// Records one call of `syscall` that returned `ret` (as `syscall(2)` returns it: -1 on
+    /// failure with `errno` set) and hands back the byte count or the `errno`. Must directly
+    /// follow the call, before anything else can change `errno`.
+    pub fn call(&self, syscall: Syscall, ret: c_long) -> Result<usize, Errno> {
+        let result = returned(ret);
+        let bytes = match result {
+            Ok(n) => n as u64,
+            Err(_) => 0,
+        };
+        self.add(syscall, bytes, result.is_err());
+        result
+    }
+
+    /// Records one `sendmmsg`/`recvmmsg` call: its bytes are the `msg_len` of the first `ret`
+    /// entries of `msgs`, as the kernel filled them in. Returns the number of messages.
+    pub fn call_mmsg(
+        &self,
+        syscall: Syscall,
+        ret: c_long,
+        msgs: &[libc::mmsghdr],
+    ) -> Result<usize, Errno> {
+        let result = returned(ret);
+        let bytes = match result {
+            Ok(n) => msgs.iter().take(n).map(|m| u64::from(m.msg_len)).sum(),
+            Err(_) => 0,
+        };
+        self.add(syscall, bytes, result.is_err());
+        result
+    }
+
+    fn add(&self, syscall: Syscall, bytes: u64, failed: bool) {
+        let [calls, total, errors] = &self.slot.counters[syscall.id()];
+        calls.fetch_add(1, Ordering::Release);
+        total.fetch_add(bytes, Ordering::Release);
+        if failed {
+            errors.fetch_add(1, Ordering::Release);
+        }
+    }
+
+    pub fn succeed(&self) {
+        self.slot.state.store(SUCCEEDED, Ordering::Release);
+    }
+
+    pub fn fail(&self, failure: Failure) {
+        let what = failure.what.as_bytes();
+        let len = what.len().min(MESSAGE_LEN);
+        for (dst, src) in self.slot.message.iter().zip(&what[..len]) {
+            dst.store(*src, Ordering::Relaxed);
+        }
+        self.slot.message_len.store(len as u32, Ordering::Release);
+        self.slot.errno.store(failure.errno, Ordering::Release);
+        self.slot.state.store(FAILED, Ordering::Release);
+    }
+}
+
+/// Turns `syscall(2)`'s return into a byte/message count or the `errno`.
+fn returned(ret: c_long) -> Result<usize, Errno> {
+    if ret < 0 {
+        // Read at once: nothing has run since the call that could overwrite errno.
+        Err(Errno(
+            io::Error::last_os_error().raw_os_error().unwrap_or(0),
+        ))
+    } else {
+        Ok(ret as usize)
+    }
+}
+
+/// The shared mapping holding one `Slot` per child of a mode run.
+pub struct SharedSlots {
+    base: NonNull<Slot>,
+    len: usize,
+}
+
+impl SharedSlots {
+    pub fn new(len: usize) -> Result<Self> {
+        if len == 0 {
+            bail!("a mode needs at least one child slot");
+        }
+        let bytes = len * size_of::<Slot>();
+        // SAFETY: a fresh anonymous mapping; no existing memory is touched. MAP_SHARED makes
+        // the children's stores visible to the parent after fork().
+        let addr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                bytes,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if addr == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error()).context("mmap the shared ground-truth slots");
+        }
+        let base = NonNull::new(addr.cast::<Slot>()).context("mmap returned a null mapping")?;
+        Ok(SharedSlots { base, len })
+    }
+
+    pub fn slot(&self, index: usize) -> &Slot {
+        assert!(index < self.len, "slot {index} of {}", self.len);
+        // SAFETY: the mapping holds `len` slots, is page-aligned (enough for `Slot`), lives as
+        // long as `self`, and starts zeroed, which is a valid `Slot` (atomics only). Only
+        // shared references are ever made to it.
+        unsafe { &*self.base.as_ptr().add(index) }
+    }
+}
+
+impl Drop for SharedSlots {
+    fn drop(&mut self) {
+        // SAFETY: unmaps exactly the mapping made in `new`; no reference outlives `self`.
+        unsafe {
+            libc::munmap(self.base.as_ptr().cast(), self.len * size_of::<Slot>());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snake_case(camel: &str) -> String {
+        let mut out = String::new();
+        for (i, c) in camel.chars().enumerate() {
+            if c.is_ascii_uppercase() {
+                if i > 0 {
+                    out.push('_');
+                }
+                out.push(c.to_ascii_lowercase());
+            } else {
+                out.push(c);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn variants_follow_the_common_table() {
+        for (i, s) in Syscall::ALL.iter().enumerate() {
+            assert_eq!(s.id(), i);
+            assert_eq!(snake_case(&format!("{s:?}")), s.name());
+        }
+    }
+
+    #[test]
+    fn records_bytes_and_errors() {
+        let slots = SharedSlots::new(1).expect("mmap");
+        let rec = Recorder::start(slots.slot(0));
+        assert_eq!(rec.call(Syscall::Read, 10), Ok(10));
+        assert_eq!(rec.call(Syscall::Read, 0), Ok(0));
+        // SAFETY: sets errno of this thread, as a failed syscall would.
+        unsafe { *libc::__errno_location() = libc::EBADF };
+        assert_eq!(rec.call(Syscall::Read, -1), Err(Errno(libc::EBADF)));
+        let c = slots.slot(0).counts(Syscall::Read);
+        assert_eq!(
+            c,
+            Counts {
+                calls: 3,
+                bytes: 10,
+                errors: 1
+            }
+        );
+        assert_eq!(slots.slot(0).counts(Syscall::Write), Counts::default());
+    }
+
+    #[test]
+    fn mmsg_bytes_are_the_reported_messages() {
+        let slots = SharedSlots::new(1).expect("mmap");
+        let rec = Recorder::start(slots.slot(0));
+        // SAFETY: mmsghdr is plain data; all-zero is valid.
+        let mut msgs: [libc::mmsghdr; 3] = unsafe { std::mem::zeroed() };
+        for (m, len) in msgs.iter_mut().zip([100, 200, 300]) {
+            m.msg_len = len;
+        }
+        assert_eq!(rec.call_mmsg(Syscall::Sendmmsg, 2, &msgs), Ok(2));
+        let c = slots.slot(0).counts(Syscall::Sendmmsg);
+        assert_eq!(
+            c,
+            Counts {
+                calls: 1,
+                bytes: 300,
+                errors: 0
+            }
+        );
+    }
+
+    #[test]
+    fn failure_message_round_trips() {
+        let slots = SharedSlots::new(2).expect("mmap");
+        Recorder::start(slots.slot(1)).fail(Failure {
+            what: "write to socket",
+            errno: libc::EPIPE,
+        });
+        match slots.slot(1).outcome() {
+            Outcome::Failed(text) => assert!(text.starts_with("write to socket: "), "{text}"),
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(matches!(slots.slot(0).outcome(), Outcome::NotStarted));
+    }
+}

@@ -1,0 +1,88 @@
+//! The agent's command line against a real kernel: exit statuses, errors on bad input, and the
+//! report of a command's whole process tree.
+
+mod common;
+
+use std::process::Command;
+
+use common::{privileged, process, scratch, trace_run, AGENT};
+
+fn agent(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(AGENT)
+        .args(args)
+        .output()
+        .expect("starting zerocopy-trace");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn bad_flags_are_one_clear_error() {
+    // No privileges needed: these fail before touching the kernel.
+    for (args, needle) in [
+        (vec!["report", "--duration", "0s"], "out of range"),
+        (vec!["report", "--duration", "ten"], "not a duration"),
+        (vec!["report", "--bogus"], "unexpected argument"),
+        (vec!["report", "--pid", "abc"], "invalid value"),
+        (vec!["run"], "required"),
+    ] {
+        let (code, stdout, stderr) = agent(&args);
+        assert_ne!(code, 0, "{args:?} must fail");
+        assert!(stdout.is_empty(), "{args:?} printed to stdout: {stdout}");
+        assert!(stderr.contains(needle), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
+fn unknown_pid_and_missing_command_fail_cleanly() {
+    if !privileged() {
+        return;
+    }
+    let (code, _, stderr) = agent(&["report", "--pid", "999999999", "--duration", "1s"]);
+    assert_eq!(code, 1);
+    assert_eq!(
+        stderr.trim(),
+        "zerocopy-trace: error: no such process: 999999999"
+    );
+
+    let (code, _, stderr) = agent(&["run", "--", "/nonexistent/command"]);
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("cannot run /nonexistent/command: No such file or directory"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn run_reports_the_whole_tree_and_exits_with_the_command_status() {
+    if !privileged() {
+        return;
+    }
+    let dir = scratch("tree");
+    let file = dir.join("data");
+    std::fs::write(&file, vec![7u8; 300_000]).unwrap();
+    // A shell whose child (cat) reads the file and writes it to /dev/null, then exits 3.
+    let script = format!("cat {} > /dev/null; exit 3", file.display());
+    let (status, report) = trace_run(&dir, &["sh", "-c", &script]);
+    assert_eq!(status, 3);
+    let processes = report["processes"].as_array().unwrap();
+    let cat = processes
+        .iter()
+        .find(|p| p["comm"] == "cat")
+        .unwrap_or_else(|| panic!("no cat in {report:#}"));
+    let shell = process(&report, cat["ppid"].as_u64().unwrap());
+    assert_eq!(shell["comm"], "sh", "cat's parent is the shell: {report:#}");
+    // cat moves the file with copy_file_range, sendfile or read+write depending on coreutils;
+    // whichever it is, all 300 000 bytes reach /dev/null exactly once.
+    let sc = &cat["syscalls"];
+    let out_bytes = ["write", "copy_file_range", "sendfile64", "splice"]
+        .iter()
+        .map(|s| sc[*s]["bytes"].as_u64().unwrap_or(0))
+        .sum::<u64>();
+    assert_eq!(out_bytes, 300_000, "{cat:#}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,0 +1,191 @@
+//! The tracer against ground truth: the workload helper moves exactly known bytes in every
+//! mode of the data path, in forked children that make no other data-path syscall, and records
+//! what each call returned. Under `zerocopy-trace run --json`, every child's per-syscall calls,
+//! bytes and errors must match exactly, and so must the verdict of its mode.
+
+mod common;
+
+use serde_json::Value;
+
+use common::{assert_nothing_dropped, privileged, process, scratch, trace_run, WORKLOAD};
+
+/// The verdict each (mode, role) must get. Receivers copy into user memory in every mode.
+fn expected_verdict(mode: &str, role: &str) -> &'static str {
+    match (mode, role) {
+        (_, "receiver") => "copying",
+        ("sendfile" | "splice" | "copy-file-range" | "pipe-zero-copy" | "msg-zerocopy", _) => {
+            "zero-copy"
+        }
+        _ => "copying",
+    }
+}
+
+fn run_mode(mode: &str, extra: &[&str]) -> (Value, Value) {
+    let dir = scratch(mode);
+    let truth_path = dir.join("truth.json");
+    let truth_arg = truth_path.to_str().expect("utf-8 temp path");
+    let dir_arg = dir.join("files");
+    let mut command = vec![
+        WORKLOAD,
+        mode,
+        "--out",
+        truth_arg,
+        "--dir",
+        dir_arg.to_str().expect("utf-8"),
+    ];
+    command.extend_from_slice(extra);
+    let (status, report) = trace_run(&dir, &command);
+    assert_eq!(
+        status, 0,
+        "run must exit with the workload's status (0):\n{report:#}"
+    );
+    let truth: Value =
+        serde_json::from_str(&std::fs::read_to_string(&truth_path).expect("ground truth written"))
+            .expect("ground truth is JSON");
+    let _ = std::fs::remove_dir_all(&dir);
+    (truth, report)
+}
+
+/// Every measured child: same syscalls, same calls, bytes and errors; the right verdict.
+fn assert_matches(truth: &Value, report: &Value) {
+    let children = truth["processes"].as_array().expect("processes");
+    assert!(
+        !children.is_empty(),
+        "the workload measured nothing: {truth:#}"
+    );
+    for child in children {
+        let pid = child["pid"].as_u64().expect("pid");
+        let (mode, role) = (
+            child["mode"].as_str().unwrap(),
+            child["role"].as_str().unwrap(),
+        );
+        let seen = process(report, pid);
+        let want = child["syscalls"].as_object().expect("syscalls");
+        let got = seen["syscalls"].as_object().expect("syscalls");
+        let names = |m: &serde_json::Map<String, Value>| m.keys().cloned().collect::<Vec<_>>();
+        assert_eq!(
+            names(got),
+            names(want),
+            "{mode}/{role} (pid {pid}): syscalls differ"
+        );
+        for (name, w) in want {
+            for field in ["calls", "bytes", "errors"] {
+                assert_eq!(
+                    got[name][field], w[field],
+                    "{mode}/{role} (pid {pid}) {name}.{field}"
+                );
+            }
+        }
+        assert_eq!(
+            seen["verdict"],
+            expected_verdict(mode, role),
+            "{mode}/{role} (pid {pid}): {seen:#}"
+        );
+        assert_eq!(
+            seen["exited"], true,
+            "{mode}/{role}: its final counts came from the exit record"
+        );
+    }
+}
+
+#[test]
+fn every_mode_counts_exactly() {
+    if !privileged() {
+        return;
+    }
+    let (truth, report) = run_mode("all", &["--bytes", "1048576", "--chunk", "65536"]);
+    assert_matches(&truth, &report);
+    assert_nothing_dropped(&report);
+    // Every one of the 21 syscalls was exercised and seen.
+    let mut seen: Vec<&str> = truth["processes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| {
+            p["syscalls"]
+                .as_object()
+                .unwrap()
+                .keys()
+                .map(String::as_str)
+        })
+        .collect();
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen.len(), 21, "modes cover {seen:?}");
+}
+
+#[test]
+fn sendfile_is_zero_copy_with_exact_figures() {
+    if !privileged() {
+        return;
+    }
+    // 4 MiB in 64 KiB chunks: 64 sendfile calls, 128 transitions, 0 CPU copies.
+    let (truth, report) = run_mode("sendfile", &["--bytes", "4194304", "--chunk", "65536"]);
+    assert_matches(&truth, &report);
+    let sender = truth["processes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["role"] == "sender")
+        .unwrap();
+    let seen = process(&report, sender["pid"].as_u64().unwrap());
+    assert_eq!(seen["syscalls"]["sendfile64"]["bytes"], 4194304);
+    assert_eq!(seen["zero_copy_bytes"], 4194304);
+    assert_eq!(seen["copied_bytes"], 0);
+    assert_eq!(
+        seen["transitions"],
+        2 * seen["syscalls"]["sendfile64"]["calls"].as_u64().unwrap()
+    );
+    assert_eq!(seen["zero_copy_ratio"], 1.0);
+}
+
+#[test]
+fn read_write_relay_copies_every_byte_twice() {
+    if !privileged() {
+        return;
+    }
+    let (truth, report) = run_mode("read-write", &["--bytes", "2097152", "--chunk", "65536"]);
+    assert_matches(&truth, &report);
+    let sender = truth["processes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["role"] == "sender")
+        .unwrap();
+    let seen = process(&report, sender["pid"].as_u64().unwrap());
+    // In from the file, out to the socket: 2 MiB copied each way through user memory.
+    assert_eq!(seen["copied_bytes"], 2 * 2097152);
+    assert_eq!(seen["zero_copy_bytes"], 0);
+    assert_eq!(seen["zero_copy_ratio"], 0.0);
+}
+
+#[test]
+fn msg_zerocopy_sends_are_counted_as_zero_copy() {
+    if !privileged() {
+        return;
+    }
+    let (truth, report) = run_mode("msg-zerocopy", &["--bytes", "1048576"]);
+    assert_matches(&truth, &report);
+    let sender = truth["processes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["role"] == "sender")
+        .unwrap();
+    let seen = process(&report, sender["pid"].as_u64().unwrap());
+    assert_eq!(
+        seen["syscalls"]["sendto"]["msg_zerocopy_bytes"],
+        seen["syscalls"]["sendto"]["bytes"]
+    );
+    assert_eq!(seen["zero_copy_bytes"], 1048576);
+}
+
+#[test]
+fn repeated_rounds_add_up() {
+    if !privileged() {
+        return;
+    }
+    let (truth, report) = run_mode("splice", &["--bytes", "262144", "--repeat", "5"]);
+    assert_matches(&truth, &report);
+    assert_nothing_dropped(&report);
+}
