@@ -40,7 +40,9 @@ impl Counters {
         self.calls = self.calls.wrapping_add(other.calls);
         self.bytes = self.bytes.wrapping_add(other.bytes);
         self.errors = self.errors.wrapping_add(other.errors);
-        self.msg_zerocopy_bytes = self.msg_zerocopy_bytes.wrapping_add(other.msg_zerocopy_bytes);
+        self.msg_zerocopy_bytes = self
+            .msg_zerocopy_bytes
+            .wrapping_add(other.msg_zerocopy_bytes);
     }
 
     pub fn is_zero(&self) -> bool {
@@ -186,7 +188,8 @@ const _: () = assert!(core::mem::size_of::<Counters>() == 32);
 const _: () = assert!(core::mem::size_of::<ProcKey>() == 8);
 const _: () = assert!(core::mem::size_of::<PendingCall>() == 32);
 const _: () = assert!(core::mem::size_of::<SyscallConfig>() == 8);
-const _: () = assert!(core::mem::size_of::<Config>() == MAX_SYSCALL_NR + 8 * SYSCALL_COUNT + 16 + 8);
+const _: () =
+    assert!(core::mem::size_of::<Config>() == MAX_SYSCALL_NR + 8 * SYSCALL_COUNT + 16 + 8);
 const _: () = assert!(core::mem::size_of::<ExitRecord>() == 8 + COMM_LEN + 32 * SYSCALL_COUNT);
 const _: () = assert!(core::mem::size_of::<DropCounters>() == 16);
 

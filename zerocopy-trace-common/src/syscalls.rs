@@ -175,7 +175,12 @@ mod tests {
                 "{}",
                 s.name
             );
-            assert_eq!(s.mmsg_vector.is_some(), mmsg.contains(&s.name), "{}", s.name);
+            assert_eq!(
+                s.mmsg_vector.is_some(),
+                mmsg.contains(&s.name),
+                "{}",
+                s.name
+            );
         }
     }
 
@@ -183,14 +188,23 @@ mod tests {
     fn in_kernel_movers_are_the_zero_copy_set() {
         let movers: [&str; 5] = ["sendfile64", "splice", "tee", "vmsplice", "copy_file_range"];
         for s in &SYSCALLS {
-            assert_eq!(!s.family.copies_across_boundary(), movers.contains(&s.name), "{}", s.name);
+            assert_eq!(
+                !s.family.copies_across_boundary(),
+                movers.contains(&s.name),
+                "{}",
+                s.name
+            );
         }
     }
 
     #[test]
     fn every_syscall_names_at_least_one_fd() {
         for s in &SYSCALLS {
-            assert!(s.source_fd.is_some() || s.destination_fd.is_some(), "{}", s.name);
+            assert!(
+                s.source_fd.is_some() || s.destination_fd.is_some(),
+                "{}",
+                s.name
+            );
         }
         assert_eq!(syscall_id("sendfile64"), Some(16));
         assert_eq!(syscall_id("sendfile"), None);
