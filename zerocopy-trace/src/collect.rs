@@ -121,17 +121,19 @@ impl Collector {
         Ok(folded
             .into_iter()
             .map(|(pid, syscalls)| {
-                let info = self
-                    .known
-                    .entry(pid)
-                    .or_insert_with(|| {
-                        procfs::process_info(pid).unwrap_or(ProcessInfo {
+                // Only successful reads are remembered: a process we could not read yet may
+                // be readable next time, and one that is gone is named by its exit record.
+                let info = match self.known.get(&pid) {
+                    Some(info) => info.clone(),
+                    None => match procfs::process_info(pid) {
+                        Some(info) => self.known.entry(pid).or_insert(info).clone(),
+                        None => ProcessInfo {
                             comm: "?".into(),
                             ppid: 0,
                             tgid: pid,
-                        })
-                    })
-                    .clone();
+                        },
+                    },
+                };
                 ProcessRecord {
                     pid,
                     ppid: info.ppid,
