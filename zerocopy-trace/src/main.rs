@@ -33,7 +33,7 @@ use clap::Parser;
 use crate::{
     cli::{Cli, Command, OutputArgs},
     report::Report,
-    session::{End, Outcome, Targets},
+    session::{End, Outcome, Signals, Targets},
 };
 
 fn main() -> ExitCode {
@@ -67,11 +67,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 comms: args.comm.clone(),
                 follow_children: !args.no_children,
             };
-            let session = session::start(targets, None, args.output.max_processes)?;
-            if args.duration.is_none() {
-                eprintln!("zerocopy-trace: tracing; press Ctrl-C to stop and print the report");
-            }
-            let outcome = runtime()?.block_on(session.run(args.duration, None))?;
+            let outcome = runtime()?.block_on(async {
+                let signals = Signals::install()?;
+                let session = session::start(targets, None, args.output.max_processes)?;
+                if args.duration.is_none() {
+                    eprintln!("zerocopy-trace: tracing; press Ctrl-C to stop and print the report");
+                }
+                session.run(signals, args.duration, None).await
+            })?;
             emit(&outcome, &args.output)?;
             Ok(ExitCode::SUCCESS)
         }
@@ -83,9 +86,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 follow_children: true,
                 ..Targets::default()
             };
-            let session = session::start(targets, Some(child.pid()), args.output.max_processes)?;
-            let running = child.resume()?;
-            let outcome = runtime()?.block_on(session.run(None, Some(running)))?;
+            let outcome = runtime()?.block_on(async {
+                let signals = Signals::install()?;
+                let session =
+                    session::start(targets, Some(child.pid()), args.output.max_processes)?;
+                let running = child.resume()?;
+                session.run(signals, None, Some(running)).await
+            })?;
             emit(&outcome, &args.output)?;
             Ok(match outcome.end {
                 End::CommandExited(status) => ExitCode::from(status),

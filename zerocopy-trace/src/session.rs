@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use tokio::signal::unix::{signal, SignalKind};
+use tokio::signal::unix::{signal, Signal, SignalKind};
 
 use crate::{
     attach::{self, Limits, Maps, Tracer},
@@ -16,7 +16,7 @@ use crate::{
 };
 
 /// How often exit records are drained and process names refreshed.
-const TICK: Duration = Duration::from_millis(100);
+pub const TICK: Duration = Duration::from_millis(100);
 
 /// Which processes to count.
 #[derive(Clone, Debug, Default)]
@@ -49,6 +49,25 @@ pub struct Outcome {
     pub elapsed: Duration,
     pub end: End,
     pub not_covered: Vec<&'static str>,
+}
+
+/// The signals that end a trace. Installed before attaching, so a Ctrl-C that arrives while
+/// the programs load is kept for the loop instead of killing the agent without a report.
+pub struct Signals {
+    interrupt: Signal,
+    terminate: Signal,
+    hangup: Signal,
+}
+
+impl Signals {
+    /// Must be called inside the runtime.
+    pub fn install() -> Result<Signals> {
+        Ok(Signals {
+            interrupt: signal(SignalKind::interrupt()).context("installing the SIGINT handler")?,
+            terminate: signal(SignalKind::terminate()).context("installing the SIGTERM handler")?,
+            hangup: signal(SignalKind::hangup()).context("installing the SIGHUP handler")?,
+        })
+    }
 }
 
 /// An attached trace, not yet running its loop.
@@ -139,15 +158,16 @@ impl Session {
     /// gone; then detaches and returns the final snapshot.
     pub async fn run(
         mut self,
+        signals: Signals,
         duration: Option<Duration>,
         command: Option<RunningChild>,
     ) -> Result<Outcome> {
         let started = Instant::now();
-        let mut interrupt =
-            signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
-        let mut terminate =
-            signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-        let mut hangup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+        let Signals {
+            mut interrupt,
+            mut terminate,
+            mut hangup,
+        } = signals;
         let deadline = async {
             match duration {
                 Some(d) => tokio::time::sleep(d).await,
@@ -163,7 +183,6 @@ impl Session {
         };
         tokio::pin!(command_exit);
         let mut tick = tokio::time::interval(TICK);
-        let collector = &mut self.collector;
         let watch_pids = self.targets.pids.clone();
 
         let end = loop {
@@ -177,11 +196,7 @@ impl Session {
                     break End::CommandExited(status);
                 }
                 _ = tick.tick() => {
-                    collector.drain_exits(&mut self.maps.exits);
-                    self.tracer.flush_kernel_log();
-                    // Learn names while processes are alive: a process that dies later is
-                    // still reported under its name.
-                    collector.live(&self.maps)?;
+                    self.tick()?;
                     if !watch_pids.is_empty() && !watch_pids.iter().any(|&p| procfs::exists(p)) {
                         break End::TargetsGone;
                     }
@@ -192,12 +207,39 @@ impl Session {
         // Detach first: after this no exit record can be in flight, so draining the ring
         // buffer and then reading the live map counts every process exactly once.
         self.tracer.detach();
-        let snapshot = collector.snapshot(&mut self.maps)?;
+        let snapshot = self.collector.snapshot(&mut self.maps)?;
         Ok(Outcome {
             snapshot,
             elapsed,
             end,
             not_covered: self.plan.not_covered.clone(),
         })
+    }
+
+    /// The housekeeping of every `TICK`: keeps the exit ring buffer drained and learns the
+    /// names of live processes. Loops other than `run` (the dashboard) call it on the same
+    /// cadence.
+    pub fn tick(&mut self) -> Result<()> {
+        self.collector.drain_exits(&mut self.maps.exits);
+        self.tracer.flush_kernel_log();
+        // Learn names while processes are alive: a process that dies later is still reported
+        // under its name.
+        self.collector.live(&self.maps)?;
+        Ok(())
+    }
+
+    /// Everything counted so far, while staying attached.
+    pub fn snapshot(&mut self) -> Result<Snapshot> {
+        self.collector.snapshot(&mut self.maps)
+    }
+
+    /// Syscalls this kernel has no tracepoints for.
+    pub fn not_covered(&self) -> &[&'static str] {
+        &self.plan.not_covered
+    }
+
+    /// Detaches and unloads every program now (dropping the session would too, later).
+    pub fn detach(&mut self) {
+        self.tracer.detach();
     }
 }

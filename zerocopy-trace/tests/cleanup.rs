@@ -1,0 +1,140 @@
+//! Ending a trace leaves nothing behind: on SIGINT, SIGTERM and SIGHUP the agent detaches,
+//! still prints its report and exits 0; after SIGKILL the kernel frees the programs because
+//! nothing is pinned. Checked by the kernel's own program ids, as the agent logs them.
+
+mod common;
+
+use std::{
+    io::{BufRead, BufReader, Read},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use common::{privileged, AGENT};
+
+/// Starts `zerocopy-trace report` and returns it with the ids of the programs it loaded.
+fn start_agent() -> (Child, Vec<u32>) {
+    let mut child = Command::new(AGENT)
+        .args(["report", "--json"])
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting zerocopy-trace");
+    let stderr = child.stderr.take().expect("piped stderr");
+    let mut lines = BufReader::new(stderr).lines();
+    let ids = loop {
+        let line = lines
+            .next()
+            .expect("agent exited before attaching")
+            .expect("reading agent stderr");
+        if let Some(list) = line.split("BPF program ids [").nth(1) {
+            break list
+                .trim_end_matches(']')
+                .split(", ")
+                .map(|id| id.parse::<u32>().expect("numeric program id"))
+                .collect::<Vec<_>>();
+        }
+    };
+    // Keep draining stderr so the agent never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    assert_eq!(ids.len(), 4, "enter, exit, fork and exit programs: {ids:?}");
+    (child, ids)
+}
+
+fn loaded(ids: &[u32]) -> Vec<u32> {
+    aya::programs::loaded_programs()
+        .filter_map(Result::ok)
+        .map(|info| info.id())
+        .filter(|id| ids.contains(id))
+        .collect()
+}
+
+/// The kernel frees a program once its last reference is gone, which can trail the process
+/// exit by a grace period; wait for that, boundedly.
+fn assert_unloaded(ids: &[u32], how: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !loaded(ids).is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        loaded(ids),
+        Vec::<u32>::new(),
+        "programs left loaded after {how}"
+    );
+}
+
+fn end_with(signal: i32, name: &str) {
+    let (mut child, ids) = start_agent();
+    assert_eq!(
+        loaded(&ids).len(),
+        ids.len(),
+        "the programs are loaded while tracing"
+    );
+    // SAFETY: signalling our own child.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, signal) }, 0);
+    let mut stdout = String::new();
+    child
+        .stdout
+        .take()
+        .expect("piped stdout")
+        .read_to_string(&mut stdout)
+        .expect("reading the report");
+    let status = child.wait().expect("waiting for the agent");
+    if signal == libc::SIGKILL {
+        assert!(!status.success());
+    } else {
+        assert_eq!(status.code(), Some(0), "{name}: {stdout}");
+        let report: serde_json::Value =
+            serde_json::from_str(&stdout).expect("a JSON report after the signal");
+        assert_eq!(report["ended_because"], format!("interrupted by {name}"));
+    }
+    assert_unloaded(&ids, name);
+}
+
+#[test]
+fn sigint_detaches_and_reports() {
+    if privileged() {
+        end_with(libc::SIGINT, "SIGINT");
+    }
+}
+
+#[test]
+fn sigterm_detaches_and_reports() {
+    if privileged() {
+        end_with(libc::SIGTERM, "SIGTERM");
+    }
+}
+
+#[test]
+fn sighup_detaches_and_reports() {
+    if privileged() {
+        end_with(libc::SIGHUP, "SIGHUP");
+    }
+}
+
+#[test]
+fn sigkill_leaves_no_program_behind() {
+    if privileged() {
+        end_with(libc::SIGKILL, "SIGKILL");
+    }
+}
+
+#[test]
+fn a_closed_stdout_is_not_a_crash() {
+    if !privileged() {
+        return;
+    }
+    // Like `zerocopy-trace report | head -0`: the reader is gone before the report is written.
+    let mut child = Command::new(AGENT)
+        .args(["report", "--duration", "300ms"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting zerocopy-trace");
+    drop(child.stdout.take());
+    let out = child.wait_with_output().expect("waiting for the agent");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
