@@ -10,6 +10,7 @@ mod bench;
 mod cmd;
 mod ebpf;
 mod tasks;
+mod test_programs;
 mod toolchain;
 
 use std::ffi::OsString;
@@ -56,7 +57,16 @@ enum Task {
     Lint,
     /// Find or install the eBPF toolchain (rustc with core source, bpf-linker) and show it.
     Toolchain,
-    // `Bench` joins here, implemented in bench.rs.
+    /// Measure the agent's overhead against no tracer, empty programs on the same hooks,
+    /// bpftrace and perf trace; print a table and write JSON under target/bench/ (needs root).
+    Bench {
+        /// Runs of each tracer (alternating rounds); default 5, or 1 with --quick.
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..=100))]
+        runs: Option<u64>,
+        /// Tiny workloads: a smoke test of the whole bench in well under a minute.
+        #[arg(long)]
+        quick: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -86,6 +96,13 @@ fn run(task: Task) -> Result<()> {
         Task::Test { args } => tasks::test(&workspace, &args),
         Task::Lint => tasks::lint(&workspace),
         Task::Toolchain => tasks::toolchain(&workspace),
+        Task::Bench { runs, quick } => bench::bench(
+            &workspace,
+            bench::Options {
+                runs: runs.and_then(|n| usize::try_from(n).ok()),
+                quick,
+            },
+        ),
     }
 }
 

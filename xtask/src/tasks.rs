@@ -11,6 +11,7 @@ use anyhow::{bail, Context, Result};
 use crate::apt::Apt;
 use crate::cmd;
 use crate::ebpf;
+use crate::test_programs;
 use crate::toolchain::{self, Toolchain, BPF_LINKER_VERSION};
 
 /// The agent's package and binary name.
@@ -85,6 +86,7 @@ pub fn run(workspace: &Path, release: bool, args: &[OsString]) -> Result<()> {
 pub fn test(workspace: &Path, extra: &[String]) -> Result<()> {
     let mut apt = Apt::default();
     let tc = prepare(workspace, &mut apt)?;
+    test_programs::ensure(&mut apt)?;
     let object = ebpf::build(workspace, &tc)?;
     cmd::run(
         cmd::cargo()

@@ -1,0 +1,56 @@
+//! Programs the integration tests drive besides our own: real servers and tools nobody here
+//! wrote. A fresh machine lacks some of them, so `cargo xtask test` installs what is missing,
+//! the same way it installs the eBPF toolchain.
+
+use std::path::Path;
+
+use anyhow::Result;
+
+use crate::apt::Apt;
+
+/// (command, Debian package that provides it, what needs it)
+const PROGRAMS: [(&str, &str, &str); 4] = [
+    ("nginx", "nginx-light", "the nginx sendfile on/off tests"),
+    ("socat", "socat", "the user-space proxy test"),
+    ("curl", "curl", "the HTTP client of the server tests"),
+    ("tmux", "tmux", "the dashboard's end-to-end test"),
+];
+
+/// Directories searched for the commands; /usr/sbin holds nginx and is not on every PATH.
+const DIRS: [&str; 4] = ["/usr/local/bin", "/usr/bin", "/usr/sbin", "/bin"];
+
+fn installed(command: &str) -> bool {
+    DIRS.iter()
+        .any(|dir| Path::new(dir).join(command).is_file())
+}
+
+/// The packages of the programs that are missing.
+pub fn missing() -> Vec<&'static str> {
+    PROGRAMS
+        .iter()
+        .filter(|(command, _, _)| !installed(command))
+        .map(|(_, package, _)| *package)
+        .collect()
+}
+
+/// Installs whatever is missing; nothing (and no apt) when all are there.
+pub fn ensure(apt: &mut Apt) -> Result<()> {
+    let packages = missing();
+    if packages.is_empty() {
+        return Ok(());
+    }
+    apt.install(&packages, "the integration tests")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_program_has_a_package() {
+        for (command, package, why) in PROGRAMS {
+            assert!(!command.is_empty() && !package.is_empty() && !why.is_empty());
+        }
+        assert!(!installed("zerocopy-trace-no-such-command"));
+    }
+}
