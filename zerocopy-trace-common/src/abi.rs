@@ -20,6 +20,8 @@ pub const NOT_TRACED: u8 = u8::MAX;
 pub const MAX_CPUS: u32 = 1024;
 /// Length of a task's `comm`, as in the kernel.
 pub const COMM_LEN: usize = 16;
+/// Most `--comm` names the kernel filter matches.
+pub const MAX_COMMS: usize = 8;
 
 /// Totals of one syscall for one process.
 #[repr(C)]
@@ -33,6 +35,11 @@ pub struct Counters {
     pub errors: u64,
     /// Of `bytes`, those sent with `MSG_ZEROCOPY` (pinned, not copied).
     pub msg_zerocopy_bytes: u64,
+    /// `bytes` by the kind (`fd_kind`) of the fd they came out of; all zero for syscalls whose
+    /// source is user memory (the write and send families, vmsplice).
+    pub source_kind_bytes: [u64; fd_kind::COUNT],
+    /// `bytes` by the kind of the fd they went into; all zero for the read and recv families.
+    pub destination_kind_bytes: [u64; fd_kind::COUNT],
 }
 
 impl Counters {
@@ -43,11 +50,45 @@ impl Counters {
         self.msg_zerocopy_bytes = self
             .msg_zerocopy_bytes
             .wrapping_add(other.msg_zerocopy_bytes);
+        for i in 0..fd_kind::COUNT {
+            self.source_kind_bytes[i] =
+                self.source_kind_bytes[i].wrapping_add(other.source_kind_bytes[i]);
+            self.destination_kind_bytes[i] =
+                self.destination_kind_bytes[i].wrapping_add(other.destination_kind_bytes[i]);
+        }
     }
 
     pub fn is_zero(&self) -> bool {
         *self == Counters::default()
     }
+}
+
+/// What an fd refers to, resolved in the kernel from its `struct file` when the call starts.
+pub mod fd_kind {
+    /// The fd could not be resolved (closed, or the kernel offsets are unknown).
+    pub const UNKNOWN: u8 = 0;
+    /// A regular file.
+    pub const FILE: u8 = 1;
+    pub const BLOCK: u8 = 2;
+    pub const TCP: u8 = 3;
+    pub const UDP: u8 = 4;
+    pub const UNIX: u8 = 5;
+    /// A pipe or FIFO.
+    pub const PIPE: u8 = 6;
+    /// A character device: a tty, /dev/null, ...
+    pub const CHAR: u8 = 7;
+    /// A socket of another family or protocol (netlink, raw, ...).
+    pub const SOCKET: u8 = 8;
+    /// Anything else: eventfd, directories, anonymous inodes, ...
+    pub const OTHER: u8 = 9;
+    pub const COUNT: usize = 10;
+    /// In `PendingCall`: the syscall has no fd on this side (data comes from or goes to user
+    /// memory).
+    pub const NO_FD: u8 = u8::MAX;
+    /// Names as shown in reports and JSON, by kind.
+    pub const NAMES: [&str; COUNT] = [
+        "unknown", "file", "block", "tcp", "udp", "unix", "pipe", "char", "socket", "other",
+    ];
 }
 
 /// Key of the live counters: one process (thread group) and one syscall id.
@@ -65,14 +106,44 @@ pub struct PendingCall {
     /// Syscall id of the call in flight.
     pub syscall: u32,
     /// 1 between enter and exit; 0 once the exit consumed it.
-    pub in_flight: u32,
-    /// `-1` when the syscall has no source fd.
-    pub source_fd: i32,
-    /// `-1` when the syscall has no destination fd.
-    pub destination_fd: i32,
+    pub in_flight: u16,
+    /// `fd_kind` of the fd data comes out of (`UNKNOWN` when the syscall has none).
+    pub source_kind: u8,
+    /// `fd_kind` of the fd data goes into.
+    pub destination_kind: u8,
     pub msg_flags: u64,
     /// User address of the `struct mmsghdr` array (sendmmsg/recvmmsg).
     pub mmsg_vector: u64,
+}
+
+/// Where kernel structures keep what resolving an fd's kind needs, as byte offsets found in the
+/// kernel's BTF at start-up. `resolve` is 0 when they could not all be found: kinds are then
+/// `UNKNOWN` and every count stays exact.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KernelOffsets {
+    pub resolve: u32,
+    /// `task_struct.files`
+    pub task_files: u32,
+    /// `files_struct.fdt`
+    pub files_fdt: u32,
+    /// `fdtable.max_fds`
+    pub fdtable_max_fds: u32,
+    /// `fdtable.fd`
+    pub fdtable_fd: u32,
+    /// `file.f_inode`
+    pub file_inode: u32,
+    /// `file.private_data` (the `struct socket *` of a socket file)
+    pub file_private_data: u32,
+    /// `inode.i_mode`
+    pub inode_mode: u32,
+    /// `socket.sk`
+    pub socket_sk: u32,
+    /// `sock.__sk_common.skc_family`
+    pub sock_family: u32,
+    /// `sock.sk_protocol` (a u16 on the kernels that have it as a plain member)
+    pub sock_protocol: u32,
+    pub _reserved: u32,
 }
 
 /// Where the kernel finds one syscall's arguments in its enter tracepoint record. Offsets come
@@ -113,6 +184,15 @@ pub struct Config {
     pub nr_cpus: u32,
     /// The agent's own tgid: never counted, its reading of /proc is not the workload's.
     pub agent_tgid: u32,
+    pub offsets: KernelOffsets,
+    /// With `cgroup_id != 0`: processes whose cgroup is `cgroup_id` or below it (at depth
+    /// `cgroup_level` of the v2 hierarchy) are traced.
+    pub cgroup_level: u32,
+    /// Number of names in `comms`.
+    pub comm_count: u32,
+    pub cgroup_id: u64,
+    /// Processes that exec under one of these names join the traced set.
+    pub comms: [[u8; COMM_LEN]; MAX_COMMS],
 }
 
 impl Config {
@@ -135,6 +215,24 @@ impl Config {
             _reserved: 0,
             nr_cpus: 0,
             agent_tgid: 0,
+            offsets: KernelOffsets {
+                resolve: 0,
+                task_files: 0,
+                files_fdt: 0,
+                fdtable_max_fds: 0,
+                fdtable_fd: 0,
+                file_inode: 0,
+                file_private_data: 0,
+                inode_mode: 0,
+                socket_sk: 0,
+                sock_family: 0,
+                sock_protocol: 0,
+                _reserved: 0,
+            },
+            cgroup_level: 0,
+            comm_count: 0,
+            cgroup_id: 0,
+            comms: [[0; COMM_LEN]; MAX_COMMS],
         }
     }
 }
@@ -184,13 +282,19 @@ pub struct DropCounters {
 }
 
 // Padding-free layouts: a size mismatch here means a hidden hole the kernel would not fill.
-const _: () = assert!(core::mem::size_of::<Counters>() == 32);
+const _: () = assert!(core::mem::size_of::<Counters>() == 32 + 2 * 8 * fd_kind::COUNT);
 const _: () = assert!(core::mem::size_of::<ProcKey>() == 8);
-const _: () = assert!(core::mem::size_of::<PendingCall>() == 32);
+const _: () = assert!(core::mem::size_of::<PendingCall>() == 24);
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 48);
 const _: () = assert!(core::mem::size_of::<SyscallConfig>() == 8);
-const _: () =
-    assert!(core::mem::size_of::<Config>() == MAX_SYSCALL_NR + 8 * SYSCALL_COUNT + 16 + 8);
-const _: () = assert!(core::mem::size_of::<ExitRecord>() == 8 + COMM_LEN + 32 * SYSCALL_COUNT);
+const _: () = assert!(
+    core::mem::size_of::<Config>()
+        == MAX_SYSCALL_NR + 8 * SYSCALL_COUNT + 16 + 8 + 48 + 16 + COMM_LEN * MAX_COMMS
+);
+const _: () = assert!(
+    core::mem::size_of::<ExitRecord>()
+        == 8 + COMM_LEN + core::mem::size_of::<Counters>() * SYSCALL_COUNT
+);
 const _: () = assert!(core::mem::size_of::<DropCounters>() == 16);
 
 #[cfg(feature = "user")]
@@ -202,6 +306,7 @@ mod pod {
     unsafe impl aya::Pod for ProcKey {}
     unsafe impl aya::Pod for PendingCall {}
     unsafe impl aya::Pod for SyscallConfig {}
+    unsafe impl aya::Pod for KernelOffsets {}
     unsafe impl aya::Pod for Config {}
     unsafe impl aya::Pod for ExitRecord {}
     unsafe impl aya::Pod for DropCounters {}

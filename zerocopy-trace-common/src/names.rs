@@ -7,6 +7,8 @@ pub const PROG_SYSCALL_ENTER: &str = "syscall_enter";
 pub const PROG_SYSCALL_EXIT: &str = "syscall_exit";
 /// Program on `sched/sched_process_fork`: follows children and remembers parents.
 pub const PROG_PROCESS_FORK: &str = "process_fork";
+/// Program on `sched/sched_process_exec`: `--comm` names matched at exec.
+pub const PROG_PROCESS_EXEC: &str = "process_exec";
 /// Program on `sched/sched_process_exit`: frees per-thread state and delivers final counts.
 pub const PROG_PROCESS_EXIT: &str = "process_exit";
 

@@ -5,7 +5,8 @@
 use core::ptr::{addr_of, read_volatile};
 
 use zerocopy_trace_common::{
-    Config, SyscallConfig, MAX_CPUS, MAX_SYSCALL_NR, NOT_TRACED, SYSCALL_COUNT,
+    Config, KernelOffsets, SyscallConfig, COMM_LEN, MAX_COMMS, MAX_CPUS, MAX_SYSCALL_NR,
+    NOT_TRACED, SYSCALL_COUNT,
 };
 
 #[no_mangle]
@@ -88,4 +89,23 @@ pub fn nr_cpus() -> u32 {
 #[inline(always)]
 pub fn agent_tgid() -> u32 {
     field!(agent_tgid)
+}
+
+#[inline(always)]
+pub fn offsets() -> KernelOffsets {
+    field!(offsets)
+}
+
+#[inline(always)]
+pub fn cgroup_filter() -> (u64, u32) {
+    (field!(cgroup_id), field!(cgroup_level))
+}
+
+/// The `i`-th `--comm` name, if there are that many.
+#[inline(always)]
+pub fn comm(i: usize) -> Option<[u8; COMM_LEN]> {
+    if i >= MAX_COMMS || i >= field!(comm_count) as usize {
+        return None;
+    }
+    Some(field!(comms[i]))
 }

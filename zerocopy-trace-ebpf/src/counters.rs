@@ -1,6 +1,6 @@
 //! Adding to the per-CPU counters, and counting what could not be added.
 
-use zerocopy_trace_common::{drop_reason, Counters, ProcKey};
+use zerocopy_trace_common::{drop_reason, fd_kind, Counters, ProcKey};
 
 use crate::maps::{DROPPED, PROC_COUNTERS};
 
@@ -18,6 +18,9 @@ pub struct Call {
     pub bytes: u64,
     pub error: bool,
     pub msg_zerocopy: bool,
+    /// `fd_kind`s of the two ends, `NO_FD` where the end is user memory.
+    pub source_kind: u8,
+    pub destination_kind: u8,
 }
 
 #[inline(always)]
@@ -48,6 +51,18 @@ pub fn record(key: &ProcKey, call: &Call) {
         bump(&raw mut (*slot).errors, call.error as u64);
         if call.msg_zerocopy {
             bump(&raw mut (*slot).msg_zerocopy_bytes, call.bytes);
+        }
+        // NO_FD and anything out of range fail the bound check and count nowhere.
+        let source = call.source_kind as usize;
+        if source < fd_kind::COUNT {
+            bump(&raw mut (*slot).source_kind_bytes[source], call.bytes);
+        }
+        let destination = call.destination_kind as usize;
+        if destination < fd_kind::COUNT {
+            bump(
+                &raw mut (*slot).destination_kind_bytes[destination],
+                call.bytes,
+            );
         }
     }
 }

@@ -10,6 +10,7 @@
 
 mod config;
 mod counters;
+mod fd_kind;
 mod maps;
 mod process;
 mod syscall;

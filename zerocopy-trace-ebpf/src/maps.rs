@@ -2,15 +2,18 @@
 //! thread maps from its `--max-processes` setting before load.
 
 use aya_ebpf::{
+    bindings::BPF_F_NO_PREALLOC,
     macros::map,
     maps::{HashMap, PerCpuArray, PerCpuHashMap, RingBuf},
 };
 use zerocopy_trace_common::{drop_reason, Counters, DropCounters, PendingCall, ProcKey};
 
 /// Live totals per (process, syscall); per-CPU so the hot path never contends across CPUs.
+/// Not preallocated: a value is a few hundred bytes per CPU, so memory follows the processes
+/// actually seen instead of the maximum.
 #[map]
 pub static PROC_COUNTERS: PerCpuHashMap<ProcKey, Counters> =
-    PerCpuHashMap::with_max_entries(16384, 0);
+    PerCpuHashMap::with_max_entries(16384, BPF_F_NO_PREALLOC);
 
 /// The call in flight per thread id, written at enter and consumed at exit.
 #[map]
@@ -24,9 +27,10 @@ pub static TRACED: HashMap<u32, u32> = HashMap::with_max_entries(16384, 0);
 #[map]
 pub static PARENTS: HashMap<u32, u32> = HashMap::with_max_entries(65536, 0);
 
-/// Final counts of exited processes (`ExitRecord`s) for the agent.
+/// Final counts of exited processes (`ExitRecord`s, about 4 KiB each) for the agent: room for
+/// some 4 000 exits between two drains (every 100 ms).
 #[map]
-pub static EXITS: RingBuf = RingBuf::with_byte_size(1 << 20, 0);
+pub static EXITS: RingBuf = RingBuf::with_byte_size(16 << 20, 0);
 
 /// What could not be attributed, by `drop_reason`.
 #[map]

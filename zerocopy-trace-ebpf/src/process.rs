@@ -52,6 +52,35 @@ fn on_fork(ctx: &TracePointContext) {
 }
 
 #[tracepoint]
+pub fn process_exec(ctx: TracePointContext) -> u32 {
+    on_exec(&ctx);
+    0
+}
+
+/// `--comm NAME`: a process that execs under a traced name joins the traced set, so servers
+/// started after attach are followed too. Runs after exec set the new name.
+#[inline(always)]
+fn on_exec(ctx: &TracePointContext) {
+    if !config::filter_enabled() || config::comm(0).is_none() {
+        return;
+    }
+    let Ok(comm) = bpf_get_current_comm() else {
+        return;
+    };
+    let mut i = 0;
+    while let Some(name) = config::comm(i) {
+        if name == comm {
+            let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+            if TRACED.insert(tgid, 1, 0).is_err() {
+                warn!(ctx, "traced-process map full: {} not followed", tgid);
+            }
+            return;
+        }
+        i += 1;
+    }
+}
+
+#[tracepoint]
 pub fn process_exit(ctx: TracePointContext) -> u32 {
     on_exit(&ctx);
     0

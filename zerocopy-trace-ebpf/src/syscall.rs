@@ -2,7 +2,7 @@
 //! to all of them, which tells syscalls apart by `__syscall_nr`.
 
 use aya_ebpf::{
-    helpers::{bpf_get_current_pid_tgid, bpf_probe_read_user},
+    helpers::{bpf_get_current_ancestor_cgroup_id, bpf_get_current_pid_tgid, bpf_probe_read_user},
     macros::tracepoint,
     programs::TracePointContext,
 };
@@ -13,6 +13,7 @@ use zerocopy_trace_common::{
 use crate::{
     config,
     counters::{dropped, record, Call},
+    fd_kind,
     maps::{PENDING, TRACED},
 };
 
@@ -27,9 +28,13 @@ fn arg(ctx: &TracePointContext, offset: u16) -> Option<u64> {
     unsafe { ctx.read_at::<u64>(offset as usize) }.ok()
 }
 
+/// The `fd_kind` of the fd argument at `offset`, or `NO_FD` when the syscall has none there.
 #[inline(always)]
-fn fd_arg(ctx: &TracePointContext, offset: u16) -> i32 {
-    arg(ctx, offset).map_or(-1, |v| v as i32)
+fn fd_kind_arg(ctx: &TracePointContext, offset: u16) -> u8 {
+    match arg(ctx, offset) {
+        Some(fd) => fd_kind::of_fd(fd as i32),
+        None => zerocopy_trace_common::fd_kind::NO_FD,
+    }
 }
 
 /// Whether the current process is to be counted.
@@ -38,8 +43,16 @@ pub fn is_traced(tgid: u32) -> bool {
     if tgid == config::agent_tgid() {
         return false;
     }
+    if !config::filter_enabled() {
+        return true;
+    }
     // SAFETY: only tested for presence, the value is not read.
-    !config::filter_enabled() || unsafe { TRACED.get(tgid) }.is_some()
+    if unsafe { TRACED.get(tgid) }.is_some() {
+        return true;
+    }
+    let (cgroup, level) = config::cgroup_filter();
+    // SAFETY: the helper only reads the current task's cgroup.
+    cgroup != 0 && unsafe { bpf_get_current_ancestor_cgroup_id(level as i32) } == cgroup
 }
 
 /// The syscall id of the tracepoint being run.
@@ -70,8 +83,8 @@ fn on_enter(ctx: &TracePointContext) {
     let call = PendingCall {
         syscall: id,
         in_flight: 1,
-        source_fd: fd_arg(ctx, offsets.source_fd_offset),
-        destination_fd: fd_arg(ctx, offsets.destination_fd_offset),
+        source_kind: fd_kind_arg(ctx, offsets.source_fd_offset),
+        destination_kind: fd_kind_arg(ctx, offsets.destination_fd_offset),
         msg_flags: arg(ctx, offsets.msg_flags_offset).unwrap_or(0),
         mmsg_vector: arg(ctx, offsets.mmsg_vector_offset).unwrap_or(0),
     };
@@ -145,6 +158,8 @@ fn on_exit(ctx: &TracePointContext) {
             bytes,
             error: ret < 0,
             msg_zerocopy: pending.msg_flags & MSG_ZEROCOPY != 0,
+            source_kind: pending.source_kind,
+            destination_kind: pending.destination_kind,
         },
     );
 }

@@ -118,6 +118,10 @@ pub fn attach(plan: &Plan, limits: Limits) -> Result<(Tracer, Maps)> {
         names::PROG_PROCESS_FORK,
         &[("sched", "sched_process_fork".into())],
     )?;
+    attach_all(
+        names::PROG_PROCESS_EXEC,
+        &[("sched", "sched_process_exec".into())],
+    )?;
     attach_all(names::PROG_SYSCALL_EXIT, &syscall_targets("exit"))?;
     attach_all(names::PROG_SYSCALL_ENTER, &syscall_targets("enter"))?;
 

@@ -4,6 +4,8 @@ use std::{path::PathBuf, time::Duration};
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::session::Targets;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "zerocopy-trace",
@@ -11,13 +13,21 @@ use clap::{Args, Parser, Subcommand};
     about = "Does this server really move its data without copying it? Counts, per process, the bytes \
              copied through user space and the bytes moved in-kernel (sendfile, splice, ...), live, from eBPF."
 )]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct Cli {
+    /// Without one, the live dashboard (as `top`).
     #[command(subcommand)]
-    pub command: Command,
+    pub command: Option<Command>,
+    /// The dashboard's options, when no subcommand is given.
+    #[command(flatten)]
+    pub top: TopArgs,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// The live dashboard: per process, copied versus zero-copy bytes, refreshed every interval
+    /// (the default when no subcommand is given).
+    Top(TopArgs),
     /// Trace the machine (or the processes named) for a while, then print a per-process report.
     Report(ReportArgs),
     /// Start a command, trace it and all its descendants until it exits, then report.
@@ -42,17 +52,51 @@ pub struct ReportArgs {
     /// How long to trace (e.g. 10s, 500ms, 2m); default: until Ctrl-C.
     #[arg(long, short = 'd', value_name = "DURATION", value_parser = parse_duration)]
     pub duration: Option<Duration>,
+    #[command(flatten)]
+    pub filter: FilterArgs,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+/// Which processes to trace; the whole machine when none is given.
+#[derive(Debug, Args)]
+pub struct FilterArgs {
     /// Trace only this process (and the children it forks); repeatable.
     #[arg(long, short = 'p', value_name = "PID")]
     pub pid: Vec<u32>,
-    /// Trace only processes with this name (as in /proc/PID/comm); repeatable.
+    /// Trace only processes with this name (as in /proc/PID/comm), running now or exec'd later;
+    /// repeatable.
     #[arg(long, short = 'c', value_name = "NAME")]
     pub comm: Vec<String>,
+    /// Trace every process in this cgroup (v2) or below it, e.g. system.slice/nginx.service.
+    #[arg(long, value_name = "PATH")]
+    pub cgroup: Option<PathBuf>,
     /// With --pid/--comm: do not follow children forked after attach.
     #[arg(long)]
     pub no_children: bool,
+}
+
+impl FilterArgs {
+    pub fn targets(&self) -> Targets {
+        Targets {
+            pids: self.pid.clone(),
+            comms: self.comm.clone(),
+            cgroup: self.cgroup.clone(),
+            follow_children: !self.no_children,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct TopArgs {
     #[command(flatten)]
-    pub output: OutputArgs,
+    pub filter: FilterArgs,
+    /// How often to refresh (e.g. 1s, 500ms).
+    #[arg(long, short = 'i', value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
+    pub interval: Duration,
+    /// Most processes counted at once; past it, counts are shown as dropped.
+    #[arg(long, value_name = "N", default_value_t = 8192, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_processes: u32,
 }
 
 #[derive(Debug, Args)]
@@ -132,7 +176,7 @@ mod tests {
         let cli = Cli::try_parse_from(["zerocopy-trace", "run", "--json", "--", "cat", "-n", "x"])
             .unwrap();
         match cli.command {
-            Command::Run(run) => {
+            Some(Command::Run(run)) => {
                 assert!(run.output.json);
                 assert_eq!(run.command, vec!["cat", "-n", "x"]);
             }
@@ -142,5 +186,25 @@ mod tests {
         assert!(Cli::try_parse_from(["zerocopy-trace", "report", "--bogus"]).is_err());
         assert!(Cli::try_parse_from(["zerocopy-trace", "report", "--pid", "x"]).is_err());
         assert!(Cli::try_parse_from(["zerocopy-trace", "report", "--max-processes", "0"]).is_err());
+    }
+
+    #[test]
+    fn the_dashboard_is_the_default_and_top() {
+        let bare =
+            Cli::try_parse_from(["zerocopy-trace", "--comm", "nginx", "-i", "500ms"]).unwrap();
+        assert!(bare.command.is_none());
+        assert_eq!(bare.top.filter.comm, vec!["nginx"]);
+        assert_eq!(bare.top.interval, Duration::from_millis(500));
+        let top = Cli::try_parse_from(["zerocopy-trace", "top", "--pid", "7"]).unwrap();
+        match top.command {
+            Some(Command::Top(args)) => {
+                assert_eq!(args.filter.pid, vec![7]);
+                assert_eq!(args.interval, Duration::from_secs(1));
+            }
+            other => panic!("{other:?}"),
+        }
+        // Options go either before a subcommand or with `top`, not mixed with another one.
+        assert!(Cli::try_parse_from(["zerocopy-trace", "--pid", "7", "report"]).is_err());
+        assert!(Cli::try_parse_from(["zerocopy-trace", "top", "--interval", "0"]).is_err());
     }
 }

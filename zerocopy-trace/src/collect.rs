@@ -145,6 +145,18 @@ impl Collector {
             .collect())
     }
 
+    /// Reads /proc once for each process with counters whose name is not known yet. Walks only
+    /// the map's keys: values (a few hundred bytes per CPU each) are not needed for names.
+    pub fn learn_names(&mut self, maps: &Maps) {
+        for key in maps.counters.keys().flatten() {
+            if let std::collections::hash_map::Entry::Vacant(slot) = self.known.entry(key.tgid) {
+                if let Some(info) = procfs::process_info(key.tgid) {
+                    slot.insert(info);
+                }
+            }
+        }
+    }
+
     /// Sum over CPUs of the drop counters.
     pub fn dropped(&self, maps: &Maps) -> Result<Dropped> {
         let mut out = [DropCounters::default(); drop_reason::COUNT as usize];

@@ -1,12 +1,18 @@
 //! zerocopy-trace: does this server really move its data without copying it?
 //!
 //! Data flows one way: kernel maps -> `collect` (snapshot) -> `model` (copies, transitions,
-//! verdicts) -> `report` (table, JSON). `plan` prepares without touching the kernel; `attach`
-//! is the one place that loads, attaches and detaches; `session` runs a trace end to end.
+//! verdicts) -> `report` (table, JSON) or `dashboard` (live). `plan` prepares without touching
+//! the kernel; `attach` is the one place that loads, attaches and detaches; `session` runs a
+//! trace end to end.
 
 mod attach;
+mod btf;
+mod cgroup;
 mod cli;
 mod collect;
+mod correlate;
+mod dashboard;
+mod kernel_offsets;
 mod launch;
 mod model;
 mod plan;
@@ -20,7 +26,7 @@ mod units;
 
 use std::{
     fs::OpenOptions,
-    io::{self, Write},
+    io::{self, IsTerminal, Write},
     os::unix::fs::OpenOptionsExt,
     path::Path,
     process::ExitCode,
@@ -31,7 +37,7 @@ use anyhow::{Context, Result};
 use clap::Parser;
 
 use crate::{
-    cli::{Cli, Command, OutputArgs},
+    cli::{Cli, Command, OutputArgs, TopArgs},
     report::Report,
     session::{End, Outcome, Signals, Targets},
 };
@@ -61,12 +67,10 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
-        Command::Report(args) => {
-            let targets = Targets {
-                pids: args.pid.clone(),
-                comms: args.comm.clone(),
-                follow_children: !args.no_children,
-            };
+        None => top(cli.top),
+        Some(Command::Top(args)) => top(args),
+        Some(Command::Report(args)) => {
+            let targets = args.filter.targets();
             let outcome = runtime()?.block_on(async {
                 let signals = Signals::install()?;
                 let session = session::start(targets, None, args.output.max_processes)?;
@@ -78,7 +82,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             emit(&outcome, &args.output)?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Run(args) => {
+        Some(Command::Run(args)) => {
             // Fork before any thread exists (the runtime, aya): the child stops itself and is
             // registered with the kernel filter before it execs, so none of its syscalls escape.
             let child = launch::spawn_stopped(&args.command)?;
@@ -101,6 +105,34 @@ fn run(cli: Cli) -> Result<ExitCode> {
             })
         }
     }
+}
+
+/// The live dashboard; the report (until Ctrl-C) when stdout is not a terminal to draw on.
+fn top(args: TopArgs) -> Result<ExitCode> {
+    let targets = args.filter.targets();
+    if !io::stdout().is_terminal() {
+        eprintln!(
+            "zerocopy-trace: stdout is not a terminal, so no dashboard: tracing until Ctrl-C, then printing the report"
+        );
+        let outcome = runtime()?.block_on(async {
+            let signals = Signals::install()?;
+            let session = session::start(targets, None, args.max_processes)?;
+            session.run(signals, None, None).await
+        })?;
+        let output = OutputArgs {
+            json: false,
+            output: None,
+            max_processes: args.max_processes,
+        };
+        emit(&outcome, &output)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    runtime()?.block_on(async {
+        let signals = Signals::install()?;
+        let session = session::start(targets, None, args.max_processes)?;
+        dashboard::run(session, signals, args.interval).await
+    })?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn describe(end: &End) -> Option<String> {

@@ -2,7 +2,10 @@
 //! the programs run with, all derived from the syscall table and the tracepoint `format` files.
 
 use anyhow::{bail, Context, Result};
-use zerocopy_trace_common::{Config, Family, SyscallConfig, MAX_CPUS, MAX_SYSCALL_NR, SYSCALLS};
+use zerocopy_trace_common::{
+    Config, Family, KernelOffsets, SyscallConfig, COMM_LEN, MAX_COMMS, MAX_CPUS, MAX_SYSCALL_NR,
+    SYSCALLS,
+};
 
 use crate::{syscall_numbers::syscall_number, tracefs::Format};
 
@@ -16,20 +19,44 @@ pub struct Plan {
     pub not_covered: Vec<&'static str>,
 }
 
-/// Filters and limits chosen on the command line.
-#[derive(Clone, Copy, Debug, Default)]
+/// Filters chosen on the command line.
+#[derive(Clone, Debug, Default)]
 pub struct Scope {
     /// Count only processes in the traced set (else: every process).
     pub filtered: bool,
     /// Children of traced processes join the set when they are forked.
     pub follow_children: bool,
+    /// Processes that exec under these names join the traced set.
+    pub comms: Vec<String>,
+    /// Processes in this cgroup (v2) or below it are traced.
+    pub cgroup: Option<Cgroup>,
+}
+
+/// A cgroup v2 directory as the kernel names it: its id (the directory's inode number) and its
+/// depth below the hierarchy's root.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cgroup {
+    pub id: u64,
+    pub level: u32,
+}
+
+/// A `--comm` name as the kernel stores it: at most 15 bytes, NUL-padded.
+pub fn comm_bytes(name: &str) -> Result<[u8; COMM_LEN]> {
+    let bytes = name.as_bytes();
+    if bytes.is_empty() || bytes.len() >= COMM_LEN || bytes.contains(&0) {
+        bail!("--comm {name:?}: process names are 1 to 15 bytes (the kernel truncates longer ones; use the first 15)");
+    }
+    let mut out = [0u8; COMM_LEN];
+    out[..bytes.len()].copy_from_slice(bytes);
+    Ok(out)
 }
 
 /// Builds the plan. `format(category, name)` returns a tracepoint's parsed format, or `None`
 /// when the kernel does not have it.
 pub fn plan(
     mut format: impl FnMut(&str, &str) -> Result<Option<Format>>,
-    scope: Scope,
+    scope: &Scope,
+    offsets: KernelOffsets,
     nr_cpus: u32,
 ) -> Result<Plan> {
     let mut config = Config::empty();
@@ -90,6 +117,18 @@ pub fn plan(
 
     config.filter_enabled = scope.filtered as u16;
     config.follow_children = scope.follow_children as u16;
+    config.offsets = offsets;
+    if scope.comms.len() > MAX_COMMS {
+        bail!("at most {MAX_COMMS} --comm names");
+    }
+    for (slot, name) in config.comms.iter_mut().zip(&scope.comms) {
+        *slot = comm_bytes(name)?;
+    }
+    config.comm_count = scope.comms.len() as u32;
+    if let Some(cgroup) = scope.cgroup {
+        config.cgroup_id = cgroup.id;
+        config.cgroup_level = cgroup.level;
+    }
     config.nr_cpus = nr_cpus.min(MAX_CPUS);
     config.agent_tgid = std::process::id();
     Ok(Plan {
@@ -159,7 +198,13 @@ mod tests {
 
     #[test]
     fn offsets_come_from_the_formats() {
-        let plan = plan(fake_kernel(&[]), Scope::default(), 4).unwrap();
+        let plan = plan(
+            fake_kernel(&[]),
+            &Scope::default(),
+            KernelOffsets::default(),
+            4,
+        )
+        .unwrap();
         assert_eq!(plan.covered.len(), SYSCALLS.len());
         assert!(plan.not_covered.is_empty());
         let c = &plan.config;
@@ -200,7 +245,13 @@ mod tests {
 
     #[test]
     fn missing_tracepoints_are_skipped_and_listed() {
-        let plan = plan(fake_kernel(&["_tee"]), Scope::default(), 1).unwrap();
+        let plan = plan(
+            fake_kernel(&["_tee"]),
+            &Scope::default(),
+            KernelOffsets::default(),
+            1,
+        )
+        .unwrap();
         assert_eq!(plan.not_covered, vec!["tee"]);
         assert_eq!(
             plan.config.syscall_of_nr[libc::SYS_tee as usize],
@@ -213,12 +264,38 @@ mod tests {
         let scope = Scope {
             filtered: true,
             follow_children: true,
+            comms: vec!["nginx".into(), "python3".into()],
+            cgroup: Some(Cgroup { id: 4242, level: 2 }),
         };
-        let plan = plan(fake_kernel(&[]), scope, 100_000).unwrap();
+        let offsets = KernelOffsets {
+            resolve: 1,
+            task_files: 3000,
+            ..KernelOffsets::default()
+        };
+        let plan = plan(fake_kernel(&[]), &scope, offsets, 100_000).unwrap();
         assert_eq!(
             (plan.config.filter_enabled, plan.config.follow_children),
             (1, 1)
         );
         assert_eq!(plan.config.nr_cpus, MAX_CPUS);
+        assert_eq!(plan.config.offsets, offsets);
+        assert_eq!(plan.config.comm_count, 2);
+        assert_eq!(&plan.config.comms[0][..6], b"nginx\0");
+        assert_eq!(plan.config.comms[2], [0; COMM_LEN]);
+        assert_eq!((plan.config.cgroup_id, plan.config.cgroup_level), (4242, 2));
+    }
+
+    #[test]
+    fn comm_names_must_fit_the_kernel() {
+        assert!(comm_bytes("nginx").is_ok());
+        assert!(comm_bytes("exactly15chars!").is_ok());
+        assert!(comm_bytes("sixteen-chars-xx").is_err());
+        assert!(comm_bytes("").is_err());
+        assert!(comm_bytes("a\0b").is_err());
+        let too_many = Scope {
+            comms: vec!["x".into(); MAX_COMMS + 1],
+            ..Scope::default()
+        };
+        assert!(plan(fake_kernel(&[]), &too_many, KernelOffsets::default(), 1).is_err());
     }
 }

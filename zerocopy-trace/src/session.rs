@@ -9,7 +9,9 @@ use tokio::signal::unix::{signal, Signal, SignalKind};
 
 use crate::{
     attach::{self, Limits, Maps, Tracer},
+    cgroup,
     collect::{Collector, Snapshot},
+    kernel_offsets,
     launch::RunningChild,
     plan::{self, Plan, Scope},
     privileges, procfs, tracefs,
@@ -17,18 +19,22 @@ use crate::{
 
 /// How often exit records are drained and process names refreshed.
 pub const TICK: Duration = Duration::from_millis(100);
+/// Process names are learned every this many ticks (1 s).
+const NAME_REFRESH_TICKS: u64 = 10;
 
 /// Which processes to count.
 #[derive(Clone, Debug, Default)]
 pub struct Targets {
     pub pids: Vec<u32>,
     pub comms: Vec<String>,
+    /// A cgroup v2 directory: every process in it or below it.
+    pub cgroup: Option<std::path::PathBuf>,
     pub follow_children: bool,
 }
 
 impl Targets {
     fn filtered(&self) -> bool {
-        !self.pids.is_empty() || !self.comms.is_empty()
+        !self.pids.is_empty() || !self.comms.is_empty() || self.cgroup.is_some()
     }
 }
 
@@ -68,6 +74,15 @@ impl Signals {
             hangup: signal(SignalKind::hangup()).context("installing the SIGHUP handler")?,
         })
     }
+
+    /// Waits for the next of them and names it (for loops other than `run`: the dashboard).
+    pub async fn next(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.interrupt.recv() => "SIGINT",
+            _ = self.terminate.recv() => "SIGTERM",
+            _ = self.hangup.recv() => "SIGHUP",
+        }
+    }
 }
 
 /// An attached trace, not yet running its loop.
@@ -77,6 +92,7 @@ pub struct Session {
     plan: Plan,
     targets: Targets,
     collector: Collector,
+    ticks: u64,
 }
 
 fn possible_cpus() -> Result<u32> {
@@ -97,7 +113,7 @@ pub fn start(targets: Targets, extra_pid: Option<u32>, max_processes: u32) -> Re
             .map(|(pid, _)| pid)
             .collect();
         if matching.is_empty() {
-            log::warn!("no process named {name:?} is running; only its later children of traced processes would be seen");
+            log::info!("no process named {name:?} yet: it is traced from its exec on");
         }
         pids.extend(matching);
     }
@@ -110,10 +126,13 @@ pub fn start(targets: Targets, extra_pid: Option<u32>, max_processes: u32) -> Re
     let scope = Scope {
         filtered: targets.filtered() || extra_pid.is_some(),
         follow_children: targets.follow_children,
+        comms: targets.comms.clone(),
+        cgroup: targets.cgroup.as_deref().map(cgroup::resolve).transpose()?,
     };
     let plan = plan::plan(
         |category, name| tracefs::read_format(&tracefs, category, name),
-        scope,
+        &scope,
+        kernel_offsets::of_running_kernel(),
         possible_cpus()?,
     )?;
     if !plan.not_covered.is_empty() {
@@ -139,6 +158,7 @@ pub fn start(targets: Targets, extra_pid: Option<u32>, max_processes: u32) -> Re
         plan,
         targets,
         collector,
+        ticks: 0,
     })
 }
 
@@ -222,20 +242,19 @@ impl Session {
     pub fn tick(&mut self) -> Result<()> {
         self.collector.drain_exits(&mut self.maps.exits);
         self.tracer.flush_kernel_log();
-        // Learn names while processes are alive: a process that dies later is still reported
-        // under its name.
-        self.collector.live(&self.maps)?;
+        // Learn names while processes are alive (a process that dies after detach is still
+        // reported under its name), but only once a second: walking the map costs a syscall
+        // per entry, while draining the ring buffer costs none.
+        self.ticks = self.ticks.wrapping_add(1);
+        if self.ticks % NAME_REFRESH_TICKS == 1 {
+            self.collector.learn_names(&self.maps);
+        }
         Ok(())
     }
 
     /// Everything counted so far, while staying attached.
     pub fn snapshot(&mut self) -> Result<Snapshot> {
         self.collector.snapshot(&mut self.maps)
-    }
-
-    /// Syscalls this kernel has no tracepoints for.
-    pub fn not_covered(&self) -> &[&'static str] {
-        &self.plan.not_covered
     }
 
     /// Detaches and unloads every program now (dropping the session would too, later).

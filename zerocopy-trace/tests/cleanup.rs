@@ -5,40 +5,21 @@
 mod common;
 
 use std::{
-    io::{BufRead, BufReader, Read},
-    process::{Child, Command, Stdio},
+    io::Read,
+    process::{Command, Stdio},
     time::{Duration, Instant},
 };
 
-use common::{privileged, AGENT};
+use common::{privileged, spawn_agent, Agent, AGENT};
 
 /// Starts `zerocopy-trace report` and returns it with the ids of the programs it loaded.
-fn start_agent() -> (Child, Vec<u32>) {
-    let mut child = Command::new(AGENT)
-        .args(["report", "--json"])
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("starting zerocopy-trace");
-    let stderr = child.stderr.take().expect("piped stderr");
-    let mut lines = BufReader::new(stderr).lines();
-    let ids = loop {
-        let line = lines
-            .next()
-            .expect("agent exited before attaching")
-            .expect("reading agent stderr");
-        if let Some(list) = line.split("BPF program ids [").nth(1) {
-            break list
-                .trim_end_matches(']')
-                .split(", ")
-                .map(|id| id.parse::<u32>().expect("numeric program id"))
-                .collect::<Vec<_>>();
-        }
-    };
-    // Keep draining stderr so the agent never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    assert_eq!(ids.len(), 4, "enter, exit, fork and exit programs: {ids:?}");
+fn start_agent() -> (Agent, Vec<u32>) {
+    let (child, ids) = spawn_agent(&["report", "--json"]);
+    assert_eq!(
+        ids.len(),
+        5,
+        "enter, exit, fork, exec and exit programs: {ids:?}"
+    );
     (child, ids)
 }
 
@@ -65,7 +46,8 @@ fn assert_unloaded(ids: &[u32], how: &str) {
 }
 
 fn end_with(signal: i32, name: &str) {
-    let (mut child, ids) = start_agent();
+    let (mut agent, ids) = start_agent();
+    let child = agent.child();
     assert_eq!(
         loaded(&ids).len(),
         ids.len(),

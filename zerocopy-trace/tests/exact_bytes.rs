@@ -20,6 +20,24 @@ fn expected_verdict(mode: &str, role: &str) -> &'static str {
     }
 }
 
+/// The largest flow each (mode, role) must show: (source, destination, via).
+fn expected_flow(mode: &str, role: &str) -> (&'static str, &'static str, &'static str) {
+    match (mode, role) {
+        ("mmsg", "receiver") => ("udp", "process", "user space"),
+        ("mmsg", _) => ("process", "udp", "user space"),
+        (_, "receiver") => ("tcp", "process", "user space"),
+        ("read-write" | "readv-writev", _) => ("file", "tcp", "user space"),
+        ("sendfile", _) => ("file", "tcp", "sendfile"),
+        ("splice", _) => ("file", "tcp", "splice"),
+        ("copy-file-range", _) => ("file", "file", "copy_file_range"),
+        ("positional", _) => ("file", "file", "user space"),
+        ("pipe-zero-copy", _) => ("process", "char", "splice+tee+vmsplice"),
+        ("send-recv" | "msg-zerocopy", _) => ("process", "tcp", "user space"),
+        ("errors", _) => ("pipe", "pipe", "user space"),
+        other => panic!("no expected flow for {other:?}"),
+    }
+}
+
 fn run_mode(mode: &str, extra: &[&str]) -> (Value, Value) {
     let dir = scratch(mode);
     let truth_path = dir.join("truth.json");
@@ -81,6 +99,27 @@ fn assert_matches(truth: &Value, report: &Value) {
             expected_verdict(mode, role),
             "{mode}/{role} (pid {pid}): {seen:#}"
         );
+        let top = &seen["flows"][0];
+        let (source, destination, via) = expected_flow(mode, role);
+        assert_eq!(
+            (
+                top["source"].as_str(),
+                top["destination"].as_str(),
+                top["via"].as_str()
+            ),
+            (Some(source), Some(destination), Some(via)),
+            "{mode}/{role} (pid {pid}) flows: {}",
+            seen["flows"]
+        );
+        // Every fd these children use is resolvable: nothing may land in `unknown`.
+        for (name, sc) in got {
+            for end in ["source", "destination"] {
+                assert!(
+                    sc["fd_kinds"][end].get("unknown").is_none(),
+                    "{mode}/{role} {name}: {sc}"
+                );
+            }
+        }
         assert_eq!(
             seen["exited"], true,
             "{mode}/{role}: its final counts came from the exit record"
@@ -137,6 +176,18 @@ fn sendfile_is_zero_copy_with_exact_figures() {
         2 * seen["syscalls"]["sendfile64"]["calls"].as_u64().unwrap()
     );
     assert_eq!(seen["zero_copy_ratio"], 1.0);
+    assert_eq!(
+        seen["syscalls"]["sendfile64"]["fd_kinds"]["source"]["file"],
+        4194304
+    );
+    assert_eq!(
+        seen["syscalls"]["sendfile64"]["fd_kinds"]["destination"]["tcp"],
+        4194304
+    );
+    assert!(seen["finding"]
+        .as_str()
+        .unwrap()
+        .ends_with("moved file->tcp by sendfile: zero copy achieved"));
 }
 
 #[test]
@@ -157,6 +208,14 @@ fn read_write_relay_copies_every_byte_twice() {
     assert_eq!(seen["copied_bytes"], 2 * 2097152);
     assert_eq!(seen["zero_copy_bytes"], 0);
     assert_eq!(seen["zero_copy_ratio"], 0.0);
+    assert_eq!(seen["flows"][0]["relay"], true);
+    assert_eq!(seen["flows"][0]["bytes"], 2097152);
+    let finding = seen["finding"].as_str().unwrap();
+    assert!(
+        finding.contains("2.0 MiB file->tcp through user space: 4.0 MiB of CPU copies")
+            && finding.contains("sendfile() would copy none of it"),
+        "{finding}"
+    );
 }
 
 #[test]

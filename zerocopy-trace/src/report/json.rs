@@ -1,16 +1,18 @@
 //! The JSON report: a contract for tests and other tools.
 //! `{"duration_s", "processes": [{"pid", "ppid", "comm", "exited", "syscalls": {"<name>":
 //! {"calls", "bytes", "errors", "msg_zerocopy_bytes"}}, "copied_bytes", "zero_copy_bytes",
-//! "transitions", "zero_copy_ratio", "verdict"}], "dropped": {"<reason>": {"calls", "bytes"}},
-//! "not_covered": [...]}`. Syscalls a process never called are left out of its map.
+//! "transitions", "zero_copy_ratio", "verdict", "flows": [{"source", "destination", "via", "bytes",
+//! "relay"}], "finding"}], "dropped": {"<reason>": {"calls", "bytes"}}, "not_covered": [...]}`.
+//! Each syscall also has `"fd_kinds": {"source": {"<kind>": bytes}, "destination": {...}}`.
+//! Syscalls a process never called are left out of its map.
 
 use std::collections::BTreeMap;
 
 use serde::Serialize;
-use zerocopy_trace_common::{drop_reason, SYSCALLS};
+use zerocopy_trace_common::{drop_reason, fd_kind, SYSCALLS};
 
 use super::{ranked, Report};
-use crate::model::Verdict;
+use crate::{correlate, model::Verdict};
 
 #[derive(Serialize)]
 struct JsonReport<'a> {
@@ -34,6 +36,34 @@ struct JsonProcess<'a> {
     transitions: u64,
     zero_copy_ratio: Option<f64>,
     verdict: Verdict,
+    flows: Vec<JsonFlow>,
+    finding: String,
+}
+
+#[derive(Serialize)]
+struct JsonFlow {
+    source: &'static str,
+    destination: &'static str,
+    via: String,
+    bytes: u64,
+    /// Read into user memory only to be written out again.
+    relay: bool,
+}
+
+/// Bytes by fd kind at each end of a syscall (kinds with no bytes left out).
+#[derive(Serialize)]
+struct JsonFdKinds {
+    source: BTreeMap<&'static str, u64>,
+    destination: BTreeMap<&'static str, u64>,
+}
+
+fn by_kind(bytes: &[u64; fd_kind::COUNT]) -> BTreeMap<&'static str, u64> {
+    fd_kind::NAMES
+        .iter()
+        .zip(bytes)
+        .filter(|(_, &b)| b > 0)
+        .map(|(name, &b)| (*name, b))
+        .collect()
 }
 
 #[derive(Serialize)]
@@ -42,6 +72,7 @@ struct JsonSyscall {
     bytes: u64,
     errors: u64,
     msg_zerocopy_bytes: u64,
+    fd_kinds: JsonFdKinds,
 }
 
 #[derive(Serialize)]
@@ -70,6 +101,10 @@ pub fn to_json(report: &Report) -> String {
                             bytes: c.bytes,
                             errors: c.errors,
                             msg_zerocopy_bytes: c.msg_zerocopy_bytes,
+                            fd_kinds: JsonFdKinds {
+                                source: by_kind(&c.source_kind_bytes),
+                                destination: by_kind(&c.destination_kind_bytes),
+                            },
                         },
                     )
                 })
@@ -79,6 +114,17 @@ pub fn to_json(report: &Report) -> String {
             transitions: cost.transitions,
             zero_copy_ratio: cost.zero_copy_ratio(),
             verdict: cost.verdict(),
+            flows: correlate::flows(&p.syscalls)
+                .into_iter()
+                .map(|f| JsonFlow {
+                    relay: f.is_relay(),
+                    source: f.source,
+                    destination: f.destination,
+                    via: f.via.label(),
+                    bytes: f.bytes,
+                })
+                .collect(),
+            finding: correlate::finding(&p.comm, p.pid, &p.syscalls),
         })
         .collect();
     let dropped = drop_reason::NAMES

@@ -5,7 +5,10 @@ use std::fmt::Write;
 use zerocopy_trace_common::drop_reason;
 
 use super::{ranked, Report};
-use crate::units;
+use crate::{correlate, units};
+
+/// Findings printed under the table, for the largest movers.
+const FINDINGS: usize = 10;
 
 const HEADER: [&str; 8] = [
     "PID",
@@ -79,6 +82,16 @@ pub fn to_table(report: &Report) -> String {
     }
     if rows.is_empty() {
         let _ = writeln!(out, "(no data-path syscalls seen)");
+    }
+    let ranked = ranked(report.snapshot);
+    if !ranked.is_empty() {
+        let _ = writeln!(out, "findings:");
+        for (p, _) in ranked.iter().take(FINDINGS) {
+            let _ = writeln!(out, "  {}", correlate::finding(&p.comm, p.pid, &p.syscalls));
+        }
+        if ranked.len() > FINDINGS {
+            let _ = writeln!(out, "  ... {} more in --json", ranked.len() - FINDINGS);
+        }
     }
     let dropped: Vec<String> = report
         .snapshot
@@ -179,7 +192,16 @@ mod tests {
                 && lines[3].contains("32 768"),
             "{text}"
         );
-        assert_eq!(lines[4], "dropped: none");
+        assert_eq!(lines[4], "findings:");
+        assert_eq!(
+            lines[5], "  nginx[4121]: 100.0% of 1.2 GiB moved in the kernel: zero copy achieved",
+            "{text}"
+        );
+        assert!(
+            lines[6].starts_with("  python3[880]: 0.0% zero copy of 1.0 GiB moved"),
+            "{text}"
+        );
+        assert_eq!(lines[7], "dropped: none");
         assert!(
             !text.contains("idle"),
             "processes that moved nothing are left out: {text}"

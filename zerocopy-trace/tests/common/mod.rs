@@ -4,7 +4,11 @@
 
 #![allow(dead_code)]
 
-use std::{path::PathBuf, process::Command};
+use std::{
+    io::{BufRead, BufReader},
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+};
 
 use serde_json::Value;
 
@@ -70,4 +74,71 @@ pub fn assert_nothing_dropped(report: &Value) {
         assert_eq!(d["calls"], 0, "dropped {reason}: {d}");
         assert_eq!(d["bytes"], 0, "dropped {reason}: {d}");
     }
+}
+
+/// An agent started by a test. Killed if the test fails first, so a failed assertion never
+/// leaves a tracer attached to the machine.
+pub struct Agent(Option<Child>);
+
+impl Agent {
+    pub fn child(&mut self) -> &mut Child {
+        self.0.as_mut().expect("agent already stopped")
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Starts the agent with `args` (stdout piped, `RUST_LOG=info`), waits until its programs are
+/// attached, and returns it with the kernel ids of those programs.
+pub fn spawn_agent(args: &[&str]) -> (Agent, Vec<u32>) {
+    let mut child = Command::new(AGENT)
+        .args(args)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting zerocopy-trace");
+    let stderr = child.stderr.take().expect("piped stderr");
+    let mut lines = BufReader::new(stderr).lines();
+    let ids = loop {
+        let line = match lines.next() {
+            Some(Ok(line)) => line,
+            _ => panic!("the agent exited before attaching: {:?}", child.wait()),
+        };
+        if let Some(list) = line.split("BPF program ids [").nth(1) {
+            break list
+                .trim_end_matches(']')
+                .split(", ")
+                .map(|id| id.parse::<u32>().expect("numeric program id"))
+                .collect::<Vec<_>>();
+        }
+    };
+    // Keep draining stderr so the agent never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    (Agent(Some(child)), ids)
+}
+
+/// Ends an agent started by `spawn_agent` with SIGINT and returns its JSON report.
+pub fn stop_agent(mut agent: Agent) -> Value {
+    use std::io::Read;
+    let child = agent.child();
+    // SAFETY: signalling our own child.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
+    let mut stdout = String::new();
+    child
+        .stdout
+        .take()
+        .expect("piped stdout")
+        .read_to_string(&mut stdout)
+        .expect("reading the report");
+    let status = child.wait().expect("waiting for the agent");
+    assert!(status.success(), "agent failed: {status:?}");
+    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("bad JSON ({e}):\n{stdout}"))
 }

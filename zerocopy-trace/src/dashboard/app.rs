@@ -1,0 +1,819 @@
+//! The dashboard's state and the only two ways it changes: `App::ingest` takes a new snapshot,
+//! `update` applies an `Action`. Both are pure (no terminal, no kernel, no clock: time comes in
+//! as an argument), so every change is unit-tested.
+//!
+//! Rates are differences between consecutive snapshots divided by the time between them.
+//! Processes that exit keep their final counts (the collector's exit records); they stay listed,
+//! greyed, for `EXITED_LINGER`, then leave the table for good (they still count in the
+//! machine-wide totals).
+
+use std::{
+    collections::{HashMap, HashSet, VecDeque},
+    time::Duration,
+};
+
+use zerocopy_trace_common::{Counters, SYSCALLS, SYSCALL_COUNT};
+
+use crate::{
+    collect::{Dropped, Snapshot},
+    model::{Cost, SyscallCounters, Verdict},
+};
+
+/// Throughput samples kept per process for the sparkline: 5 minutes at the default interval.
+pub const HISTORY: usize = 300;
+/// How long an exited process stays in the table.
+pub const EXITED_LINGER: Duration = Duration::from_secs(10);
+/// Snapshots a live process may be missing from before its row goes. A process that exits
+/// between the collector draining exit records and reading the live map is in neither for one
+/// snapshot; keeping its row keeps its baseline, so its exit record is not counted twice.
+const MISSING_GRACE: u32 = 3;
+/// Longest filter text kept.
+const FILTER_MAX: usize = 32;
+
+/// What a key asks for (see `keys`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    None,
+    Quit,
+    Up,
+    Down,
+    PageUp,
+    PageDown,
+    First,
+    Last,
+    ToggleDetail,
+    CycleSort,
+    StartFilter,
+    FilterChar(char),
+    FilterBackspace,
+    /// Keep the filter and stop editing it.
+    FilterAccept,
+    /// Clear the filter and stop editing it.
+    FilterCancel,
+    TogglePause,
+    ToggleTotals,
+    ToggleHelp,
+}
+
+/// How keys are read right now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InputMode {
+    Normal,
+    Filter,
+    Help,
+}
+
+/// Rates over the last interval, or totals since attach.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Show {
+    Rates,
+    Totals,
+}
+
+/// The sort column; `s` cycles through them in this order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SortKey {
+    /// Copied plus zero-copy bytes, largest first.
+    Moved,
+    Copied,
+    ZeroCopy,
+    Transitions,
+    /// Zero-copy share, highest first.
+    Share,
+    Pid,
+    Comm,
+}
+
+impl SortKey {
+    pub fn next(self) -> SortKey {
+        match self {
+            SortKey::Moved => SortKey::Copied,
+            SortKey::Copied => SortKey::ZeroCopy,
+            SortKey::ZeroCopy => SortKey::Transitions,
+            SortKey::Transitions => SortKey::Share,
+            SortKey::Share => SortKey::Pid,
+            SortKey::Pid => SortKey::Comm,
+            SortKey::Comm => SortKey::Moved,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            SortKey::Moved => "moved",
+            SortKey::Copied => "copied",
+            SortKey::ZeroCopy => "zero-copy",
+            SortKey::Transitions => "transitions",
+            SortKey::Share => "zero-copy %",
+            SortKey::Pid => "pid",
+            SortKey::Comm => "comm",
+        }
+    }
+}
+
+/// Which record of the snapshot a row follows. Exit records are told apart by their order
+/// among records of the same pid, so a reused pid gets a row of its own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Key {
+    Live(u32),
+    Exited { pid: u32, nth: u32 },
+}
+
+/// Bytes per second through each path during one sample.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Throughput {
+    pub copied: u64,
+    pub zero_copy: u64,
+}
+
+/// One process as the dashboard follows it.
+#[derive(Clone, Debug)]
+pub struct Row {
+    /// Stable across refreshes and across the process exiting: what the selection follows.
+    pub id: u64,
+    pub pid: u32,
+    pub comm: String,
+    pub exited: bool,
+    /// Counts since attach.
+    pub totals: SyscallCounters,
+    /// Counts during the last sample.
+    pub delta: SyscallCounters,
+    /// Oldest first, at most `HISTORY`.
+    pub history: VecDeque<Throughput>,
+    /// When (since attach) the exit was first seen.
+    exited_at: Option<Duration>,
+    missing: u32,
+}
+
+/// What the table shows of a row in the current mode: per second (rates) or since attach.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Figures {
+    pub copied: f64,
+    pub zero_copy: f64,
+    pub transitions: f64,
+    pub ratio: Option<f64>,
+    pub verdict: Verdict,
+    /// Bytes moved per call.
+    pub bytes_per_call: Option<f64>,
+    /// The syscall that moved the most bytes (most calls when none moved any).
+    pub busiest: Option<&'static str>,
+}
+
+/// The two paths of the classic picture, with what a process did on each.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Paths {
+    /// read/write/recv/send calls and the bytes the CPU copied through them.
+    pub copy_calls: u64,
+    pub copied: u64,
+    /// Bytes those calls did not copy (MSG_ZEROCOPY sends pin pages instead).
+    pub pinned: u64,
+    /// sendfile/splice/tee/vmsplice/copy_file_range calls and the bytes they moved.
+    pub kernel_calls: u64,
+    pub kernel_bytes: u64,
+}
+
+impl Paths {
+    pub fn of(counters: &SyscallCounters) -> Paths {
+        let mut paths = Paths::default();
+        for (desc, c) in SYSCALLS.iter().zip(counters) {
+            if desc.family.copies_across_boundary() {
+                let pinned = c.msg_zerocopy_bytes.min(c.bytes);
+                paths.copy_calls = paths.copy_calls.saturating_add(c.calls);
+                paths.copied = paths.copied.saturating_add(c.bytes - pinned);
+                paths.pinned = paths.pinned.saturating_add(pinned);
+            } else {
+                paths.kernel_calls = paths.kernel_calls.saturating_add(c.calls);
+                paths.kernel_bytes = paths.kernel_bytes.saturating_add(c.bytes);
+            }
+        }
+        paths
+    }
+}
+
+/// The whole dashboard.
+#[derive(Clone, Debug)]
+pub struct App {
+    /// The configured refresh interval.
+    pub interval: Duration,
+    /// Since attach, at the last snapshot.
+    pub elapsed: Duration,
+    /// Length of the last sample (the time between the last two snapshots).
+    pub sample: Duration,
+    /// Snapshots taken so far.
+    pub samples: u64,
+    /// All processes, exited and dropped rows included.
+    pub machine_totals: SyscallCounters,
+    pub machine_delta: SyscallCounters,
+    pub dropped: Dropped,
+    pub show: Show,
+    pub sort: SortKey,
+    pub filter: String,
+    pub editing_filter: bool,
+    pub paused: bool,
+    pub help: bool,
+    pub detail: bool,
+    pub quit: bool,
+    rows: HashMap<Key, Row>,
+    /// Exit records whose rows have lingered long enough: never shown again.
+    retired: HashSet<Key>,
+    selected: Option<u64>,
+    next_id: u64,
+}
+
+impl App {
+    pub fn new(interval: Duration) -> App {
+        App {
+            interval,
+            elapsed: Duration::ZERO,
+            sample: Duration::ZERO,
+            samples: 0,
+            machine_totals: zero_counters(),
+            machine_delta: zero_counters(),
+            dropped: Default::default(),
+            show: Show::Rates,
+            sort: SortKey::Moved,
+            filter: String::new(),
+            editing_filter: false,
+            paused: false,
+            help: false,
+            detail: false,
+            quit: false,
+            rows: HashMap::new(),
+            retired: HashSet::new(),
+            selected: None,
+            next_id: 0,
+        }
+    }
+
+    /// Takes a snapshot made `elapsed` after attach.
+    pub fn ingest(&mut self, snapshot: Snapshot, elapsed: Duration) {
+        self.sample = elapsed.saturating_sub(self.elapsed);
+        self.elapsed = elapsed;
+        self.samples += 1;
+        self.dropped = snapshot.dropped;
+        let seconds = self.sample.as_secs_f64();
+
+        let mut previous = std::mem::take(&mut self.rows);
+        let mut exits_of: HashMap<u32, u32> = HashMap::new();
+        let mut totals = zero_counters();
+        let mut delta = zero_counters();
+        for record in snapshot.processes {
+            add_all(&mut totals, &record.syscalls);
+            let key = if record.exited {
+                let nth = exits_of.entry(record.pid).or_insert(0);
+                *nth += 1;
+                Key::Exited {
+                    pid: record.pid,
+                    nth: *nth - 1,
+                }
+            } else {
+                Key::Live(record.pid)
+            };
+            if self.retired.contains(&key) {
+                continue;
+            }
+            // An exit record continues the live row of the same pid: its baseline is the last
+            // live count, so the final burst before exit is counted once.
+            let existing = previous.remove(&key).or_else(|| match key {
+                Key::Exited { pid, .. } => previous.remove(&Key::Live(pid)),
+                Key::Live(_) => None,
+            });
+            let mut row = existing.unwrap_or_else(|| {
+                self.next_id += 1;
+                Row {
+                    id: self.next_id,
+                    pid: record.pid,
+                    comm: String::new(),
+                    exited: false,
+                    totals: zero_counters(),
+                    delta: zero_counters(),
+                    history: VecDeque::new(),
+                    exited_at: None,
+                    missing: 0,
+                }
+            });
+            row.delta = difference(&record.syscalls, &row.totals);
+            row.totals = record.syscalls;
+            row.comm = record.comm;
+            row.missing = 0;
+            if record.exited && !row.exited {
+                row.exited = true;
+                row.exited_at = Some(elapsed);
+            }
+            add_all(&mut delta, &row.delta);
+            let cost = Cost::of(&row.delta);
+            push_sample(
+                &mut row.history,
+                Throughput {
+                    copied: per_second(cost.copied_bytes, seconds) as u64,
+                    zero_copy: per_second(cost.zero_copy_bytes, seconds) as u64,
+                },
+            );
+            self.rows.insert(key, row);
+        }
+        for (key, mut row) in previous {
+            row.missing += 1;
+            if row.missing <= MISSING_GRACE {
+                row.delta = zero_counters();
+                push_sample(&mut row.history, Throughput::default());
+                self.rows.insert(key, row);
+            }
+        }
+        let expired: Vec<Key> = self
+            .rows
+            .iter()
+            .filter(|(_, row)| {
+                row.exited_at
+                    .is_some_and(|at| elapsed.saturating_sub(at) >= EXITED_LINGER)
+            })
+            .map(|(key, _)| *key)
+            .collect();
+        for key in expired {
+            self.rows.remove(&key);
+            self.retired.insert(key);
+        }
+        self.machine_totals = totals;
+        self.machine_delta = delta;
+    }
+
+    pub fn input_mode(&self) -> InputMode {
+        if self.editing_filter {
+            InputMode::Filter
+        } else if self.help {
+            InputMode::Help
+        } else {
+            InputMode::Normal
+        }
+    }
+
+    /// Live and exited processes in the table.
+    pub fn process_counts(&self) -> (usize, usize) {
+        let exited = self.rows.values().filter(|r| r.exited).count();
+        (self.rows.len() - exited, exited)
+    }
+
+    /// The counters the current mode shows.
+    pub fn counters<'a>(&self, row: &'a Row) -> &'a SyscallCounters {
+        match self.show {
+            Show::Rates => &row.delta,
+            Show::Totals => &row.totals,
+        }
+    }
+
+    /// Divisor turning counts of the current mode into what is shown.
+    fn per(&self) -> f64 {
+        match self.show {
+            Show::Rates => self.sample.as_secs_f64(),
+            Show::Totals => 1.0,
+        }
+    }
+
+    pub fn figures(&self, counters: &SyscallCounters) -> Figures {
+        let cost = Cost::of(counters);
+        let per = |n: u64| match self.show {
+            Show::Rates => per_second(n, self.per()),
+            Show::Totals => n as f64,
+        };
+        let busiest = SYSCALLS
+            .iter()
+            .zip(counters)
+            .filter(|(_, c)| c.calls > 0)
+            .max_by_key(|(_, c)| (c.bytes, c.calls))
+            .map(|(desc, _)| desc.name);
+        Figures {
+            copied: per(cost.copied_bytes),
+            zero_copy: per(cost.zero_copy_bytes),
+            transitions: per(cost.transitions),
+            ratio: cost.zero_copy_ratio(),
+            verdict: cost.verdict(),
+            bytes_per_call: (cost.calls > 0).then(|| cost.moved_bytes() as f64 / cost.calls as f64),
+            busiest,
+        }
+    }
+
+    /// The rows the table shows, filtered and sorted, with their figures.
+    pub fn visible(&self) -> Vec<(&Row, Figures)> {
+        let needle = self.filter.to_lowercase();
+        let mut rows: Vec<(&Row, Figures)> = self
+            .rows
+            .values()
+            .filter(|row| {
+                needle.is_empty()
+                    || row.comm.to_lowercase().contains(&needle)
+                    || row.pid.to_string() == needle
+            })
+            .map(|row| (row, self.figures(self.counters(row))))
+            .collect();
+        let moved = |f: &Figures| f.copied + f.zero_copy;
+        rows.sort_by(|(ra, a), (rb, b)| {
+            let order = match self.sort {
+                SortKey::Moved => moved(b).total_cmp(&moved(a)),
+                SortKey::Copied => b.copied.total_cmp(&a.copied),
+                SortKey::ZeroCopy => b.zero_copy.total_cmp(&a.zero_copy),
+                SortKey::Transitions => b.transitions.total_cmp(&a.transitions),
+                SortKey::Share => b.ratio.unwrap_or(-1.0).total_cmp(&a.ratio.unwrap_or(-1.0)),
+                SortKey::Pid => ra.pid.cmp(&rb.pid),
+                SortKey::Comm => ra.comm.cmp(&rb.comm),
+            };
+            // Live before exited, then by pid: a stable order among equals keeps rows still.
+            order
+                .then(ra.exited.cmp(&rb.exited))
+                .then(ra.pid.cmp(&rb.pid))
+                .then(ra.id.cmp(&rb.id))
+        });
+        rows
+    }
+
+    /// Index into `visible()` of the selected row: the one chosen, else the first.
+    pub fn selected_index(&self, visible: &[(&Row, Figures)]) -> Option<usize> {
+        if visible.is_empty() {
+            return None;
+        }
+        let chosen = self
+            .selected
+            .and_then(|id| visible.iter().position(|(row, _)| row.id == id));
+        Some(chosen.unwrap_or(0))
+    }
+
+    fn move_selection(&mut self, by: isize) {
+        let visible = self.visible();
+        let Some(index) = self.selected_index(&visible) else {
+            return;
+        };
+        let last = visible.len() - 1;
+        let target = index.saturating_add_signed(by).min(last);
+        self.selected = Some(visible[target].0.id);
+    }
+}
+
+/// Applies one action.
+pub fn update(app: &mut App, action: Action) {
+    match action {
+        Action::None => {}
+        Action::Quit => app.quit = true,
+        Action::Up => app.move_selection(-1),
+        Action::Down => app.move_selection(1),
+        Action::PageUp => app.move_selection(-10),
+        Action::PageDown => app.move_selection(10),
+        Action::First => app.move_selection(isize::MIN),
+        Action::Last => app.move_selection(isize::MAX),
+        Action::ToggleDetail => app.detail = !app.detail,
+        Action::CycleSort => app.sort = app.sort.next(),
+        Action::StartFilter => app.editing_filter = true,
+        Action::FilterChar(c) => {
+            if app.filter.chars().count() < FILTER_MAX && !c.is_control() {
+                app.filter.push(c);
+            }
+        }
+        Action::FilterBackspace => {
+            app.filter.pop();
+        }
+        Action::FilterAccept => app.editing_filter = false,
+        Action::FilterCancel => {
+            app.editing_filter = false;
+            app.filter.clear();
+        }
+        Action::TogglePause => app.paused = !app.paused,
+        Action::ToggleTotals => {
+            app.show = match app.show {
+                Show::Rates => Show::Totals,
+                Show::Totals => Show::Rates,
+            }
+        }
+        Action::ToggleHelp => app.help = !app.help,
+    }
+}
+
+pub fn zero_counters() -> SyscallCounters {
+    [Counters::default(); SYSCALL_COUNT]
+}
+
+/// `now - before`, field by field; a counter that went backwards gives 0, not a wrap.
+fn difference(now: &SyscallCounters, before: &SyscallCounters) -> SyscallCounters {
+    let mut out = zero_counters();
+    let minus = |n: &[u64], b: &[u64], o: &mut [u64]| {
+        for ((o, n), b) in o.iter_mut().zip(n).zip(b) {
+            *o = n.saturating_sub(*b);
+        }
+    };
+    for ((o, n), b) in out.iter_mut().zip(now).zip(before) {
+        o.calls = n.calls.saturating_sub(b.calls);
+        o.bytes = n.bytes.saturating_sub(b.bytes);
+        o.errors = n.errors.saturating_sub(b.errors);
+        o.msg_zerocopy_bytes = n.msg_zerocopy_bytes.saturating_sub(b.msg_zerocopy_bytes);
+        minus(
+            &n.source_kind_bytes,
+            &b.source_kind_bytes,
+            &mut o.source_kind_bytes,
+        );
+        minus(
+            &n.destination_kind_bytes,
+            &b.destination_kind_bytes,
+            &mut o.destination_kind_bytes,
+        );
+    }
+    out
+}
+
+/// Machine-wide sums; 64-bit byte counts do not wrap in any real trace.
+fn add_all(sum: &mut SyscallCounters, more: &SyscallCounters) {
+    for (s, m) in sum.iter_mut().zip(more) {
+        s.add(m);
+    }
+}
+
+/// `n` over `seconds`; 0 for an empty interval rather than infinity.
+pub fn per_second(n: u64, seconds: f64) -> f64 {
+    if seconds > 0.0 {
+        n as f64 / seconds
+    } else {
+        0.0
+    }
+}
+
+fn push_sample(history: &mut VecDeque<Throughput>, sample: Throughput) {
+    if history.len() == HISTORY {
+        history.pop_front();
+    }
+    history.push_back(sample);
+}
+
+#[cfg(test)]
+pub mod tests {
+    use zerocopy_trace_common::syscalls::syscall_id;
+
+    use super::*;
+    use crate::collect::ProcessRecord;
+
+    pub fn counters(entries: &[(&str, u64, u64)]) -> SyscallCounters {
+        let mut out = zero_counters();
+        for &(name, calls, bytes) in entries {
+            let c = &mut out[syscall_id(name).expect("known syscall")];
+            c.calls = calls;
+            c.bytes = bytes;
+        }
+        out
+    }
+
+    pub fn record(
+        pid: u32,
+        comm: &str,
+        exited: bool,
+        entries: &[(&str, u64, u64)],
+    ) -> ProcessRecord {
+        ProcessRecord {
+            pid,
+            ppid: 1,
+            comm: comm.into(),
+            exited,
+            syscalls: counters(entries),
+        }
+    }
+
+    pub fn snapshot(processes: Vec<ProcessRecord>) -> Snapshot {
+        Snapshot {
+            processes,
+            dropped: Default::default(),
+        }
+    }
+
+    fn secs(s: u64) -> Duration {
+        Duration::from_secs(s)
+    }
+
+    #[test]
+    fn rates_are_differences_over_the_interval() {
+        let mut app = App::new(secs(1));
+        app.ingest(
+            snapshot(vec![record(7, "nginx", false, &[("sendfile64", 1, 1000)])]),
+            secs(1),
+        );
+        app.ingest(
+            snapshot(vec![record(7, "nginx", false, &[("sendfile64", 5, 9000)])]),
+            secs(3),
+        );
+        let visible = app.visible();
+        assert_eq!(visible.len(), 1);
+        let (row, f) = visible[0];
+        assert_eq!((row.pid, row.comm.as_str()), (7, "nginx"));
+        assert_eq!(app.sample, secs(2));
+        assert_eq!(f.zero_copy, 4000.0);
+        assert_eq!(f.transitions, 4.0);
+        assert_eq!(f.verdict, Verdict::ZeroCopy);
+        assert_eq!(f.busiest, Some("sendfile64"));
+        assert_eq!(f.bytes_per_call, Some(2000.0));
+        assert_eq!(
+            row.history,
+            [
+                Throughput {
+                    copied: 0,
+                    zero_copy: 1000
+                },
+                Throughput {
+                    copied: 0,
+                    zero_copy: 4000
+                }
+            ]
+        );
+        update(&mut app, Action::ToggleTotals);
+        let (_, f) = app.visible()[0];
+        assert_eq!((f.zero_copy, f.transitions), (9000.0, 10.0));
+    }
+
+    #[test]
+    fn empty_and_zero_interval_give_zero_not_infinity() {
+        let mut app = App::new(secs(1));
+        app.ingest(snapshot(vec![]), secs(0));
+        assert!(app.visible().is_empty());
+        assert_eq!(app.selected_index(&app.visible()), None);
+        update(&mut app, Action::Down);
+        app.ingest(
+            snapshot(vec![record(1, "a", false, &[("read", 1, 10)])]),
+            secs(0),
+        );
+        let (_, f) = app.visible()[0];
+        assert_eq!(f.copied, 0.0);
+        assert_eq!(per_second(5, 0.0), 0.0);
+    }
+
+    #[test]
+    fn counters_going_backwards_saturate() {
+        let mut app = App::new(secs(1));
+        app.ingest(
+            snapshot(vec![record(1, "a", false, &[("read", 9, u64::MAX)])]),
+            secs(1),
+        );
+        app.ingest(
+            snapshot(vec![record(1, "a", false, &[("read", 3, 5)])]),
+            secs(2),
+        );
+        let (row, _) = app.visible()[0];
+        assert_eq!(row.delta, zero_counters());
+    }
+
+    #[test]
+    fn an_exit_continues_the_live_row_then_lingers_and_goes() {
+        let mut app = App::new(secs(1));
+        app.ingest(
+            snapshot(vec![record(5, "cat", false, &[("read", 1, 100)])]),
+            secs(1),
+        );
+        let id = app.visible()[0].0.id;
+        app.ingest(
+            snapshot(vec![record(5, "cat", true, &[("read", 3, 300)])]),
+            secs(2),
+        );
+        let (row, f) = app.visible()[0];
+        assert!(row.exited);
+        assert_eq!(row.id, id, "same row, so the selection follows it");
+        assert_eq!(f.copied, 200.0, "only the last burst, not the whole life");
+        assert_eq!(app.process_counts(), (0, 1));
+        app.ingest(
+            snapshot(vec![record(5, "cat", true, &[("read", 3, 300)])]),
+            secs(11),
+        );
+        assert_eq!(app.visible().len(), 1);
+        app.ingest(
+            snapshot(vec![record(5, "cat", true, &[("read", 3, 300)])]),
+            secs(12),
+        );
+        assert!(app.visible().is_empty(), "gone after EXITED_LINGER");
+        // It still counts machine-wide, and a new process reusing the pid starts afresh.
+        assert_eq!(app.machine_totals[0].bytes, 300);
+        app.ingest(
+            snapshot(vec![
+                record(5, "cat", true, &[("read", 3, 300)]),
+                record(5, "dd", false, &[("read", 1, 50)]),
+            ]),
+            secs(13),
+        );
+        let visible = app.visible();
+        assert_eq!(visible.len(), 1);
+        assert_eq!(
+            (visible[0].0.comm.as_str(), visible[0].1.copied),
+            ("dd", 50.0)
+        );
+    }
+
+    #[test]
+    fn a_process_missing_for_one_snapshot_is_not_counted_twice() {
+        let mut app = App::new(secs(1));
+        app.ingest(
+            snapshot(vec![record(5, "cat", false, &[("read", 1, 100)])]),
+            secs(1),
+        );
+        app.ingest(snapshot(vec![]), secs(2));
+        assert_eq!(app.visible().len(), 1);
+        app.ingest(
+            snapshot(vec![record(5, "cat", true, &[("read", 2, 150)])]),
+            secs(3),
+        );
+        let (_, f) = app.visible()[0];
+        assert_eq!(f.copied, 50.0);
+        for s in 4..=7 {
+            app.ingest(snapshot(vec![]), secs(s));
+        }
+        // Exit records never vanish; a live row that does goes after MISSING_GRACE.
+        app.ingest(
+            snapshot(vec![record(9, "x", false, &[("read", 1, 1)])]),
+            secs(8),
+        );
+        for s in 9..=12 {
+            app.ingest(snapshot(vec![]), secs(s));
+        }
+        assert!(app.visible().iter().all(|(row, _)| row.pid != 9));
+    }
+
+    #[test]
+    fn sort_filter_and_selection() {
+        let mut app = App::new(secs(1));
+        app.ingest(
+            snapshot(vec![
+                record(10, "nginx", false, &[("sendfile64", 1, 5000)]),
+                record(
+                    20,
+                    "python3",
+                    false,
+                    &[("read", 4, 1000), ("write", 4, 1000)],
+                ),
+                record(30, "nginx", false, &[("read", 1, 9000)]),
+            ]),
+            secs(1),
+        );
+        let pids = |app: &App| app.visible().iter().map(|(r, _)| r.pid).collect::<Vec<_>>();
+        assert_eq!(pids(&app), [30, 10, 20]);
+        update(&mut app, Action::CycleSort);
+        assert_eq!(app.sort, SortKey::Copied);
+        assert_eq!(pids(&app), [30, 20, 10]);
+        update(&mut app, Action::CycleSort);
+        update(&mut app, Action::CycleSort);
+        assert_eq!(app.sort, SortKey::Transitions);
+        assert_eq!(pids(&app), [20, 10, 30]);
+
+        update(&mut app, Action::Down);
+        assert_eq!(app.selected_index(&app.visible()), Some(1));
+        update(&mut app, Action::Last);
+        assert_eq!(app.selected_index(&app.visible()), Some(2));
+        update(&mut app, Action::Down);
+        assert_eq!(app.selected_index(&app.visible()), Some(2));
+        update(&mut app, Action::First);
+        assert_eq!(app.selected_index(&app.visible()), Some(0));
+
+        update(&mut app, Action::StartFilter);
+        assert_eq!(app.input_mode(), InputMode::Filter);
+        for c in "NGI".chars() {
+            update(&mut app, Action::FilterChar(c));
+        }
+        update(&mut app, Action::FilterAccept);
+        assert_eq!(
+            (app.input_mode(), pids(&app)),
+            (InputMode::Normal, vec![10, 30])
+        );
+        update(&mut app, Action::StartFilter);
+        update(&mut app, Action::FilterCancel);
+        assert_eq!(pids(&app).len(), 3);
+        update(&mut app, Action::StartFilter);
+        update(&mut app, Action::FilterChar('2'));
+        update(&mut app, Action::FilterChar('0'));
+        update(&mut app, Action::FilterBackspace);
+        update(&mut app, Action::FilterChar('0'));
+        assert_eq!(pids(&app), [20], "a pid matches too");
+    }
+
+    #[test]
+    fn toggles() {
+        let mut app = App::new(secs(1));
+        for action in [
+            Action::TogglePause,
+            Action::ToggleDetail,
+            Action::ToggleHelp,
+        ] {
+            update(&mut app, action);
+        }
+        assert!(app.paused && app.detail && app.help);
+        assert_eq!(app.input_mode(), InputMode::Help);
+        update(&mut app, Action::ToggleHelp);
+        update(&mut app, Action::Quit);
+        assert!(!app.help && app.quit);
+    }
+
+    #[test]
+    fn paths_split_copies_from_in_kernel_moves() {
+        let mut c = counters(&[
+            ("read", 4, 400),
+            ("write", 4, 400),
+            ("splice", 2, 800),
+            ("sendmsg", 1, 100),
+        ]);
+        c[syscall_id("sendmsg").expect("sendmsg")].msg_zerocopy_bytes = 60;
+        assert_eq!(
+            Paths::of(&c),
+            Paths {
+                copy_calls: 9,
+                copied: 840,
+                pinned: 60,
+                kernel_calls: 2,
+                kernel_bytes: 800
+            }
+        );
+    }
+}

@@ -1,0 +1,199 @@
+//! The selected process up close: its syscalls, its throughput over time, and the classic
+//! read+write versus sendfile picture with its own numbers.
+
+use ratatui::{
+    buffer::Buffer,
+    layout::{Constraint, Layout, Rect},
+    style::{Color, Modifier, Style, Stylize},
+    text::{Line, Span},
+    widgets::{Block, Cell, Paragraph, Row, Sparkline, Table, Widget},
+};
+use zerocopy_trace_common::SYSCALLS;
+
+use super::{format, table::verdict_color};
+use crate::{
+    dashboard::app::{per_second, App, Paths, Row as ProcessRow},
+    units,
+};
+
+/// Width of the sparklines' labels.
+const LABEL: u16 = 18;
+/// Lines besides the syscall rows: borders (2), table header, sparklines (2), picture (4),
+/// flows (1).
+const FIXED_LINES: u16 = 10;
+/// Most syscall rows shown (a process rarely uses more).
+const MAX_SYSCALL_ROWS: u16 = 8;
+
+/// The height the pane wants for the selected process.
+pub fn height(app: &App) -> u16 {
+    let visible = app.visible();
+    let used = app.selected_index(&visible).map_or(0, |i| {
+        visible[i].0.totals.iter().filter(|c| c.calls > 0).count()
+    });
+    FIXED_LINES + (used as u16).clamp(1, MAX_SYSCALL_ROWS)
+}
+
+pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
+    let visible = app.visible();
+    let Some((row, figures)) = app.selected_index(&visible).map(|i| visible[i]) else {
+        Paragraph::new(" (no process selected)")
+            .block(Block::bordered().title(" detail "))
+            .render(area, buf);
+        return;
+    };
+    let mut title = vec![
+        Span::raw(format!(" pid {} {} ", row.pid, row.comm)).bold(),
+        Span::styled(
+            figures.verdict.as_str(),
+            Style::new().fg(verdict_color(figures.verdict)),
+        ),
+    ];
+    if row.exited {
+        title.push(Span::raw(" (exited)").dark_gray());
+    }
+    title.push(Span::raw(" "));
+    let block = Block::bordered().title(Line::from(title));
+    let inner = block.inner(area);
+    block.render(area, buf);
+
+    let used: Vec<usize> = (0..SYSCALLS.len())
+        .filter(|&i| row.totals[i].calls > 0)
+        .collect();
+    // Sparklines (2), the picture (4) and the flows line (1) keep their room; the syscall
+    // table gets the rest, at least its header and one row.
+    let table_rows = (used.len() as u16)
+        .min(inner.height.saturating_sub(FIXED_LINES - 2))
+        .clamp(1, MAX_SYSCALL_ROWS);
+    let [syscalls, sparks, picture, flows] = Layout::vertical([
+        Constraint::Length(table_rows + 1),
+        Constraint::Length(2),
+        Constraint::Length(4),
+        Constraint::Length(1),
+    ])
+    .areas(inner);
+    syscall_table(app, row, &used, syscalls, buf);
+    sparklines(row, sparks, buf);
+    paths_picture(&Paths::of(&row.totals), picture, buf);
+    flows_and_findings(flows, buf);
+}
+
+fn syscall_table(app: &App, row: &ProcessRow, used: &[usize], area: Rect, buf: &mut Buffer) {
+    let seconds = app.sample.as_secs_f64();
+    let right = |text: String| Cell::from(Line::from(text).right_aligned());
+    let header = Row::new([
+        Cell::from("SYSCALL"),
+        right("CALLS".into()),
+        right("BYTES".into()),
+        right("ERRORS".into()),
+        right("NOW".into()),
+    ])
+    .add_modifier(Modifier::BOLD);
+    let rows = used.iter().map(|&i| {
+        let (total, delta) = (&row.totals[i], &row.delta[i]);
+        Row::new([
+            Cell::from(SYSCALLS[i].name),
+            right(units::count(total.calls)),
+            right(units::bytes(total.bytes)),
+            right(units::count(total.errors)),
+            right(format!(
+                "{}/s",
+                format::bytes(per_second(delta.bytes, seconds))
+            )),
+        ])
+    });
+    let widths = [
+        Constraint::Length(15),
+        Constraint::Length(11),
+        Constraint::Length(10),
+        Constraint::Length(7),
+        Constraint::Length(8),
+    ];
+    Table::new(rows, widths)
+        .header(header)
+        .column_spacing(1)
+        .render(area, buf);
+}
+
+/// Copied and zero-copy bytes per second, one line each, on one scale so they compare.
+fn sparklines(row: &ProcessRow, area: Rect, buf: &mut Buffer) {
+    let width = usize::from(area.width.saturating_sub(LABEL));
+    let skip = row.history.len().saturating_sub(width);
+    let copied: Vec<u64> = row.history.iter().skip(skip).map(|t| t.copied).collect();
+    let zero_copy: Vec<u64> = row.history.iter().skip(skip).map(|t| t.zero_copy).collect();
+    let max = copied
+        .iter()
+        .chain(&zero_copy)
+        .copied()
+        .max()
+        .unwrap_or(0)
+        .max(1);
+    let latest = row.history.back().copied().unwrap_or_default();
+    for (y, (label, now, data, color)) in [
+        ("copied", latest.copied, copied, Color::Red),
+        ("zero-copy", latest.zero_copy, zero_copy, Color::Green),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let line = Rect {
+            y: area.y + y as u16,
+            height: 1,
+            ..area
+        };
+        if y as u16 >= area.height {
+            break;
+        }
+        let [name, spark] =
+            Layout::horizontal([Constraint::Length(LABEL), Constraint::Fill(1)]).areas(line);
+        Paragraph::new(format!("{label:<9}{:>6}/s ", format::bytes(now as f64)))
+            .fg(color)
+            .render(name, buf);
+        Sparkline::default()
+            .data(&data)
+            .max(max)
+            .style(Style::new().fg(color))
+            .render(spark, buf);
+    }
+}
+
+/// The classic per-chunk costs of the two paths, each with what this process did on it.
+fn paths_picture(paths: &Paths, area: Rect, buf: &mut Buffer) {
+    let here =
+        |text: String| Line::from(vec![Span::raw("  this pid  ").dark_gray(), Span::raw(text)]);
+    let mut copy_line = format!(
+        "{} calls, {} copied by the CPU, {} transitions",
+        units::count(paths.copy_calls),
+        units::bytes(paths.copied),
+        units::count(paths.copy_calls.saturating_mul(2))
+    );
+    if paths.pinned > 0 {
+        copy_line += &format!(", {} pinned (MSG_ZEROCOPY)", units::bytes(paths.pinned));
+    }
+    let lines = vec![
+        Line::from(vec![
+            Span::styled("read+write", Style::new().fg(Color::Red).bold()),
+            Span::raw("  4 copies (2 by the CPU), 4 transitions a chunk"),
+        ]),
+        here(copy_line),
+        Line::from(vec![
+            Span::styled("sendfile  ", Style::new().fg(Color::Green).bold()),
+            Span::raw("  0 copies by the CPU, 2 transitions a chunk"),
+        ]),
+        here(format!(
+            "{} calls, {} moved in the kernel, {} transitions",
+            units::count(paths.kernel_calls),
+            units::bytes(paths.kernel_bytes),
+            units::count(paths.kernel_calls.saturating_mul(2))
+        )),
+    ];
+    Paragraph::new(lines).render(area, buf);
+}
+
+/// Where the correlation work (which fds, which flows, findings) will show; not measured yet.
+fn flows_and_findings(area: Rect, buf: &mut Buffer) {
+    Paragraph::new(Line::from(
+        "flows & findings: not measured yet (needs fd correlation)",
+    ))
+    .dark_gray()
+    .render(area, buf);
+}

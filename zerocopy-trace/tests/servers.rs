@@ -1,0 +1,323 @@
+//! Real servers nobody here wrote, attached to while they run: nginx serving a file with
+//! `sendfile on;` (zero copy) and `sendfile off;` (a user-space relay), and socat relaying
+//! tcp -> tcp through user space. The programs are installed by `cargo xtask test`.
+
+mod common;
+
+use std::{
+    net::TcpListener,
+    path::Path,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+
+use common::{privileged, scratch, spawn_agent, stop_agent};
+
+const FILE_SIZE: u64 = 64 << 20;
+const REQUESTS: u64 = 2;
+
+/// A free loopback port (the listener is closed before the server binds it).
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn write_file(path: &Path, size: u64) {
+    let chunk: Vec<u8> = (0..1 << 20).map(|i| (i % 251) as u8).collect();
+    let mut data = Vec::with_capacity(size as usize);
+    while (data.len() as u64) < size {
+        data.extend_from_slice(&chunk);
+    }
+    data.truncate(size as usize);
+    std::fs::write(path, data).unwrap();
+}
+
+fn wait_for_port(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "nothing listens on port {port}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+struct Nginx {
+    master: Child,
+    port: u16,
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        // SIGQUIT: graceful stop of master and workers.
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.master.id() as i32, libc::SIGQUIT) };
+        let _ = self.master.wait();
+    }
+}
+
+fn start_nginx(dir: &Path, sendfile: bool) -> Nginx {
+    let www = dir.join("www");
+    std::fs::create_dir_all(&www).unwrap();
+    write_file(&www.join("big.bin"), FILE_SIZE);
+    let port = free_port();
+    let conf = format!(
+        "daemon off;\nworker_processes 1;\npid {dir}/nginx.pid;\nerror_log {dir}/error.log;\n\
+         events {{ worker_connections 64; }}\n\
+         http {{\n  access_log off;\n  sendfile {};\n  \
+         client_body_temp_path {dir}/body;\n  proxy_temp_path {dir}/proxy;\n  \
+         fastcgi_temp_path {dir}/fastcgi;\n  uwsgi_temp_path {dir}/uwsgi;\n  scgi_temp_path {dir}/scgi;\n  \
+         server {{ listen 127.0.0.1:{port}; root {www}; }}\n}}\n",
+        if sendfile { "on" } else { "off" },
+        dir = dir.display(),
+        www = www.display(),
+    );
+    let conf_path = dir.join("nginx.conf");
+    std::fs::write(&conf_path, conf).unwrap();
+    let master = Command::new("/usr/sbin/nginx")
+        .arg("-c")
+        .arg(&conf_path)
+        .arg("-p")
+        .arg(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starting nginx (cargo xtask test installs it)");
+    wait_for_port(port);
+    Nginx { master, port }
+}
+
+fn fetch(port: u16) {
+    for _ in 0..REQUESTS {
+        let out = Command::new("curl")
+            .args(["-s", "-o", "/dev/null", "-w", "%{size_download}"])
+            .arg(format!("http://127.0.0.1:{port}/big.bin"))
+            .output()
+            .expect("running curl");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), FILE_SIZE.to_string());
+    }
+}
+
+/// The nginx process that served the file: the one that moved the most bytes.
+fn worker(report: &Value) -> &Value {
+    report["processes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["comm"] == "nginx")
+        .max_by_key(|p| {
+            p["copied_bytes"].as_u64().unwrap() + p["zero_copy_bytes"].as_u64().unwrap()
+        })
+        .unwrap_or_else(|| panic!("no nginx process in {report:#}"))
+}
+
+/// Bytes written to tcp sockets by every syscall of a process.
+fn bytes_to_tcp(process: &Value) -> u64 {
+    process["syscalls"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|s| s["fd_kinds"]["destination"]["tcp"].as_u64().unwrap_or(0))
+        .sum()
+}
+
+#[test]
+fn nginx_with_sendfile_achieves_zero_copy() {
+    if !privileged() {
+        return;
+    }
+    let dir = scratch("nginx-sendfile-on");
+    let nginx = start_nginx(&dir, true);
+    // Attached by name to the running server: master and worker.
+    let (agent, _) = spawn_agent(&["report", "--json", "--comm", "nginx"]);
+    fetch(nginx.port);
+    let report = stop_agent(agent);
+    let w = worker(&report);
+    assert_eq!(w["verdict"], "zero-copy", "{w:#}");
+    assert_eq!(
+        w["syscalls"]["sendfile64"]["bytes"],
+        REQUESTS * FILE_SIZE,
+        "{w:#}"
+    );
+    assert_eq!(
+        w["syscalls"]["sendfile64"]["fd_kinds"]["source"]["file"],
+        REQUESTS * FILE_SIZE
+    );
+    let top = &w["flows"][0];
+    assert_eq!(
+        (
+            top["source"].as_str(),
+            top["destination"].as_str(),
+            top["via"].as_str()
+        ),
+        (Some("file"), Some("tcp"), Some("sendfile")),
+        "{w:#}"
+    );
+    // Body by sendfile, plus the response headers (well under 1 KiB each) by write/writev.
+    let to_tcp = bytes_to_tcp(w);
+    assert!(
+        (REQUESTS * FILE_SIZE..REQUESTS * (FILE_SIZE + 1024)).contains(&to_tcp),
+        "{to_tcp}"
+    );
+    let finding = w["finding"].as_str().unwrap();
+    assert!(
+        finding.contains("moved file->tcp by sendfile: zero copy achieved"),
+        "{finding}"
+    );
+    drop(nginx);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn nginx_without_sendfile_is_a_user_space_relay() {
+    if !privileged() {
+        return;
+    }
+    let dir = scratch("nginx-sendfile-off");
+    let nginx = start_nginx(&dir, false);
+    // Attached by pid: the master and its worker, both already running.
+    let master = nginx.master.id().to_string();
+    let workers = String::from_utf8(
+        Command::new("pgrep")
+            .args(["-P", &master])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let mut args = vec!["report", "--json", "--pid", &master];
+    for w in workers.split_whitespace() {
+        args.extend(["--pid", w]);
+    }
+    let (agent, _) = spawn_agent(&args);
+    fetch(nginx.port);
+    let report = stop_agent(agent);
+    let w = worker(&report);
+    assert_eq!(w["verdict"], "copying", "{w:#}");
+    assert!(w["syscalls"].get("sendfile64").is_none(), "{w:#}");
+    // Every byte of the file read into user memory, and written out to the socket.
+    let from_file: u64 = w["syscalls"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|s| s["fd_kinds"]["source"]["file"].as_u64().unwrap_or(0))
+        .sum();
+    assert_eq!(from_file, REQUESTS * FILE_SIZE, "{w:#}");
+    let to_tcp = bytes_to_tcp(w);
+    assert!(
+        (REQUESTS * FILE_SIZE..REQUESTS * (FILE_SIZE + 1024)).contains(&to_tcp),
+        "{to_tcp}"
+    );
+    let top = &w["flows"][0];
+    assert_eq!(
+        (
+            top["source"].as_str(),
+            top["destination"].as_str(),
+            top["via"].as_str()
+        ),
+        (Some("file"), Some("tcp"), Some("user space")),
+        "{w:#}"
+    );
+    assert_eq!(top["relay"], true);
+    assert_eq!(top["bytes"], REQUESTS * FILE_SIZE);
+    let finding = w["finding"].as_str().unwrap();
+    assert!(
+        finding.contains("128.0 MiB file->tcp through user space: 256.0 MiB of CPU copies")
+            && finding.contains("sendfile() would copy none of it"),
+        "{finding}"
+    );
+    drop(nginx);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Whether something listens on 127.0.0.1:`port`, from /proc/net/tcp: connecting to check
+/// would use up a one-connection server's only connection.
+fn listening(port: u16) -> bool {
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+    let local = format!("0100007F:{port:04X}");
+    table.lines().skip(1).any(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        fields.get(1) == Some(&local.as_str()) && fields.get(3) == Some(&"0A")
+    })
+}
+
+fn wait_listening(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !listening(port) {
+        assert!(Instant::now() < deadline, "nothing listens on port {port}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn socat_proxy_is_a_tcp_relay() {
+    if !privileged() {
+        return;
+    }
+    let dir = scratch("socat");
+    let data = dir.join("data");
+    let size: u64 = 16 << 20;
+    write_file(&data, size);
+    let (front, back) = (free_port(), free_port());
+    // client --file--> proxy (front) --tcp--> backend sink (back); each socat serves one
+    // connection and exits when it ends.
+    let socat = |args: &[String]| {
+        Command::new("socat")
+            .args(args)
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting socat")
+    };
+    let mut backend = socat(&[
+        "-u".into(),
+        format!("TCP-LISTEN:{back},bind=127.0.0.1,reuseaddr"),
+        "OPEN:/dev/null".into(),
+    ]);
+    wait_listening(back);
+    let mut proxy = socat(&[
+        format!("TCP-LISTEN:{front},bind=127.0.0.1,reuseaddr"),
+        format!("TCP:127.0.0.1:{back}"),
+    ]);
+    wait_listening(front);
+    let (agent, _) = spawn_agent(&["report", "--json", "--comm", "socat"]);
+    let client = Command::new("socat")
+        .args([
+            "-u".to_string(),
+            format!("FILE:{}", data.display()),
+            format!("TCP:127.0.0.1:{front}"),
+        ])
+        .status()
+        .expect("running the socat client");
+    assert!(client.success());
+    assert!(proxy.wait().unwrap().success());
+    assert!(backend.wait().unwrap().success());
+    let report = stop_agent(agent);
+
+    let proxy = common::process(&report, u64::from(proxy.id()));
+    let top = &proxy["flows"][0];
+    assert_eq!(
+        (
+            top["source"].as_str(),
+            top["destination"].as_str(),
+            top["via"].as_str()
+        ),
+        (Some("tcp"), Some("tcp"), Some("user space")),
+        "{proxy:#}"
+    );
+    assert_eq!(top["relay"], true);
+    assert_eq!(top["bytes"], size, "{proxy:#}");
+    assert_eq!(proxy["verdict"], "copying");
+    let finding = proxy["finding"].as_str().unwrap();
+    assert!(
+        finding.contains("16.0 MiB tcp->tcp through user space: 32.0 MiB of CPU copies")
+            && finding.contains("splice()"),
+        "{finding}"
+    );
+    let sink = common::process(&report, u64::from(backend.id()));
+    assert_eq!(sink["flows"][0]["source"], "tcp");
+    assert_eq!(sink["flows"][0]["destination"], "char");
+    let _ = std::fs::remove_dir_all(&dir);
+}
