@@ -12,6 +12,7 @@ use zerocopy_trace_common::SYSCALLS;
 
 use super::{format, table::verdict_color};
 use crate::{
+    correlate,
     dashboard::app::{per_second, App, Paths, Row as ProcessRow},
     units,
 };
@@ -19,8 +20,8 @@ use crate::{
 /// Width of the sparklines' labels.
 const LABEL: u16 = 18;
 /// Lines besides the syscall rows: borders (2), table header, sparklines (2), picture (4),
-/// flows (1).
-const FIXED_LINES: u16 = 10;
+/// flows and finding (2).
+const FIXED_LINES: u16 = 11;
 /// Most syscall rows shown (a process rarely uses more).
 const MAX_SYSCALL_ROWS: u16 = 8;
 
@@ -59,7 +60,7 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     let used: Vec<usize> = (0..SYSCALLS.len())
         .filter(|&i| row.totals[i].calls > 0)
         .collect();
-    // Sparklines (2), the picture (4) and the flows line (1) keep their room; the syscall
+    // Sparklines (2), the picture (4) and flows and finding (2) keep their room; the syscall
     // table gets the rest, at least its header and one row.
     let table_rows = (used.len() as u16)
         .min(inner.height.saturating_sub(FIXED_LINES - 2))
@@ -68,13 +69,13 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
         Constraint::Length(table_rows + 1),
         Constraint::Length(2),
         Constraint::Length(4),
-        Constraint::Length(1),
+        Constraint::Length(2),
     ])
     .areas(inner);
     syscall_table(app, row, &used, syscalls, buf);
     sparklines(row, sparks, buf);
     paths_picture(&Paths::of(&row.totals), picture, buf);
-    flows_and_findings(flows, buf);
+    flows_and_finding(row, flows, buf);
 }
 
 fn syscall_table(app: &App, row: &ProcessRow, used: &[usize], area: Rect, buf: &mut Buffer) {
@@ -189,11 +190,30 @@ fn paths_picture(paths: &Paths, area: Rect, buf: &mut Buffer) {
     Paragraph::new(lines).render(area, buf);
 }
 
-/// Where the correlation work (which fds, which flows, findings) will show; not measured yet.
-fn flows_and_findings(area: Rect, buf: &mut Buffer) {
-    Paragraph::new(Line::from(
-        "flows & findings: not measured yet (needs fd correlation)",
-    ))
-    .dark_gray()
+/// The process's largest flows since attach, and the finding they lead to.
+fn flows_and_finding(row: &ProcessRow, area: Rect, buf: &mut Buffer) {
+    let flows = correlate::flows(&row.totals);
+    let summary = if flows.is_empty() {
+        "none".to_string()
+    } else {
+        flows
+            .iter()
+            .take(3)
+            .map(|f| {
+                format!(
+                    "{}->{} via {} {}",
+                    f.source,
+                    f.destination,
+                    f.via.label(),
+                    units::bytes(f.bytes)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    Paragraph::new(vec![
+        Line::from(vec![Span::raw("flows ").bold(), Span::raw(summary)]),
+        Line::from(correlate::finding(&row.comm, row.pid, &row.totals)).cyan(),
+    ])
     .render(area, buf);
 }
