@@ -9,15 +9,29 @@ use anyhow::{bail, Context, Result};
 
 use crate::plan::Cgroup;
 
-/// Where the unified (v2) hierarchy is mounted on systemd machines and most others.
-pub const ROOT: &str = "/sys/fs/cgroup";
+/// Where the unified (v2) hierarchy is mounted: `/sys/fs/cgroup` on most machines,
+/// `/sys/fs/cgroup/unified` on hybrid ones. The kernel's cgroup ids are those of this hierarchy.
+pub fn v2_root() -> Result<PathBuf> {
+    let mounts =
+        std::fs::read_to_string("/proc/self/mounts").context("reading /proc/self/mounts")?;
+    v2_root_in(&mounts).context(
+        "no cgroup v2 hierarchy is mounted: --cgroup needs one (mount -t cgroup2 none /sys/fs/cgroup)",
+    )
+}
 
-/// Resolves `path` (absolute, or relative to the cgroup root, e.g. `system.slice/nginx.service`).
+/// The first `cgroup2` mount point in a mounts table.
+fn v2_root_in(mounts: &str) -> Option<PathBuf> {
+    mounts.lines().find_map(|line| {
+        let mut fields = line.split_whitespace();
+        let (_, target, kind) = (fields.next()?, fields.next()?, fields.next()?);
+        (kind == "cgroup2").then(|| PathBuf::from(target))
+    })
+}
+
+/// Resolves `path` (absolute, or relative to the v2 root, e.g. `system.slice/nginx.service`).
 pub fn resolve(path: &Path) -> Result<Cgroup> {
-    let root = Path::new(ROOT);
-    if !root.join("cgroup.controllers").is_file() {
-        bail!("no cgroup v2 hierarchy at {ROOT}: --cgroup needs the unified hierarchy");
-    }
+    let root = v2_root()?;
+    let root = root.as_path();
     let full: PathBuf = if path.is_absolute() {
         path.to_path_buf()
     } else {
@@ -26,9 +40,13 @@ pub fn resolve(path: &Path) -> Result<Cgroup> {
     let full = full
         .canonicalize()
         .with_context(|| format!("no such cgroup: {}", path.display()))?;
-    let relative = full
-        .strip_prefix(root)
-        .with_context(|| format!("{} is not under {ROOT}", path.display()))?;
+    let relative = full.strip_prefix(root).with_context(|| {
+        format!(
+            "{} is not under the cgroup v2 hierarchy at {}",
+            path.display(),
+            root.display()
+        )
+    })?;
     if !full.join("cgroup.procs").is_file() {
         bail!(
             "{} is not a cgroup directory (no cgroup.procs)",
@@ -64,18 +82,32 @@ mod tests {
     }
 
     #[test]
+    fn finds_the_v2_mount() {
+        let hybrid = "cgroup /sys/fs/cgroup/cpu cgroup rw 0 0\ncgroup2 /sys/fs/cgroup/unified cgroup2 rw 0 0\n";
+        assert_eq!(
+            v2_root_in(hybrid),
+            Some(PathBuf::from("/sys/fs/cgroup/unified"))
+        );
+        assert_eq!(
+            v2_root_in("cgroup2 /sys/fs/cgroup cgroup2 rw 0 0\n"),
+            Some(PathBuf::from("/sys/fs/cgroup"))
+        );
+        assert_eq!(v2_root_in("proc /proc proc rw 0 0\n"), None);
+        assert_eq!(v2_root_in(""), None);
+    }
+
+    #[test]
     fn missing_cgroups_are_named() {
-        if !Path::new(ROOT).join("cgroup.controllers").is_file() {
+        let Ok(root) = v2_root() else {
             eprintln!("SKIPPED: no cgroup v2 hierarchy here");
             return;
-        }
+        };
         let err = resolve(Path::new("no/such/zerocopy-trace-group")).unwrap_err();
         assert!(
             format!("{err:#}").contains("no such cgroup: no/such/zerocopy-trace-group"),
             "{err:#}"
         );
-        let root = resolve(Path::new(ROOT)).unwrap();
-        assert_eq!(root.level, 0);
+        assert_eq!(resolve(&root).unwrap().level, 0);
         assert!(resolve(Path::new("/etc")).is_err());
     }
 }
