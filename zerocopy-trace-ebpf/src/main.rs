@@ -11,6 +11,7 @@
 mod config;
 mod counters;
 mod fd_kind;
+mod fields;
 mod maps;
 mod process;
 mod syscall;

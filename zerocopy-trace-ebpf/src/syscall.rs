@@ -14,24 +14,29 @@ use crate::{
     config,
     counters::{dropped, record, Call},
     fd_kind,
+    fields::Slots,
     maps::{PENDING, TRACED},
 };
 
-/// Reads the tracepoint field at `offset` as a 64-bit slot (syscall arguments are all 8 bytes
-/// wide in the `format` files). An offset of 0 means the syscall has no such argument.
+/// Slots of an enter record: `__syscall_nr` and up to six arguments.
+type EnterSlots = Slots<8>;
+/// Slots of an exit record: `__syscall_nr` and `ret` (and one spare: a power of two).
+type ExitSlots = Slots<4>;
+
+/// The argument at `offset` (all are 8-byte slots in the `format` files). An offset of 0 means
+/// the syscall has no such argument.
 #[inline(always)]
-fn arg(ctx: &TracePointContext, offset: u16) -> Option<u64> {
+fn arg(slots: &EnterSlots, offset: u16) -> Option<u64> {
     if offset == 0 {
         return None;
     }
-    // SAFETY: the offset comes from this tracepoint's `format` file; read_at is a checked read.
-    unsafe { ctx.read_at::<u64>(offset as usize) }.ok()
+    slots.at(offset as usize)
 }
 
 /// The `fd_kind` of the fd argument at `offset`, or `NO_FD` when the syscall has none there.
 #[inline(always)]
-fn fd_kind_arg(ctx: &TracePointContext, offset: u16) -> u8 {
-    match arg(ctx, offset) {
+fn fd_kind_arg(slots: &EnterSlots, offset: u16) -> u8 {
+    match arg(slots, offset) {
         Some(fd) => fd_kind::of_fd(fd as i32),
         None => zerocopy_trace_common::fd_kind::NO_FD,
     }
@@ -55,11 +60,11 @@ pub fn is_traced(tgid: u32) -> bool {
     cgroup != 0 && unsafe { bpf_get_current_ancestor_cgroup_id(level as i32) } == cgroup
 }
 
-/// The syscall id of the tracepoint being run.
+/// The syscall id of the tracepoint being run, from `__syscall_nr` (an int: the low half of
+/// its slot).
 #[inline(always)]
-fn current_syscall(ctx: &TracePointContext) -> Option<u32> {
-    // SAFETY: `__syscall_nr` is an int at the configured offset of every syscall tracepoint.
-    let nr = unsafe { ctx.read_at::<i32>(config::nr_offset()) }.ok()?;
+fn current_syscall<const N: usize>(slots: &Slots<N>) -> Option<u32> {
+    let nr = slots.at(config::nr_offset())? as i32;
     config::syscall_of_nr(nr)
 }
 
@@ -71,7 +76,10 @@ pub fn syscall_enter(ctx: TracePointContext) -> u32 {
 
 #[inline(always)]
 fn on_enter(ctx: &TracePointContext) {
-    let Some(id) = current_syscall(ctx) else {
+    let Some(slots) = EnterSlots::read(ctx) else {
+        return;
+    };
+    let Some(id) = current_syscall(&slots) else {
         return;
     };
     let pid_tgid = bpf_get_current_pid_tgid();
@@ -83,10 +91,10 @@ fn on_enter(ctx: &TracePointContext) {
     let call = PendingCall {
         syscall: id,
         in_flight: 1,
-        source_kind: fd_kind_arg(ctx, offsets.source_fd_offset),
-        destination_kind: fd_kind_arg(ctx, offsets.destination_fd_offset),
-        msg_flags: arg(ctx, offsets.msg_flags_offset).unwrap_or(0),
-        mmsg_vector: arg(ctx, offsets.mmsg_vector_offset).unwrap_or(0),
+        source_kind: fd_kind_arg(&slots, offsets.source_fd_offset),
+        destination_kind: fd_kind_arg(&slots, offsets.destination_fd_offset),
+        msg_flags: arg(&slots, offsets.msg_flags_offset).unwrap_or(0),
+        mmsg_vector: arg(&slots, offsets.mmsg_vector_offset).unwrap_or(0),
     };
     // Overwriting the thread's existing slot avoids the bucket lock and free-list work of an
     // update; only a thread's first traced call inserts.
@@ -109,7 +117,10 @@ pub fn syscall_exit(ctx: TracePointContext) -> u32 {
 
 #[inline(always)]
 fn on_exit(ctx: &TracePointContext) {
-    let Some(id) = current_syscall(ctx) else {
+    let Some(slots) = ExitSlots::read(ctx) else {
+        return;
+    };
+    let Some(id) = current_syscall(&slots) else {
         return;
     };
     let pid_tgid = bpf_get_current_pid_tgid();
@@ -117,8 +128,7 @@ fn on_exit(ctx: &TracePointContext) {
     if !is_traced(tgid) {
         return;
     }
-    // SAFETY: `ret` is a long at the configured offset of every sys_exit tracepoint.
-    let ret = unsafe { ctx.read_at::<i64>(config::ret_offset()) }.unwrap_or(-1);
+    let ret = slots.at(config::ret_offset()).map_or(-1, |v| v as i64);
 
     let pending = match PENDING.get_ptr_mut(tid) {
         // SAFETY: this thread's own entry; reading then clearing `in_flight` cannot race.

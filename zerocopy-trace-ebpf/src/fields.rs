@@ -1,0 +1,42 @@
+//! Reading fields of a syscall tracepoint record. The verifier only lets a tracepoint program
+//! load from its context at offsets fixed in the instruction, and ours come from the `format`
+//! files at load time; so the record's first slots are copied to the stack with one checked
+//! read, and fields are picked from that copy. One helper call instead of one per field.
+
+use core::ptr::read_volatile;
+
+use aya_ebpf::programs::TracePointContext;
+
+/// The first `N` 8-byte slots of a tracepoint record. Syscall tracepoints lay out
+/// `__syscall_nr` in slot 1 and each argument (or `ret`) in a slot of its own after it.
+pub struct Slots<const N: usize>([u64; N]);
+
+impl<const N: usize> Slots<N> {
+    /// Copies the slots out of the record; `None` if the read fails.
+    #[inline(always)]
+    pub fn read(ctx: &TracePointContext) -> Option<Self> {
+        // SAFETY: a checked read of the record the context points to; the perf buffer holding
+        // it is larger than the 8 * N bytes read, so a shorter record yields padding, never a
+        // fault, and only offsets from its own `format` file are looked at.
+        unsafe { ctx.read_at::<[u64; N]>(0) }.ok().map(Slots)
+    }
+
+    /// The slot at byte `offset` (8-aligned), if the copy covers it.
+    #[inline(always)]
+    pub fn at(&self, offset: usize) -> Option<u64> {
+        const { assert!(N.is_power_of_two()) };
+        if !offset.is_multiple_of(8) {
+            return None;
+        }
+        // The verifier requires a variable-offset stack read to be provably 8-aligned. The
+        // compiler knows `offset` is a multiple of 8 and would index with it directly, which
+        // the verifier cannot prove aligned; a slot index it cannot see through is masked
+        // and shifted instead.
+        // SAFETY: reading a local.
+        let index = unsafe { read_volatile(&(offset / 8)) };
+        if index >= N {
+            return None;
+        }
+        Some(self.0[index & (N - 1)])
+    }
+}
