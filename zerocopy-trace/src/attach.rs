@@ -7,7 +7,7 @@ use aya::{
     programs::{trace_point::TracePointLinkId, TracePoint},
     Ebpf, EbpfLoader,
 };
-use zerocopy_trace_common::{names, Counters, DropCounters, ProcKey};
+use zerocopy_trace_common::{names, Counters, DropCounters, PendingCall, ProcKey};
 
 use crate::plan::Plan;
 
@@ -44,6 +44,30 @@ pub struct Maps {
     /// Final counts of exited processes; read as soon as they arrive.
     pub exits: RingBuf<MapData>,
     pub dropped: PerCpuArray<MapData, DropCounters>,
+    /// Held to count what is left in them (`occupancy`): the agent never writes them.
+    pub pending: HashMap<MapData, u32, PendingCall>,
+    pub parents: HashMap<MapData, u32, u32>,
+}
+
+/// Entries left in each kernel map: after every traced process exited, all should be 0.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Occupancy {
+    pub counters: usize,
+    pub pending: usize,
+    pub traced: usize,
+    pub parents: usize,
+}
+
+impl Maps {
+    /// Counts the entries of every per-process and per-thread map (a walk of the keys).
+    pub fn occupancy(&self) -> Occupancy {
+        Occupancy {
+            counters: self.counters.keys().flatten().count(),
+            pending: self.pending.keys().flatten().count(),
+            traced: self.traced.keys().flatten().count(),
+            parents: self.parents.keys().flatten().count(),
+        }
+    }
 }
 
 /// Attached programs. Dropping it (or `detach`) removes every program and link it created;
@@ -147,6 +171,8 @@ fn take_maps(ebpf: &mut Ebpf) -> Result<Maps> {
         traced: HashMap::try_from(take(names::MAP_TRACED)?)?,
         exits: RingBuf::try_from(take(names::MAP_EXITS)?)?,
         dropped: PerCpuArray::try_from(take(names::MAP_DROPPED)?)?,
+        pending: HashMap::try_from(take(names::MAP_PENDING)?)?,
+        parents: HashMap::try_from(take(names::MAP_PARENTS)?)?,
     })
 }
 

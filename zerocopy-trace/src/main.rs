@@ -58,8 +58,9 @@ fn main() -> ExitCode {
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
+    // One thread: capabilities are per thread, and the agent drops all but CAP_BPF after
+    // attaching; threads started later (blocking waits) inherit the reduced sets.
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")
@@ -151,6 +152,7 @@ fn emit(outcome: &Outcome, output: &OutputArgs) -> Result<()> {
         snapshot: &outcome.snapshot,
         not_covered: &outcome.not_covered,
         ended_because: describe(&outcome.end),
+        occupancy: Some(outcome.occupancy),
     };
     let mut text = if output.json {
         report::to_json(&report)

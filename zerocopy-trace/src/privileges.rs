@@ -1,6 +1,6 @@
 //! Checking, before touching the kernel, that we may load and attach BPF programs.
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 
 const CAP_PERFMON: u32 = 38;
 const CAP_BPF: u32 = 39;
@@ -37,6 +37,54 @@ pub fn check() -> Result<()> {
     Ok(())
 }
 
+/// `_LINUX_CAPABILITY_VERSION_3`: 64-bit capability sets as two 32-bit words.
+const CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: i32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
+/// The capability sets that keep only `keep` (bit numbers), as the two words `capset` takes.
+fn only(keep: &[u32]) -> [CapData; 2] {
+    let mut data = [CapData::default(); 2];
+    for &bit in keep {
+        let word = &mut data[(bit / 32) as usize];
+        word.effective |= 1 << (bit % 32);
+        word.permitted |= 1 << (bit % 32);
+    }
+    data
+}
+
+/// After attaching, the agent only reads maps, and every bpf() call needs CAP_BPF when
+/// unprivileged BPF is disabled (the default): everything else (CAP_PERFMON, CAP_SYS_ADMIN,
+/// the file-access overrides of root, ...) is dropped for good. Capabilities are per thread:
+/// call this before any other thread exists (the runtime is single-threaded, and threads
+/// started later inherit the reduced sets).
+pub fn keep_only_bpf() -> Result<()> {
+    let header = CapHeader {
+        version: CAPABILITY_VERSION_3,
+        pid: 0,
+    };
+    let data = only(&[CAP_BPF]);
+    // SAFETY: header and data are valid, correctly laid out for version 3 (two data words).
+    let rc = unsafe { libc::syscall(libc::SYS_capset, &header, data.as_ptr()) };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error())
+            .context("dropping capabilities after attach (capset)");
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -50,6 +98,19 @@ mod tests {
     fn names_what_is_missing() {
         assert_eq!(missing_capabilities(0), vec!["CAP_BPF", "CAP_PERFMON"]);
         assert_eq!(missing_capabilities(1 << CAP_BPF), vec!["CAP_PERFMON"]);
+    }
+
+    #[test]
+    fn keeps_exactly_the_bits_asked_for() {
+        let data = only(&[CAP_BPF]);
+        assert_eq!(
+            (data[0].effective, data[0].permitted, data[0].inheritable),
+            (0, 0, 0)
+        );
+        assert_eq!((data[1].effective, data[1].permitted), (1 << 7, 1 << 7));
+        assert_eq!(data[1].inheritable, 0);
+        let none = only(&[]);
+        assert_eq!((none[0].effective, none[1].permitted), (0, 0));
     }
 
     #[test]

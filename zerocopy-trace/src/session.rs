@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 use tokio::signal::unix::{signal, Signal, SignalKind};
 
 use crate::{
-    attach::{self, Limits, Maps, Tracer},
+    attach::{self, Limits, Maps, Occupancy, Tracer},
     cgroup,
     collect::{Collector, Snapshot},
     kernel_offsets,
@@ -55,6 +55,8 @@ pub struct Outcome {
     pub elapsed: Duration,
     pub end: End,
     pub not_covered: Vec<&'static str>,
+    /// Entries left in the kernel maps when the trace ended.
+    pub occupancy: Occupancy,
 }
 
 /// The signals that end a trace. Installed before attaching, so a Ctrl-C that arrives while
@@ -152,6 +154,8 @@ pub fn start(targets: Targets, extra_pid: Option<u32>, max_processes: u32) -> Re
             format!("registering pid {pid} (more targets than --max-processes?)")
         })?;
     }
+    // Attached and registered: from here on the agent only reads and updates maps.
+    privileges::keep_only_bpf()?;
     Ok(Session {
         tracer,
         maps,
@@ -233,6 +237,7 @@ impl Session {
             elapsed,
             end,
             not_covered: self.plan.not_covered.clone(),
+            occupancy: self.maps.occupancy(),
         })
     }
 

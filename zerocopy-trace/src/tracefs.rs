@@ -84,10 +84,20 @@ pub fn parse_format(text: &str) -> Result<Format> {
 /// The mounted tracefs, mounting it at /sys/kernel/tracing when it is not (we run as root or
 /// with the capabilities to attach, so mounting is what an operator would do by hand).
 pub fn locate_or_mount() -> Result<PathBuf> {
+    let mounts = fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    let mounted = tracefs_mounts(&mounts);
     for dir in [TRACEFS, DEBUGFS_TRACEFS] {
         if Path::new(dir).join("events").is_dir() {
             return Ok(PathBuf::from(dir));
         }
+    }
+    if let Some(dir) = mounted.first() {
+        // Mounted, but its directory is closed to us: root only, by default.
+        bail!(
+            "tracefs at {} is not readable: run as root, or add CAP_DAC_READ_SEARCH to \
+             CAP_BPF and CAP_PERFMON",
+            dir.display()
+        );
     }
     mount_tracefs().with_context(|| {
         format!(
@@ -100,6 +110,18 @@ pub fn locate_or_mount() -> Result<PathBuf> {
     } else {
         bail!("tracefs mounted at {TRACEFS} but has no events/ directory")
     }
+}
+
+/// Mount points of tracefs in a mounts table (`/proc/self/mounts`).
+fn tracefs_mounts(mounts: &str) -> Vec<PathBuf> {
+    mounts
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            let (_, target, kind) = (fields.next()?, fields.next()?, fields.next()?);
+            (kind == "tracefs").then(|| PathBuf::from(target))
+        })
+        .collect()
 }
 
 fn mount_tracefs() -> Result<()> {
@@ -175,6 +197,17 @@ print fmt: \"fd_in: 0x%08lx\", ((unsigned long)(REC->fd_in))
             err.contains("sys_enter_splice") && err.contains("fd_out"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn finds_tracefs_mounts() {
+        let table = "proc /proc proc rw 0 0\ntracefs /sys/kernel/tracing tracefs rw 0 0\n";
+        assert_eq!(
+            tracefs_mounts(table),
+            vec![PathBuf::from("/sys/kernel/tracing")]
+        );
+        assert!(tracefs_mounts("").is_empty());
+        assert!(tracefs_mounts("garbage\n\n  \n").is_empty());
     }
 
     #[test]

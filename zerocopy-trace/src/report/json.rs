@@ -12,7 +12,7 @@ use serde::Serialize;
 use zerocopy_trace_common::{drop_reason, fd_kind, SYSCALLS};
 
 use super::{ranked, Report};
-use crate::{correlate, model::Verdict};
+use crate::{attach::Occupancy, correlate, model::Verdict};
 
 #[derive(Serialize)]
 struct JsonReport<'a> {
@@ -22,6 +22,9 @@ struct JsonReport<'a> {
     not_covered: &'a [&'static str],
     #[serde(skip_serializing_if = "Option::is_none")]
     ended_because: Option<&'a str>,
+    /// Entries left in the kernel maps at the end (`counters`, `pending`, `traced`, `parents`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    maps: Option<Occupancy>,
 }
 
 #[derive(Serialize)]
@@ -146,6 +149,7 @@ pub fn to_json(report: &Report) -> String {
         dropped,
         not_covered: report.not_covered,
         ended_because: report.ended_because.as_deref(),
+        maps: report.occupancy,
     };
     // Serialising plain structs of numbers and strings cannot fail.
     serde_json::to_string_pretty(&doc).unwrap_or_default()
@@ -199,6 +203,7 @@ mod tests {
             snapshot: &snapshot,
             not_covered: &["tee"],
             ended_because: None,
+            occupancy: None,
         };
         let v: Value = serde_json::from_str(&to_json(&report)).unwrap();
         assert_eq!(v["duration_s"], 1.5);

@@ -9,6 +9,7 @@ pub use table::to_table;
 use std::time::Duration;
 
 use crate::{
+    attach::Occupancy,
     collect::{ProcessRecord, Snapshot},
     model::Cost,
 };
@@ -21,6 +22,8 @@ pub struct Report<'a> {
     pub not_covered: &'a [&'static str],
     /// Why the trace ended, when it was not the duration or an interrupt (e.g. "pid 42 exited").
     pub ended_because: Option<String>,
+    /// Entries left in the kernel maps at the end, when known.
+    pub occupancy: Option<Occupancy>,
 }
 
 /// Processes with their costs, largest movers first (then most calls, then pid).

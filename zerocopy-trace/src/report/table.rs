@@ -156,6 +156,7 @@ mod tests {
             snapshot,
             not_covered: &[],
             ended_because: None,
+            occupancy: None,
         })
     }
 
