@@ -193,6 +193,26 @@ pub struct Config {
     pub cgroup_id: u64,
     /// Processes that exec under one of these names join the traced set.
     pub comms: [[u8; COMM_LEN]; MAX_COMMS],
+    pub raw: RawSyscallConfig,
+}
+
+/// For the raw `sys_enter`/`sys_exit` hook: where a syscall's arguments are in `struct
+/// pt_regs`. Offsets come from the kernel's BTF; the format files still say which argument is
+/// which (argument `i` is the `i`-th 8-byte slot from `args_base`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RawSyscallConfig {
+    /// 1: the raw hook is in use and these offsets are valid.
+    pub enabled: u16,
+    /// Offset of the first argument in the `sys_enter_*` format files.
+    pub args_base: u16,
+    /// Offset in `pt_regs` of the first of the 8 slots copied (the lowest argument register).
+    pub window_start: u16,
+    /// Offset in `pt_regs` of the register holding the syscall number at exit (`orig_ax`).
+    pub nr_register: u16,
+    /// Offsets in `pt_regs` of the registers holding arguments 0 to 5.
+    pub arg_registers: [u16; 6],
+    pub _reserved: [u16; 2],
 }
 
 impl Config {
@@ -233,6 +253,14 @@ impl Config {
             comm_count: 0,
             cgroup_id: 0,
             comms: [[0; COMM_LEN]; MAX_COMMS],
+            raw: RawSyscallConfig {
+                enabled: 0,
+                args_base: 0,
+                window_start: 0,
+                nr_register: 0,
+                arg_registers: [0; 6],
+                _reserved: [0; 2],
+            },
         }
     }
 }
@@ -286,10 +314,11 @@ const _: () = assert!(core::mem::size_of::<Counters>() == 32 + 2 * 8 * fd_kind::
 const _: () = assert!(core::mem::size_of::<ProcKey>() == 8);
 const _: () = assert!(core::mem::size_of::<PendingCall>() == 24);
 const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 48);
+const _: () = assert!(core::mem::size_of::<RawSyscallConfig>() == 24);
 const _: () = assert!(core::mem::size_of::<SyscallConfig>() == 8);
 const _: () = assert!(
     core::mem::size_of::<Config>()
-        == MAX_SYSCALL_NR + 8 * SYSCALL_COUNT + 16 + 8 + 48 + 16 + COMM_LEN * MAX_COMMS
+        == MAX_SYSCALL_NR + 8 * SYSCALL_COUNT + 16 + 8 + 48 + 16 + COMM_LEN * MAX_COMMS + 24
 );
 const _: () = assert!(
     core::mem::size_of::<ExitRecord>()
@@ -307,6 +336,7 @@ mod pod {
     unsafe impl aya::Pod for PendingCall {}
     unsafe impl aya::Pod for SyscallConfig {}
     unsafe impl aya::Pod for KernelOffsets {}
+    unsafe impl aya::Pod for RawSyscallConfig {}
     unsafe impl aya::Pod for Config {}
     unsafe impl aya::Pod for ExitRecord {}
     unsafe impl aya::Pod for DropCounters {}

@@ -5,6 +5,8 @@
 pub const PROG_SYSCALL_ENTER: &str = "syscall_enter";
 /// Program attached to every `syscalls/sys_exit_*` tracepoint of the data path.
 pub const PROG_SYSCALL_EXIT: &str = "syscall_exit";
+/// Program on the raw `sys_exit` tracepoint: all of the counting, from the saved registers.
+pub const PROG_RAW_SYSCALL_EXIT: &str = "raw_syscall_exit";
 /// Program on `sched/sched_process_fork`: follows children and remembers parents.
 pub const PROG_PROCESS_FORK: &str = "process_fork";
 /// Program on `sched/sched_process_exec`: `--comm` names matched at exec.

@@ -109,3 +109,34 @@ pub fn comm(i: usize) -> Option<[u8; COMM_LEN]> {
     }
     Some(field!(comms[i]))
 }
+
+/// Offset of the first argument in the `sys_enter_*` formats (raw hook).
+#[inline(always)]
+pub fn raw_args_base() -> u16 {
+    field!(raw.args_base)
+}
+
+/// Offset in `pt_regs` of the first register slot the raw hook copies.
+#[inline(always)]
+pub fn raw_window_start() -> u16 {
+    field!(raw.window_start)
+}
+
+/// Offset in `pt_regs` of the syscall number at exit.
+#[inline(always)]
+pub fn raw_nr_register() -> u16 {
+    field!(raw.nr_register)
+}
+
+/// Offset in `pt_regs` of argument register `index` (0 to 5).
+#[inline(always)]
+pub fn raw_arg_register(index: usize) -> Option<u16> {
+    // Through a volatile local: the compiler would otherwise index with an expression it
+    // derived before the check, whose bound the verifier cannot see.
+    // SAFETY: reading a local.
+    let index = unsafe { read_volatile(&index) };
+    if index >= 6 {
+        return None;
+    }
+    Some(field!(raw.arg_registers[index]))
+}

@@ -5,7 +5,7 @@
 
 use core::ptr::read_volatile;
 
-use aya_ebpf::programs::TracePointContext;
+use aya_ebpf::{helpers::bpf_probe_read_kernel, programs::TracePointContext};
 
 /// The first `N` 8-byte slots of a tracepoint record. Syscall tracepoints lay out
 /// `__syscall_nr` in slot 1 and each argument (or `ret`) in a slot of its own after it.
@@ -19,6 +19,15 @@ impl<const N: usize> Slots<N> {
         // it is larger than the 8 * N bytes read, so a shorter record yields padding, never a
         // fault, and only offsets from its own `format` file are looked at.
         unsafe { ctx.read_at::<[u64; N]>(0) }.ok().map(Slots)
+    }
+
+    /// Copies `N` slots of kernel memory from `address` (a `pt_regs` window, for the raw hook).
+    #[inline(always)]
+    pub fn read_kernel(address: u64) -> Option<Self> {
+        // SAFETY: a checked read; a bad address returns an error, never faults.
+        unsafe { bpf_probe_read_kernel(address as *const [u64; N]) }
+            .ok()
+            .map(Slots)
     }
 
     /// The slot at byte `offset` (8-aligned), if the copy covers it.

@@ -1,10 +1,16 @@
-//! The two programs every data-path syscall tracepoint runs: one program per side, attached
-//! to all of them, which tells syscalls apart by `__syscall_nr`.
+//! The programs that count data-path syscalls. Two hooks do the same work: the classic
+//! `syscalls/sys_{enter,exit}_*` tracepoints (one program per side, attached to all of them,
+//! telling syscalls apart by `__syscall_nr`), and the raw `sys_enter`/`sys_exit` tracepoints
+//! (one program per side for every syscall, filtered by number first). Both hand the same
+//! arguments to `on_enter` and `on_exit`.
 
 use aya_ebpf::{
-    helpers::{bpf_get_current_ancestor_cgroup_id, bpf_get_current_pid_tgid, bpf_probe_read_user},
-    macros::tracepoint,
-    programs::TracePointContext,
+    helpers::{
+        bpf_get_current_ancestor_cgroup_id, bpf_get_current_pid_tgid, bpf_probe_read_kernel,
+        bpf_probe_read_user,
+    },
+    macros::{raw_tracepoint, tracepoint},
+    programs::{RawTracePointContext, TracePointContext},
 };
 use zerocopy_trace_common::{
     drop_reason, PendingCall, ProcKey, MAX_MMSG, MMSGHDR_LEN_OFFSET, MMSGHDR_SIZE, MSG_ZEROCOPY,
@@ -23,20 +29,43 @@ type EnterSlots = Slots<8>;
 /// Slots of an exit record: `__syscall_nr` and `ret` (and one spare: a power of two).
 type ExitSlots = Slots<4>;
 
-/// The argument at `offset` (all are 8-byte slots in the `format` files). An offset of 0 means
-/// the syscall has no such argument.
-#[inline(always)]
-fn arg(slots: &EnterSlots, offset: u16) -> Option<u64> {
-    if offset == 0 {
-        return None;
+/// A syscall's arguments, found by their offset in the `sys_enter_*` format files (0: the
+/// syscall has no such argument), whichever hook delivered them.
+trait Arguments {
+    fn at_format_offset(&self, offset: u16) -> Option<u64>;
+}
+
+/// The classic tracepoint: the record itself is laid out as its format file says.
+impl Arguments for EnterSlots {
+    #[inline(always)]
+    fn at_format_offset(&self, offset: u16) -> Option<u64> {
+        if offset == 0 {
+            return None;
+        }
+        self.at(offset as usize)
     }
-    slots.at(offset as usize)
+}
+
+/// The raw hook: argument `i` of the format file is in the `i`-th argument register.
+struct Registers(Slots<8>);
+
+impl Arguments for Registers {
+    #[inline(always)]
+    fn at_format_offset(&self, offset: u16) -> Option<u64> {
+        let base = config::raw_args_base();
+        if offset == 0 || offset < base {
+            return None;
+        }
+        let register = config::raw_arg_register(((offset - base) / 8) as usize)?;
+        self.0
+            .at(register.checked_sub(config::raw_window_start())? as usize)
+    }
 }
 
 /// The `fd_kind` of the fd argument at `offset`, or `NO_FD` when the syscall has none there.
 #[inline(always)]
-fn fd_kind_arg(slots: &EnterSlots, offset: u16) -> u8 {
-    match arg(slots, offset) {
+fn fd_kind_arg(args: &impl Arguments, offset: u16) -> u8 {
+    match args.at_format_offset(offset) {
         Some(fd) => fd_kind::of_fd(fd as i32),
         None => zerocopy_trace_common::fd_kind::NO_FD,
     }
@@ -70,32 +99,39 @@ fn current_syscall<const N: usize>(slots: &Slots<N>) -> Option<u32> {
 
 #[tracepoint]
 pub fn syscall_enter(ctx: TracePointContext) -> u32 {
-    on_enter(&ctx);
+    if let Some(slots) = EnterSlots::read(&ctx) {
+        if let Some(id) = current_syscall(&slots) {
+            on_enter(id, &slots);
+        }
+    }
     0
 }
 
+/// What the exit needs to know of a call, from its arguments: the kinds of its fds, its send
+/// flags, its `struct mmsghdr` array.
 #[inline(always)]
-fn on_enter(ctx: &TracePointContext) {
-    let Some(slots) = EnterSlots::read(ctx) else {
-        return;
-    };
-    let Some(id) = current_syscall(&slots) else {
-        return;
-    };
+fn describe(id: u32, args: &impl Arguments) -> PendingCall {
+    let offsets = config::syscall(id);
+    PendingCall {
+        syscall: id,
+        in_flight: 1,
+        source_kind: fd_kind_arg(args, offsets.source_fd_offset),
+        destination_kind: fd_kind_arg(args, offsets.destination_fd_offset),
+        msg_flags: args.at_format_offset(offsets.msg_flags_offset).unwrap_or(0),
+        mmsg_vector: args
+            .at_format_offset(offsets.mmsg_vector_offset)
+            .unwrap_or(0),
+    }
+}
+
+#[inline(always)]
+fn on_enter(id: u32, args: &impl Arguments) {
     let pid_tgid = bpf_get_current_pid_tgid();
     let (tgid, tid) = ((pid_tgid >> 32) as u32, pid_tgid as u32);
     if !is_traced(tgid) {
         return;
     }
-    let offsets = config::syscall(id);
-    let call = PendingCall {
-        syscall: id,
-        in_flight: 1,
-        source_kind: fd_kind_arg(&slots, offsets.source_fd_offset),
-        destination_kind: fd_kind_arg(&slots, offsets.destination_fd_offset),
-        msg_flags: arg(&slots, offsets.msg_flags_offset).unwrap_or(0),
-        mmsg_vector: arg(&slots, offsets.mmsg_vector_offset).unwrap_or(0),
-    };
+    let call = describe(id, args);
     // Overwriting the thread's existing slot avoids the bucket lock and free-list work of an
     // update; only a thread's first traced call inserts.
     match PENDING.get_ptr_mut(tid) {
@@ -111,24 +147,62 @@ fn on_enter(ctx: &TracePointContext) {
 
 #[tracepoint]
 pub fn syscall_exit(ctx: TracePointContext) -> u32 {
-    on_exit(&ctx);
+    if let Some(slots) = ExitSlots::read(&ctx) {
+        if let Some(id) = current_syscall(&slots) {
+            on_exit(id, slots.at(config::ret_offset()).map_or(-1, |v| v as i64));
+        }
+    }
     0
 }
 
+/// The raw hook needs no enter program: at `sys_exit` the saved registers still hold the
+/// syscall number (`orig_ax`) and its arguments, which the data-path syscalls never change.
+/// One program per syscall instead of two, and no per-thread state.
+#[raw_tracepoint(tracepoint = "sys_exit")]
+pub fn raw_syscall_exit(ctx: RawTracePointContext) -> i32 {
+    let regs: u64 = ctx.arg(0);
+    // SAFETY: a checked read of the saved registers of the current task.
+    let nr =
+        unsafe { bpf_probe_read_kernel((regs + config::raw_nr_register() as u64) as *const i64) };
+    let Some(id) = nr.ok().and_then(|nr| config::syscall_of_nr(nr as i32)) else {
+        return 0;
+    };
+    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    if !is_traced(tgid) {
+        return 0;
+    }
+    if let Some(window) = Slots::<8>::read_kernel(regs + config::raw_window_start() as u64) {
+        let ret: i64 = ctx.arg(1);
+        let args = Registers(window);
+        let offsets = config::syscall(id);
+        let call = PendingCall {
+            syscall: id,
+            in_flight: 1,
+            source_kind: zerocopy_trace_common::fd_kind::NO_FD,
+            destination_kind: zerocopy_trace_common::fd_kind::NO_FD,
+            msg_flags: args.at_format_offset(offsets.msg_flags_offset).unwrap_or(0),
+            mmsg_vector: args
+                .at_format_offset(offsets.mmsg_vector_offset)
+                .unwrap_or(0),
+        };
+        count(tgid, id, ret, &call, || {
+            (
+                fd_kind_arg(&args, offsets.source_fd_offset),
+                fd_kind_arg(&args, offsets.destination_fd_offset),
+            )
+        });
+    }
+    0
+}
+
+/// The classic exit: the call's description was stored by its enter.
 #[inline(always)]
-fn on_exit(ctx: &TracePointContext) {
-    let Some(slots) = ExitSlots::read(ctx) else {
-        return;
-    };
-    let Some(id) = current_syscall(&slots) else {
-        return;
-    };
+fn on_exit(id: u32, ret: i64) {
     let pid_tgid = bpf_get_current_pid_tgid();
     let (tgid, tid) = ((pid_tgid >> 32) as u32, pid_tgid as u32);
     if !is_traced(tgid) {
         return;
     }
-    let ret = slots.at(config::ret_offset()).map_or(-1, |v| v as i64);
 
     let pending = match PENDING.get_ptr_mut(tid) {
         // SAFETY: this thread's own entry; reading then clearing `in_flight` cannot race.
@@ -139,15 +213,25 @@ fn on_exit(ctx: &TracePointContext) {
         },
         None => PendingCall::default(),
     };
-    let mmsg = config::syscall(id).mmsg_vector_offset != 0;
     if pending.in_flight == 0 || pending.syscall != id {
         // Began before attach, or its enter record could not be stored. The return value is
         // a byte count except for the mmsg pair, where it counts messages.
+        let mmsg = config::syscall(id).mmsg_vector_offset != 0;
         let bytes = if ret > 0 && !mmsg { ret as u64 } else { 0 };
         dropped(drop_reason::MISSING_ENTER, bytes);
         return;
     }
+    count(tgid, id, ret, &pending, || {
+        (pending.source_kind, pending.destination_kind)
+    });
+}
 
+/// Adds one completed call to its process's counters. `kinds` resolves the fds' kinds; it
+/// runs after the bytes are known, so the verifier walks the `msg_len` loop once rather than
+/// once per kind.
+#[inline(always)]
+fn count(tgid: u32, id: u32, ret: i64, pending: &PendingCall, kinds: impl FnOnce() -> (u8, u8)) {
+    let mmsg = config::syscall(id).mmsg_vector_offset != 0;
     let bytes = if ret < 0 {
         0
     } else if mmsg {
@@ -161,6 +245,7 @@ fn on_exit(ctx: &TracePointContext) {
     } else {
         ret as u64
     };
+    let (source_kind, destination_kind) = kinds();
     let key = ProcKey { tgid, syscall: id };
     record(
         &key,
@@ -168,8 +253,8 @@ fn on_exit(ctx: &TracePointContext) {
             bytes,
             error: ret < 0,
             msg_zerocopy: pending.msg_flags & MSG_ZEROCOPY != 0,
-            source_kind: pending.source_kind,
-            destination_kind: pending.destination_kind,
+            source_kind,
+            destination_kind,
         },
     );
 }

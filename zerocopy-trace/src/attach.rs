@@ -4,12 +4,12 @@
 use anyhow::{anyhow, Context, Result};
 use aya::{
     maps::{HashMap, MapData, PerCpuArray, PerCpuHashMap, RingBuf},
-    programs::{trace_point::TracePointLinkId, TracePoint},
+    programs::{trace_point::TracePointLinkId, RawTracePoint, TracePoint},
     Ebpf, EbpfLoader,
 };
 use zerocopy_trace_common::{names, Counters, DropCounters, PendingCall, ProcKey};
 
-use crate::plan::Plan;
+use crate::plan::{Hook, Plan};
 
 /// The eBPF object built by `cargo xtask build`, embedded at compile time.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(env!("ZEROCOPY_TRACE_EBPF_OBJECT_PATH"));
@@ -146,8 +146,20 @@ pub fn attach(plan: &Plan, limits: Limits) -> Result<(Tracer, Maps)> {
         names::PROG_PROCESS_EXEC,
         &[("sched", "sched_process_exec".into())],
     )?;
-    attach_all(names::PROG_SYSCALL_EXIT, &syscall_targets("exit"))?;
-    attach_all(names::PROG_SYSCALL_ENTER, &syscall_targets("enter"))?;
+    match plan.hook {
+        Hook::Tracepoints => {
+            attach_all(names::PROG_SYSCALL_EXIT, &syscall_targets("exit"))?;
+            attach_all(names::PROG_SYSCALL_ENTER, &syscall_targets("enter"))?;
+        }
+        Hook::Raw => {
+            attach_raw(
+                &mut ebpf,
+                names::PROG_RAW_SYSCALL_EXIT,
+                "sys_exit",
+                &mut program_ids,
+            )?;
+        }
+    }
 
     let maps = take_maps(&mut ebpf)?;
     Ok((
@@ -159,6 +171,24 @@ pub fn attach(plan: &Plan, limits: Limits) -> Result<(Tracer, Maps)> {
         },
         maps,
     ))
+}
+
+/// Loads `program` and attaches it to the raw tracepoint `name`. Its link is dropped with the
+/// `Ebpf` (raw tracepoint links are few: no parallel detach needed).
+fn attach_raw(ebpf: &mut Ebpf, program: &str, name: &str, ids: &mut Vec<u32>) -> Result<()> {
+    let rtp: &mut RawTracePoint = ebpf
+        .program_mut(program)
+        .with_context(|| format!("program {program} missing from the eBPF object"))?
+        .try_into()
+        .with_context(|| format!("program {program} is not a raw tracepoint"))?;
+    rtp.load()
+        .map_err(|e| load_error(e, &format!("loading program {program}")))?;
+    if let Ok(info) = rtp.info() {
+        ids.push(info.id());
+    }
+    rtp.attach(name)
+        .map_err(|e| load_error(e, &format!("attaching raw tracepoint {name}")))?;
+    Ok(())
 }
 
 fn take_maps(ebpf: &mut Ebpf) -> Result<Maps> {

@@ -4,7 +4,10 @@ use std::{path::PathBuf, time::Duration};
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::session::Targets;
+use crate::{
+    plan::Hook,
+    session::{Targets, TraceOptions},
+};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -42,9 +45,30 @@ pub struct OutputArgs {
     /// Write the report to this file (created readable by its owner only) instead of stdout.
     #[arg(long, short = 'o', value_name = "PATH")]
     pub output: Option<PathBuf>,
+    #[command(flatten)]
+    pub trace: TraceArgs,
+}
+
+/// How the kernel side is set up.
+#[derive(Debug, Args)]
+pub struct TraceArgs {
     /// Most processes counted at once; past it, counts are reported as dropped.
     #[arg(long, value_name = "N", default_value_t = 8192, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub max_processes: u32,
+    /// Where the programs hook in: `raw` (the raw sys_enter/sys_exit tracepoints, one program
+    /// pair for every syscall, filtered by number; the cheaper, see the README) or
+    /// `tracepoints` (one pair on each of the 21 syscalls' own tracepoints).
+    #[arg(long, value_enum, default_value_t = Hook::Raw)]
+    pub hook: Hook,
+}
+
+impl TraceArgs {
+    pub fn options(&self) -> TraceOptions {
+        TraceOptions {
+            max_processes: self.max_processes,
+            hook: self.hook,
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -94,9 +118,8 @@ pub struct TopArgs {
     /// How often to refresh (e.g. 1s, 500ms).
     #[arg(long, short = 'i', value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
     pub interval: Duration,
-    /// Most processes counted at once; past it, counts are shown as dropped.
-    #[arg(long, value_name = "N", default_value_t = 8192, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
-    pub max_processes: u32,
+    #[command(flatten)]
+    pub trace: TraceArgs,
 }
 
 #[derive(Debug, Args)]

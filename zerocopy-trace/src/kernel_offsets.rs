@@ -50,18 +50,76 @@ pub fn from_btf(btf: &Btf) -> Result<KernelOffsets> {
     })
 }
 
-/// The offsets of this kernel, or none (with a warning) when they cannot be known.
-pub fn of_running_kernel() -> KernelOffsets {
-    match Btf::from_sys_fs()
-        .map_err(anyhow::Error::from)
-        .and_then(|btf| from_btf(&btf))
+/// Where the syscall argument registers are in `struct pt_regs`, for the raw hook.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Registers {
+    /// Arguments 0 to 5.
+    pub args: [u16; 6],
+    /// The syscall number as it was at entry (`orig_ax`), still there at exit.
+    pub nr: u16,
+}
+
+/// The x86-64 syscall calling convention: arguments in rdi, rsi, rdx, r10, r8, r9.
+#[cfg(target_arch = "x86_64")]
+const ARG_REGISTERS: [&str; 6] = ["di", "si", "dx", "r10", "r8", "r9"];
+#[cfg(target_arch = "x86_64")]
+const NR_REGISTER: &str = "orig_ax";
+
+/// The argument registers' offsets, from BTF.
+pub fn registers_from_btf(btf: &Btf) -> Result<Registers> {
+    #[cfg(target_arch = "x86_64")]
     {
-        Ok(offsets) => offsets,
-        Err(e) => {
-            log::warn!("fd kinds unavailable, bytes will be attributed to `unknown`: {e:#}");
-            KernelOffsets::default()
+        let at = |name: &str| -> Result<u16> {
+            let offset = btf
+                .member_offset("pt_regs", &[name])
+                .with_context(|| format!("locating pt_regs.{name}"))?;
+            Ok(u16::try_from(offset)?)
+        };
+        let mut args = [0u16; 6];
+        for (slot, name) in args.iter_mut().zip(ARG_REGISTERS) {
+            *slot = at(name)?;
         }
+        Ok(Registers {
+            args,
+            nr: at(NR_REGISTER)?,
+        })
     }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = btf;
+        anyhow::bail!("the raw hook knows the syscall registers of x86-64 only")
+    }
+}
+
+/// What the kernel programs need to know of this kernel's structures.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct KernelLayout {
+    /// For fd kinds; `resolve == 0` when unknown.
+    pub offsets: KernelOffsets,
+    /// For the raw hook; `None` when unknown.
+    pub registers: Option<Registers>,
+}
+
+/// The layout of the running kernel, from its BTF; what cannot be known is left out with a
+/// warning (fd kinds become `unknown`; the raw hook falls back to the tracepoints).
+pub fn of_running_kernel() -> KernelLayout {
+    let btf = match Btf::from_sys_fs() {
+        Ok(btf) => btf,
+        Err(e) => {
+            log::warn!(
+                "no kernel BTF ({e}): fd kinds will be `unknown` and the raw hook unavailable"
+            );
+            return KernelLayout::default();
+        }
+    };
+    let offsets = from_btf(&btf).unwrap_or_else(|e| {
+        log::warn!("fd kinds unavailable, bytes will be attributed to `unknown`: {e:#}");
+        KernelOffsets::default()
+    });
+    let registers = registers_from_btf(&btf)
+        .map_err(|e| log::info!("raw hook unavailable: {e:#}"))
+        .ok();
+    KernelLayout { offsets, registers }
 }
 
 #[cfg(test)]
@@ -80,5 +138,12 @@ mod tests {
         assert_eq!((o.fdtable_max_fds, o.fdtable_fd), (0, 8));
         assert!(o.task_files > 0 && o.file_inode > 0 && o.socket_sk > 0);
         assert_ne!(o.sock_family, o.sock_protocol);
+        let r = registers_from_btf(&btf).unwrap();
+        // Six distinct argument registers, none of them the syscall number's.
+        let mut all = r.args.to_vec();
+        all.push(r.nr);
+        all.sort();
+        all.dedup();
+        assert_eq!(all.len(), 7, "{r:?}");
     }
 }

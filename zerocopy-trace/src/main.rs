@@ -37,7 +37,7 @@ use anyhow::{Context, Result};
 use clap::Parser;
 
 use crate::{
-    cli::{Cli, Command, OutputArgs, TopArgs},
+    cli::{Cli, Command, TopArgs},
     report::Report,
     session::{End, Outcome, Signals, Targets},
 };
@@ -74,13 +74,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let targets = args.filter.targets();
             let outcome = runtime()?.block_on(async {
                 let signals = Signals::install()?;
-                let session = session::start(targets, None, args.output.max_processes)?;
+                let session = session::start(targets, None, &args.output.trace.options())?;
                 if args.duration.is_none() {
                     eprintln!("zerocopy-trace: tracing; press Ctrl-C to stop and print the report");
                 }
                 session.run(signals, args.duration, None).await
             })?;
-            emit(&outcome, &args.output)?;
+            emit(&outcome, args.output.json, args.output.output.as_deref())?;
             Ok(ExitCode::SUCCESS)
         }
         Some(Command::Run(args)) => {
@@ -94,11 +94,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let outcome = runtime()?.block_on(async {
                 let signals = Signals::install()?;
                 let session =
-                    session::start(targets, Some(child.pid()), args.output.max_processes)?;
+                    session::start(targets, Some(child.pid()), &args.output.trace.options())?;
                 let running = child.resume()?;
                 session.run(signals, None, Some(running)).await
             })?;
-            emit(&outcome, &args.output)?;
+            emit(&outcome, args.output.json, args.output.output.as_deref())?;
             Ok(match outcome.end {
                 End::CommandExited(status) => ExitCode::from(status),
                 // Interrupted before the command ended: the command got the signal too.
@@ -117,20 +117,15 @@ fn top(args: TopArgs) -> Result<ExitCode> {
         );
         let outcome = runtime()?.block_on(async {
             let signals = Signals::install()?;
-            let session = session::start(targets, None, args.max_processes)?;
+            let session = session::start(targets, None, &args.trace.options())?;
             session.run(signals, None, None).await
         })?;
-        let output = OutputArgs {
-            json: false,
-            output: None,
-            max_processes: args.max_processes,
-        };
-        emit(&outcome, &output)?;
+        emit(&outcome, false, None)?;
         return Ok(ExitCode::SUCCESS);
     }
     runtime()?.block_on(async {
         let signals = Signals::install()?;
-        let session = session::start(targets, None, args.max_processes)?;
+        let session = session::start(targets, None, &args.trace.options())?;
         dashboard::run(session, signals, args.interval).await
     })?;
     Ok(ExitCode::SUCCESS)
@@ -146,7 +141,7 @@ fn describe(end: &End) -> Option<String> {
 }
 
 /// Prints (or writes) the report. A closed stdout (`| head`) is not an error worth a message.
-fn emit(outcome: &Outcome, output: &OutputArgs) -> Result<()> {
+fn emit(outcome: &Outcome, json: bool, output: Option<&Path>) -> Result<()> {
     let report = Report {
         duration: round_to_ms(outcome.elapsed),
         snapshot: &outcome.snapshot,
@@ -154,7 +149,7 @@ fn emit(outcome: &Outcome, output: &OutputArgs) -> Result<()> {
         ended_because: describe(&outcome.end),
         occupancy: Some(outcome.occupancy),
     };
-    let mut text = if output.json {
+    let mut text = if json {
         report::to_json(&report)
     } else {
         report::to_table(&report)
@@ -162,7 +157,7 @@ fn emit(outcome: &Outcome, output: &OutputArgs) -> Result<()> {
     if !text.ends_with('\n') {
         text.push('\n');
     }
-    match &output.output {
+    match output {
         Some(path) => write_private(path, &text),
         None => match io::stdout().lock().write_all(text.as_bytes()) {
             Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),

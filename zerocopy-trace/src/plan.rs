@@ -3,11 +3,11 @@
 
 use anyhow::{bail, Context, Result};
 use zerocopy_trace_common::{
-    Config, Family, KernelOffsets, SyscallConfig, COMM_LEN, MAX_COMMS, MAX_CPUS, MAX_SYSCALL_NR,
+    Config, Family, RawSyscallConfig, SyscallConfig, COMM_LEN, MAX_COMMS, MAX_CPUS, MAX_SYSCALL_NR,
     SYSCALLS,
 };
 
-use crate::{syscall_numbers::syscall_number, tracefs::Format};
+use crate::{kernel_offsets::KernelLayout, syscall_numbers::syscall_number, tracefs::Format};
 
 /// What to attach and with which configuration.
 #[derive(Clone, Debug)]
@@ -17,6 +17,8 @@ pub struct Plan {
     pub covered: Vec<&'static str>,
     /// Syscalls this kernel has no tracepoints for: not counted, and said so.
     pub not_covered: Vec<&'static str>,
+    /// The hook to attach, after falling back when the raw one cannot be used.
+    pub hook: Hook,
 }
 
 /// Filters chosen on the command line.
@@ -30,6 +32,19 @@ pub struct Scope {
     pub comms: Vec<String>,
     /// Processes in this cgroup (v2) or below it are traced.
     pub cgroup: Option<Cgroup>,
+    /// Which hook the programs attach to.
+    pub hook: Hook,
+}
+
+/// Where the counting programs hook into the kernel.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Hook {
+    /// The raw `sys_enter`/`sys_exit` tracepoints: one program pair runs for every syscall and
+    /// filters by number; arguments come from the saved registers.
+    #[default]
+    Raw,
+    /// The 21 syscalls' own `syscalls/sys_{enter,exit}_*` tracepoints.
+    Tracepoints,
 }
 
 /// A cgroup v2 directory as the kernel names it: its id (the directory's inode number) and its
@@ -56,12 +71,12 @@ pub fn comm_bytes(name: &str) -> Result<[u8; COMM_LEN]> {
 pub fn plan(
     mut format: impl FnMut(&str, &str) -> Result<Option<Format>>,
     scope: &Scope,
-    offsets: KernelOffsets,
+    layout: &KernelLayout,
     nr_cpus: u32,
 ) -> Result<Plan> {
     let mut config = Config::empty();
     let (mut covered, mut not_covered) = (Vec::new(), Vec::new());
-    let (mut nr_offset, mut ret_offset) = (None, None);
+    let (mut nr_offset, mut ret_offset, mut args_base) = (None, None, None);
 
     for (id, desc) in SYSCALLS.iter().enumerate() {
         let enter = format("syscalls", &format!("sys_enter_{}", desc.name))?;
@@ -83,6 +98,14 @@ pub fn plan(
         )?;
         same_offset(&mut nr_offset, exit.offset("__syscall_nr")?, "__syscall_nr")?;
         same_offset(&mut ret_offset, exit.offset("ret")?, "ret")?;
+        let first_arg = enter
+            .fields
+            .iter()
+            .filter(|f| !f.name.starts_with("common_") && f.name != "__syscall_nr")
+            .map(|f| f.offset)
+            .min()
+            .with_context(|| format!("{} has no arguments", enter.name))?;
+        same_offset(&mut args_base, first_arg, "the first argument")?;
 
         let optional =
             |field: Option<&str>| -> Result<u16> { field.map_or(Ok(0), |name| enter.offset(name)) };
@@ -104,6 +127,33 @@ pub fn plan(
     }
     config.nr_offset = nr_offset.unwrap_or_default();
     config.ret_offset = ret_offset.unwrap_or_default();
+    let hook = match (scope.hook, layout.registers) {
+        (Hook::Raw, Some(registers)) => {
+            let window_start = registers.args.iter().copied().min().unwrap_or_default();
+            // The programs copy 8 slots from the lowest argument register on.
+            if registers
+                .args
+                .iter()
+                .any(|&r| r < window_start || r - window_start >= 64 || r % 8 != 0)
+            {
+                bail!("pt_regs argument registers are not within one 64-byte window: use --hook tracepoints");
+            }
+            config.raw = RawSyscallConfig {
+                enabled: 1,
+                args_base: args_base.unwrap_or_default(),
+                window_start,
+                nr_register: registers.nr,
+                arg_registers: registers.args,
+                _reserved: [0; 2],
+            };
+            Hook::Raw
+        }
+        (Hook::Raw, None) => {
+            log::warn!("the raw hook needs pt_regs offsets from BTF: using --hook tracepoints");
+            Hook::Tracepoints
+        }
+        (Hook::Tracepoints, _) => Hook::Tracepoints,
+    };
 
     let exit = format("sched", "sched_process_exit")?
         .context("tracepoint sched/sched_process_exit is missing")?;
@@ -117,7 +167,7 @@ pub fn plan(
 
     config.filter_enabled = scope.filtered as u16;
     config.follow_children = scope.follow_children as u16;
-    config.offsets = offsets;
+    config.offsets = layout.offsets;
     if scope.comms.len() > MAX_COMMS {
         bail!("at most {MAX_COMMS} --comm names");
     }
@@ -135,6 +185,7 @@ pub fn plan(
         config,
         covered,
         not_covered,
+        hook,
     })
 }
 
@@ -151,8 +202,9 @@ fn same_offset(slot: &mut Option<u16>, offset: u16, field: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kernel_offsets::Registers;
     use crate::tracefs::parse_format;
-    use zerocopy_trace_common::{syscalls::syscall_id, NOT_TRACED};
+    use zerocopy_trace_common::{syscalls::syscall_id, KernelOffsets, NOT_TRACED};
 
     /// A format as the kernel writes it: common fields, `__syscall_nr`, then 8-byte slots.
     fn syscall_format(name: &str, args: &[&str]) -> Format {
@@ -201,11 +253,14 @@ mod tests {
         let plan = plan(
             fake_kernel(&[]),
             &Scope::default(),
-            KernelOffsets::default(),
+            &KernelLayout::default(),
             4,
         )
         .unwrap();
         assert_eq!(plan.covered.len(), SYSCALLS.len());
+        // No register offsets known: the raw hook falls back to the tracepoints.
+        assert_eq!(plan.hook, Hook::Tracepoints);
+        assert_eq!(plan.config.raw.enabled, 0);
         assert!(plan.not_covered.is_empty());
         let c = &plan.config;
         assert_eq!((c.nr_offset, c.ret_offset), (8, 16));
@@ -248,7 +303,7 @@ mod tests {
         let plan = plan(
             fake_kernel(&["_tee"]),
             &Scope::default(),
-            KernelOffsets::default(),
+            &KernelLayout::default(),
             1,
         )
         .unwrap();
@@ -266,13 +321,35 @@ mod tests {
             follow_children: true,
             comms: vec!["nginx".into(), "python3".into()],
             cgroup: Some(Cgroup { id: 4242, level: 2 }),
+            hook: Hook::Raw,
         };
         let offsets = KernelOffsets {
             resolve: 1,
             task_files: 3000,
             ..KernelOffsets::default()
         };
-        let plan = plan(fake_kernel(&[]), &scope, offsets, 100_000).unwrap();
+        // x86-64's pt_regs: r10 56, r9 64, r8 72, dx 96, si 104, di 112, orig_ax 120.
+        let registers = Registers {
+            args: [112, 104, 96, 56, 72, 64],
+            nr: 120,
+        };
+        let layout = KernelLayout {
+            offsets,
+            registers: Some(registers),
+        };
+        let plan = plan(fake_kernel(&[]), &scope, &layout, 100_000).unwrap();
+        assert_eq!(plan.hook, Hook::Raw);
+        assert_eq!(
+            plan.config.raw,
+            RawSyscallConfig {
+                enabled: 1,
+                args_base: 16,
+                window_start: 56,
+                nr_register: 120,
+                arg_registers: [112, 104, 96, 56, 72, 64],
+                _reserved: [0; 2],
+            }
+        );
         assert_eq!(
             (plan.config.filter_enabled, plan.config.follow_children),
             (1, 1)
@@ -296,6 +373,6 @@ mod tests {
             comms: vec!["x".into(); MAX_COMMS + 1],
             ..Scope::default()
         };
-        assert!(plan(fake_kernel(&[]), &too_many, KernelOffsets::default(), 1).is_err());
+        assert!(plan(fake_kernel(&[]), &too_many, &KernelLayout::default(), 1).is_err());
     }
 }

@@ -13,7 +13,7 @@ use crate::{
     collect::{Collector, Snapshot},
     kernel_offsets,
     launch::RunningChild,
-    plan::{self, Plan, Scope},
+    plan::{self, Hook, Plan, Scope},
     privileges, procfs, tracefs,
 };
 
@@ -36,6 +36,13 @@ impl Targets {
     fn filtered(&self) -> bool {
         !self.pids.is_empty() || !self.comms.is_empty() || self.cgroup.is_some()
     }
+}
+
+/// How the kernel side is set up.
+#[derive(Clone, Copy, Debug)]
+pub struct TraceOptions {
+    pub max_processes: u32,
+    pub hook: Hook,
 }
 
 /// Why the trace ended.
@@ -104,7 +111,7 @@ fn possible_cpus() -> Result<u32> {
 
 /// Checks privileges and tracefs, plans, loads and attaches, and registers the targets.
 /// `extra_pid` is the stopped child of `run`, registered before it may run.
-pub fn start(targets: Targets, extra_pid: Option<u32>, max_processes: u32) -> Result<Session> {
+pub fn start(targets: Targets, extra_pid: Option<u32>, options: &TraceOptions) -> Result<Session> {
     privileges::check()?;
     let tracefs = tracefs::locate_or_mount()?;
     let mut pids = resolve_pids(&targets.pids)?;
@@ -130,11 +137,12 @@ pub fn start(targets: Targets, extra_pid: Option<u32>, max_processes: u32) -> Re
         follow_children: targets.follow_children,
         comms: targets.comms.clone(),
         cgroup: targets.cgroup.as_deref().map(cgroup::resolve).transpose()?,
+        hook: options.hook,
     };
     let plan = plan::plan(
         |category, name| tracefs::read_format(&tracefs, category, name),
         &scope,
-        kernel_offsets::of_running_kernel(),
+        &kernel_offsets::of_running_kernel(),
         possible_cpus()?,
     )?;
     if !plan.not_covered.is_empty() {
@@ -143,12 +151,7 @@ pub fn start(targets: Targets, extra_pid: Option<u32>, max_processes: u32) -> Re
             plan.not_covered.join(", ")
         );
     }
-    let (tracer, mut maps) = attach::attach(&plan, Limits::for_processes(max_processes))?;
-    log::info!(
-        "attached {} syscalls; BPF program ids {:?}",
-        plan.covered.len(),
-        tracer.program_ids
-    );
+    let (tracer, mut maps) = attach::attach(&plan, Limits::for_processes(options.max_processes))?;
     for pid in pids {
         maps.traced.insert(pid, 1, 0).with_context(|| {
             format!("registering pid {pid} (more targets than --max-processes?)")
@@ -156,6 +159,11 @@ pub fn start(targets: Targets, extra_pid: Option<u32>, max_processes: u32) -> Re
     }
     // Attached and registered: from here on the agent only reads and updates maps.
     privileges::keep_only_bpf()?;
+    log::info!(
+        "attached {} syscalls; BPF program ids {:?}",
+        plan.covered.len(),
+        tracer.program_ids
+    );
     Ok(Session {
         tracer,
         maps,

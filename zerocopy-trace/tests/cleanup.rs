@@ -12,15 +12,13 @@ use std::{
 
 use common::{privileged, spawn_agent, Agent, AGENT};
 
-/// Starts `zerocopy-trace report` and returns it with the ids of the programs it loaded.
-fn start_agent() -> (Agent, Vec<u32>) {
-    let (child, ids) = spawn_agent(&["report", "--json"]);
-    assert_eq!(
-        ids.len(),
-        5,
-        "enter, exit, fork, exec and exit programs: {ids:?}"
-    );
-    (child, ids)
+/// Starts `zerocopy-trace report --hook <hook>` and returns it with the ids of the programs it
+/// loaded: fork, exec and exit, plus the raw exit program or the enter and exit pair.
+fn start_agent(hook: &str) -> (Agent, Vec<u32>) {
+    let (agent, ids) = spawn_agent(&["report", "--json", "--hook", hook]);
+    let expected = if hook == "raw" { 4 } else { 5 };
+    assert_eq!(ids.len(), expected, "{hook}: {ids:?}");
+    (agent, ids)
 }
 
 fn loaded(ids: &[u32]) -> Vec<u32> {
@@ -45,8 +43,8 @@ fn assert_unloaded(ids: &[u32], how: &str) {
     );
 }
 
-fn end_with(signal: i32, name: &str) {
-    let (mut agent, ids) = start_agent();
+fn end_with(signal: i32, name: &str, hook: &str) {
+    let (mut agent, ids) = start_agent(hook);
     let child = agent.child();
     assert_eq!(
         loaded(&ids).len(),
@@ -77,28 +75,28 @@ fn end_with(signal: i32, name: &str) {
 #[test]
 fn sigint_detaches_and_reports() {
     if privileged() {
-        end_with(libc::SIGINT, "SIGINT");
+        end_with(libc::SIGINT, "SIGINT", "raw");
     }
 }
 
 #[test]
 fn sigterm_detaches_and_reports() {
     if privileged() {
-        end_with(libc::SIGTERM, "SIGTERM");
+        end_with(libc::SIGTERM, "SIGTERM", "tracepoints");
     }
 }
 
 #[test]
 fn sighup_detaches_and_reports() {
     if privileged() {
-        end_with(libc::SIGHUP, "SIGHUP");
+        end_with(libc::SIGHUP, "SIGHUP", "raw");
     }
 }
 
 #[test]
 fn sigkill_leaves_no_program_behind() {
     if privileged() {
-        end_with(libc::SIGKILL, "SIGKILL");
+        end_with(libc::SIGKILL, "SIGKILL", "tracepoints");
     }
 }
 

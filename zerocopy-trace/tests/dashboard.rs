@@ -154,7 +154,7 @@ fn dashboard_shows_the_workload_and_quits_clean() {
     });
     let ids = logged_program_ids(&std::fs::read_to_string(&log).expect("agent log"))
         .expect("the agent logs its program ids on attach");
-    assert_eq!(loaded(&ids).len(), 5, "our 5 programs are loaded: {ids:?}");
+    assert_eq!(loaded(&ids).len(), 4, "our 4 programs are loaded: {ids:?}");
 
     let truth_path = dir.join("truth.json");
     let status = Command::new(WORKLOAD)

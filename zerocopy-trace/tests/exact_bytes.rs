@@ -7,7 +7,7 @@ mod common;
 
 use serde_json::Value;
 
-use common::{assert_nothing_dropped, privileged, process, scratch, trace_run, WORKLOAD};
+use common::{assert_nothing_dropped, privileged, process, scratch, trace_run_with, WORKLOAD};
 
 /// The verdict each (mode, role) must get. Receivers copy into user memory in every mode.
 fn expected_verdict(mode: &str, role: &str) -> &'static str {
@@ -39,6 +39,10 @@ fn expected_flow(mode: &str, role: &str) -> (&'static str, &'static str, &'stati
 }
 
 fn run_mode(mode: &str, extra: &[&str]) -> (Value, Value) {
+    run_mode_with(&[], mode, extra)
+}
+
+fn run_mode_with(options: &[&str], mode: &str, extra: &[&str]) -> (Value, Value) {
     let dir = scratch(mode);
     let truth_path = dir.join("truth.json");
     let truth_arg = truth_path.to_str().expect("utf-8 temp path");
@@ -52,7 +56,7 @@ fn run_mode(mode: &str, extra: &[&str]) -> (Value, Value) {
         dir_arg.to_str().expect("utf-8"),
     ];
     command.extend_from_slice(extra);
-    let (status, report) = trace_run(&dir, &command);
+    let (status, report) = trace_run_with(&dir, options, &command);
     assert_eq!(
         status, 0,
         "run must exit with the workload's status (0):\n{report:#}"
@@ -151,6 +155,18 @@ fn every_mode_counts_exactly() {
     seen.sort();
     seen.dedup();
     assert_eq!(seen.len(), 21, "modes cover {seen:?}");
+}
+
+/// Both hooks count the same calls and bytes: the classic per-syscall tracepoints (enter and
+/// exit programs) as well as the default raw exit hook.
+#[test]
+fn the_tracepoint_hook_counts_exactly_too() {
+    if !privileged() {
+        return;
+    }
+    let (truth, report) = run_mode_with(&["--hook", "tracepoints"], "all", &["--bytes", "1048576"]);
+    assert_matches(&truth, &report);
+    assert_nothing_dropped(&report);
 }
 
 #[test]

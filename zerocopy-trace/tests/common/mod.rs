@@ -40,10 +40,16 @@ pub fn scratch(name: &str) -> PathBuf {
 /// Runs `zerocopy-trace run --json -o <file> -- <command>` and returns the agent's exit status
 /// and JSON report.
 pub fn trace_run(dir: &std::path::Path, command: &[&str]) -> (i32, Value) {
+    trace_run_with(dir, &[], command)
+}
+
+/// `trace_run` with extra agent options (e.g. `--hook tracepoints`).
+pub fn trace_run_with(dir: &std::path::Path, options: &[&str], command: &[&str]) -> (i32, Value) {
     let report = dir.join("report.json");
     let out = Command::new(AGENT)
         .args(["run", "--json", "-o"])
         .arg(&report)
+        .args(options)
         .arg("--")
         .args(command)
         .output()

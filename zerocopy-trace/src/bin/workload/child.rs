@@ -5,11 +5,12 @@
 //! body's: no printing (panics are silenced), no buffered I/O flushed at exit, no files opened.
 //! Everything it needs (fds, buffers) is made by the parent before the fork.
 
+use std::collections::HashMap;
 use std::os::fd::RawFd;
 use std::panic::{self, AssertUnwindSafe};
 use std::time::Duration;
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{bail, Context, Result};
 use libc::{c_long, pid_t};
 
 use crate::ground_truth::{Failure, Outcome, Recorder, SharedSlots, Slot};
@@ -22,16 +23,29 @@ struct Spawned {
     pid: pid_t,
     role: &'static str,
     slot: usize,
-    /// Wait status once reaped.
-    status: Option<i32>,
+    /// Filled in when the child is reaped (its slot may then go to a later child).
+    report: Option<ProcessReport>,
+    /// False for a child the mode took back from the report (it made no measured call).
+    listed: bool,
 }
 
-/// The children of one mode run, each with its slot in `slots`.
+/// The children of one mode run, each with a slot in `slots` while it lives.
+///
+/// A slot is free again once its child is reaped: the child's counts are copied into its
+/// report first. So a mode that reaps as it goes (`reap_one`) needs only as many slots as it
+/// keeps children alive at once, however many it forks in all.
 pub struct Children<'a> {
     mode: &'static str,
     slots: &'a SharedSlots,
     hold: Duration,
     spawned: Vec<Spawned>,
+    /// Children not yet reaped: pid -> index in `spawned`. A pid is unique among live
+    /// children; among all of `spawned` it need not be (the pid-reuse mode).
+    live: HashMap<pid_t, usize>,
+    /// Slots whose child has been reaped.
+    free_slots: Vec<usize>,
+    /// Slots never used yet start here.
+    next_slot: usize,
 }
 
 impl<'a> Children<'a> {
@@ -41,87 +55,152 @@ impl<'a> Children<'a> {
             slots,
             hold,
             spawned: Vec::new(),
+            live: HashMap::new(),
+            free_slots: Vec::new(),
+            next_slot: 0,
         }
     }
 
     /// Forks a child that keeps only the fds in `keep` (plus 0-2), runs `body` and exits. The
-    /// child uses the next free slot.
+    /// child gets a free slot: one given back by a reaped child (emptied) or the next unused.
     pub fn spawn<F>(&mut self, role: &'static str, keep: &[RawFd], body: F) -> Result<pid_t>
     where
         F: FnOnce(&Recorder) -> ChildResult,
     {
-        let index = self.spawned.len();
+        let index = match self.free_slots.pop() {
+            Some(index) => {
+                self.slots.slot(index).reset();
+                index
+            }
+            None => {
+                let index = self.next_slot;
+                if index >= self.slots.len() {
+                    bail!(
+                        "{} {role}: all {} ground-truth slots are in use",
+                        self.mode,
+                        self.slots.len()
+                    );
+                }
+                self.next_slot += 1;
+                index
+            }
+        };
         let slot = self.slots.slot(index);
         // Sorted here, in the parent, so the child does not allocate to sort them.
         let mut keep = keep.to_vec();
         keep.sort_unstable();
         keep.dedup();
+        // Room for this child's entries now, so recording it after the fork cannot fail.
+        self.spawned.reserve(1);
+        self.live.reserve(1);
 
-        // SAFETY: this process is single-threaded (the workload never starts threads), so the
-        // child gets a consistent copy of memory with no lock held by a vanished thread. The
-        // child only runs `child_main`, which never returns.
+        // SAFETY: this process is single-threaded (the workload parent never starts threads;
+        // only the threads mode's child does), so the child gets a consistent copy of memory
+        // with no lock held by a vanished thread. The child only runs `child_main`, which
+        // never returns.
         let pid = unsafe { libc::fork() };
         match pid {
-            -1 => Err(std::io::Error::last_os_error())
-                .with_context(|| format!("fork the {} {role}", self.mode)),
+            -1 => {
+                self.free_slots.push(index);
+                Err(std::io::Error::last_os_error())
+                    .with_context(|| format!("fork the {} {role}", self.mode))
+            }
             0 => child_main(slot, &keep, self.hold, body),
             pid => {
+                self.live.insert(pid, self.spawned.len());
                 self.spawned.push(Spawned {
                     pid,
                     role,
                     slot: index,
-                    status: None,
+                    report: None,
+                    listed: true,
                 });
                 Ok(pid)
             }
         }
     }
 
-    /// Reaps every child. On the first failure the others are killed (a peer that died would
-    /// otherwise leave them blocked until their socket timeouts) and the failure is returned.
-    /// On success, returns one report per child, in spawn order.
-    pub fn wait(mut self) -> Result<Vec<ProcessReport>> {
-        let mut first_failure: Option<anyhow::Error> = None;
-        while self.spawned.iter().any(|c| c.status.is_none()) {
+    /// How many children are not reaped yet.
+    pub fn live(&self) -> usize {
+        self.live.len()
+    }
+
+    /// Reaps one child, whichever ends first, checks that it succeeded, copies its counts
+    /// into its report and frees its slot. Returns its pid. On a failure the other children
+    /// are killed (a peer that died would otherwise leave them blocked until their socket
+    /// timeouts) and reaped when `self` is dropped.
+    pub fn reap_one(&mut self) -> Result<pid_t> {
+        if self.live.is_empty() {
+            bail!("{}: no child left to reap", self.mode);
+        }
+        loop {
             let (pid, status) = wait_any().context("waitpid for the measured children")?;
-            let Some(child) = self.spawned.iter_mut().find(|c| c.pid == pid) else {
+            let Some(index) = self.live.remove(&pid) else {
                 continue;
             };
-            child.status = Some(status);
-            if first_failure.is_none() {
-                if let Err(e) = check_child(self.mode, child, self.slots.slot(child.slot)) {
-                    first_failure = Some(e);
-                    self.kill_remaining();
-                }
+            let child = &mut self.spawned[index];
+            let slot = self.slots.slot(child.slot);
+            if let Err(e) = check_child(self.mode, child, status, slot) {
+                self.kill_remaining();
+                return Err(e);
+            }
+            child.report = Some(ProcessReport::new(pid, self.mode, child.role, slot));
+            self.free_slots.push(child.slot);
+            return Ok(pid);
+        }
+    }
+
+    /// Gives the latest child with `pid` another role in the report.
+    pub fn relabel(&mut self, pid: pid_t, role: &'static str) {
+        if let Some(child) = self.latest_mut(pid) {
+            child.role = role;
+            if let Some(report) = &mut child.report {
+                report.role = role;
             }
         }
-        if let Some(e) = first_failure {
-            return Err(e);
+    }
+
+    /// Leaves the latest child with `pid` out of the report (it made no measured call).
+    pub fn unlist(&mut self, pid: pid_t) {
+        if let Some(child) = self.latest_mut(pid) {
+            child.listed = false;
         }
-        Ok(self
-            .spawned
-            .iter()
-            .map(|c| ProcessReport::new(c.pid, self.mode, c.role, self.slots.slot(c.slot)))
+    }
+
+    fn latest_mut(&mut self, pid: pid_t) -> Option<&mut Spawned> {
+        self.spawned.iter_mut().rev().find(|c| c.pid == pid)
+    }
+
+    /// Reaps every child left. On the first failure the others are killed and the failure is
+    /// returned. On success, returns one report per listed child, in spawn order.
+    pub fn wait(mut self) -> Result<Vec<ProcessReport>> {
+        while !self.live.is_empty() {
+            self.reap_one()?;
+        }
+        Ok(std::mem::take(&mut self.spawned)
+            .into_iter()
+            .filter(|c| c.listed)
+            .filter_map(|c| c.report)
             .collect())
     }
 
     fn kill_remaining(&self) {
-        for c in self.spawned.iter().filter(|c| c.status.is_none()) {
-            // SAFETY: `c.pid` is our own child and not yet reaped, so the pid is not reused.
-            unsafe { libc::kill(c.pid, libc::SIGKILL) };
+        for &pid in self.live.keys() {
+            // SAFETY: `pid` is our own child and not yet reaped, so the pid is not reused.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
         }
     }
 }
 
 impl Drop for Children<'_> {
-    /// A run abandoned halfway (a later fork or setup failed) must not leave children behind.
+    /// A run abandoned halfway (a later fork or setup failed, a child failed) must not leave
+    /// children behind.
     fn drop(&mut self) {
         self.kill_remaining();
-        for c in self.spawned.iter_mut().filter(|c| c.status.is_none()) {
+        for (pid, _) in self.live.drain() {
             let mut status = 0;
             // SAFETY: reaps our own child; `status` is a valid out-pointer.
-            unsafe { libc::waitpid(c.pid, &mut status, 0) };
-            c.status = Some(status);
+            unsafe { libc::waitpid(pid, &mut status, 0) };
         }
     }
 }
@@ -141,11 +220,8 @@ fn wait_any() -> Result<(pid_t, i32)> {
     }
 }
 
-fn check_child(mode: &str, child: &Spawned, slot: &Slot) -> Result<()> {
+fn check_child(mode: &str, child: &Spawned, status: i32, slot: &Slot) -> Result<()> {
     let who = format!("{mode} {} (pid {})", child.role, child.pid);
-    let status = child
-        .status
-        .ok_or_else(|| anyhow!("{who} was not reaped"))?;
     match slot.outcome() {
         Outcome::Failed(why) => bail!("{who} failed: {why}"),
         Outcome::NotStarted => bail!("{who} never started"),
@@ -232,7 +308,7 @@ fn close_range(first: u32, last: u32) -> ChildResult {
 }
 
 /// `nanosleep` for `duration`, resuming after signals. Not a data-path syscall.
-fn sleep(duration: Duration) {
+pub fn sleep(duration: Duration) {
     let mut request = libc::timespec {
         tv_sec: duration.as_secs().try_into().unwrap_or(libc::time_t::MAX),
         tv_nsec: duration.subsec_nanos().into(),

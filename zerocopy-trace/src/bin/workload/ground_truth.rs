@@ -186,6 +186,24 @@ impl Slot {
         }
     }
 
+    /// Empties the slot for the next child, as a fresh mapping would be. Only the parent calls
+    /// this, between reaping one child and forking the next into the slot, when no process
+    /// uses it.
+    pub fn reset(&self) {
+        self.state.store(NOT_STARTED, Ordering::Relaxed);
+        self.errno.store(0, Ordering::Relaxed);
+        self.message_len.store(0, Ordering::Relaxed);
+        for b in &self.message {
+            b.store(0, Ordering::Relaxed);
+        }
+        self.progress.store(0, Ordering::Relaxed);
+        for counter in self.counters.iter().flatten() {
+            counter.store(0, Ordering::Relaxed);
+        }
+        // fork() orders these stores before anything the next child does.
+        std::sync::atomic::fence(Ordering::Release);
+    }
+
     pub fn outcome(&self) -> Outcome {
         match self.state.load(Ordering::Acquire) {
             NOT_STARTED => Outcome::NotStarted,
@@ -317,6 +335,11 @@ impl SharedSlots {
         Ok(SharedSlots { base, len })
     }
 
+    /// How many slots the mapping holds.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
     pub fn slot(&self, index: usize) -> &Slot {
         assert!(index < self.len, "slot {index} of {}", self.len);
         // SAFETY: the mapping holds `len` slots, is page-aligned (enough for `Slot`), lives as
@@ -416,5 +439,18 @@ mod tests {
             other => panic!("unexpected {other:?}"),
         }
         assert!(matches!(slots.slot(0).outcome(), Outcome::NotStarted));
+    }
+
+    #[test]
+    fn reset_empties_a_used_slot() {
+        let slots = SharedSlots::new(1).expect("mmap");
+        let rec = Recorder::start(slots.slot(0));
+        assert_eq!(rec.call(Syscall::Write, 5), Ok(5));
+        rec.fail(Failure::new("write"));
+        slots.slot(0).progress.store(3, Ordering::Relaxed);
+        slots.slot(0).reset();
+        assert!(matches!(slots.slot(0).outcome(), Outcome::NotStarted));
+        assert_eq!(slots.slot(0).counts(Syscall::Write), Counts::default());
+        assert_eq!(slots.slot(0).progress.load(Ordering::Relaxed), 0);
     }
 }

@@ -15,6 +15,7 @@
 //! The parent's own syscalls (writing input files, this JSON) are not listed: only children.
 
 mod child;
+mod gate;
 mod ground_truth;
 mod modes;
 mod net;
@@ -69,6 +70,21 @@ struct Args {
     /// Milliseconds each child sleeps before exiting, to stay visible to a tracer.
     #[arg(long, value_name = "N", default_value_t = 0)]
     hold_ms: u64,
+
+    /// Children of churn and hold (hold keeps them all alive at once).
+    #[arg(long, value_name = "N", default_value_t = 1000,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    processes: u32,
+
+    /// Most churn children alive at once.
+    #[arg(long, value_name = "N", default_value_t = 8,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    parallel: u32,
+
+    /// Threads of the threads mode's child (besides its leader, which exits first).
+    #[arg(long, value_name = "N", default_value_t = 4,
+          value_parser = clap::value_parser!(u32).range(1..=4096))]
+    threads: u32,
 }
 
 fn main() -> ExitCode {
@@ -92,6 +108,9 @@ fn run(args: Args) -> Result<()> {
         },
         hold: Duration::from_millis(args.hold_ms),
         dir: WorkDir::new(args.dir)?,
+        processes: args.processes as usize,
+        parallel: args.parallel as usize,
+        threads: args.threads as usize,
     };
     let processes =
         modes::run(args.mode, &params).with_context(|| format!("mode {}", args.mode.name()))?;

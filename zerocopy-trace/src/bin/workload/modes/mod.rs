@@ -4,16 +4,18 @@
 mod errors;
 mod files;
 mod in_kernel;
+mod lifecycle;
 mod mmsg;
 mod pipes;
 mod read_write;
 mod send;
 mod tcp;
+mod threads;
 
 use std::os::fd::RawFd;
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::ValueEnum;
 
 use crate::child::ChildResult;
@@ -47,6 +49,15 @@ pub enum Mode {
     Errors,
     /// every mode above, one after another
     All,
+    /// --processes churners, --parallel alive at once: one write to /dev/null each (not in all)
+    Churn,
+    /// first: 3 writes to /dev/null; second, forked with the first's pid: 5 writes (not in all)
+    PidReuse,
+    /// threaded: --threads threads, --repeat writes to /dev/null each, after the leader
+    /// thread has exited (not in all)
+    Threads,
+    /// --processes holders alive at once: one write to /dev/null, then --hold-ms (not in all)
+    Hold,
 }
 
 impl Mode {
@@ -65,6 +76,10 @@ impl Mode {
         Mode::Errors,
     ];
 
+    /// The modes `all` leaves out: they test process and thread lifecycles, not data paths.
+    #[cfg(test)]
+    pub const LIFECYCLE: [Mode; 4] = [Mode::Churn, Mode::PidReuse, Mode::Threads, Mode::Hold];
+
     /// The name on the command line and in the JSON.
     pub const fn name(self) -> &'static str {
         match self {
@@ -80,6 +95,10 @@ impl Mode {
             Mode::MsgZerocopy => "msg-zerocopy",
             Mode::Errors => "errors",
             Mode::All => "all",
+            Mode::Churn => "churn",
+            Mode::PidReuse => "pid-reuse",
+            Mode::Threads => "threads",
+            Mode::Hold => "hold",
         }
     }
 }
@@ -100,6 +119,12 @@ pub struct Params {
     /// How long children sleep before exiting.
     pub hold: Duration,
     pub dir: WorkDir,
+    /// Children of churn and hold.
+    pub processes: usize,
+    /// Most churn children alive at once.
+    pub parallel: usize,
+    /// Threads of the threads mode's child.
+    pub threads: usize,
 }
 
 /// Runs `mode` (every mode, for `all`) and returns the reports of all measured processes.
@@ -123,6 +148,10 @@ pub fn run(mode: Mode, params: &Params) -> Result<Vec<ProcessReport>> {
         Mode::Mmsg => mmsg::mmsg(params),
         Mode::PipeZeroCopy => pipes::pipe_zero_copy(params),
         Mode::Errors => errors::errors(params),
+        Mode::Churn => lifecycle::churn(params),
+        Mode::PidReuse => lifecycle::pid_reuse(params),
+        Mode::Hold => lifecycle::hold(params),
+        Mode::Threads => threads::threads(params),
     }
 }
 
@@ -139,6 +168,23 @@ fn transfer_all(
             return Err(Failure::new("a send or write accepted no bytes"));
         }
         data = &data[n..];
+    }
+    Ok(())
+}
+
+/// Opens /dev/null for writing (in the parent; children inherit the fd).
+fn dev_null() -> Result<std::fs::File> {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/null")
+        .context("open /dev/null")
+}
+
+/// One measured `write` of all of `data` to `fd` (/dev/null, which takes every byte at once).
+fn write_whole(rec: &crate::ground_truth::Recorder, fd: RawFd, data: &[u8]) -> ChildResult {
+    let n = crate::sys::write(rec, fd, data).or_fail("write to /dev/null")?;
+    if n != data.len() {
+        return Err(Failure::new("short write to /dev/null"));
     }
     Ok(())
 }
@@ -185,10 +231,25 @@ mod tests {
 
     #[test]
     fn names_match_the_command_line() {
-        for m in Mode::EACH.iter().chain([&Mode::All]) {
+        for m in Mode::EACH
+            .iter()
+            .chain(&Mode::LIFECYCLE)
+            .chain([&Mode::All])
+        {
             let value = m.to_possible_value().expect("every mode is selectable");
             assert_eq!(value.get_name(), m.name());
         }
+    }
+
+    #[test]
+    fn all_leaves_out_the_lifecycle_modes() {
+        for m in Mode::LIFECYCLE {
+            assert!(!Mode::EACH.contains(&m), "{}", m.name());
+        }
+        assert_eq!(
+            Mode::EACH.len() + Mode::LIFECYCLE.len() + 1,
+            Mode::value_variants().len()
+        );
     }
 
     #[test]
