@@ -7,6 +7,9 @@ pub const PROG_SYSCALL_ENTER: &str = "syscall_enter";
 pub const PROG_SYSCALL_EXIT: &str = "syscall_exit";
 /// Program on the raw `sys_exit` tracepoint: all of the counting, from the saved registers.
 pub const PROG_RAW_SYSCALL_EXIT: &str = "raw_syscall_exit";
+/// Empty programs on the same hooks, for the benchmark's floor (`zerocopy-trace floor`).
+pub const PROG_FLOOR_RAW: &str = "floor_raw";
+pub const PROG_FLOOR_TRACEPOINT: &str = "floor_tracepoint";
 /// Program on `sched/sched_process_fork`: follows children and remembers parents.
 pub const PROG_PROCESS_FORK: &str = "process_fork";
 /// Program on `sched/sched_process_exec`: `--comm` names matched at exec.

@@ -12,6 +12,7 @@ mod config;
 mod counters;
 mod fd_kind;
 mod fields;
+mod floor;
 mod maps;
 mod process;
 mod syscall;

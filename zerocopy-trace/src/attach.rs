@@ -106,50 +106,30 @@ pub fn attach(plan: &Plan, limits: Limits) -> Result<(Tracer, Maps)> {
 
     let mut program_ids = Vec::new();
     let mut links = Vec::new();
-    let mut attach_all = |program: &'static str, targets: &[(&str, String)]| -> Result<()> {
-        let tp: &mut TracePoint = ebpf
-            .program_mut(program)
-            .with_context(|| format!("program {program} missing from the eBPF object"))?
-            .try_into()
-            .with_context(|| format!("program {program} is not a tracepoint"))?;
-        tp.load()
-            .map_err(|e| load_error(e, &format!("loading program {program}")))?;
-        if let Ok(info) = tp.info() {
-            program_ids.push(info.id());
-        }
-        let mut ids = Vec::with_capacity(targets.len());
-        for (category, name) in targets {
-            ids.push(tp.attach(category, name).map_err(|e| {
-                load_error(e, &format!("attaching {category}/{name}"))
-                    .context("is tracefs mounted at /sys/kernel/tracing?")
-            })?);
-        }
-        links.push((program, ids));
-        Ok(())
-    };
-    let syscall_targets = |side: &str| -> Vec<(&str, String)> {
-        plan.covered
-            .iter()
-            .map(|name| ("syscalls", format!("sys_{side}_{name}")))
-            .collect()
-    };
+    let sched = |name: &str| vec![("sched", name.to_string())];
     // Process hooks first: exits and forks are then seen for every counted syscall.
-    attach_all(
-        names::PROG_PROCESS_EXIT,
-        &[("sched", "sched_process_exit".into())],
-    )?;
-    attach_all(
-        names::PROG_PROCESS_FORK,
-        &[("sched", "sched_process_fork".into())],
-    )?;
-    attach_all(
-        names::PROG_PROCESS_EXEC,
-        &[("sched", "sched_process_exec".into())],
-    )?;
+    for (program, tracepoint) in [
+        (names::PROG_PROCESS_EXIT, "sched_process_exit"),
+        (names::PROG_PROCESS_FORK, "sched_process_fork"),
+        (names::PROG_PROCESS_EXEC, "sched_process_exec"),
+    ] {
+        attach_tracepoints(
+            &mut ebpf,
+            program,
+            &sched(tracepoint),
+            &mut program_ids,
+            &mut links,
+        )?;
+    }
     match plan.hook {
         Hook::Tracepoints => {
-            attach_all(names::PROG_SYSCALL_EXIT, &syscall_targets("exit"))?;
-            attach_all(names::PROG_SYSCALL_ENTER, &syscall_targets("enter"))?;
+            for (program, side) in [
+                (names::PROG_SYSCALL_EXIT, "exit"),
+                (names::PROG_SYSCALL_ENTER, "enter"),
+            ] {
+                let targets = syscall_targets(plan, side);
+                attach_tracepoints(&mut ebpf, program, &targets, &mut program_ids, &mut links)?;
+            }
         }
         Hook::Raw => {
             attach_raw(
@@ -171,6 +151,85 @@ pub fn attach(plan: &Plan, limits: Limits) -> Result<(Tracer, Maps)> {
         },
         maps,
     ))
+}
+
+/// The `syscalls/sys_<side>_<name>` tracepoint of every covered syscall.
+fn syscall_targets(plan: &Plan, side: &str) -> Vec<(&'static str, String)> {
+    plan.covered
+        .iter()
+        .map(|name| ("syscalls", format!("sys_{side}_{name}")))
+        .collect()
+}
+
+/// Loads `program` and attaches it to every tracepoint of `targets`.
+fn attach_tracepoints(
+    ebpf: &mut Ebpf,
+    program: &'static str,
+    targets: &[(&str, String)],
+    program_ids: &mut Vec<u32>,
+    links: &mut Vec<(&'static str, Vec<TracePointLinkId>)>,
+) -> Result<()> {
+    let tp: &mut TracePoint = ebpf
+        .program_mut(program)
+        .with_context(|| format!("program {program} missing from the eBPF object"))?
+        .try_into()
+        .with_context(|| format!("program {program} is not a tracepoint"))?;
+    tp.load()
+        .map_err(|e| load_error(e, &format!("loading program {program}")))?;
+    if let Ok(info) = tp.info() {
+        program_ids.push(info.id());
+    }
+    let mut ids = Vec::with_capacity(targets.len());
+    for (category, name) in targets {
+        ids.push(tp.attach(category, name).map_err(|e| {
+            load_error(e, &format!("attaching {category}/{name}"))
+                .context("is tracefs mounted at /sys/kernel/tracing?")
+        })?);
+    }
+    links.push((program, ids));
+    Ok(())
+}
+
+/// Empty programs on exactly the hooks `plan` would use: the benchmark's floor.
+pub fn attach_floor(plan: &Plan) -> Result<Tracer> {
+    let mut ebpf = EbpfLoader::new()
+        .override_global(names::GLOBAL_CONFIG, &plan.config, true)
+        .load(OBJECT)
+        .map_err(|e| load_error(e, "loading the eBPF object"))?;
+    let (mut program_ids, mut links) = (Vec::new(), Vec::new());
+    let mut targets: Vec<(&str, String)> = [
+        "sched_process_exit",
+        "sched_process_fork",
+        "sched_process_exec",
+    ]
+    .iter()
+    .map(|name| ("sched", name.to_string()))
+    .collect();
+    match plan.hook {
+        Hook::Tracepoints => {
+            targets.extend(syscall_targets(plan, "exit"));
+            targets.extend(syscall_targets(plan, "enter"));
+        }
+        Hook::Raw => attach_raw(
+            &mut ebpf,
+            names::PROG_FLOOR_RAW,
+            "sys_exit",
+            &mut program_ids,
+        )?,
+    }
+    attach_tracepoints(
+        &mut ebpf,
+        names::PROG_FLOOR_TRACEPOINT,
+        &targets,
+        &mut program_ids,
+        &mut links,
+    )?;
+    Ok(Tracer {
+        ebpf: Some(ebpf),
+        logger: None,
+        links,
+        program_ids,
+    })
 }
 
 /// Loads `program` and attaches it to the raw tracepoint `name`. Its link is dropped with the

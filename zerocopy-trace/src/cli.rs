@@ -35,6 +35,15 @@ pub enum Command {
     Report(ReportArgs),
     /// Start a command, trace it and all its descendants until it exits, then report.
     Run(RunArgs),
+    /// For `cargo xtask bench`: empty programs on the same hooks, until SIGINT.
+    #[command(hide = true)]
+    Floor(FloorArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct FloorArgs {
+    #[arg(long, value_enum, default_value_t = Hook::Raw)]
+    pub hook: Hook,
 }
 
 #[derive(Debug, Args)]

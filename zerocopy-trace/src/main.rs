@@ -83,6 +83,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
             emit(&outcome, args.output.json, args.output.output.as_deref())?;
             Ok(ExitCode::SUCCESS)
         }
+        Some(Command::Floor(args)) => {
+            runtime()?.block_on(async { session::floor(args.hook, Signals::install()?).await })?;
+            Ok(ExitCode::SUCCESS)
+        }
         Some(Command::Run(args)) => {
             // Fork before any thread exists (the runtime, aya): the child stops itself and is
             // registered with the kernel filter before it execs, so none of its syscalls escape.

@@ -275,3 +275,32 @@ impl Session {
         self.tracer.detach();
     }
 }
+
+/// Empty programs on the hooks `hook` uses, until SIGINT or SIGTERM: what no program doing
+/// work on those hooks can cost less than (the benchmark's floor).
+pub async fn floor(hook: Hook, mut signals: Signals) -> Result<()> {
+    privileges::check()?;
+    let tracefs = tracefs::locate_or_mount()?;
+    let scope = Scope {
+        hook,
+        ..Scope::default()
+    };
+    let plan = plan::plan(
+        |category, name| tracefs::read_format(&tracefs, category, name),
+        &scope,
+        &kernel_offsets::of_running_kernel(),
+        possible_cpus()?,
+    )?;
+    let mut tracer = attach::attach_floor(&plan)?;
+    log::info!(
+        "attached empty programs ({:?} hook); BPF program ids {:?}",
+        plan.hook,
+        tracer.program_ids
+    );
+    tokio::select! {
+        _ = signals.interrupt.recv() => {}
+        _ = signals.terminate.recv() => {}
+    }
+    tracer.detach();
+    Ok(())
+}

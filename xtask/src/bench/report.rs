@@ -157,9 +157,9 @@ pub struct Goal {
     pub met: Option<bool>,
 }
 
-/// Added time per storm syscall of zerocopy-trace over that of `other`, round by round.
-fn added_ratios(runs: &[Run], other: Tracer) -> Vec<f64> {
-    let ours = pairs(runs, Tracer::ZeroCopyTrace, Workload::Storm);
+/// Added time per storm syscall of `ours` over that of `other`, round by round.
+fn added_ratios(runs: &[Run], ours: Tracer, other: Tracer) -> Vec<f64> {
+    let ours = pairs(runs, ours, Workload::Storm);
     let theirs = pairs(runs, other, Workload::Storm);
     ours.iter()
         .filter_map(|(b, t)| {
@@ -210,12 +210,21 @@ pub fn goals(runs: &[Run], sessions: &[Session]) -> Vec<Goal> {
         on_median(
             "storm: zerocopy-trace added / bpftrace added",
             0.4,
-            &added_ratios(runs, Tracer::Bpftrace),
+            &added_ratios(runs, Tracer::ZeroCopyTrace, Tracer::Bpftrace),
         ),
         on_median(
             "storm: zerocopy-trace added / empty floor added",
             1.25,
-            &added_ratios(runs, Tracer::EmptyFloor),
+            &added_ratios(runs, Tracer::ZeroCopyTrace, Tracer::EmptyFloor),
+        ),
+        on_median(
+            "storm: --hook tracepoints added / its empty floor added",
+            1.25,
+            &added_ratios(
+                runs,
+                Tracer::ZeroCopyTraceTracepoints,
+                Tracer::EmptyFloorTracepoints,
+            ),
         ),
         on_median("many processes: agent CPU, % of a core", 2.0, &agent_cpu),
         on_worst("agent peak RSS, MiB", 40.0, &rss),
@@ -467,6 +476,8 @@ mod tests {
             storm(0, Tracer::ZeroCopyTrace, 1.06),
             storm(0, Tracer::EmptyFloor, 1.05),
             storm(0, Tracer::Bpftrace, 1.2),
+            storm(0, Tracer::ZeroCopyTraceTracepoints, 1.1),
+            storm(0, Tracer::EmptyFloorTracepoints, 1.05),
             run(0, Tracer::ZeroCopyTrace, Workload::Many, 4.0, None),
         ];
         let sessions = [Session {
@@ -486,9 +497,12 @@ mod tests {
         assert_eq!(goals[0].met, Some(true));
         assert!((value(1) - 1.2).abs() < 1e-9);
         assert_eq!(goals[1].met, Some(true));
-        assert!((value(2) - 1.0).abs() < 1e-9);
-        assert_eq!(goals[3].met, Some(true));
-        assert_eq!(goals[4].met, Some(false));
+        // --hook tracepoints: +0.10 over its floor's +0.05.
+        assert!((value(2) - 2.0).abs() < 1e-9);
+        assert_eq!(goals[2].met, Some(false));
+        assert!((value(3) - 1.0).abs() < 1e-9);
+        assert_eq!(goals[4].met, Some(true));
+        assert_eq!(goals[5].met, Some(false));
         let table = render(&rows(&runs), &sessions, &[], &goals);
         assert!(table.contains("syscall storm"));
         assert!(table.contains("dropped calls per session"));

@@ -34,11 +34,17 @@ pub const PERF_STORM_SHRINK: u64 = 40;
 pub enum Tracer {
     /// The baseline every traced run is paired with.
     None,
-    /// `zerocopy-trace report`.
+    /// `zerocopy-trace report` with its default hook (the raw `sys_exit` tracepoint).
     #[serde(rename = "zerocopy-trace")]
     ZeroCopyTrace,
-    /// bpftrace with empty programs on the same hooks: the floor for any program there.
+    /// `zerocopy-trace report --hook tracepoints` (enter and exit of each syscall).
+    #[serde(rename = "zerocopy-trace-tracepoints")]
+    ZeroCopyTraceTracepoints,
+    /// Empty programs on the default hooks (`zerocopy-trace floor`): the floor for any
+    /// program there.
     EmptyFloor,
+    /// Empty programs on the per-syscall tracepoints.
+    EmptyFloorTracepoints,
     /// bpftrace keeping the same per-process counters.
     Bpftrace,
     /// `perf trace -s` on the same syscalls.
@@ -46,10 +52,12 @@ pub enum Tracer {
 }
 
 impl Tracer {
-    pub const ALL: [Tracer; 5] = [
+    pub const ALL: [Tracer; 7] = [
         Tracer::None,
         Tracer::ZeroCopyTrace,
         Tracer::EmptyFloor,
+        Tracer::ZeroCopyTraceTracepoints,
+        Tracer::EmptyFloorTracepoints,
         Tracer::Bpftrace,
         Tracer::PerfTrace,
     ];
@@ -58,7 +66,9 @@ impl Tracer {
         match self {
             Tracer::None => "untraced",
             Tracer::ZeroCopyTrace => "zerocopy-trace",
+            Tracer::ZeroCopyTraceTracepoints => "zerocopy-trace (tp)",
             Tracer::EmptyFloor => "empty floor",
+            Tracer::EmptyFloorTracepoints => "empty floor (tp)",
             Tracer::Bpftrace => "bpftrace",
             Tracer::PerfTrace => "perf trace -s",
         }
@@ -68,7 +78,9 @@ impl Tracer {
         match self {
             Tracer::None => "none",
             Tracer::ZeroCopyTrace => "zerocopy-trace",
+            Tracer::ZeroCopyTraceTracepoints => "zerocopy-trace-tracepoints",
             Tracer::EmptyFloor => "empty-floor",
+            Tracer::EmptyFloorTracepoints => "empty-floor-tracepoints",
             Tracer::Bpftrace => "bpftrace",
             Tracer::PerfTrace => "perf-trace",
         }
@@ -78,7 +90,11 @@ impl Tracer {
     pub fn has_bpf_programs(self) -> bool {
         matches!(
             self,
-            Tracer::ZeroCopyTrace | Tracer::EmptyFloor | Tracer::Bpftrace
+            Tracer::ZeroCopyTrace
+                | Tracer::ZeroCopyTraceTracepoints
+                | Tracer::EmptyFloor
+                | Tracer::EmptyFloorTracepoints
+                | Tracer::Bpftrace
         )
     }
 
@@ -101,8 +117,12 @@ impl Tracer {
     fn min_attachments(self) -> usize {
         match self {
             Tracer::None => 0,
-            // Enter and exit of every syscall, plus sched_process_fork and sched_process_exit.
-            Tracer::ZeroCopyTrace | Tracer::EmptyFloor => 2 * SYSCALL_COUNT + 2,
+            // The raw sys_exit, plus sched_process_fork, _exec and _exit.
+            Tracer::ZeroCopyTrace | Tracer::EmptyFloor => 4,
+            // Enter and exit of every syscall, plus the three sched tracepoints.
+            Tracer::ZeroCopyTraceTracepoints | Tracer::EmptyFloorTracepoints => {
+                2 * SYSCALL_COUNT + 3
+            }
             Tracer::Bpftrace => 2 * SYSCALL_COUNT,
             // Its own raw_syscalls events, one per CPU and direction: at least one.
             Tracer::PerfTrace => 1,
@@ -167,8 +187,12 @@ impl Tools {
 
     pub fn available(&self, tracer: Tracer) -> bool {
         match tracer {
-            Tracer::None | Tracer::ZeroCopyTrace => true,
-            Tracer::EmptyFloor | Tracer::Bpftrace => self.bpftrace.is_some(),
+            Tracer::None
+            | Tracer::ZeroCopyTrace
+            | Tracer::ZeroCopyTraceTracepoints
+            | Tracer::EmptyFloor
+            | Tracer::EmptyFloorTracepoints => true,
+            Tracer::Bpftrace => self.bpftrace.is_some(),
             Tracer::PerfTrace => self.perf.is_some(),
         }
     }
@@ -200,15 +224,6 @@ fn probes(direction: &str) -> String {
         .map(|s| format!("tracepoint:syscalls:sys_{direction}_{}", s.name))
         .collect::<Vec<_>>()
         .join(",\n")
-}
-
-/// Empty programs on zerocopy-trace's 44 hooks.
-pub fn empty_program() -> String {
-    format!(
-        "{},\n{},\ntracepoint:sched:sched_process_fork,\ntracepoint:sched:sched_process_exit\n{{ }}\n",
-        probes("enter"),
-        probes("exit")
-    )
 }
 
 /// What a bpftrace user would write for zerocopy-trace's counters: calls, bytes and errors per
@@ -258,19 +273,28 @@ pub fn start(tracer: Tracer, tools: &Tools, dir: &Path) -> Result<Running> {
     let mut json = None;
     let mut command = match tracer {
         Tracer::None => bail!("the untraced runs have no tracer to start"),
-        Tracer::ZeroCopyTrace => {
-            let out = dir.join("zerocopy-trace.json");
+        Tracer::ZeroCopyTrace | Tracer::ZeroCopyTraceTracepoints => {
+            let out = dir.join(format!("{}.json", tracer.key()));
             let mut c = Command::new(&tools.agent);
             c.args(["report", "--json", "--output"]).arg(&out);
+            if tracer == Tracer::ZeroCopyTraceTracepoints {
+                c.args(["--hook", "tracepoints"]);
+            }
             json = Some(out);
             c
         }
-        Tracer::EmptyFloor | Tracer::Bpftrace => {
-            let program = if tracer == Tracer::EmptyFloor {
-                empty_program()
-            } else {
-                counters_program()
-            };
+        // Empty programs on the same hooks, loaded by the agent itself: bpftrace cannot attach
+        // a raw tracepoint on every version, and the agent's own hooks are what to compare.
+        Tracer::EmptyFloor | Tracer::EmptyFloorTracepoints => {
+            let mut c = Command::new(&tools.agent);
+            c.arg("floor");
+            if tracer == Tracer::EmptyFloorTracepoints {
+                c.args(["--hook", "tracepoints"]);
+            }
+            c
+        }
+        Tracer::Bpftrace => {
+            let program = counters_program();
             let mut c = Command::new(tools.bpftrace.as_deref().context("no bpftrace")?);
             c.arg("-e").arg(program);
             c
@@ -413,18 +437,6 @@ pub fn parse_dropped(json: &str) -> Result<BTreeMap<String, u64>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn empty_program_covers_every_hook_once() {
-        let program = empty_program();
-        assert_eq!(
-            program.matches("tracepoint:").count(),
-            2 * SYSCALL_COUNT + 2
-        );
-        assert!(program.contains("tracepoint:syscalls:sys_enter_copy_file_range,"));
-        assert!(program.contains("tracepoint:syscalls:sys_exit_sendfile64,"));
-        assert!(program.trim_end().ends_with("{ }"));
-    }
 
     #[test]
     fn counters_program_counts_at_exit() {
