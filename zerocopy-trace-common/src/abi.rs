@@ -290,7 +290,10 @@ pub mod drop_reason {
     pub const EXIT_LOST: u32 = 3;
     /// sendmmsg/recvmmsg whose `msg_len`s could not be read: calls counted, bytes unknown.
     pub const MMSG_UNREADABLE: u32 = 4;
-    pub const COUNT: u32 = 5;
+    /// Children of traced processes that could not be followed (the traced-process map was
+    /// full): `calls` counts such children; their syscalls are not seen at all.
+    pub const UNFOLLOWED_CHILDREN: u32 = 5;
+    pub const COUNT: u32 = 6;
     /// Names as shown in reports and JSON, by index.
     pub const NAMES: [&str; COUNT as usize] = [
         "missing_enter",
@@ -298,6 +301,7 @@ pub mod drop_reason {
         "counters_full",
         "exit_lost",
         "mmsg_unreadable",
+        "unfollowed_children",
     ];
 }
 

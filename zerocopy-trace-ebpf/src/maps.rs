@@ -2,18 +2,18 @@
 //! thread maps from its `--max-processes` setting before load.
 
 use aya_ebpf::{
-    bindings::BPF_F_NO_PREALLOC,
     macros::map,
     maps::{HashMap, PerCpuArray, PerCpuHashMap, RingBuf},
 };
 use zerocopy_trace_common::{drop_reason, Counters, DropCounters, PendingCall, ProcKey};
 
 /// Live totals per (process, syscall); per-CPU so the hot path never contends across CPUs.
-/// Not preallocated: a value is a few hundred bytes per CPU, so memory follows the processes
-/// actually seen instead of the maximum.
+/// Preallocated: a map that allocates on insert fails bursts of new processes (its per-CPU
+/// free lists refill asynchronously), and each failure would be a dropped count. The agent
+/// sizes it from `--max-processes`, whose default follows the number of CPUs.
 #[map]
 pub static PROC_COUNTERS: PerCpuHashMap<ProcKey, Counters> =
-    PerCpuHashMap::with_max_entries(16384, BPF_F_NO_PREALLOC);
+    PerCpuHashMap::with_max_entries(16384, 0);
 
 /// The call in flight per thread id, written at enter and consumed at exit.
 #[map]

@@ -43,6 +43,7 @@ fn on_fork(ctx: &TracePointContext) {
     {
         // SAFETY: presence test only.
         if unsafe { TRACED.get(child) }.is_none() {
+            dropped_batch(drop_reason::UNFOLLOWED_CHILDREN, 1, 0);
             warn!(
                 ctx,
                 "traced-process map full: child {} of {} not followed", child, parent

@@ -26,15 +26,29 @@ pub struct Limits {
 }
 
 impl Limits {
-    /// Room for `processes` processes, each using up to 8 of the traced syscalls.
+    /// Room for `processes` processes using up to 4 of the traced syscalls each (a process
+    /// using more takes the room of more). Threads and followed processes are cheap entries:
+    /// their maps get generous room so the process limit is the one that binds.
     pub fn for_processes(processes: u32) -> Limits {
         let processes = processes.max(1);
         Limits {
-            counter_entries: processes.saturating_mul(8),
-            pending_entries: processes.saturating_mul(4).max(4096),
-            traced_entries: processes,
+            counter_entries: processes.saturating_mul(4),
+            pending_entries: processes.saturating_mul(4).max(16384),
+            traced_entries: processes.saturating_mul(4).max(16384),
         }
     }
+}
+
+/// Bytes of kernel memory a counter entry takes per CPU (value, key and hash bookkeeping).
+const COUNTER_ENTRY_BYTES: u64 = 256;
+/// Kernel memory the default `--max-processes` stays within.
+const DEFAULT_COUNTER_BUDGET: u64 = 32 << 20;
+
+/// The default `--max-processes`: 8192, or fewer on machines with many CPUs, where each
+/// counter entry is repeated per CPU, so the counters stay within 32 MiB of kernel memory.
+pub fn default_max_processes(cpus: u32) -> u32 {
+    let per_process = 4 * COUNTER_ENTRY_BYTES * u64::from(cpus.max(1));
+    (DEFAULT_COUNTER_BUDGET / per_process).clamp(256, 8192) as u32
 }
 
 /// The maps the agent reads, owned apart from the programs so they stay readable after detach.
@@ -308,5 +322,30 @@ impl Tracer {
 impl Drop for Tracer {
     fn drop(&mut self) {
         self.detach();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_process_limit_follows_the_cpus() {
+        assert_eq!(default_max_processes(2), 8192);
+        assert_eq!(default_max_processes(16), 2048);
+        assert_eq!(default_max_processes(64), 512);
+        assert_eq!(default_max_processes(4096), 256);
+        assert_eq!(default_max_processes(0), 8192);
+    }
+
+    #[test]
+    fn limits_scale_with_processes() {
+        let l = Limits::for_processes(4);
+        assert_eq!(
+            (l.counter_entries, l.pending_entries, l.traced_entries),
+            (16, 16384, 16384)
+        );
+        assert_eq!(Limits::for_processes(0).counter_entries, 4);
+        assert_eq!(Limits::for_processes(u32::MAX).counter_entries, u32::MAX);
     }
 }

@@ -20,7 +20,7 @@ pub fn v2_root() -> Result<PathBuf> {
 }
 
 /// The first `cgroup2` mount point in a mounts table.
-fn v2_root_in(mounts: &str) -> Option<PathBuf> {
+pub(crate) fn v2_root_in(mounts: &str) -> Option<PathBuf> {
     mounts.lines().find_map(|line| {
         let mut fields = line.split_whitespace();
         let (_, target, kind) = (fields.next()?, fields.next()?, fields.next()?);

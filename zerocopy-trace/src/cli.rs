@@ -61,12 +61,13 @@ pub struct OutputArgs {
 /// How the kernel side is set up.
 #[derive(Debug, Args)]
 pub struct TraceArgs {
-    /// Most processes counted at once; past it, counts are reported as dropped.
-    #[arg(long, value_name = "N", default_value_t = 8192, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
-    pub max_processes: u32,
-    /// Where the programs hook in: `raw` (the raw sys_enter/sys_exit tracepoints, one program
-    /// pair for every syscall, filtered by number; the cheaper, see the README) or
-    /// `tracepoints` (one pair on each of the 21 syscalls' own tracepoints).
+    /// Most processes counted at once; past it, counts are reported as dropped. Default: 8192,
+    /// fewer on machines with many CPUs (the kernel keeps 1 KiB per process and CPU).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_processes: Option<u32>,
+    /// Where the programs hook in: `raw` (one program on the raw sys_exit tracepoint, for every
+    /// syscall, filtered by number; the cheaper, see the README) or `tracepoints` (an enter and
+    /// an exit program on each of the 21 syscalls' own tracepoints).
     #[arg(long, value_enum, default_value_t = Hook::Raw)]
     pub hook: Hook,
 }

@@ -12,6 +12,8 @@ mod cli;
 mod collect;
 mod correlate;
 mod dashboard;
+#[cfg(test)]
+mod fuzz;
 mod kernel_offsets;
 mod launch;
 mod model;

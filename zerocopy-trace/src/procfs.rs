@@ -95,6 +95,22 @@ mod tests {
     }
 
     #[test]
+    fn fuzzed_status_files_never_panic() {
+        let status = "Name:\tnginx\nUmask:\t0022\nState:\tS (sleeping)\nTgid:\t4121\nNgid:\t0\nPid:\t4122\nPPid:\t4120\nCapEff:\t000001ffffffffff\n";
+        crate::fuzz::fuzz_text(&[status], 20_000, |text| {
+            let _ = parse_status(text);
+            let _ = crate::privileges::parse_cap_eff(text);
+        });
+        crate::fuzz::fuzz_text(
+            &["cgroup2 /sys/fs/cgroup cgroup2 rw 0 0\n"],
+            5_000,
+            |text| {
+                let _ = crate::cgroup::v2_root_in(text);
+            },
+        );
+    }
+
+    #[test]
     fn comm_bytes() {
         assert_eq!(comm_from_bytes(b"cat\0\0\0garbage"), "cat");
         assert_eq!(comm_from_bytes(b"0123456789abcdef"), "0123456789abcdef");

@@ -41,7 +41,8 @@ impl Targets {
 /// How the kernel side is set up.
 #[derive(Clone, Copy, Debug)]
 pub struct TraceOptions {
-    pub max_processes: u32,
+    /// `None`: the default for this machine's CPU count.
+    pub max_processes: Option<u32>,
     pub hook: Hook,
 }
 
@@ -151,7 +152,11 @@ pub fn start(targets: Targets, extra_pid: Option<u32>, options: &TraceOptions) -
             plan.not_covered.join(", ")
         );
     }
-    let (tracer, mut maps) = attach::attach(&plan, Limits::for_processes(options.max_processes))?;
+    let cpus = possible_cpus()?;
+    let max_processes = options
+        .max_processes
+        .unwrap_or_else(|| attach::default_max_processes(cpus));
+    let (tracer, mut maps) = attach::attach(&plan, Limits::for_processes(max_processes))?;
     for pid in pids {
         maps.traced.insert(pid, 1, 0).with_context(|| {
             format!("registering pid {pid} (more targets than --max-processes?)")

@@ -57,12 +57,12 @@ struct Args {
     #[arg(long, value_name = "N", default_value_t = 1 << 20)]
     bytes: u64,
 
-    /// Most bytes asked of one call (mmsg caps datagrams at 8192).
+    /// Most bytes asked of one call (mmsg caps datagrams at 8192, churn its write at 65536).
     #[arg(long, value_name = "N", default_value_t = 65536,
           value_parser = clap::value_parser!(u64).range(1..=1 << 30))]
     chunk: u64,
 
-    /// Rounds of the transfer, all in the same children.
+    /// Rounds of the transfer, all in the same children (threads: writes per thread).
     #[arg(long, value_name = "N", default_value_t = 1,
           value_parser = clap::value_parser!(u64).range(1..))]
     repeat: u64,

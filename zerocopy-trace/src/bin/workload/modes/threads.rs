@@ -26,9 +26,11 @@ use crate::report::ProcessReport;
 /// first write: time for the rest of the leader's exit to finish (and a tracer to see it).
 const AFTER_LEADER: Duration = Duration::from_millis(5);
 
-/// How long a thread's futex sleep lasts before it looks at the leader's word again (the
-/// kernel's wake-up at the leader's exit reaches only one waiter; that one wakes the rest).
-const RECHECK: Duration = Duration::from_millis(10);
+/// How long a thread's futex sleep lasts before it looks at the leader's word again: only a
+/// backstop, since no wake-up is lost (the kernel's at the leader's exit reaches one waiter,
+/// which wakes the rest). Long, because thousands of threads may wait while the leader is
+/// still starting the others.
+const RECHECK: Duration = Duration::from_secs(1);
 
 /// What every thread needs; `Copy` so each thread's closure owns its own.
 #[derive(Clone, Copy)]

@@ -1,0 +1,271 @@
+//! Counts survive what busy machines do: thousands of short-lived processes, pid reuse,
+//! threads that outlive their leader, more processes than the kernel maps hold, two agents at
+//! once, and a traced pid that exits. Every figure is checked against the workload's ground
+//! truth, and the kernel maps are checked empty afterwards.
+
+mod common;
+
+use std::{collections::BTreeMap, process::Command};
+
+use serde_json::Value;
+
+use common::{privileged, scratch, spawn_agent, trace_run_with, WORKLOAD};
+
+/// Runs the workload under `zerocopy-trace run` and returns (ground truth, report).
+fn traced(name: &str, options: &[&str], workload: &[&str]) -> (Value, Value) {
+    let dir = scratch(name);
+    let truth_path = dir.join("truth.json");
+    let mut command = vec![WORKLOAD];
+    command.extend_from_slice(workload);
+    command.extend(["--out", truth_path.to_str().unwrap()]);
+    let (status, report) = trace_run_with(&dir, options, &command);
+    assert_eq!(status, 0, "{report:#}");
+    let truth = serde_json::from_str(&std::fs::read_to_string(&truth_path).unwrap()).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    (truth, report)
+}
+
+/// (calls, bytes) of `syscall` in a process entry.
+fn figures(process: &Value, syscall: &str) -> (u64, u64) {
+    let s = &process["syscalls"][syscall];
+    (
+        s["calls"].as_u64().unwrap_or(0),
+        s["bytes"].as_u64().unwrap_or(0),
+    )
+}
+
+/// Per pid, the (calls, bytes) of `write` of every process that had it, sorted: a pid that
+/// was reused has several.
+fn writes_by_pid(processes: &[Value], pids: &[u64]) -> BTreeMap<u64, Vec<(u64, u64)>> {
+    let mut out: BTreeMap<u64, Vec<(u64, u64)>> = BTreeMap::new();
+    for p in processes {
+        let pid = p["pid"].as_u64().unwrap();
+        if pids.contains(&pid) {
+            out.entry(pid).or_default().push(figures(p, "write"));
+        }
+    }
+    for list in out.values_mut() {
+        list.sort();
+    }
+    out
+}
+
+fn assert_maps_empty(report: &Value) {
+    for (map, entries) in report["maps"].as_object().expect("maps occupancy") {
+        assert_eq!(
+            entries, 0,
+            "{map} still holds entries after every process exited"
+        );
+    }
+}
+
+fn dropped_calls(report: &Value) -> u64 {
+    report["dropped"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|d| d["calls"].as_u64().unwrap())
+        .sum()
+}
+
+#[test]
+fn ten_thousand_short_lived_processes_count_exactly() {
+    if !privileged() {
+        return;
+    }
+    let (truth, report) = traced(
+        "churn",
+        &[],
+        &["churn", "--processes", "10000", "--chunk", "1000"],
+    );
+    let children = truth["processes"].as_array().unwrap();
+    assert_eq!(children.len(), 10_000);
+    let pids: Vec<u64> = children
+        .iter()
+        .map(|c| c["pid"].as_u64().unwrap())
+        .collect();
+    let want = writes_by_pid(children, &pids);
+    let got = writes_by_pid(report["processes"].as_array().unwrap(), &pids);
+    assert_eq!(
+        got, want,
+        "every child counted once, exactly, under its own pid"
+    );
+    let total: u64 = got.values().flatten().map(|(_, bytes)| bytes).sum();
+    assert_eq!(total, 10_000 * 1000);
+    assert_eq!(dropped_calls(&report), 0, "{:#}", report["dropped"]);
+    assert_maps_empty(&report);
+}
+
+#[test]
+fn a_reused_pid_starts_from_zero() {
+    if !privileged() {
+        return;
+    }
+    let (truth, report) = traced("pid-reuse", &[], &["pid-reuse", "--chunk", "100"]);
+    let entries = truth["processes"].as_array().unwrap();
+    let second = entries
+        .iter()
+        .find(|p| p["role"] == "second")
+        .expect("the reused pid");
+    let pid = second["pid"].as_u64().unwrap();
+    let seen: Vec<&Value> = report["processes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["pid"].as_u64() == Some(pid))
+        .collect();
+    let mut writes: Vec<(u64, u64)> = seen.iter().map(|p| figures(p, "write")).collect();
+    writes.sort();
+    // The first process's 3 writes and the second's 5, apart: nothing inherited.
+    assert_eq!(writes, vec![(3, 300), (5, 500)], "{seen:#?}");
+    assert_maps_empty(&report);
+}
+
+#[test]
+fn threads_outliving_their_leader_count_once_exactly() {
+    if !privileged() {
+        return;
+    }
+    for hook in ["raw", "tracepoints"] {
+        let (truth, report) = traced(
+            "threads",
+            &["--hook", hook],
+            &[
+                "threads",
+                "--threads",
+                "8",
+                "--repeat",
+                "50",
+                "--chunk",
+                "512",
+            ],
+        );
+        let child = &truth["processes"][0];
+        let pid = child["pid"].as_u64().unwrap();
+        let seen: Vec<&Value> = report["processes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| p["pid"].as_u64() == Some(pid))
+            .collect();
+        assert_eq!(seen.len(), 1, "{hook}: one process, not one per thread");
+        assert_eq!(figures(seen[0], "write"), (400, 400 * 512), "{hook}");
+        assert_eq!(seen[0]["exited"], true);
+        assert_maps_empty(&report);
+    }
+}
+
+#[test]
+fn past_the_process_limit_the_rest_is_counted_as_dropped() {
+    if !privileged() {
+        return;
+    }
+    // Room for 4 processes (16 process-syscall slots) and 100 holders alive at once.
+    let (truth, report) = traced(
+        "pressure",
+        &["--max-processes", "4"],
+        &[
+            "hold",
+            "--processes",
+            "100",
+            "--hold-ms",
+            "1500",
+            "--chunk",
+            "4096",
+        ],
+    );
+    let holders = truth["processes"].as_array().unwrap();
+    let pids: Vec<u64> = holders.iter().map(|c| c["pid"].as_u64().unwrap()).collect();
+    let got = writes_by_pid(report["processes"].as_array().unwrap(), &pids);
+    // Whoever was attributed is exact.
+    for (pid, writes) in &got {
+        assert_eq!(writes, &vec![(1, 4096)], "holder {pid}");
+    }
+    let full = &report["dropped"]["counters_full"];
+    let (attributed, dropped) = (got.len() as u64, full["calls"].as_u64().unwrap());
+    assert!(
+        attributed > 0 && attributed <= 16,
+        "{attributed} attributed"
+    );
+    assert_eq!(
+        attributed + dropped,
+        100,
+        "every holder's write is either attributed or dropped"
+    );
+    assert_eq!(full["bytes"].as_u64().unwrap(), dropped * 4096);
+}
+
+#[test]
+fn two_agents_at_once_both_count_exactly() {
+    if !privileged() {
+        return;
+    }
+    let dir = scratch("two-agents");
+    let (a_truth, b_truth) = (dir.join("a.json"), dir.join("b.json"));
+    let run = |truth: &std::path::Path, report: &std::path::Path, mode: &str| {
+        Command::new(common::AGENT)
+            .args(["run", "--json", "-o"])
+            .arg(report)
+            .args(["--", WORKLOAD, mode, "--bytes", "4194304", "--out"])
+            .arg(truth)
+            .spawn()
+            .unwrap()
+    };
+    let (a_report, b_report) = (dir.join("a-report.json"), dir.join("b-report.json"));
+    let mut a = run(&a_truth, &a_report, "sendfile");
+    let mut b = run(&b_truth, &b_report, "read-write");
+    assert!(a.wait().unwrap().success() && b.wait().unwrap().success());
+    for (truth, report) in [(&a_truth, &a_report), (&b_truth, &b_report)] {
+        let truth: Value = serde_json::from_str(&std::fs::read_to_string(truth).unwrap()).unwrap();
+        let report: Value =
+            serde_json::from_str(&std::fs::read_to_string(report).unwrap()).unwrap();
+        for child in truth["processes"].as_array().unwrap() {
+            let seen = common::process(&report, child["pid"].as_u64().unwrap());
+            for (name, want) in child["syscalls"].as_object().unwrap() {
+                assert_eq!(seen["syscalls"][name]["bytes"], want["bytes"], "{name}");
+                assert_eq!(seen["syscalls"][name]["calls"], want["calls"], "{name}");
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_traced_pid_that_exits_ends_the_trace_with_its_report() {
+    if !privileged() {
+        return;
+    }
+    let dir = scratch("pid-exits");
+    let truth_path = dir.join("truth.json");
+    // The shell waits for the agent to attach, then becomes the workload (same pid), whose
+    // holders are forked after attach and so followed.
+    let script = format!(
+        "sleep 1; exec {WORKLOAD} hold --processes 2 --hold-ms 500 --out {}",
+        truth_path.display()
+    );
+    let mut workload = Command::new("sh").args(["-c", &script]).spawn().unwrap();
+    let pid = workload.id().to_string();
+    let (mut agent, _) = spawn_agent(&["report", "--json", "--pid", &pid]);
+    assert!(workload.wait().unwrap().success());
+    // No signal: the agent ends by itself once the pid is gone, and reports.
+    let mut stdout = String::new();
+    use std::io::Read;
+    agent
+        .child()
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut stdout)
+        .unwrap();
+    assert!(agent.child().wait().unwrap().success());
+    let report: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report["ended_because"], "every traced --pid exited");
+    // The holders were forked after attach: followed, and counted exactly.
+    let truth: Value =
+        serde_json::from_str(&std::fs::read_to_string(&truth_path).unwrap()).unwrap();
+    for holder in truth["processes"].as_array().unwrap() {
+        let seen = common::process(&report, holder["pid"].as_u64().unwrap());
+        assert_eq!(figures(seen, "write"), figures(holder, "write"));
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
