@@ -74,7 +74,8 @@ pub fn bench(workspace: &Path, options: Options) -> Result<()> {
     std::fs::create_dir_all(&scratch).with_context(|| format!("creating {}", scratch.display()))?;
 
     let mut notes = vec![
-        "zerocopy-trace has no dashboard yet: its rows are `report` mode (100 ms refresh tick)"
+        "zerocopy-trace rows are `report` mode (exit records drained every 100 ms, names learned \
+         every 1 s); the dashboard reads the counters once per interval on top"
             .to_owned(),
         format!(
             "perf trace runs the storm only, at 1/{} size, compared per syscall",

@@ -265,16 +265,23 @@ impl Config {
     }
 }
 
-/// Final counts of a process whose last thread exited, sent once through the `EXITS` ring buffer
-/// before the kernel frees the process's entries.
+/// Final counts of one syscall of a process whose last thread exited, sent through the `EXITS`
+/// ring buffer before the kernel frees the process's entries: one record per syscall the
+/// process used (most use a few of the 21), all with the same `exit_ns`, which tells two
+/// processes that had the same pid apart.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct ExitRecord {
     pub tgid: u32,
     /// Parent's tgid when the fork was seen, else 0.
     pub ppid: u32,
+    /// Syscall id of `counters`.
+    pub syscall: u32,
+    pub _reserved: u32,
+    /// When the process exited (`bpf_ktime_get_ns`): the same for all its records.
+    pub exit_ns: u64,
     pub comm: [u8; COMM_LEN],
-    pub counters: [Counters; SYSCALL_COUNT],
+    pub counters: Counters,
 }
 
 /// Why a count could not be attributed. Index into the `DROPPED` per-CPU array.
@@ -286,7 +293,7 @@ pub mod drop_reason {
     pub const PENDING_FULL: u32 = 1;
     /// The per-process counters map was full: calls and bytes not attributed to any process.
     pub const COUNTERS_FULL: u32 = 2;
-    /// The exit ring buffer was full: a process's final calls and bytes were lost.
+    /// The exit ring buffer was full: final calls and bytes of exited processes were lost.
     pub const EXIT_LOST: u32 = 3;
     /// sendmmsg/recvmmsg whose `msg_len`s could not be read: calls counted, bytes unknown.
     pub const MMSG_UNREADABLE: u32 = 4;
@@ -324,10 +331,8 @@ const _: () = assert!(
     core::mem::size_of::<Config>()
         == MAX_SYSCALL_NR + 8 * SYSCALL_COUNT + 16 + 8 + 48 + 16 + COMM_LEN * MAX_COMMS + 24
 );
-const _: () = assert!(
-    core::mem::size_of::<ExitRecord>()
-        == 8 + COMM_LEN + core::mem::size_of::<Counters>() * SYSCALL_COUNT
-);
+const _: () =
+    assert!(core::mem::size_of::<ExitRecord>() == 24 + COMM_LEN + core::mem::size_of::<Counters>());
 const _: () = assert!(core::mem::size_of::<DropCounters>() == 16);
 
 #[cfg(feature = "user")]

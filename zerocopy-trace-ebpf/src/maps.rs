@@ -27,10 +27,11 @@ pub static TRACED: HashMap<u32, u32> = HashMap::with_max_entries(16384, 0);
 #[map]
 pub static PARENTS: HashMap<u32, u32> = HashMap::with_max_entries(65536, 0);
 
-/// Final counts of exited processes (`ExitRecord`s, about 4 KiB each) for the agent: room for
-/// some 4 000 exits between two drains (every 100 ms).
+/// Final counts of exited processes for the agent: one `ExitRecord` (232 bytes) per syscall a
+/// process used, room for some 18 000 between two drains (every 100 ms). The agent maps it,
+/// so its size is also agent memory.
 #[map]
-pub static EXITS: RingBuf = RingBuf::with_byte_size(16 << 20, 0);
+pub static EXITS: RingBuf = RingBuf::with_byte_size(4 << 20, 0);
 
 /// What could not be attributed, by `drop_reason`.
 #[map]

@@ -3,7 +3,10 @@
 
 use aya_ebpf::{
     bindings::BPF_NOEXIST,
-    helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_map_lookup_percpu_elem},
+    helpers::{
+        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns,
+        bpf_map_lookup_percpu_elem,
+    },
     macros::tracepoint,
     programs::TracePointContext,
 };
@@ -114,75 +117,84 @@ fn on_exit(ctx: &TracePointContext) {
     let _ = TRACED.remove(tgid);
 }
 
-/// Moves the process's counters out of `PROC_COUNTERS` into one `ExitRecord` on the ring
-/// buffer. When the ring buffer is full the totals are counted as dropped instead.
+/// Moves the process's counters out of `PROC_COUNTERS`: each used syscall's per-CPU values are
+/// summed into one `ExitRecord` on the ring buffer, then freed. What does not fit in the ring
+/// buffer is counted as dropped.
 #[inline(always)]
 fn deliver_final_counts(ctx: &TracePointContext, tgid: u32) {
-    let Some(mut entry) = EXITS.reserve::<ExitRecord>(0) else {
-        let (calls, bytes) = free_counters(tgid, None);
-        if calls > 0 {
-            dropped_batch(drop_reason::EXIT_LOST, calls, bytes);
-            warn!(
-                ctx,
-                "exit ring buffer full: final counts of process {} dropped", tgid
-            );
+    let nr_cpus = config::nr_cpus();
+    // SAFETY: reading a map value of our own; a missing parent is 0.
+    let ppid = unsafe { PARENTS.get(tgid) }.copied().unwrap_or(0);
+    let comm = bpf_get_current_comm().unwrap_or([0; 16]);
+    // SAFETY: the helper has no preconditions.
+    let exit_ns = unsafe { bpf_ktime_get_ns() };
+    let mut lost = false;
+    for id in 0..SYSCALL_COUNT as u32 {
+        let key = ProcKey { tgid, syscall: id };
+        // Per-CPU entries exist on every CPU or on none: absent on CPU 0 means unused.
+        if percpu_counters(&key, 0).is_null() {
+            continue;
         }
-        return;
-    };
-    let record = entry.as_mut_ptr();
-    // SAFETY: `record` points to ring buffer memory reserved for one ExitRecord; every field
-    // is written before submit.
-    let calls = unsafe {
-        (*record).tgid = tgid;
-        (*record).ppid = PARENTS.get(tgid).copied().unwrap_or(0);
-        (*record).comm = bpf_get_current_comm().unwrap_or([0; 16]);
-        let (calls, _) = free_counters(tgid, Some(&mut (*record).counters));
-        calls
-    };
-    if calls == 0 {
-        // Nothing counted for this process: not worth waking the agent.
-        entry.discard(0);
-    } else {
-        entry.submit(0);
+        match EXITS.reserve::<ExitRecord>(0) {
+            Some(mut entry) => {
+                let record = entry.as_mut_ptr();
+                // SAFETY: `record` points to ring buffer memory reserved for one ExitRecord;
+                // every field is written before submit.
+                unsafe {
+                    (*record).tgid = tgid;
+                    (*record).ppid = ppid;
+                    (*record).syscall = id;
+                    (*record)._reserved = 0;
+                    (*record).exit_ns = exit_ns;
+                    (*record).comm = comm;
+                    (*record).counters = Counters::default();
+                    sum_counters(&key, nr_cpus, &mut (*record).counters);
+                }
+                entry.submit(0);
+            }
+            None => {
+                let mut sum = Counters::default();
+                sum_counters(&key, nr_cpus, &mut sum);
+                dropped_batch(drop_reason::EXIT_LOST, sum.calls, sum.bytes);
+                lost = true;
+            }
+        }
+        let _ = PROC_COUNTERS.remove(key);
+    }
+    if lost {
+        warn!(
+            ctx,
+            "exit ring buffer full: final counts of process {} dropped", tgid
+        );
     }
 }
 
-/// Sums each syscall's per-CPU counters of `tgid` (into `out` when given), deletes them, and
-/// returns the total calls and bytes.
+/// This CPU slot's counters of `key` in `PROC_COUNTERS`, or null.
 #[inline(always)]
-fn free_counters(tgid: u32, mut out: Option<&mut [Counters; SYSCALL_COUNT]>) -> (u64, u64) {
-    let nr_cpus = config::nr_cpus();
-    let (mut calls, mut bytes) = (0u64, 0u64);
-    for id in 0..SYSCALL_COUNT as u32 {
-        let key = ProcKey { tgid, syscall: id };
-        let mut sum = Counters::default();
-        let mut cpu = 0u32;
-        while cpu < nr_cpus {
-            // SAFETY: the helper takes the map and a pointer to a key of its key type; it
-            // returns null or a pointer to that CPU's value.
-            let value = unsafe {
-                bpf_map_lookup_percpu_elem(
-                    &raw const PROC_COUNTERS as *mut core::ffi::c_void,
-                    &raw const key as *const core::ffi::c_void,
-                    cpu,
-                )
-            } as *const Counters;
-            if value.is_null() {
-                // Per-CPU entries exist on every CPU or on none: absent on this CPU means absent.
-                break;
-            }
-            // SAFETY: non-null: a valid Counters of a live entry.
-            sum.add(unsafe { &*value });
-            cpu += 1;
-        }
-        if cpu > 0 {
-            let _ = PROC_COUNTERS.remove(key);
-        }
-        calls += sum.calls;
-        bytes += sum.bytes;
-        if let Some(out) = out.as_deref_mut() {
-            out[id as usize] = sum;
-        }
+fn percpu_counters(key: &ProcKey, cpu: u32) -> *const Counters {
+    // SAFETY: the helper takes the map and a pointer to a key of its key type; it returns null
+    // or a pointer to that CPU's value.
+    unsafe {
+        bpf_map_lookup_percpu_elem(
+            &raw const PROC_COUNTERS as *mut core::ffi::c_void,
+            key as *const ProcKey as *const core::ffi::c_void,
+            cpu,
+        )
     }
-    (calls, bytes)
+    .cast()
+}
+
+/// Adds every CPU's counters of `key` into `out`.
+#[inline(always)]
+fn sum_counters(key: &ProcKey, nr_cpus: u32, out: &mut Counters) {
+    let mut cpu = 0u32;
+    while cpu < nr_cpus {
+        let value = percpu_counters(key, cpu);
+        if value.is_null() {
+            break;
+        }
+        // SAFETY: non-null: a valid Counters of a live entry.
+        out.add(unsafe { &*value });
+        cpu += 1;
+    }
 }

@@ -65,15 +65,50 @@ pub fn decode_exit(bytes: &[u8]) -> Option<ExitRecord> {
     Some(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<ExitRecord>()) })
 }
 
+/// Final counts of an exited process, kept compact: only the syscalls it used (a full record
+/// is some 4 KiB, most processes use 2 to 5 of the 21 syscalls, and a long trace keeps one per
+/// process that ever exited).
+#[derive(Clone, Debug)]
+struct ExitedProcess {
+    pid: u32,
+    ppid: u32,
+    comm: String,
+    syscalls: Vec<(u8, Counters)>,
+}
+
+impl ExitedProcess {
+    fn record(&self) -> ProcessRecord {
+        let mut syscalls = [Counters::default(); SYSCALL_COUNT];
+        for (id, c) in &self.syscalls {
+            if let Some(slot) = syscalls.get_mut(*id as usize) {
+                *slot = *c;
+            }
+        }
+        ProcessRecord {
+            pid: self.pid,
+            ppid: self.ppid,
+            comm: self.comm.clone(),
+            exited: true,
+            syscalls,
+        }
+    }
+}
+
 /// Keeps what has been learned across reads: final counts of exited processes, and names and
 /// parents of live ones (read once from /proc, so a process that dies is still named).
 #[derive(Default)]
 pub struct Collector {
-    exited: Vec<ProcessRecord>,
+    exited: Vec<ExitedProcess>,
+    /// Exits whose records may still be arriving: (tgid, exit_ns) -> index in `exited`.
+    /// One exit's records are written together, so a second is plenty before forgetting it.
+    open_exits: HashMap<(u32, u64), usize>,
     known: HashMap<u32, ProcessInfo>,
     /// Parents learned outside the kernel's view (e.g. the command `run` forked before attach).
     parents: HashMap<u32, u32>,
 }
+
+/// How long after an exit its records are still matched to it.
+const EXIT_RECORDS_WINDOW_NS: u64 = 1_000_000_000;
 
 impl Collector {
     /// Records `ppid` as the parent of `pid`, for when the kernel did not see the fork.
@@ -84,25 +119,47 @@ impl Collector {
     /// Moves every delivered exit record out of the ring buffer. Returns how many.
     pub fn drain_exits(&mut self, exits: &mut RingBuf<MapData>) -> usize {
         let mut n = 0;
+        let mut latest = 0;
         while let Some(item) = exits.next() {
             if let Some(record) = decode_exit(&item) {
+                self.add_exit_record(&record);
+                latest = latest.max(record.exit_ns);
+                n += 1;
+            }
+        }
+        let horizon = latest.saturating_sub(EXIT_RECORDS_WINDOW_NS);
+        self.open_exits
+            .retain(|(_, exit_ns), _| *exit_ns >= horizon);
+        n
+    }
+
+    /// Files one syscall's final counts under its process's exit (made on its first record).
+    fn add_exit_record(&mut self, record: &ExitRecord) {
+        let key = (record.tgid, record.exit_ns);
+        let index = match self.open_exits.get(&key) {
+            Some(&index) => index,
+            None => {
                 let known = self.known.remove(&record.tgid);
                 let ppid = match (record.ppid, &known) {
                     (0, Some(info)) => info.ppid,
                     (0, None) => self.parents.get(&record.tgid).copied().unwrap_or(0),
                     (ppid, _) => ppid,
                 };
-                self.exited.push(ProcessRecord {
+                self.exited.push(ExitedProcess {
                     pid: record.tgid,
                     ppid,
                     comm: procfs::comm_from_bytes(&record.comm),
-                    exited: true,
-                    syscalls: record.counters,
+                    syscalls: Vec::new(),
                 });
-                n += 1;
+                self.open_exits.insert(key, self.exited.len() - 1);
+                self.exited.len() - 1
             }
+        };
+        if (record.syscall as usize) < SYSCALL_COUNT {
+            self.exited[index]
+                .syscalls
+                .push((record.syscall as u8, record.counters));
         }
-        n
     }
 
     /// Reads the live counters of every process that has any.
@@ -176,7 +233,8 @@ impl Collector {
     /// Exited processes' final counts plus the live ones, and the drop counts.
     pub fn snapshot(&mut self, maps: &mut Maps) -> Result<Snapshot> {
         self.drain_exits(&mut maps.exits);
-        let mut processes = self.exited.clone();
+        let mut processes: Vec<ProcessRecord> =
+            self.exited.iter().map(ExitedProcess::record).collect();
         processes.extend(self.live(maps)?);
         Ok(Snapshot {
             processes,
@@ -245,16 +303,49 @@ mod tests {
         assert!(fold_counters([]).is_empty());
     }
 
+    fn exit_record(tgid: u32, exit_ns: u64, syscall: u32, counters: Counters) -> ExitRecord {
+        let mut comm = [0; 16];
+        comm[..3].copy_from_slice(b"srv");
+        ExitRecord {
+            tgid,
+            ppid: 1,
+            syscall,
+            _reserved: 0,
+            exit_ns,
+            comm,
+            counters,
+        }
+    }
+
+    #[test]
+    fn exit_records_gather_per_exit_and_a_reused_pid_stays_apart() {
+        let mut collector = Collector::default();
+        collector.add_exit_record(&exit_record(9, 100, 0, c(3, 30)));
+        collector.add_exit_record(&exit_record(9, 100, 16, c(1, 4096)));
+        // The same pid, exited later: another process.
+        collector.add_exit_record(&exit_record(9, 200, 1, c(5, 50)));
+        assert_eq!(collector.exited.len(), 2);
+        let first = collector.exited[0].record();
+        assert_eq!(
+            (first.pid, first.ppid, first.exited, first.comm.as_str()),
+            (9, 1, true, "srv")
+        );
+        assert_eq!(
+            (first.syscalls[0], first.syscalls[16]),
+            (c(3, 30), c(1, 4096))
+        );
+        assert!(first.syscalls[1].is_zero());
+        let second = collector.exited[1].record();
+        assert_eq!(second.syscalls[1], c(5, 50));
+        assert!(second.syscalls[0].is_zero());
+        // An id past the table is ignored, not a panic.
+        collector.add_exit_record(&exit_record(9, 200, 999, c(1, 1)));
+        assert_eq!(collector.exited[1].syscalls.len(), 1);
+    }
+
     #[test]
     fn decodes_exit_records_and_rejects_short_ones() {
-        let mut record = ExitRecord {
-            tgid: 42,
-            ppid: 1,
-            comm: [0; 16],
-            counters: [Counters::default(); SYSCALL_COUNT],
-        };
-        record.comm[..3].copy_from_slice(b"cat");
-        record.counters[3] = c(5, 500);
+        let record = exit_record(42, 7, 3, c(5, 500));
         // SAFETY: viewing a plain #[repr(C)] value as bytes.
         let bytes = unsafe {
             std::slice::from_raw_parts(
@@ -264,8 +355,14 @@ mod tests {
         };
         let decoded = decode_exit(bytes).unwrap();
         assert_eq!(
-            (decoded.tgid, decoded.ppid, decoded.counters[3]),
-            (42, 1, c(5, 500))
+            (
+                decoded.tgid,
+                decoded.ppid,
+                decoded.syscall,
+                decoded.exit_ns,
+                decoded.counters
+            ),
+            (42, 1, 3, 7, c(5, 500))
         );
         assert!(decode_exit(&bytes[..10]).is_none());
         assert!(decode_exit(&[]).is_none());

@@ -164,6 +164,10 @@ pub fn start(targets: Targets, extra_pid: Option<u32>, options: &TraceOptions) -
     }
     // Attached and registered: from here on the agent only reads and updates maps.
     privileges::keep_only_bpf()?;
+    // Parsing the kernel's BTF (aya's and ours) took some megabytes that are free now; hand
+    // them back so a long trace's memory starts from what it really uses.
+    // SAFETY: malloc_trim only releases free heap memory.
+    unsafe { libc::malloc_trim(0) };
     log::info!(
         "attached {} syscalls; BPF program ids {:?}",
         plan.covered.len(),

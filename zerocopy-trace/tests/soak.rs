@@ -1,0 +1,156 @@
+//! Soak: every mode of the workload helper, three at a time, one after another, for a while
+//! (`ZEROCOPY_TRACE_SOAK_SECONDS`, 60 s by default; CI runs 600). At the end every measured
+//! process is counted exactly, nothing was dropped, the kernel maps are empty, and the agent's
+//! memory is reported first and last.
+
+mod common;
+
+use std::{
+    collections::BTreeMap,
+    io::Read,
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+
+use common::{privileged, scratch, AGENT, WORKLOAD};
+
+fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// A process's per-syscall (calls, bytes, errors), as comparable text.
+fn figures(process: &Value) -> String {
+    let mut out = String::new();
+    for (name, s) in process["syscalls"].as_object().unwrap() {
+        out += &format!("{name}:{}/{}/{} ", s["calls"], s["bytes"], s["errors"]);
+    }
+    out
+}
+
+#[test]
+fn a_long_mixed_workload_stays_exact_and_flat() {
+    if !privileged() {
+        return;
+    }
+    let seconds: u64 = std::env::var("ZEROCOPY_TRACE_SOAK_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(60);
+    let dir = scratch("soak");
+    let report_path = dir.join("report.json");
+    let script = format!(
+        "end=$(( $(date +%s) + {seconds} )); \
+         for w in 1 2 3; do ( i=0; while [ $(date +%s) -lt $end ]; do \
+           {WORKLOAD} all --bytes 4194304 --out {dir}/truth-$w-$i.json || exit 1; i=$((i+1)); sleep 1; \
+         done ) & done; wait",
+        dir = dir.display()
+    );
+    let mut agent = Command::new(AGENT)
+        .args(["run", "--json", "-o"])
+        .arg(&report_path)
+        .args(["--", "sh", "-c", &script])
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting zerocopy-trace");
+    let started = Instant::now();
+    std::thread::sleep(Duration::from_secs(5));
+    let first = rss_kib(agent.id()).expect("agent alive");
+    // The last sample is taken while the workload still runs: building the final report
+    // (one entry per process that ever ran) is a one-off at the end, not a leak.
+    let mut last = first;
+    while agent.try_wait().unwrap().is_none() {
+        if started.elapsed() < Duration::from_secs(seconds.saturating_sub(1)) {
+            if let Some(rss) = rss_kib(agent.id()) {
+                last = rss;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let mut stderr = String::new();
+    agent
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert!(agent.wait().unwrap().success(), "{stderr}");
+    eprintln!(
+        "soak: {:.0} s, agent RSS first {} KiB, last {} KiB",
+        started.elapsed().as_secs_f64(),
+        first,
+        last
+    );
+
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(&report_path).unwrap()).unwrap();
+    // Every measured child, per pid (pids are reused over thousands of processes).
+    let mut want: BTreeMap<u64, Vec<String>> = BTreeMap::new();
+    let mut runs = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if !path
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("truth-")
+        {
+            continue;
+        }
+        runs += 1;
+        let truth: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        for child in truth["processes"].as_array().unwrap() {
+            want.entry(child["pid"].as_u64().unwrap())
+                .or_default()
+                .push(figures(child));
+        }
+    }
+    assert!(runs >= 3, "the soak ran {runs} workloads");
+    let mut got: BTreeMap<u64, Vec<String>> = BTreeMap::new();
+    for p in report["processes"].as_array().unwrap() {
+        let pid = p["pid"].as_u64().unwrap();
+        if want.contains_key(&pid) {
+            got.entry(pid).or_default().push(figures(p));
+        }
+    }
+    let mut mismatches = 0;
+    for (pid, expected) in &mut want {
+        let seen = got.entry(*pid).or_default();
+        // A reused pid may also belong to an unmeasured process (a shell, `date`): each
+        // measured child must be among the processes with its pid.
+        for e in expected.iter() {
+            match seen.iter().position(|s| s == e) {
+                Some(i) => {
+                    seen.remove(i);
+                }
+                None => mismatches += 1,
+            }
+        }
+    }
+    let children: usize = want.values().map(Vec::len).sum();
+    assert_eq!(
+        mismatches, 0,
+        "{mismatches} of {children} measured processes not counted exactly"
+    );
+    for (reason, d) in report["dropped"].as_object().unwrap() {
+        assert_eq!(d["calls"], 0, "dropped {reason}");
+    }
+    for (map, entries) in report["maps"].as_object().unwrap() {
+        assert_eq!(entries, 0, "{map} holds entries after the soak");
+    }
+    eprintln!("soak: {runs} workload runs, {children} measured processes, all exact");
+    // Flat: what grows is one record per exited process; far below this bound.
+    assert!(
+        last <= first + 256 * 1024,
+        "agent RSS grew from {first} KiB to {last} KiB"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
