@@ -7,25 +7,17 @@ use std::{
 
 use anyhow::{bail, Context, Result};
 
-use crate::plan::Cgroup;
+use crate::{plan::Cgroup, procfs};
 
 /// Where the unified (v2) hierarchy is mounted: `/sys/fs/cgroup` on most machines,
 /// `/sys/fs/cgroup/unified` on hybrid ones. The kernel's cgroup ids are those of this hierarchy.
 pub fn v2_root() -> Result<PathBuf> {
-    let mounts =
-        std::fs::read_to_string("/proc/self/mounts").context("reading /proc/self/mounts")?;
-    v2_root_in(&mounts).context(
-        "no cgroup v2 hierarchy is mounted: --cgroup needs one (mount -t cgroup2 none /sys/fs/cgroup)",
-    )
-}
-
-/// The first `cgroup2` mount point in a mounts table.
-pub(crate) fn v2_root_in(mounts: &str) -> Option<PathBuf> {
-    mounts.lines().find_map(|line| {
-        let mut fields = line.split_whitespace();
-        let (_, target, kind) = (fields.next()?, fields.next()?, fields.next()?);
-        (kind == "cgroup2").then(|| PathBuf::from(target))
-    })
+    procfs::mount_points(&procfs::mounts(), "cgroup2")
+        .into_iter()
+        .next()
+        .context(
+            "no cgroup v2 hierarchy is mounted: --cgroup needs one (mount -t cgroup2 none /sys/fs/cgroup)",
+        )
 }
 
 /// Resolves `path` (absolute, or relative to the v2 root, e.g. `system.slice/nginx.service`).
@@ -79,21 +71,6 @@ mod tests {
         assert_eq!(depth(Path::new("")), 0);
         assert_eq!(depth(Path::new("system.slice")), 1);
         assert_eq!(depth(Path::new("system.slice/nginx.service")), 2);
-    }
-
-    #[test]
-    fn finds_the_v2_mount() {
-        let hybrid = "cgroup /sys/fs/cgroup/cpu cgroup rw 0 0\ncgroup2 /sys/fs/cgroup/unified cgroup2 rw 0 0\n";
-        assert_eq!(
-            v2_root_in(hybrid),
-            Some(PathBuf::from("/sys/fs/cgroup/unified"))
-        );
-        assert_eq!(
-            v2_root_in("cgroup2 /sys/fs/cgroup cgroup2 rw 0 0\n"),
-            Some(PathBuf::from("/sys/fs/cgroup"))
-        );
-        assert_eq!(v2_root_in("proc /proc proc rw 0 0\n"), None);
-        assert_eq!(v2_root_in(""), None);
     }
 
     #[test]

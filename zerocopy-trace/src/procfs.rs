@@ -51,6 +51,23 @@ pub fn comm_from_bytes(bytes: &[u8]) -> String {
     String::from_utf8_lossy(&bytes[..end]).into_owned()
 }
 
+/// Mount points of file systems of type `fstype` in a mounts table (`/proc/self/mounts`).
+pub fn mount_points(mounts: &str, fstype: &str) -> Vec<std::path::PathBuf> {
+    mounts
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            let (_, target, kind) = (fields.next()?, fields.next()?, fields.next()?);
+            (kind == fstype).then(|| std::path::PathBuf::from(target))
+        })
+        .collect()
+}
+
+/// This process's mount table; empty when it cannot be read.
+pub fn mounts() -> String {
+    fs::read_to_string("/proc/self/mounts").unwrap_or_default()
+}
+
 /// Whether a process (or thread) with this pid exists.
 pub fn exists(pid: u32) -> bool {
     fs::metadata(format!("/proc/{pid}")).is_ok()
@@ -105,9 +122,25 @@ mod tests {
             &["cgroup2 /sys/fs/cgroup cgroup2 rw 0 0\n"],
             5_000,
             |text| {
-                let _ = crate::cgroup::v2_root_in(text);
+                let _ = mount_points(text, "cgroup2");
             },
         );
+    }
+
+    #[test]
+    fn mount_points_by_type() {
+        let hybrid = "cgroup /sys/fs/cgroup/cpu cgroup rw 0 0\ncgroup2 /sys/fs/cgroup/unified cgroup2 rw 0 0\ntracefs /sys/kernel/tracing tracefs rw 0 0\n";
+        assert_eq!(
+            mount_points(hybrid, "cgroup2"),
+            vec![std::path::PathBuf::from("/sys/fs/cgroup/unified")]
+        );
+        assert_eq!(
+            mount_points(hybrid, "tracefs"),
+            vec![std::path::PathBuf::from("/sys/kernel/tracing")]
+        );
+        assert!(mount_points(hybrid, "proc").is_empty());
+        assert!(mount_points("", "tracefs").is_empty());
+        assert!(mount_points("garbage\n\n  \n", "tracefs").is_empty());
     }
 
     #[test]

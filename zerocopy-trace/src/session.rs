@@ -140,18 +140,7 @@ pub fn start(targets: Targets, extra_pid: Option<u32>, options: &TraceOptions) -
         cgroup: targets.cgroup.as_deref().map(cgroup::resolve).transpose()?,
         hook: options.hook,
     };
-    let plan = plan::plan(
-        |category, name| tracefs::read_format(&tracefs, category, name),
-        &scope,
-        &kernel_offsets::of_running_kernel(),
-        possible_cpus()?,
-    )?;
-    if !plan.not_covered.is_empty() {
-        log::warn!(
-            "this kernel has no tracepoints for {}: those syscalls are not counted",
-            plan.not_covered.join(", ")
-        );
-    }
+    let plan = plan_here(&tracefs, &scope)?;
     let cpus = possible_cpus()?;
     let max_processes = options
         .max_processes
@@ -181,6 +170,23 @@ pub fn start(targets: Targets, extra_pid: Option<u32>, options: &TraceOptions) -
         collector,
         ticks: 0,
     })
+}
+
+/// Plans a trace of `scope` on this kernel: its tracepoint formats, its BTF, its CPUs.
+fn plan_here(tracefs: &std::path::Path, scope: &Scope) -> Result<Plan> {
+    let plan = plan::plan(
+        |category, name| tracefs::read_format(tracefs, category, name),
+        scope,
+        &kernel_offsets::of_running_kernel(),
+        possible_cpus()?,
+    )?;
+    if !plan.not_covered.is_empty() {
+        log::warn!(
+            "this kernel has no tracepoints for {}: those syscalls are not counted",
+            plan.not_covered.join(", ")
+        );
+    }
+    Ok(plan)
 }
 
 /// Each --pid as its thread group id; an unknown pid is an error.
@@ -294,12 +300,7 @@ pub async fn floor(hook: Hook, mut signals: Signals) -> Result<()> {
         hook,
         ..Scope::default()
     };
-    let plan = plan::plan(
-        |category, name| tracefs::read_format(&tracefs, category, name),
-        &scope,
-        &kernel_offsets::of_running_kernel(),
-        possible_cpus()?,
-    )?;
+    let plan = plan_here(&tracefs, &scope)?;
     let mut tracer = attach::attach_floor(&plan)?;
     log::info!(
         "attached empty programs ({:?} hook); BPF program ids {:?}",

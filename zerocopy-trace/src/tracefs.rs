@@ -7,6 +7,8 @@ use std::{
 
 use anyhow::{bail, Context, Result};
 
+use crate::procfs;
+
 const TRACEFS: &str = "/sys/kernel/tracing";
 const DEBUGFS_TRACEFS: &str = "/sys/kernel/debug/tracing";
 
@@ -84,8 +86,7 @@ pub fn parse_format(text: &str) -> Result<Format> {
 /// The mounted tracefs, mounting it at /sys/kernel/tracing when it is not (we run as root or
 /// with the capabilities to attach, so mounting is what an operator would do by hand).
 pub fn locate_or_mount() -> Result<PathBuf> {
-    let mounts = fs::read_to_string("/proc/self/mounts").unwrap_or_default();
-    let mounted = tracefs_mounts(&mounts);
+    let mounted = procfs::mount_points(&procfs::mounts(), "tracefs");
     for dir in [TRACEFS, DEBUGFS_TRACEFS] {
         if Path::new(dir).join("events").is_dir() {
             return Ok(PathBuf::from(dir));
@@ -110,18 +111,6 @@ pub fn locate_or_mount() -> Result<PathBuf> {
     } else {
         bail!("tracefs mounted at {TRACEFS} but has no events/ directory")
     }
-}
-
-/// Mount points of tracefs in a mounts table (`/proc/self/mounts`).
-fn tracefs_mounts(mounts: &str) -> Vec<PathBuf> {
-    mounts
-        .lines()
-        .filter_map(|line| {
-            let mut fields = line.split_whitespace();
-            let (_, target, kind) = (fields.next()?, fields.next()?, fields.next()?);
-            (kind == "tracefs").then(|| PathBuf::from(target))
-        })
-        .collect()
 }
 
 fn mount_tracefs() -> Result<()> {
@@ -200,17 +189,6 @@ print fmt: \"fd_in: 0x%08lx\", ((unsigned long)(REC->fd_in))
     }
 
     #[test]
-    fn finds_tracefs_mounts() {
-        let table = "proc /proc proc rw 0 0\ntracefs /sys/kernel/tracing tracefs rw 0 0\n";
-        assert_eq!(
-            tracefs_mounts(table),
-            vec![PathBuf::from("/sys/kernel/tracing")]
-        );
-        assert!(tracefs_mounts("").is_empty());
-        assert!(tracefs_mounts("garbage\n\n  \n").is_empty());
-    }
-
-    #[test]
     fn fuzzed_formats_and_mount_tables_never_panic() {
         crate::fuzz::fuzz_text(&[SPLICE], 20_000, |text| {
             if let Ok(format) = parse_format(text) {
@@ -221,7 +199,7 @@ print fmt: \"fd_in: 0x%08lx\", ((unsigned long)(REC->fd_in))
             &["tracefs /sys/kernel/tracing tracefs rw,nosuid 0 0\nproc /proc proc rw 0 0\n"],
             5_000,
             |text| {
-                let _ = tracefs_mounts(text);
+                let _ = crate::procfs::mount_points(text, "tracefs");
             },
         );
     }

@@ -184,8 +184,6 @@ pub struct Reaped {
     status: i32,
     /// User + system CPU seconds of the child and of the descendants it waited for.
     pub cpu_s: f64,
-    /// Peak resident set, KiB (the largest of the child and its waited-for descendants).
-    pub max_rss_kib: u64,
 }
 
 impl Reaped {
@@ -209,6 +207,18 @@ fn pid_t(pid: u32) -> Result<libc::pid_t> {
 }
 
 /// Sends `signal` to our child `pid` (not yet reaped, so the pid cannot have been reused).
+/// Peak resident memory of a live process (`VmHWM` of /proc/PID/status), in KiB.
+pub fn vm_hwm_kib(pid: u32) -> Option<u64> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
 pub fn signal(pid: u32, signal: libc::c_int) -> Result<()> {
     let target = pid_t(pid)?;
     // SAFETY: kill passes no memory; the target is our own unreaped child.
@@ -242,7 +252,6 @@ pub fn reap(pid: u32, block: bool) -> Result<Option<Reaped>> {
         return Ok(Some(Reaped {
             status,
             cpu_s: seconds(usage.ru_utime) + seconds(usage.ru_stime),
-            max_rss_kib: u64::try_from(usage.ru_maxrss).unwrap_or(0),
         }));
     }
 }

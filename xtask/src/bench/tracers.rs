@@ -368,6 +368,9 @@ impl Running {
 
     /// SIGINT, as an operator's Ctrl-C; then the tracer's lifetime cost and losses.
     pub fn stop(self) -> Result<Stopped> {
+        // The peak while tracing, from the process's own memory map. wait4's ru_maxrss would
+        // not do: it keeps the RSS the child inherited at fork from this (larger) process.
+        let peak_rss_kib = procfs::vm_hwm_kib(self.pid).unwrap_or(0);
         procfs::signal(self.pid, libc::SIGINT)?;
         let asked = Instant::now();
         let reaped: Reaped = procfs::reap_within(self.pid, STOP_PATIENCE)
@@ -395,7 +398,7 @@ impl Running {
             attach_s: self.attach_s,
             detach_s,
             cpu_s: reaped.cpu_s,
-            peak_rss_kib: reaped.max_rss_kib,
+            peak_rss_kib,
             dropped_calls,
         })
     }
