@@ -75,7 +75,7 @@ pub fn bench(workspace: &Path, options: Options) -> Result<()> {
 
     let mut notes = vec![
         "zerocopy-trace rows are `report` mode (exit records drained every 100 ms, names learned \
-         every 1 s); the dashboard reads the counters once per interval on top"
+         every 1 s); `1s refresh` also reads every counter each second, as the dashboard does"
             .to_owned(),
         format!(
             "perf trace runs the storm only, at 1/{} size, compared per syscall",

@@ -86,6 +86,10 @@ pub struct ReportArgs {
     /// How long to trace (e.g. 10s, 500ms, 2m); default: until Ctrl-C.
     #[arg(long, short = 'd', value_name = "DURATION", value_parser = parse_duration)]
     pub duration: Option<Duration>,
+    /// (For `cargo xtask bench`.) Read every counter at this interval, as the dashboard does,
+    /// to measure what its refreshes cost.
+    #[arg(long, hide = true, value_name = "DURATION", value_parser = parse_duration)]
+    pub refresh: Option<Duration>,
     #[command(flatten)]
     pub filter: FilterArgs,
     #[command(flatten)]

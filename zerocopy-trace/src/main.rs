@@ -76,7 +76,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let targets = args.filter.targets();
             let outcome = runtime()?.block_on(async {
                 let signals = Signals::install()?;
-                let session = session::start(targets, None, &args.output.trace.options())?;
+                let mut session = session::start(targets, None, &args.output.trace.options())?;
+                session.refresh_every(args.refresh);
                 if args.duration.is_none() {
                     eprintln!("zerocopy-trace: tracing; press Ctrl-C to stop and print the report");
                 }

@@ -19,6 +19,8 @@ use crate::{
 
 /// How often exit records are drained and process names refreshed.
 pub const TICK: Duration = Duration::from_millis(100);
+/// Set in the environment to N, the N-th tick panics (a test hook; see tests/cleanup.rs).
+pub const PANIC_TEST_HOOK: &str = "ZEROCOPY_TRACE_TEST_PANIC";
 /// Process names are learned every this many ticks (1 s).
 const NAME_REFRESH_TICKS: u64 = 10;
 
@@ -103,6 +105,8 @@ pub struct Session {
     targets: Targets,
     collector: Collector,
     ticks: u64,
+    /// Read every counter at this interval, as the dashboard does (the bench measures it).
+    refresh: Option<Duration>,
 }
 
 fn possible_cpus() -> Result<u32> {
@@ -169,6 +173,7 @@ pub fn start(targets: Targets, extra_pid: Option<u32>, options: &TraceOptions) -
         targets,
         collector,
         ticks: 0,
+        refresh: None,
     })
 }
 
@@ -232,6 +237,7 @@ impl Session {
         let mut tick = tokio::time::interval(TICK);
         let watch_pids = self.targets.pids.clone();
 
+        let mut last_refresh = Instant::now();
         let end = loop {
             tokio::select! {
                 _ = interrupt.recv() => break End::Signal("SIGINT"),
@@ -246,6 +252,12 @@ impl Session {
                     self.tick()?;
                     if !watch_pids.is_empty() && !watch_pids.iter().any(|&p| procfs::exists(p)) {
                         break End::TargetsGone;
+                    }
+                    if let Some(interval) = self.refresh {
+                        if last_refresh.elapsed() >= interval {
+                            last_refresh = Instant::now();
+                            self.snapshot()?;
+                        }
                     }
                 }
             }
@@ -274,10 +286,25 @@ impl Session {
         // reported under its name), but only once a second: walking the map costs a syscall
         // per entry, while draining the ring buffer costs none.
         self.ticks = self.ticks.wrapping_add(1);
+        // For the tests that prove a panic leaves nothing attached and the terminal restored:
+        // panic at the tick the variable names.
+        if let Some(at) = std::env::var(PANIC_TEST_HOOK)
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+        {
+            if self.ticks >= at {
+                panic!("{PANIC_TEST_HOOK} is set: panicking on purpose while attached");
+            }
+        }
         if self.ticks % NAME_REFRESH_TICKS == 1 {
             self.collector.learn_names(&self.maps);
         }
         Ok(())
+    }
+
+    /// Reads every counter each `interval` while running, like the dashboard.
+    pub fn refresh_every(&mut self, interval: Option<Duration>) {
+        self.refresh = interval;
     }
 
     /// Everything counted so far, while staying attached.

@@ -10,7 +10,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{privileged, spawn_agent, Agent, AGENT};
+use common::{privileged, spawn_agent, spawn_agent_with_env, Agent, AGENT};
 
 /// Starts `zerocopy-trace report --hook <hook>` and returns it with the ids of the programs it
 /// loaded: fork, exec and exit, plus the raw exit program or the enter and exit pair.
@@ -98,6 +98,19 @@ fn sigkill_leaves_no_program_behind() {
     if privileged() {
         end_with(libc::SIGKILL, "SIGKILL", "tracepoints");
     }
+}
+
+#[test]
+fn a_panic_leaves_no_program_behind() {
+    if !privileged() {
+        return;
+    }
+    let (mut agent, ids) =
+        spawn_agent_with_env(&["report", "--json"], &[("ZEROCOPY_TRACE_TEST_PANIC", "3")]);
+    let status = agent.child().wait().expect("waiting for the agent");
+    // Rust's panic exit status; the programs go with the process's fds.
+    assert_eq!(status.code(), Some(101));
+    assert_unloaded(&ids, "a panic");
 }
 
 #[test]

@@ -226,6 +226,50 @@ fn dashboard_shows_the_workload_and_quits_clean() {
 }
 
 #[test]
+fn a_panic_restores_the_terminal_and_unloads_everything() {
+    if !privileged() {
+        return;
+    }
+    let dir = scratch("dashboard-panic");
+    let log = dir.join("agent.log");
+    // The test hook panics at the 10th tick (1 s), with the dashboard on screen.
+    let command = format!(
+        "ZEROCOPY_TRACE_TEST_PANIC=10 RUST_LOG=info {} --interval 200ms 2>{}; echo agent-exit=$?; sleep 600",
+        quote(Path::new(AGENT)),
+        quote(&log)
+    );
+    let Some(tmux) = Tmux::start(&command, 100, 30) else {
+        return;
+    };
+    tmux.wait_for("the dashboard", Duration::from_secs(30), |s| {
+        s.contains("every 200ms")
+    });
+    let screen = tmux.wait_for("the agent to exit", Duration::from_secs(30), |s| {
+        s.contains("agent-exit=")
+    });
+    assert!(screen.contains("agent-exit=101"), "{screen}");
+    assert!(
+        !screen.contains("every 200ms"),
+        "the dashboard is gone:\n{screen}"
+    );
+    assert_eq!(
+        tmux.run(&["display-message", "-p", "-t", "dash", "#{alternate_on}"])
+            .trim(),
+        "0",
+        "the alternate screen was left"
+    );
+    let text = std::fs::read_to_string(&log).expect("agent log");
+    assert!(text.contains("panicking on purpose"), "{text}");
+    let ids = logged_program_ids(&text).expect("the agent logs its program ids on attach");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !loaded(&ids).is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(loaded(&ids), Vec::<u32>::new(), "programs left loaded");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn without_a_terminal_it_prints_the_report() {
     if !privileged() {
         return;

@@ -37,6 +37,9 @@ pub enum Tracer {
     /// `zerocopy-trace report` with its default hook (the raw `sys_exit` tracepoint).
     #[serde(rename = "zerocopy-trace")]
     ZeroCopyTrace,
+    /// `zerocopy-trace report` reading every counter each second, as the dashboard does.
+    #[serde(rename = "zerocopy-trace-refresh")]
+    ZeroCopyTraceRefresh,
     /// `zerocopy-trace report --hook tracepoints` (enter and exit of each syscall).
     #[serde(rename = "zerocopy-trace-tracepoints")]
     ZeroCopyTraceTracepoints,
@@ -52,9 +55,10 @@ pub enum Tracer {
 }
 
 impl Tracer {
-    pub const ALL: [Tracer; 7] = [
+    pub const ALL: [Tracer; 8] = [
         Tracer::None,
         Tracer::ZeroCopyTrace,
+        Tracer::ZeroCopyTraceRefresh,
         Tracer::EmptyFloor,
         Tracer::ZeroCopyTraceTracepoints,
         Tracer::EmptyFloorTracepoints,
@@ -66,6 +70,7 @@ impl Tracer {
         match self {
             Tracer::None => "untraced",
             Tracer::ZeroCopyTrace => "zerocopy-trace",
+            Tracer::ZeroCopyTraceRefresh => "zerocopy-trace (1s refresh)",
             Tracer::ZeroCopyTraceTracepoints => "zerocopy-trace (tp)",
             Tracer::EmptyFloor => "empty floor",
             Tracer::EmptyFloorTracepoints => "empty floor (tp)",
@@ -78,6 +83,7 @@ impl Tracer {
         match self {
             Tracer::None => "none",
             Tracer::ZeroCopyTrace => "zerocopy-trace",
+            Tracer::ZeroCopyTraceRefresh => "zerocopy-trace-refresh",
             Tracer::ZeroCopyTraceTracepoints => "zerocopy-trace-tracepoints",
             Tracer::EmptyFloor => "empty-floor",
             Tracer::EmptyFloorTracepoints => "empty-floor-tracepoints",
@@ -91,6 +97,7 @@ impl Tracer {
         matches!(
             self,
             Tracer::ZeroCopyTrace
+                | Tracer::ZeroCopyTraceRefresh
                 | Tracer::ZeroCopyTraceTracepoints
                 | Tracer::EmptyFloor
                 | Tracer::EmptyFloorTracepoints
@@ -118,7 +125,7 @@ impl Tracer {
         match self {
             Tracer::None => 0,
             // The raw sys_exit, plus sched_process_fork, _exec and _exit.
-            Tracer::ZeroCopyTrace | Tracer::EmptyFloor => 4,
+            Tracer::ZeroCopyTrace | Tracer::ZeroCopyTraceRefresh | Tracer::EmptyFloor => 4,
             // Enter and exit of every syscall, plus the three sched tracepoints.
             Tracer::ZeroCopyTraceTracepoints | Tracer::EmptyFloorTracepoints => {
                 2 * SYSCALL_COUNT + 3
@@ -189,6 +196,7 @@ impl Tools {
         match tracer {
             Tracer::None
             | Tracer::ZeroCopyTrace
+            | Tracer::ZeroCopyTraceRefresh
             | Tracer::ZeroCopyTraceTracepoints
             | Tracer::EmptyFloor
             | Tracer::EmptyFloorTracepoints => true,
@@ -273,12 +281,18 @@ pub fn start(tracer: Tracer, tools: &Tools, dir: &Path) -> Result<Running> {
     let mut json = None;
     let mut command = match tracer {
         Tracer::None => bail!("the untraced runs have no tracer to start"),
-        Tracer::ZeroCopyTrace | Tracer::ZeroCopyTraceTracepoints => {
+        Tracer::ZeroCopyTrace | Tracer::ZeroCopyTraceRefresh | Tracer::ZeroCopyTraceTracepoints => {
             let out = dir.join(format!("{}.json", tracer.key()));
             let mut c = Command::new(&tools.agent);
             c.args(["report", "--json", "--output"]).arg(&out);
-            if tracer == Tracer::ZeroCopyTraceTracepoints {
-                c.args(["--hook", "tracepoints"]);
+            match tracer {
+                Tracer::ZeroCopyTraceTracepoints => {
+                    c.args(["--hook", "tracepoints"]);
+                }
+                Tracer::ZeroCopyTraceRefresh => {
+                    c.args(["--refresh", "1s"]);
+                }
+                _ => {}
             }
             json = Some(out);
             c

@@ -104,8 +104,14 @@ impl Drop for Agent {
 /// Starts the agent with `args` (stdout piped, `RUST_LOG=info`), waits until its programs are
 /// attached, and returns it with the kernel ids of those programs.
 pub fn spawn_agent(args: &[&str]) -> (Agent, Vec<u32>) {
+    spawn_agent_with_env(args, &[])
+}
+
+/// `spawn_agent` with extra environment variables.
+pub fn spawn_agent_with_env(args: &[&str], env: &[(&str, &str)]) -> (Agent, Vec<u32>) {
     let mut child = Command::new(AGENT)
         .args(args)
+        .envs(env.iter().copied())
         .env("RUST_LOG", "info")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
