@@ -104,6 +104,10 @@ fn load_error(e: impl std::error::Error + Send + Sync + 'static, what: &str) -> 
 /// tracer and its maps.
 pub fn attach(plan: &Plan, limits: Limits) -> Result<(Tracer, Maps)> {
     let mut ebpf = EbpfLoader::new()
+        // The programs need no CO-RE relocation (kernel offsets come in CONFIG), so aya need
+        // not parse the kernel's BTF a second time: that parse was most of the agent's peak
+        // memory.
+        .btf(None)
         .override_global(names::GLOBAL_CONFIG, &plan.config, true)
         .map_max_entries(names::MAP_PROC_COUNTERS, limits.counter_entries)
         .map_max_entries(names::MAP_PENDING, limits.pending_entries)
@@ -207,6 +211,7 @@ fn attach_tracepoints(
 /// Empty programs on exactly the hooks `plan` would use: the benchmark's floor.
 pub fn attach_floor(plan: &Plan) -> Result<Tracer> {
     let mut ebpf = EbpfLoader::new()
+        .btf(None)
         .override_global(names::GLOBAL_CONFIG, &plan.config, true)
         .load(OBJECT)
         .map_err(|e| load_error(e, "loading the eBPF object"))?;

@@ -186,8 +186,11 @@ struct Located {
 
 /// Parsed BTF: the raw type and string sections plus a decoded index over them.
 pub struct Btf {
-    type_section: Vec<u8>,
-    strings: Vec<u8>,
+    /// The whole blob, kept as read: the sections are ranges of it (no copies; vmlinux BTF is
+    /// megabytes, and this is most of the agent's peak memory).
+    data: Vec<u8>,
+    type_range: std::ops::Range<usize>,
+    string_range: std::ops::Range<usize>,
     /// Indexed by type id; `types[0]` is `void`.
     types: Vec<TypeRecord>,
     /// Named structs and unions (C keeps them in one tag namespace). A name can have several
@@ -201,7 +204,7 @@ impl fmt::Debug for Btf {
         f.debug_struct("Btf")
             .field("types", &self.types.len().saturating_sub(1))
             .field("named_structs_and_unions", &self.composites_by_name.len())
-            .field("string_bytes", &self.strings.len())
+            .field("string_bytes", &self.strings().len())
             .finish()
     }
 }
@@ -219,23 +222,44 @@ impl Btf {
                 })
             }
         };
-        Btf::parse(&bytes)
+        Btf::from_vec(bytes)
     }
 
     /// Parses a raw little-endian BTF blob (as in `/sys/kernel/btf/vmlinux`).
+    #[cfg(test)]
     pub fn parse(bytes: &[u8]) -> Result<Btf, BtfError> {
-        let header = Header::parse(bytes)?;
-        let type_section = section(bytes, header.len, header.type_off, header.type_len, "type")?;
-        let strings = section(bytes, header.len, header.str_off, header.str_len, "string")?;
+        Btf::from_vec(bytes.to_vec())
+    }
+
+    /// Parses a blob, keeping it.
+    fn from_vec(data: Vec<u8>) -> Result<Btf, BtfError> {
+        let header = Header::parse(&data)?;
+        let type_section = section(&data, header.len, header.type_off, header.type_len, "type")?;
+        let strings = section(&data, header.len, header.str_off, header.str_len, "string")?;
         check_strings(strings)?;
+        let types = parse_types(type_section)?;
+        let range_of = |part: &[u8]| {
+            let start = part.as_ptr() as usize - data.as_ptr() as usize;
+            start..start + part.len()
+        };
+        let (type_range, string_range) = (range_of(type_section), range_of(strings));
         let mut btf = Btf {
-            types: parse_types(type_section)?,
-            type_section: type_section.to_vec(),
-            strings: strings.to_vec(),
+            data,
+            type_range,
+            string_range,
+            types,
             composites_by_name: HashMap::new(),
         };
         btf.composites_by_name = btf.index_composites()?;
         Ok(btf)
+    }
+
+    fn type_section(&self) -> &[u8] {
+        self.data.get(self.type_range.clone()).unwrap_or_default()
+    }
+
+    fn strings(&self) -> &[u8] {
+        self.data.get(self.string_range.clone()).unwrap_or_default()
     }
 
     /// Byte offset of a member path inside a struct, e.g. `member_offset("sock",
@@ -532,7 +556,7 @@ impl Btf {
         let word = |n: usize| {
             n.checked_mul(4)
                 .and_then(|delta| at.checked_add(delta))
-                .and_then(|pos| read_u32(&self.type_section, pos))
+                .and_then(|pos| read_u32(self.type_section(), pos))
                 .ok_or_else(|| malformed("member record past the end of the type section"))
         };
         let offset = word(2)?;
@@ -554,7 +578,7 @@ impl Btf {
     fn extra_u32(&self, record: &TypeRecord, n: usize) -> Result<u32, BtfError> {
         n.checked_mul(4)
             .and_then(|delta| record.extra_at.checked_add(delta))
-            .and_then(|pos| read_u32(&self.type_section, pos))
+            .and_then(|pos| read_u32(self.type_section(), pos))
             .ok_or_else(|| malformed("type data past the end of the type section"))
     }
 
@@ -563,7 +587,7 @@ impl Btf {
     fn name(&self, offset: u32) -> Result<&[u8], BtfError> {
         let tail = usize::try_from(offset)
             .ok()
-            .and_then(|start| self.strings.get(start..))
+            .and_then(|start| self.strings().get(start..))
             .ok_or_else(|| {
                 malformed(format!("string offset {offset} is past the string section"))
             })?;
