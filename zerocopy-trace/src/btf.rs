@@ -239,8 +239,9 @@ impl Btf {
         check_strings(strings)?;
         let types = parse_types(type_section)?;
         let range_of = |part: &[u8]| {
-            let start = part.as_ptr() as usize - data.as_ptr() as usize;
-            start..start + part.len()
+            // `part` is a sub-slice of `data`, so the difference is its offset in it.
+            let start = (part.as_ptr() as usize).saturating_sub(data.as_ptr() as usize);
+            start..start.saturating_add(part.len())
         };
         let (type_range, string_range) = (range_of(type_section), range_of(strings));
         let mut btf = Btf {
