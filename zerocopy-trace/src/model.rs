@@ -45,6 +45,12 @@ pub struct Cost {
     pub transitions: u64,
     pub calls: u64,
     pub errors: u64,
+    /// The two paths of the classic picture: read/write/recv/send calls (whose bytes are
+    /// copied, or pinned by MSG_ZEROCOPY), and in-kernel movers with the bytes they moved.
+    pub copy_calls: u64,
+    pub pinned_bytes: u64,
+    pub kernel_calls: u64,
+    pub kernel_bytes: u64,
 }
 
 impl Cost {
@@ -56,8 +62,12 @@ impl Cost {
                 let pinned = c.msg_zerocopy_bytes.min(c.bytes);
                 cost.copied_bytes = cost.copied_bytes.saturating_add(c.bytes - pinned);
                 cost.zero_copy_bytes = cost.zero_copy_bytes.saturating_add(pinned);
+                cost.pinned_bytes = cost.pinned_bytes.saturating_add(pinned);
+                cost.copy_calls = cost.copy_calls.saturating_add(c.calls);
             } else {
                 cost.zero_copy_bytes = cost.zero_copy_bytes.saturating_add(c.bytes);
+                cost.kernel_bytes = cost.kernel_bytes.saturating_add(c.bytes);
+                cost.kernel_calls = cost.kernel_calls.saturating_add(c.calls);
             }
             cost.transitions = cost.transitions.saturating_add(c.calls.saturating_mul(2));
             cost.calls = cost.calls.saturating_add(c.calls);
@@ -151,6 +161,24 @@ mod tests {
         let cost = Cost::of(&counters);
         assert_eq!((cost.copied_bytes, cost.zero_copy_bytes), (1000, 3000));
         assert_eq!(cost.verdict(), Verdict::Mixed);
+    }
+
+    #[test]
+    fn the_two_paths_of_the_picture() {
+        let mut c = with(&[
+            ("read", 4, 400),
+            ("write", 4, 400),
+            ("splice", 2, 800),
+            ("sendmsg", 1, 100),
+        ]);
+        c[syscall_id("sendmsg").unwrap()].msg_zerocopy_bytes = 60;
+        let cost = Cost::of(&c);
+        assert_eq!(
+            (cost.copy_calls, cost.copied_bytes, cost.pinned_bytes),
+            (9, 840, 60)
+        );
+        assert_eq!((cost.kernel_calls, cost.kernel_bytes), (2, 800));
+        assert_eq!(cost.zero_copy_bytes, 860);
     }
 
     #[test]

@@ -7,10 +7,11 @@ mod common;
 use std::{
     io::Read,
     process::{Command, Stdio},
-    time::{Duration, Instant},
 };
 
-use common::{privileged, spawn_agent, spawn_agent_with_env, Agent, AGENT};
+use common::{
+    assert_unloaded, loaded, privileged, spawn_agent, spawn_agent_with_env, Agent, AGENT,
+};
 
 /// Starts `zerocopy-trace report --hook <hook>` and returns it with the ids of the programs it
 /// loaded: fork, exec and exit, plus the raw exit program or the enter and exit pair.
@@ -19,28 +20,6 @@ fn start_agent(hook: &str) -> (Agent, Vec<u32>) {
     let expected = if hook == "raw" { 4 } else { 5 };
     assert_eq!(ids.len(), expected, "{hook}: {ids:?}");
     (agent, ids)
-}
-
-fn loaded(ids: &[u32]) -> Vec<u32> {
-    aya::programs::loaded_programs()
-        .filter_map(Result::ok)
-        .map(|info| info.id())
-        .filter(|id| ids.contains(id))
-        .collect()
-}
-
-/// The kernel frees a program once its last reference is gone, which can trail the process
-/// exit by a grace period; wait for that, boundedly.
-fn assert_unloaded(ids: &[u32], how: &str) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !loaded(ids).is_empty() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    assert_eq!(
-        loaded(ids),
-        Vec::<u32>::new(),
-        "programs left loaded after {how}"
-    );
 }
 
 fn end_with(signal: i32, name: &str, hook: &str) {

@@ -15,7 +15,7 @@ use std::{
 
 use serde_json::Value;
 
-use common::{privileged, scratch, AGENT, WORKLOAD};
+use common::{assert_unloaded, loaded, privileged, scratch, AGENT, WORKLOAD};
 
 /// A tmux server of our own (its own socket), killed when dropped.
 struct Tmux {
@@ -108,14 +108,6 @@ fn logged_program_ids(log: &str) -> Option<Vec<u32>> {
             .map(|id| id.parse().expect("numeric program id"))
             .collect(),
     )
-}
-
-fn loaded(ids: &[u32]) -> Vec<u32> {
-    aya::programs::loaded_programs()
-        .filter_map(Result::ok)
-        .map(|info| info.id())
-        .filter(|id| ids.contains(id))
-        .collect()
 }
 
 /// The verdict on the table row of `pid` (columns: PID COMM VERDICT ...; comm is one word
@@ -216,12 +208,7 @@ fn dashboard_shows_the_workload_and_quits_clean() {
         "0",
         "the alternate screen was left"
     );
-    // The programs go with the agent's last reference; the kernel may trail by a grace period.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !loaded(&ids).is_empty() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    assert_eq!(loaded(&ids), Vec::<u32>::new(), "programs left loaded");
+    assert_unloaded(&ids, "q");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -261,11 +248,7 @@ fn a_panic_restores_the_terminal_and_unloads_everything() {
     let text = std::fs::read_to_string(&log).expect("agent log");
     assert!(text.contains("panicking on purpose"), "{text}");
     let ids = logged_program_ids(&text).expect("the agent logs its program ids on attach");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !loaded(&ids).is_empty() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    assert_eq!(loaded(&ids), Vec::<u32>::new(), "programs left loaded");
+    assert_unloaded(&ids, "a panic in the dashboard");
     let _ = std::fs::remove_dir_all(&dir);
 }
 

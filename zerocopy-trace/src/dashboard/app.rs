@@ -158,37 +158,6 @@ pub struct Figures {
     pub busiest: Option<&'static str>,
 }
 
-/// The two paths of the classic picture, with what a process did on each.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Paths {
-    /// read/write/recv/send calls and the bytes the CPU copied through them.
-    pub copy_calls: u64,
-    pub copied: u64,
-    /// Bytes those calls did not copy (MSG_ZEROCOPY sends pin pages instead).
-    pub pinned: u64,
-    /// sendfile/splice/tee/vmsplice/copy_file_range calls and the bytes they moved.
-    pub kernel_calls: u64,
-    pub kernel_bytes: u64,
-}
-
-impl Paths {
-    pub fn of(counters: &SyscallCounters) -> Paths {
-        let mut paths = Paths::default();
-        for (desc, c) in SYSCALLS.iter().zip(counters) {
-            if desc.family.copies_across_boundary() {
-                let pinned = c.msg_zerocopy_bytes.min(c.bytes);
-                paths.copy_calls = paths.copy_calls.saturating_add(c.calls);
-                paths.copied = paths.copied.saturating_add(c.bytes - pinned);
-                paths.pinned = paths.pinned.saturating_add(pinned);
-            } else {
-                paths.kernel_calls = paths.kernel_calls.saturating_add(c.calls);
-                paths.kernel_bytes = paths.kernel_bytes.saturating_add(c.bytes);
-            }
-        }
-        paths
-    }
-}
-
 /// The whole dashboard.
 #[derive(Clone, Debug)]
 pub struct App {
@@ -794,26 +763,5 @@ pub mod tests {
         update(&mut app, Action::ToggleHelp);
         update(&mut app, Action::Quit);
         assert!(!app.help && app.quit);
-    }
-
-    #[test]
-    fn paths_split_copies_from_in_kernel_moves() {
-        let mut c = counters(&[
-            ("read", 4, 400),
-            ("write", 4, 400),
-            ("splice", 2, 800),
-            ("sendmsg", 1, 100),
-        ]);
-        c[syscall_id("sendmsg").expect("sendmsg")].msg_zerocopy_bytes = 60;
-        assert_eq!(
-            Paths::of(&c),
-            Paths {
-                copy_calls: 9,
-                copied: 840,
-                pinned: 60,
-                kernel_calls: 2,
-                kernel_bytes: 800
-            }
-        );
     }
 }

@@ -154,3 +154,26 @@ pub fn stop_agent(mut agent: Agent) -> Value {
     assert!(status.success(), "agent failed: {status:?}");
     serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("bad JSON ({e}):\n{stdout}"))
 }
+
+/// Which of these kernel program ids are loaded.
+pub fn loaded(ids: &[u32]) -> Vec<u32> {
+    aya::programs::loaded_programs()
+        .filter_map(Result::ok)
+        .map(|info| info.id())
+        .filter(|id| ids.contains(id))
+        .collect()
+}
+
+/// The kernel frees a program once its last reference is gone, which can trail the process
+/// exit by a grace period; wait for that, boundedly, then insist.
+pub fn assert_unloaded(ids: &[u32], how: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !loaded(ids).is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(
+        loaded(ids),
+        Vec::<u32>::new(),
+        "programs left loaded after {how}"
+    );
+}

@@ -13,7 +13,8 @@ use zerocopy_trace_common::SYSCALLS;
 use super::{format, table::verdict_color};
 use crate::{
     correlate,
-    dashboard::app::{per_second, App, Paths, Row as ProcessRow},
+    dashboard::app::{per_second, App, Row as ProcessRow},
+    model::Cost,
     units,
 };
 
@@ -74,7 +75,7 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     .areas(inner);
     syscall_table(app, row, &used, syscalls, buf);
     sparklines(row, sparks, buf);
-    paths_picture(&Paths::of(&row.totals), picture, buf);
+    paths_picture(&Cost::of(&row.totals), picture, buf);
     flows_and_finding(row, flows, buf);
 }
 
@@ -158,17 +159,20 @@ fn sparklines(row: &ProcessRow, area: Rect, buf: &mut Buffer) {
 }
 
 /// The classic per-chunk costs of the two paths, each with what this process did on it.
-fn paths_picture(paths: &Paths, area: Rect, buf: &mut Buffer) {
+fn paths_picture(paths: &Cost, area: Rect, buf: &mut Buffer) {
     let here =
         |text: String| Line::from(vec![Span::raw("  this pid  ").dark_gray(), Span::raw(text)]);
     let mut copy_line = format!(
         "{} calls, {} copied by the CPU, {} transitions",
         units::count(paths.copy_calls),
-        units::bytes(paths.copied),
+        units::bytes(paths.copied_bytes),
         units::count(paths.copy_calls.saturating_mul(2))
     );
-    if paths.pinned > 0 {
-        copy_line += &format!(", {} pinned (MSG_ZEROCOPY)", units::bytes(paths.pinned));
+    if paths.pinned_bytes > 0 {
+        copy_line += &format!(
+            ", {} pinned (MSG_ZEROCOPY)",
+            units::bytes(paths.pinned_bytes)
+        );
     }
     let lines = vec![
         Line::from(vec![
