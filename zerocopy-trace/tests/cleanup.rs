@@ -4,13 +4,11 @@
 
 mod common;
 
-use std::{
-    io::Read,
-    process::{Command, Stdio},
-};
+use std::process::{Command, Stdio};
 
 use common::{
-    assert_unloaded, loaded, privileged, spawn_agent, spawn_agent_with_env, Agent, AGENT,
+    assert_unloaded, loaded, privileged, signal_agent, spawn_agent, spawn_agent_with_env, Agent,
+    AGENT,
 };
 
 /// Starts `zerocopy-trace report --hook <hook>` and returns it with the ids of the programs it
@@ -24,22 +22,12 @@ fn start_agent(hook: &str) -> (Agent, Vec<u32>) {
 
 fn end_with(signal: i32, name: &str, hook: &str) {
     let (mut agent, ids) = start_agent(hook);
-    let child = agent.child();
     assert_eq!(
         loaded(&ids).len(),
         ids.len(),
         "the programs are loaded while tracing"
     );
-    // SAFETY: signalling our own child.
-    assert_eq!(unsafe { libc::kill(child.id() as i32, signal) }, 0);
-    let mut stdout = String::new();
-    child
-        .stdout
-        .take()
-        .expect("piped stdout")
-        .read_to_string(&mut stdout)
-        .expect("reading the report");
-    let status = child.wait().expect("waiting for the agent");
+    let (status, stdout) = signal_agent(&mut agent, signal);
     if signal == libc::SIGKILL {
         assert!(!status.success());
     } else {

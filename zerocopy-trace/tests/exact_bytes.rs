@@ -38,6 +38,17 @@ fn expected_flow(mode: &str, role: &str) -> (&'static str, &'static str, &'stati
     }
 }
 
+/// The report's entry for the workload's sender.
+fn sender<'a>(truth: &Value, report: &'a Value) -> &'a Value {
+    let sender = truth["processes"]
+        .as_array()
+        .expect("processes")
+        .iter()
+        .find(|p| p["role"] == "sender")
+        .expect("a sender");
+    process(report, sender["pid"].as_u64().expect("pid"))
+}
+
 fn run_mode(mode: &str, extra: &[&str]) -> (Value, Value) {
     run_mode_with(&[], mode, extra)
 }
@@ -177,13 +188,7 @@ fn sendfile_is_zero_copy_with_exact_figures() {
     // 4 MiB in 64 KiB chunks: 64 sendfile calls, 128 transitions, 0 CPU copies.
     let (truth, report) = run_mode("sendfile", &["--bytes", "4194304", "--chunk", "65536"]);
     assert_matches(&truth, &report);
-    let sender = truth["processes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["role"] == "sender")
-        .unwrap();
-    let seen = process(&report, sender["pid"].as_u64().unwrap());
+    let seen = sender(&truth, &report);
     assert_eq!(seen["syscalls"]["sendfile64"]["bytes"], 4194304);
     assert_eq!(seen["zero_copy_bytes"], 4194304);
     assert_eq!(seen["copied_bytes"], 0);
@@ -213,13 +218,7 @@ fn read_write_relay_copies_every_byte_twice() {
     }
     let (truth, report) = run_mode("read-write", &["--bytes", "2097152", "--chunk", "65536"]);
     assert_matches(&truth, &report);
-    let sender = truth["processes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["role"] == "sender")
-        .unwrap();
-    let seen = process(&report, sender["pid"].as_u64().unwrap());
+    let seen = sender(&truth, &report);
     // In from the file, out to the socket: 2 MiB copied each way through user memory.
     assert_eq!(seen["copied_bytes"], 2 * 2097152);
     assert_eq!(seen["zero_copy_bytes"], 0);
@@ -241,13 +240,7 @@ fn msg_zerocopy_sends_are_counted_as_zero_copy() {
     }
     let (truth, report) = run_mode("msg-zerocopy", &["--bytes", "1048576"]);
     assert_matches(&truth, &report);
-    let sender = truth["processes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["role"] == "sender")
-        .unwrap();
-    let seen = process(&report, sender["pid"].as_u64().unwrap());
+    let seen = sender(&truth, &report);
     assert_eq!(
         seen["syscalls"]["sendto"]["msg_zerocopy_bytes"],
         seen["syscalls"]["sendto"]["bytes"]

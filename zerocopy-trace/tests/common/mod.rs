@@ -137,12 +137,12 @@ pub fn spawn_agent_with_env(args: &[&str], env: &[(&str, &str)]) -> (Agent, Vec<
     (Agent(Some(child)), ids)
 }
 
-/// Ends an agent started by `spawn_agent` with SIGINT and returns its JSON report.
-pub fn stop_agent(mut agent: Agent) -> Value {
+/// Sends `signal` to an agent started by `spawn_agent`; returns how it ended and its stdout.
+pub fn signal_agent(agent: &mut Agent, signal: i32) -> (std::process::ExitStatus, String) {
     use std::io::Read;
     let child = agent.child();
     // SAFETY: signalling our own child.
-    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
+    assert_eq!(unsafe { libc::kill(child.id() as i32, signal) }, 0);
     let mut stdout = String::new();
     child
         .stdout
@@ -150,7 +150,12 @@ pub fn stop_agent(mut agent: Agent) -> Value {
         .expect("piped stdout")
         .read_to_string(&mut stdout)
         .expect("reading the report");
-    let status = child.wait().expect("waiting for the agent");
+    (child.wait().expect("waiting for the agent"), stdout)
+}
+
+/// Ends an agent started by `spawn_agent` with SIGINT and returns its JSON report.
+pub fn stop_agent(mut agent: Agent) -> Value {
+    let (status, stdout) = signal_agent(&mut agent, libc::SIGINT);
     assert!(status.success(), "agent failed: {status:?}");
     serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("bad JSON ({e}):\n{stdout}"))
 }
