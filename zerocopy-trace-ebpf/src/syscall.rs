@@ -107,21 +107,39 @@ pub fn syscall_enter(ctx: TracePointContext) -> u32 {
     0
 }
 
-/// What the exit needs to know of a call, from its arguments: the kinds of its fds, its send
-/// flags, its `struct mmsghdr` array.
+/// What the exit needs to know of a call, from its arguments: its send flags and its
+/// `struct mmsghdr` array. The fd kinds are left `NO_FD` for `fd_kinds` to fill in.
 #[inline(always)]
-fn describe(id: u32, args: &impl Arguments) -> PendingCall {
+fn describe_without_kinds(id: u32, args: &impl Arguments) -> PendingCall {
     let offsets = config::syscall(id);
     PendingCall {
         syscall: id,
         in_flight: 1,
-        source_kind: fd_kind_arg(args, offsets.source_fd_offset),
-        destination_kind: fd_kind_arg(args, offsets.destination_fd_offset),
+        source_kind: zerocopy_trace_common::fd_kind::NO_FD,
+        destination_kind: zerocopy_trace_common::fd_kind::NO_FD,
         msg_flags: args.at_format_offset(offsets.msg_flags_offset).unwrap_or(0),
         mmsg_vector: args
             .at_format_offset(offsets.mmsg_vector_offset)
             .unwrap_or(0),
     }
+}
+
+/// The kinds of the call's source and destination fds (`NO_FD` where it has none).
+#[inline(always)]
+fn fd_kinds(id: u32, args: &impl Arguments) -> (u8, u8) {
+    let offsets = config::syscall(id);
+    (
+        fd_kind_arg(args, offsets.source_fd_offset),
+        fd_kind_arg(args, offsets.destination_fd_offset),
+    )
+}
+
+/// Everything the exit needs to know of a call.
+#[inline(always)]
+fn describe(id: u32, args: &impl Arguments) -> PendingCall {
+    let mut call = describe_without_kinds(id, args);
+    (call.source_kind, call.destination_kind) = fd_kinds(id, args);
+    call
 }
 
 #[inline(always)]
@@ -174,22 +192,9 @@ pub fn raw_syscall_exit(ctx: RawTracePointContext) -> i32 {
     if let Some(window) = Slots::<8>::read_kernel(regs + config::raw_window_start() as u64) {
         let ret: i64 = ctx.arg(1);
         let args = Registers(window);
-        let offsets = config::syscall(id);
-        let call = PendingCall {
-            syscall: id,
-            in_flight: 1,
-            source_kind: zerocopy_trace_common::fd_kind::NO_FD,
-            destination_kind: zerocopy_trace_common::fd_kind::NO_FD,
-            msg_flags: args.at_format_offset(offsets.msg_flags_offset).unwrap_or(0),
-            mmsg_vector: args
-                .at_format_offset(offsets.mmsg_vector_offset)
-                .unwrap_or(0),
-        };
-        count(tgid, id, ret, &call, || {
-            (
-                fd_kind_arg(&args, offsets.source_fd_offset),
-                fd_kind_arg(&args, offsets.destination_fd_offset),
-            )
+        // Kinds resolved after the bytes are counted (see `count`).
+        count(tgid, id, ret, &describe_without_kinds(id, &args), || {
+            fd_kinds(id, &args)
         });
     }
     0
