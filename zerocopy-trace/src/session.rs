@@ -144,8 +144,8 @@ pub fn start(targets: Targets, extra_pid: Option<u32>, options: &TraceOptions) -
         cgroup: targets.cgroup.as_deref().map(cgroup::resolve).transpose()?,
         hook: options.hook,
     };
-    let plan = plan_here(&tracefs, &scope)?;
     let cpus = possible_cpus()?;
+    let plan = plan_here(&tracefs, &scope, cpus)?;
     let max_processes = options
         .max_processes
         .unwrap_or_else(|| attach::default_max_processes(cpus));
@@ -178,12 +178,12 @@ pub fn start(targets: Targets, extra_pid: Option<u32>, options: &TraceOptions) -
 }
 
 /// Plans a trace of `scope` on this kernel: its tracepoint formats, its BTF, its CPUs.
-fn plan_here(tracefs: &std::path::Path, scope: &Scope) -> Result<Plan> {
+fn plan_here(tracefs: &std::path::Path, scope: &Scope, cpus: u32) -> Result<Plan> {
     let plan = plan::plan(
         |category, name| tracefs::read_format(tracefs, category, name),
         scope,
         &kernel_offsets::of_running_kernel(),
-        possible_cpus()?,
+        cpus,
     )?;
     if !plan.not_covered.is_empty() {
         log::warn!(
@@ -327,7 +327,7 @@ pub async fn floor(hook: Hook, mut signals: Signals) -> Result<()> {
         hook,
         ..Scope::default()
     };
-    let plan = plan_here(&tracefs, &scope)?;
+    let plan = plan_here(&tracefs, &scope, possible_cpus()?)?;
     let mut tracer = attach::attach_floor(&plan)?;
     log::info!(
         "attached empty programs ({:?} hook); BPF program ids {:?}",
