@@ -8,4 +8,4 @@ pub mod names;
 pub mod syscalls;
 
 pub use abi::*;
-pub use syscalls::{Counting, Family, FdRole, SyscallDesc, SYSCALLS, SYSCALL_COUNT};
+pub use syscalls::{Arch, Counting, Method, SyscallDesc, SYSCALLS, SYSCALL_COUNT};

@@ -1,32 +1,35 @@
-//! The one description of every traced syscall. The loader derives its attach list and the
-//! kernel configuration from it; the model derives copies, zero-copy bytes and transitions from
-//! it. Adding a syscall is one row here (plus its tracepoints existing in the kernel).
+//! The one description of every traced syscall. Everything that varies by syscall is a field of
+//! its row: its number on each architecture, which arguments are fds, how its bytes are
+//! counted, how it moves them (its `Method`), and the name people know it by. The loader
+//! derives its attach list and the kernel configuration from this table; the model, the
+//! correlation and the workload helper's ground truth derive from it too. Adding a syscall is
+//! one row here (plus its tracepoints existing in the kernel).
 
-/// How a syscall moves data, which decides whether its bytes were copied by the CPU across the
-/// user/kernel boundary or moved inside the kernel.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Family {
-    /// read/readv/pread*: kernel -> user memory, one CPU copy.
-    Read,
-    /// write/writev/pwrite*: user memory -> kernel, one CPU copy.
-    Write,
-    /// recv*: socket -> user memory, one CPU copy.
-    Recv,
-    /// send*: user memory -> socket, one CPU copy (unless `MSG_ZEROCOPY`).
-    Send,
-    /// sendfile/splice/tee/copy_file_range/vmsplice: the kernel moves page references; no
-    /// CPU copy across the user/kernel boundary.
-    InKernel,
+/// How a data path moves its bytes. This is what decides whether the CPU copied them across
+/// the user/kernel boundary, how flows are paired, and what a finding may recommend. A second
+/// table of data paths (io_uring operations) shares it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Method {
+    /// Between an fd and user memory, one CPU copy per byte: the read and recv families bring
+    /// data in (the fd is the source), the write and send families take it out (the fd is the
+    /// destination).
+    UserCopy,
+    /// `sendfile`: file pages handed to another fd inside the kernel.
+    Sendfile,
+    /// `copy_file_range`: file to file inside the kernel (or the filesystem).
+    CopyFileRange,
+    /// `splice`, `tee`, `vmsplice`: page references moved through pipes.
+    PipeMover,
 }
 
-impl Family {
-    /// Bytes of this family cross the user/kernel boundary by a CPU copy.
-    pub const fn copies_across_boundary(self) -> bool {
-        !matches!(self, Family::InKernel)
+impl Method {
+    /// Bytes moved this way cross the user/kernel boundary by a CPU copy.
+    pub const fn copies(self) -> bool {
+        matches!(self, Method::UserCopy)
     }
 }
 
-/// How the exit tracepoint's return value turns into bytes moved.
+/// How the exit's return value turns into bytes moved.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Counting {
     /// The return value is the byte count.
@@ -36,13 +39,29 @@ pub enum Counting {
     MmsgLengths,
 }
 
-/// Which role an fd argument plays in the data flow.
+/// The architectures whose syscall numbers the table carries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum FdRole {
-    /// Data comes out of this fd.
-    Source,
-    /// Data goes into this fd.
-    Destination,
+pub enum Arch {
+    X86_64,
+    Aarch64,
+}
+
+impl Arch {
+    /// The architecture this code was compiled for, if the table knows it.
+    pub const HOST: Option<Arch> = if cfg!(target_arch = "x86_64") {
+        Some(Arch::X86_64)
+    } else if cfg!(target_arch = "aarch64") {
+        Some(Arch::Aarch64)
+    } else {
+        None
+    };
+}
+
+/// A syscall's number on each architecture (64-bit ABIs; 32-bit compat calls are not traced).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Numbers {
+    pub x86_64: u16,
+    pub aarch64: u16,
 }
 
 /// One traced syscall. Field names are those of the tracepoint's `format` file; the loader
@@ -51,22 +70,48 @@ pub enum FdRole {
 pub struct SyscallDesc {
     /// Name as in `sys_enter_<name>` / `sys_exit_<name>` and in the JSON output.
     pub name: &'static str,
-    pub family: Family,
+    /// Name as people know it (`sendfile`, not the tracepoint's `sendfile64`): flows and
+    /// findings use it.
+    pub display: &'static str,
+    pub numbers: Numbers,
+    pub method: Method,
     pub counting: Counting,
     /// `format` field of the fd data comes from, if the syscall has one.
     pub source_fd: Option<&'static str>,
     /// `format` field of the fd data goes to, if the syscall has one.
     pub destination_fd: Option<&'static str>,
-    /// `format` field holding `MSG_*` flags (send family: `MSG_ZEROCOPY` is counted apart).
+    /// `format` field holding `MSG_*` flags where `MSG_ZEROCOPY` matters (the send family).
     pub msg_flags: Option<&'static str>,
     /// `format` field holding the `struct mmsghdr *` for `Counting::MmsgLengths`.
     pub mmsg_vector: Option<&'static str>,
 }
 
-const fn desc(name: &'static str, family: Family) -> SyscallDesc {
+impl SyscallDesc {
+    /// The syscall's number on `arch`.
+    pub const fn number(&self, arch: Arch) -> u16 {
+        match arch {
+            Arch::X86_64 => self.numbers.x86_64,
+            Arch::Aarch64 => self.numbers.aarch64,
+        }
+    }
+
+    /// A user-space copy whose fd is the source: data comes into user memory (read, recv).
+    pub const fn copies_in(&self) -> bool {
+        self.method.copies() && self.source_fd.is_some()
+    }
+
+    /// A user-space copy whose fd is the destination: data leaves user memory (write, send).
+    pub const fn copies_out(&self) -> bool {
+        self.method.copies() && self.destination_fd.is_some()
+    }
+}
+
+const fn desc(name: &'static str, x86_64: u16, aarch64: u16, method: Method) -> SyscallDesc {
     SyscallDesc {
         name,
-        family,
+        display: name,
+        numbers: Numbers { x86_64, aarch64 },
+        method,
         counting: Counting::ReturnValue,
         source_fd: None,
         destination_fd: None,
@@ -76,34 +121,42 @@ const fn desc(name: &'static str, family: Family) -> SyscallDesc {
 }
 
 /// A syscall that reads from `fd` into user memory.
-const fn reads(name: &'static str, family: Family) -> SyscallDesc {
+const fn reads(name: &'static str, x86_64: u16, aarch64: u16) -> SyscallDesc {
     SyscallDesc {
         source_fd: Some("fd"),
-        ..desc(name, family)
+        ..desc(name, x86_64, aarch64, Method::UserCopy)
     }
 }
 
 /// A syscall that writes user memory into `fd`.
-const fn writes(name: &'static str, family: Family) -> SyscallDesc {
+const fn writes(name: &'static str, x86_64: u16, aarch64: u16) -> SyscallDesc {
     SyscallDesc {
         destination_fd: Some("fd"),
-        ..desc(name, family)
+        ..desc(name, x86_64, aarch64, Method::UserCopy)
+    }
+}
+
+/// A send: a write whose `flags` may ask for `MSG_ZEROCOPY`.
+const fn sends(name: &'static str, x86_64: u16, aarch64: u16) -> SyscallDesc {
+    SyscallDesc {
+        msg_flags: Some("flags"),
+        ..writes(name, x86_64, aarch64)
     }
 }
 
 /// A syscall the kernel serves from `source` into `destination` without user memory.
-const fn moves(name: &'static str, source: &'static str, destination: &'static str) -> SyscallDesc {
+const fn moves(
+    name: &'static str,
+    x86_64: u16,
+    aarch64: u16,
+    method: Method,
+    source: &'static str,
+    destination: &'static str,
+) -> SyscallDesc {
     SyscallDesc {
         source_fd: Some(source),
         destination_fd: Some(destination),
-        ..desc(name, Family::InKernel)
-    }
-}
-
-const fn with_msg_flags(d: SyscallDesc) -> SyscallDesc {
-    SyscallDesc {
-        msg_flags: Some("flags"),
-        ..d
+        ..desc(name, x86_64, aarch64, method)
     }
 }
 
@@ -118,33 +171,45 @@ const fn counting_mmsg(d: SyscallDesc) -> SyscallDesc {
 /// Number of traced syscalls; the index of a syscall in `SYSCALLS` is its id in the kernel maps.
 pub const SYSCALL_COUNT: usize = 21;
 
-/// Every data-path syscall zerocopy-trace follows, in the order of their ids.
+/// Every data-path syscall zerocopy-trace follows, in the order of their ids. Numbers from the
+/// kernel's `arch/x86/entry/syscalls/syscall_64.tbl` and `include/uapi/asm-generic/unistd.h`.
 pub const SYSCALLS: [SyscallDesc; SYSCALL_COUNT] = [
-    reads("read", Family::Read),
-    writes("write", Family::Write),
-    reads("readv", Family::Read),
-    writes("writev", Family::Write),
-    reads("pread64", Family::Read),
-    writes("pwrite64", Family::Write),
-    reads("preadv", Family::Read),
-    writes("pwritev", Family::Write),
-    reads("preadv2", Family::Read),
-    writes("pwritev2", Family::Write),
-    with_msg_flags(reads("recvfrom", Family::Recv)),
-    with_msg_flags(reads("recvmsg", Family::Recv)),
-    counting_mmsg(with_msg_flags(reads("recvmmsg", Family::Recv))),
-    with_msg_flags(writes("sendto", Family::Send)),
-    with_msg_flags(writes("sendmsg", Family::Send)),
-    counting_mmsg(with_msg_flags(writes("sendmmsg", Family::Send))),
-    moves("sendfile64", "in_fd", "out_fd"),
-    moves("splice", "fd_in", "fd_out"),
-    moves("tee", "fdin", "fdout"),
+    reads("read", 0, 63),
+    writes("write", 1, 64),
+    reads("readv", 19, 65),
+    writes("writev", 20, 66),
+    reads("pread64", 17, 67),
+    writes("pwrite64", 18, 68),
+    reads("preadv", 295, 69),
+    writes("pwritev", 296, 70),
+    reads("preadv2", 327, 286),
+    writes("pwritev2", 328, 287),
+    reads("recvfrom", 45, 207),
+    reads("recvmsg", 47, 212),
+    counting_mmsg(reads("recvmmsg", 299, 243)),
+    sends("sendto", 44, 206),
+    sends("sendmsg", 46, 211),
+    counting_mmsg(sends("sendmmsg", 307, 269)),
+    // 64-bit kernels have one sendfile syscall; its tracepoint is named `sendfile64`.
+    SyscallDesc {
+        display: "sendfile",
+        ..moves("sendfile64", 40, 71, Method::Sendfile, "in_fd", "out_fd")
+    },
+    moves("splice", 275, 76, Method::PipeMover, "fd_in", "fd_out"),
+    moves("tee", 276, 77, Method::PipeMover, "fdin", "fdout"),
     // vmsplice maps user pages into (or out of) the pipe `fd`; the pipe is where data goes.
     SyscallDesc {
         destination_fd: Some("fd"),
-        ..desc("vmsplice", Family::InKernel)
+        ..desc("vmsplice", 278, 75, Method::PipeMover)
     },
-    moves("copy_file_range", "fd_in", "fd_out"),
+    moves(
+        "copy_file_range",
+        326,
+        285,
+        Method::CopyFileRange,
+        "fd_in",
+        "fd_out",
+    ),
 ];
 
 /// The id of the syscall called `name`, if it is traced.
@@ -157,10 +222,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn names_are_unique() {
+    fn names_and_numbers_are_unique() {
         for (i, a) in SYSCALLS.iter().enumerate() {
             for b in &SYSCALLS[i + 1..] {
                 assert_ne!(a.name, b.name);
+                assert_ne!(a.display, b.display);
+                for arch in [Arch::X86_64, Arch::Aarch64] {
+                    assert_ne!(a.number(arch), b.number(arch), "{} {}", a.name, b.name);
+                }
             }
         }
     }
@@ -188,25 +257,30 @@ mod tests {
     fn in_kernel_movers_are_the_zero_copy_set() {
         let movers: [&str; 5] = ["sendfile64", "splice", "tee", "vmsplice", "copy_file_range"];
         for s in &SYSCALLS {
-            assert_eq!(
-                !s.family.copies_across_boundary(),
-                movers.contains(&s.name),
-                "{}",
-                s.name
-            );
+            assert_eq!(!s.method.copies(), movers.contains(&s.name), "{}", s.name);
         }
     }
 
     #[test]
-    fn every_syscall_names_at_least_one_fd() {
+    fn every_copy_has_exactly_one_fd_and_only_sends_carry_flags() {
         for s in &SYSCALLS {
             assert!(
                 s.source_fd.is_some() || s.destination_fd.is_some(),
                 "{}",
                 s.name
             );
+            if s.method.copies() {
+                assert!(s.copies_in() != s.copies_out(), "{}", s.name);
+            }
+            assert_eq!(
+                s.msg_flags.is_some(),
+                ["sendto", "sendmsg", "sendmmsg"].contains(&s.name),
+                "{}",
+                s.name
+            );
         }
         assert_eq!(syscall_id("sendfile64"), Some(16));
+        assert_eq!(SYSCALLS[16].display, "sendfile");
         assert_eq!(syscall_id("sendfile"), None);
     }
 }

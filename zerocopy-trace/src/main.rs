@@ -12,6 +12,7 @@ mod cli;
 mod collect;
 mod correlate;
 mod dashboard;
+mod describe;
 #[cfg(test)]
 mod fuzz;
 mod kernel_offsets;
@@ -22,7 +23,6 @@ mod privileges;
 mod procfs;
 mod report;
 mod session;
-mod syscall_numbers;
 mod tracefs;
 mod units;
 
@@ -40,6 +40,7 @@ use clap::Parser;
 
 use crate::{
     cli::{Cli, Command, TopArgs},
+    model::Analysed,
     report::Report,
     session::{End, Outcome, Signals, Targets},
 };
@@ -149,9 +150,10 @@ fn describe(end: &End) -> Option<String> {
 
 /// Prints (or writes) the report. A closed stdout (`| head`) is not an error worth a message.
 fn emit(outcome: &Outcome, json: bool, output: Option<&Path>) -> Result<()> {
+    let analysed = Analysed::of(outcome.snapshot.clone());
     let report = Report {
         duration: round_to_ms(outcome.elapsed),
-        snapshot: &outcome.snapshot,
+        analysed: &analysed,
         not_covered: &outcome.not_covered,
         ended_because: describe(&outcome.end),
         occupancy: Some(outcome.occupancy),

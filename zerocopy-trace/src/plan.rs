@@ -3,11 +3,11 @@
 
 use anyhow::{bail, Context, Result};
 use zerocopy_trace_common::{
-    Config, Family, RawSyscallConfig, SyscallConfig, COMM_LEN, MAX_COMMS, MAX_CPUS, MAX_SYSCALL_NR,
+    Arch, Config, RawSyscallConfig, SyscallConfig, COMM_LEN, MAX_COMMS, MAX_CPUS, MAX_SYSCALL_NR,
     SYSCALLS,
 };
 
-use crate::{kernel_offsets::KernelLayout, syscall_numbers::syscall_number, tracefs::Format};
+use crate::{kernel_offsets::KernelLayout, tracefs::Format};
 
 /// What to attach and with which configuration.
 #[derive(Clone, Debug)]
@@ -74,6 +74,9 @@ pub fn plan(
     layout: &KernelLayout,
     nr_cpus: u32,
 ) -> Result<Plan> {
+    let arch = Arch::HOST.context(
+        "zerocopy-trace knows the syscall numbers of x86-64 and aarch64 only, not of this architecture",
+    )?;
     let mut config = Config::empty();
     let (mut covered, mut not_covered) = (Vec::new(), Vec::new());
     let (mut nr_offset, mut ret_offset, mut args_base) = (None, None, None);
@@ -85,10 +88,14 @@ pub fn plan(
             not_covered.push(desc.name);
             continue;
         };
-        let nr = syscall_number(desc.name)
-            .filter(|nr| (0..MAX_SYSCALL_NR as i64).contains(nr))
-            .with_context(|| format!("no usable syscall number for {}", desc.name))?;
-        config.syscall_of_nr[nr as usize] = id as u8;
+        let nr = usize::from(desc.number(arch));
+        if nr >= MAX_SYSCALL_NR {
+            bail!(
+                "syscall number {nr} of {} is past the kernel table ({MAX_SYSCALL_NR})",
+                desc.name
+            );
+        }
+        config.syscall_of_nr[nr] = id as u8;
 
         // Every syscall tracepoint shares these; insist they agree rather than pick one.
         same_offset(
@@ -112,12 +119,7 @@ pub fn plan(
         config.syscalls[id] = SyscallConfig {
             source_fd_offset: optional(desc.source_fd)?,
             destination_fd_offset: optional(desc.destination_fd)?,
-            // MSG_ZEROCOPY only changes anything for sends.
-            msg_flags_offset: if desc.family == Family::Send {
-                optional(desc.msg_flags)?
-            } else {
-                0
-            },
+            msg_flags_offset: optional(desc.msg_flags)?,
             mmsg_vector_offset: optional(desc.mmsg_vector)?,
         };
         covered.push(desc.name);
@@ -360,6 +362,38 @@ mod tests {
         assert_eq!(&plan.config.comms[0][..6], b"nginx\0");
         assert_eq!(plan.config.comms[2], [0; COMM_LEN]);
         assert_eq!((plan.config.cgroup_id, plan.config.cgroup_level), (4242, 2));
+    }
+
+    /// The table's numbers are the ones libc knows for the architecture we run on.
+    #[test]
+    fn the_table_numbers_are_this_architectures() {
+        let arch = Arch::HOST.expect("a supported architecture");
+        let libc_numbers = [
+            libc::SYS_read,
+            libc::SYS_write,
+            libc::SYS_readv,
+            libc::SYS_writev,
+            libc::SYS_pread64,
+            libc::SYS_pwrite64,
+            libc::SYS_preadv,
+            libc::SYS_pwritev,
+            libc::SYS_preadv2,
+            libc::SYS_pwritev2,
+            libc::SYS_recvfrom,
+            libc::SYS_recvmsg,
+            libc::SYS_recvmmsg,
+            libc::SYS_sendto,
+            libc::SYS_sendmsg,
+            libc::SYS_sendmmsg,
+            libc::SYS_sendfile,
+            libc::SYS_splice,
+            libc::SYS_tee,
+            libc::SYS_vmsplice,
+            libc::SYS_copy_file_range,
+        ];
+        for (desc, nr) in SYSCALLS.iter().zip(libc_numbers) {
+            assert_eq!(i64::from(desc.number(arch)), nr as i64, "{}", desc.name);
+        }
     }
 
     #[test]

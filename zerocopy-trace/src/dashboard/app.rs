@@ -12,11 +12,15 @@ use std::{
     time::Duration,
 };
 
-use zerocopy_trace_common::{Counters, SYSCALLS, SYSCALL_COUNT};
+use zerocopy_trace_common::SYSCALLS;
 
 use crate::{
     collect::{Dropped, Snapshot},
-    model::{Cost, SyscallCounters, Verdict},
+    model::{
+        analyse,
+        rates::{add_all, difference, per_second, zero_counters},
+        Analysis, Cost, SyscallCounters, Verdict,
+    },
 };
 
 /// Throughput samples kept per process for the sparkline: 5 minutes at the default interval.
@@ -137,6 +141,10 @@ pub struct Row {
     pub totals: SyscallCounters,
     /// Counts during the last sample.
     pub delta: SyscallCounters,
+    /// The model's analysis of `totals`: the detail pane's flows and finding.
+    pub analysis: Analysis,
+    /// The cost of `delta`: the rates.
+    pub rate: Cost,
     /// Oldest first, at most `HISTORY`.
     pub history: VecDeque<Throughput>,
     /// When (since attach) the exit was first seen.
@@ -255,6 +263,8 @@ impl App {
                     exited: false,
                     totals: zero_counters(),
                     delta: zero_counters(),
+                    analysis: analyse(&zero_counters()),
+                    rate: Cost::default(),
                     history: VecDeque::new(),
                     exited_at: None,
                     missing: 0,
@@ -262,6 +272,8 @@ impl App {
             });
             row.delta = difference(&record.syscalls, &row.totals);
             row.totals = record.syscalls;
+            row.analysis = analyse(&row.totals);
+            row.rate = Cost::of(&row.delta);
             row.comm = record.comm;
             row.missing = 0;
             if record.exited && !row.exited {
@@ -269,12 +281,11 @@ impl App {
                 row.exited_at = Some(elapsed);
             }
             add_all(&mut delta, &row.delta);
-            let cost = Cost::of(&row.delta);
             push_sample(
                 &mut row.history,
                 Throughput {
-                    copied: per_second(cost.copied_bytes, seconds) as u64,
-                    zero_copy: per_second(cost.zero_copy_bytes, seconds) as u64,
+                    copied: per_second(row.rate.copied_bytes, seconds) as u64,
+                    zero_copy: per_second(row.rate.zero_copy_bytes, seconds) as u64,
                 },
             );
             self.rows.insert(key, row);
@@ -283,6 +294,7 @@ impl App {
             row.missing += 1;
             if row.missing <= MISSING_GRACE {
                 row.delta = zero_counters();
+                row.rate = Cost::default();
                 push_sample(&mut row.history, Throughput::default());
                 self.rows.insert(key, row);
             }
@@ -320,26 +332,28 @@ impl App {
         (self.rows.len() - exited, exited)
     }
 
-    /// The counters the current mode shows.
-    pub fn counters<'a>(&self, row: &'a Row) -> &'a SyscallCounters {
+    /// A row's figures in the current mode, from the costs computed when it was ingested.
+    pub fn row_figures(&self, row: &Row) -> Figures {
         match self.show {
-            Show::Rates => &row.delta,
-            Show::Totals => &row.totals,
+            Show::Rates => self.figures(&row.rate, &row.delta),
+            Show::Totals => self.figures(&row.analysis.cost, &row.totals),
         }
     }
 
-    /// Divisor turning counts of the current mode into what is shown.
-    fn per(&self) -> f64 {
-        match self.show {
-            Show::Rates => self.sample.as_secs_f64(),
-            Show::Totals => 1.0,
-        }
+    /// The whole machine's figures in the current mode.
+    pub fn machine_figures(&self) -> Figures {
+        let counters = match self.show {
+            Show::Rates => &self.machine_delta,
+            Show::Totals => &self.machine_totals,
+        };
+        self.figures(&Cost::of(counters), counters)
     }
 
-    pub fn figures(&self, counters: &SyscallCounters) -> Figures {
-        let cost = Cost::of(counters);
+    /// What the table shows of `cost` (of `counters`) in the current mode.
+    fn figures(&self, cost: &Cost, counters: &SyscallCounters) -> Figures {
+        let seconds = self.sample.as_secs_f64();
         let per = |n: u64| match self.show {
-            Show::Rates => per_second(n, self.per()),
+            Show::Rates => per_second(n, seconds),
             Show::Totals => n as f64,
         };
         let busiest = SYSCALLS
@@ -370,7 +384,7 @@ impl App {
                     || row.comm.to_lowercase().contains(&needle)
                     || row.pid.to_string() == needle
             })
-            .map(|row| (row, self.figures(self.counters(row))))
+            .map(|row| (row, self.row_figures(row)))
             .collect();
         let moved = |f: &Figures| f.copied + f.zero_copy;
         rows.sort_by(|(ra, a), (rb, b)| {
@@ -452,53 +466,6 @@ pub fn update(app: &mut App, action: Action) {
     }
 }
 
-pub fn zero_counters() -> SyscallCounters {
-    [Counters::default(); SYSCALL_COUNT]
-}
-
-/// `now - before`, field by field; a counter that went backwards gives 0, not a wrap.
-fn difference(now: &SyscallCounters, before: &SyscallCounters) -> SyscallCounters {
-    let mut out = zero_counters();
-    let minus = |n: &[u64], b: &[u64], o: &mut [u64]| {
-        for ((o, n), b) in o.iter_mut().zip(n).zip(b) {
-            *o = n.saturating_sub(*b);
-        }
-    };
-    for ((o, n), b) in out.iter_mut().zip(now).zip(before) {
-        o.calls = n.calls.saturating_sub(b.calls);
-        o.bytes = n.bytes.saturating_sub(b.bytes);
-        o.errors = n.errors.saturating_sub(b.errors);
-        o.msg_zerocopy_bytes = n.msg_zerocopy_bytes.saturating_sub(b.msg_zerocopy_bytes);
-        minus(
-            &n.source_kind_bytes,
-            &b.source_kind_bytes,
-            &mut o.source_kind_bytes,
-        );
-        minus(
-            &n.destination_kind_bytes,
-            &b.destination_kind_bytes,
-            &mut o.destination_kind_bytes,
-        );
-    }
-    out
-}
-
-/// Machine-wide sums; 64-bit byte counts do not wrap in any real trace.
-fn add_all(sum: &mut SyscallCounters, more: &SyscallCounters) {
-    for (s, m) in sum.iter_mut().zip(more) {
-        s.add(m);
-    }
-}
-
-/// `n` over `seconds`; 0 for an empty interval rather than infinity.
-pub fn per_second(n: u64, seconds: f64) -> f64 {
-    if seconds > 0.0 {
-        n as f64 / seconds
-    } else {
-        0.0
-    }
-}
-
 fn push_sample(history: &mut VecDeque<Throughput>, sample: Throughput) {
     if history.len() == HISTORY {
         history.pop_front();
@@ -508,19 +475,12 @@ fn push_sample(history: &mut VecDeque<Throughput>, sample: Throughput) {
 
 #[cfg(test)]
 pub mod tests {
-    use zerocopy_trace_common::syscalls::syscall_id;
-
     use super::*;
     use crate::collect::ProcessRecord;
 
+    /// Counters as the kernel records them for a typical server (fd kinds included).
     pub fn counters(entries: &[(&str, u64, u64)]) -> SyscallCounters {
-        let mut out = zero_counters();
-        for &(name, calls, bytes) in entries {
-            let c = &mut out[syscall_id(name).expect("known syscall")];
-            c.calls = calls;
-            c.bytes = bytes;
-        }
-        out
+        crate::correlate::fixtures::served(entries)
     }
 
     pub fn record(
@@ -601,7 +561,6 @@ pub mod tests {
         );
         let (_, f) = app.visible()[0];
         assert_eq!(f.copied, 0.0);
-        assert_eq!(per_second(5, 0.0), 0.0);
     }
 
     #[test]

@@ -11,8 +11,12 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use zerocopy_trace_common::{drop_reason, fd_kind, SYSCALLS};
 
-use super::{ranked, Report};
-use crate::{attach::Occupancy, correlate, model::Verdict};
+use super::Report;
+use crate::{
+    attach::Occupancy,
+    describe,
+    model::{ProcessAnalysis, Verdict},
+};
 
 #[derive(Serialize)]
 struct JsonReport<'a> {
@@ -84,55 +88,60 @@ struct JsonDropped {
     bytes: u64,
 }
 
-pub fn to_json(report: &Report) -> String {
-    let processes = ranked(report.snapshot)
-        .into_iter()
-        .map(|(p, cost)| JsonProcess {
-            pid: p.pid,
-            ppid: p.ppid,
-            comm: &p.comm,
-            exited: p.exited,
-            syscalls: SYSCALLS
-                .iter()
-                .zip(&p.syscalls)
-                .filter(|(_, c)| c.calls > 0)
-                .map(|(desc, c)| {
-                    (
-                        desc.name,
-                        JsonSyscall {
-                            calls: c.calls,
-                            bytes: c.bytes,
-                            errors: c.errors,
-                            msg_zerocopy_bytes: c.msg_zerocopy_bytes,
-                            fd_kinds: JsonFdKinds {
-                                source: by_kind(&c.source_kind_bytes),
-                                destination: by_kind(&c.destination_kind_bytes),
-                            },
+/// One process of the report: its counters as the kernel recorded them, and its analysis.
+fn json_process(process: &ProcessAnalysis) -> JsonProcess<'_> {
+    let (p, analysis) = (&process.record, &process.analysis);
+    let cost = &analysis.cost;
+    JsonProcess {
+        pid: p.pid,
+        ppid: p.ppid,
+        comm: &p.comm,
+        exited: p.exited,
+        syscalls: SYSCALLS
+            .iter()
+            .zip(&p.syscalls)
+            .filter(|(_, c)| c.calls > 0)
+            .map(|(desc, c)| {
+                (
+                    desc.name,
+                    JsonSyscall {
+                        calls: c.calls,
+                        bytes: c.bytes,
+                        errors: c.errors,
+                        msg_zerocopy_bytes: c.msg_zerocopy_bytes,
+                        fd_kinds: JsonFdKinds {
+                            source: by_kind(&c.source_kind_bytes),
+                            destination: by_kind(&c.destination_kind_bytes),
                         },
-                    )
-                })
-                .collect(),
-            copied_bytes: cost.copied_bytes,
-            zero_copy_bytes: cost.zero_copy_bytes,
-            transitions: cost.transitions,
-            zero_copy_ratio: cost.zero_copy_ratio(),
-            verdict: cost.verdict(),
-            flows: correlate::flows(&p.syscalls)
-                .into_iter()
-                .map(|f| JsonFlow {
-                    relay: f.is_relay(),
-                    source: f.source,
-                    destination: f.destination,
-                    via: f.via.label(),
-                    bytes: f.bytes,
-                })
-                .collect(),
-            finding: correlate::finding(&p.comm, p.pid, &p.syscalls),
-        })
-        .collect();
+                    },
+                )
+            })
+            .collect(),
+        copied_bytes: cost.copied_bytes,
+        zero_copy_bytes: cost.zero_copy_bytes,
+        transitions: cost.transitions,
+        zero_copy_ratio: cost.zero_copy_ratio(),
+        verdict: cost.verdict(),
+        flows: analysis
+            .flows
+            .iter()
+            .map(|f| JsonFlow {
+                relay: f.is_relay(),
+                source: f.source.name(),
+                destination: f.destination.name(),
+                via: f.via.label.clone(),
+                bytes: f.bytes,
+            })
+            .collect(),
+        finding: describe::finding(&p.comm, p.pid, &analysis.finding),
+    }
+}
+
+pub fn to_json(report: &Report) -> String {
+    let processes = report.analysed.processes.iter().map(json_process).collect();
     let dropped = drop_reason::NAMES
         .iter()
-        .zip(&report.snapshot.dropped)
+        .zip(&report.analysed.dropped)
         .map(|(name, d)| {
             (
                 *name,
@@ -163,16 +172,22 @@ mod tests {
     use zerocopy_trace_common::{syscalls::syscall_id, Counters, SYSCALL_COUNT};
 
     use super::*;
-    use crate::collect::{ProcessRecord, Snapshot};
+    use crate::{
+        collect::{ProcessRecord, Snapshot},
+        model::Analysed,
+    };
 
     #[test]
     fn contract_fields() {
         let mut syscalls = [Counters::default(); SYSCALL_COUNT];
-        syscalls[syscall_id("sendfile64").unwrap()] = Counters {
+        let mut sendfile = Counters {
             calls: 16,
             bytes: 1 << 20,
             ..Default::default()
         };
+        sendfile.source_kind_bytes[fd_kind::FILE as usize] = 1 << 20;
+        sendfile.destination_kind_bytes[fd_kind::TCP as usize] = 1 << 20;
+        syscalls[syscall_id("sendfile64").unwrap()] = sendfile;
         syscalls[syscall_id("read").unwrap()] = Counters {
             calls: 2,
             bytes: 0,
@@ -200,7 +215,7 @@ mod tests {
         };
         let report = Report {
             duration: Duration::from_millis(1500),
-            snapshot: &snapshot,
+            analysed: &Analysed::of(snapshot),
             not_covered: &["tee"],
             ended_because: None,
             occupancy: None,
@@ -222,6 +237,9 @@ mod tests {
         assert_eq!(p["transitions"], 36);
         assert_eq!(p["zero_copy_ratio"], 1.0);
         assert_eq!(p["verdict"], "zero-copy");
+        assert_eq!(p["syscalls"]["sendfile64"]["fd_kinds"]["source"]["file"], 1 << 20);
+        assert_eq!(p["flows"][0]["via"], "sendfile");
+        assert_eq!(p["flows"][0]["relay"], false);
         assert_eq!(v["dropped"]["missing_enter"]["calls"], 0);
         assert_eq!(v["not_covered"][0], "tee");
     }

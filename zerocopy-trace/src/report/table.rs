@@ -4,8 +4,8 @@ use std::fmt::Write;
 
 use zerocopy_trace_common::drop_reason;
 
-use super::{ranked, Report};
-use crate::{correlate, units};
+use super::Report;
+use crate::{describe, units};
 
 /// Findings printed under the table, for the largest movers.
 const FINDINGS: usize = 10;
@@ -22,9 +22,11 @@ const HEADER: [&str; 8] = [
 ];
 
 pub fn to_table(report: &Report) -> String {
-    let rows: Vec<[String; 8]> = ranked(report.snapshot)
-        .into_iter()
-        .map(|(p, cost)| {
+    let processes = &report.analysed.processes;
+    let rows: Vec<[String; 8]> = processes
+        .iter()
+        .map(|process| {
+            let (p, cost) = (&process.record, &process.analysis.cost);
             [
                 p.pid.to_string(),
                 if p.exited {
@@ -83,18 +85,22 @@ pub fn to_table(report: &Report) -> String {
     if rows.is_empty() {
         let _ = writeln!(out, "(no data-path syscalls seen)");
     }
-    let ranked = ranked(report.snapshot);
-    if !ranked.is_empty() {
+    if !processes.is_empty() {
         let _ = writeln!(out, "findings:");
-        for (p, _) in ranked.iter().take(FINDINGS) {
-            let _ = writeln!(out, "  {}", correlate::finding(&p.comm, p.pid, &p.syscalls));
+        for p in processes.iter().take(FINDINGS) {
+            let (comm, pid) = (&p.record.comm, p.record.pid);
+            let _ = writeln!(
+                out,
+                "  {}",
+                describe::finding(comm, pid, &p.analysis.finding)
+            );
         }
-        if ranked.len() > FINDINGS {
-            let _ = writeln!(out, "  ... {} more in --json", ranked.len() - FINDINGS);
+        if processes.len() > FINDINGS {
+            let _ = writeln!(out, "  ... {} more in --json", processes.len() - FINDINGS);
         }
     }
     let dropped: Vec<String> = report
-        .snapshot
+        .analysed
         .dropped
         .iter()
         .enumerate()
@@ -127,33 +133,28 @@ pub fn to_table(report: &Report) -> String {
 mod tests {
     use std::time::Duration;
 
-    use zerocopy_trace_common::{syscalls::syscall_id, Counters, DropCounters, SYSCALL_COUNT};
+    use zerocopy_trace_common::DropCounters;
 
     use super::*;
-    use crate::collect::{ProcessRecord, Snapshot};
+    use crate::{
+        collect::{ProcessRecord, Snapshot},
+        model::Analysed,
+    };
 
     fn process(pid: u32, comm: &str, entries: &[(&str, u64, u64)]) -> ProcessRecord {
-        let mut syscalls = [Counters::default(); SYSCALL_COUNT];
-        for &(name, calls, bytes) in entries {
-            syscalls[syscall_id(name).unwrap()] = Counters {
-                calls,
-                bytes,
-                ..Counters::default()
-            };
-        }
         ProcessRecord {
             pid,
             ppid: 1,
             comm: comm.into(),
             exited: false,
-            syscalls,
+            syscalls: crate::correlate::fixtures::served(entries),
         }
     }
 
     fn report_of(snapshot: &Snapshot) -> String {
         to_table(&Report {
             duration: Duration::from_secs(5),
-            snapshot,
+            analysed: &Analysed::of(snapshot.clone()),
             not_covered: &[],
             ended_because: None,
             occupancy: None,
@@ -195,11 +196,14 @@ mod tests {
         );
         assert_eq!(lines[4], "findings:");
         assert_eq!(
-            lines[5], "  nginx[4121]: 100.0% of 1.2 GiB moved in the kernel: zero copy achieved",
+            lines[5],
+            "  nginx[4121]: 100.0% of 1.2 GiB moved file->tcp by sendfile: zero copy achieved",
             "{text}"
         );
         assert!(
-            lines[6].starts_with("  python3[880]: 0.0% zero copy of 1.0 GiB moved"),
+            lines[6].starts_with(
+                "  python3[880]: 512.0 MiB file->tcp through user space: 1.0 GiB of CPU copies"
+            ),
             "{text}"
         );
         assert_eq!(lines[7], "dropped: none");

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use anyhow::{bail, Context, Result};
 use libc::c_long;
 use serde::Serialize;
-use zerocopy_trace_common::{SYSCALLS, SYSCALL_COUNT};
+use zerocopy_trace_common::{Arch, SYSCALLS, SYSCALL_COUNT};
 
 /// A traced syscall. The discriminant is the syscall's index in the common crate's `SYSCALLS`
 /// table, so the names in our JSON are the tracer's names by construction.
@@ -73,32 +73,15 @@ impl Syscall {
         SYSCALLS[self.id()].name
     }
 
-    /// The number we pass to `syscall(2)`. Calling by number keeps glibc from substituting a
-    /// sibling (`pread` -> `pread64`, `preadv2` -> `preadv`, `send` -> `sendto`).
+    /// The number we pass to `syscall(2)`, from the common table. Calling by number keeps
+    /// glibc from substituting a sibling (`pread` -> `pread64`, `preadv2` -> `preadv`, `send` ->
+    /// `sendto`).
     pub const fn number(self) -> c_long {
-        match self {
-            Syscall::Read => libc::SYS_read,
-            Syscall::Write => libc::SYS_write,
-            Syscall::Readv => libc::SYS_readv,
-            Syscall::Writev => libc::SYS_writev,
-            Syscall::Pread64 => libc::SYS_pread64,
-            Syscall::Pwrite64 => libc::SYS_pwrite64,
-            Syscall::Preadv => libc::SYS_preadv,
-            Syscall::Pwritev => libc::SYS_pwritev,
-            Syscall::Preadv2 => libc::SYS_preadv2,
-            Syscall::Pwritev2 => libc::SYS_pwritev2,
-            Syscall::Recvfrom => libc::SYS_recvfrom,
-            Syscall::Recvmsg => libc::SYS_recvmsg,
-            Syscall::Recvmmsg => libc::SYS_recvmmsg,
-            Syscall::Sendto => libc::SYS_sendto,
-            Syscall::Sendmsg => libc::SYS_sendmsg,
-            Syscall::Sendmmsg => libc::SYS_sendmmsg,
-            // 64-bit kernels have one sendfile syscall; its tracepoint is `sendfile64`.
-            Syscall::Sendfile64 => libc::SYS_sendfile,
-            Syscall::Splice => libc::SYS_splice,
-            Syscall::Tee => libc::SYS_tee,
-            Syscall::Vmsplice => libc::SYS_vmsplice,
-            Syscall::CopyFileRange => libc::SYS_copy_file_range,
+        match Arch::HOST {
+            Some(arch) => SYSCALLS[self.id()].number(arch) as c_long,
+            // An architecture the table lacks: no call can be made by number. main() refuses
+            // to start there, so this is never reached.
+            None => -1,
         }
     }
 }

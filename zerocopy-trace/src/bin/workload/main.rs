@@ -100,6 +100,11 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> Result<()> {
+    if zerocopy_trace_common::Arch::HOST.is_none() {
+        anyhow::bail!(
+            "the syscall table has no numbers for this architecture (x86-64 and aarch64 only)"
+        );
+    }
     let params = Params {
         sizes: Sizes {
             bytes: args.bytes,

@@ -12,9 +12,9 @@ use zerocopy_trace_common::SYSCALLS;
 
 use super::{format, table::verdict_color};
 use crate::{
-    correlate,
-    dashboard::app::{per_second, App, Row as ProcessRow},
-    model::Cost,
+    dashboard::app::{App, Row as ProcessRow},
+    describe,
+    model::{rates::per_second, Cost},
     units,
 };
 
@@ -75,7 +75,7 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     .areas(inner);
     syscall_table(app, row, &used, syscalls, buf);
     sparklines(row, sparks, buf);
-    paths_picture(&Cost::of(&row.totals), picture, buf);
+    paths_picture(&row.analysis.cost, picture, buf);
     flows_and_finding(row, flows, buf);
 }
 
@@ -196,28 +196,20 @@ fn paths_picture(paths: &Cost, area: Rect, buf: &mut Buffer) {
 
 /// The process's largest flows since attach, and the finding they lead to.
 fn flows_and_finding(row: &ProcessRow, area: Rect, buf: &mut Buffer) {
-    let flows = correlate::flows(&row.totals);
+    let flows = &row.analysis.flows;
     let summary = if flows.is_empty() {
         "none".to_string()
     } else {
         flows
             .iter()
             .take(3)
-            .map(|f| {
-                format!(
-                    "{}->{} via {} {}",
-                    f.source,
-                    f.destination,
-                    f.via.label(),
-                    units::bytes(f.bytes)
-                )
-            })
+            .map(describe::flow)
             .collect::<Vec<_>>()
             .join("; ")
     };
     Paragraph::new(vec![
         Line::from(vec![Span::raw("flows ").bold(), Span::raw(summary)]),
-        Line::from(correlate::finding(&row.comm, row.pid, &row.totals)).cyan(),
+        Line::from(describe::finding(&row.comm, row.pid, &row.analysis.finding)).cyan(),
     ])
     .render(area, buf);
 }

@@ -15,11 +15,7 @@ use crate::{
 };
 
 pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
-    let counters = match app.show {
-        Show::Rates => &app.machine_delta,
-        Show::Totals => &app.machine_totals,
-    };
-    let figures = app.figures(counters);
+    let figures = app.machine_figures();
     // Non-capturing closures as fn pointers, so both arms have one type.
     type Format = fn(f64) -> String;
     let (bytes, count): (Format, Format) = match app.show {

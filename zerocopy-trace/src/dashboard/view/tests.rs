@@ -244,7 +244,7 @@ fn detail_pane_with_the_two_paths() {
             "│  this pid  8 calls, 2.0 MiB copied by the CPU, 16 transitions                │",
             "│sendfile    0 copies by the CPU, 2 transitions a chunk                        │",
             "│  this pid  4 calls, 4.0 MiB moved in the kernel, 8 transitions               │",
-            "│flows none                                                                    │",
+            "│flows tcp->tcp via splice 2.0 MiB; tcp->process via user space 2.0 MiB        │",
             "│haproxy[77]: 66.7% zero copy of 6.0 MiB moved; 2.0 MiB copied through user spa│",
             "└──────────────────────────────────────────────────────────────────────────────┘",
             " q quit  ↑↓ move  ⏎ detail  s sort  / filter  space pause  t totals  ? help",

@@ -1,4 +1,4 @@
-//! The accounting model: from per-syscall counters to copies, zero-copy bytes, transitions and
+//! What a process's data path cost: from per-syscall counters to copies, zero-copy bytes, transitions and
 //! a verdict. Following the classic analysis of zero copy: read+write of a chunk costs 4 copies
 //! (2 by DMA, 2 by the CPU across the user/kernel boundary) and 4 mode transitions; sendfile
 //! costs 0 CPU copies and 2 transitions. Each syscall is one entry and one exit: 2 transitions.
@@ -57,7 +57,7 @@ impl Cost {
     pub fn of(counters: &SyscallCounters) -> Cost {
         let mut cost = Cost::default();
         for (desc, c) in SYSCALLS.iter().zip(counters) {
-            if desc.family.copies_across_boundary() {
+            if desc.method.copies() {
                 // A MSG_ZEROCOPY send pins the user pages instead of copying them.
                 let pinned = c.msg_zerocopy_bytes.min(c.bytes);
                 cost.copied_bytes = cost.copied_bytes.saturating_add(c.bytes - pinned);

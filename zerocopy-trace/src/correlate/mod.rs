@@ -1,0 +1,66 @@
+//! Correlation: from per-syscall, per-fd-kind byte counts to flows ("file -> tcp via
+//! sendfile") and a finding an operator can act on. Pure functions over plain data.
+
+pub mod finding;
+pub mod flows;
+
+pub use finding::{finding, Finding};
+pub use flows::{flows, Flow};
+
+/// Counters as the kernel records them, for the tests of correlation and of what reads it:
+/// every byte also counted under the fd kinds of its ends.
+#[cfg(test)]
+pub mod fixtures {
+    use zerocopy_trace_common::{fd_kind, syscalls::syscall_id};
+
+    use crate::model::{rates::zero_counters, SyscallCounters};
+
+    pub const FILE: usize = fd_kind::FILE as usize;
+    pub const TCP: usize = fd_kind::TCP as usize;
+    pub const PIPE: usize = fd_kind::PIPE as usize;
+    pub const CHAR: usize = fd_kind::CHAR as usize;
+
+    /// (syscall, calls, bytes, source kind, destination kind)
+    pub type Entry<'a> = (&'a str, u64, u64, Option<usize>, Option<usize>);
+
+    pub fn with(entries: &[Entry]) -> SyscallCounters {
+        let mut counters = zero_counters();
+        for &(name, calls, bytes, source, destination) in entries {
+            let c = &mut counters[syscall_id(name).expect("a traced syscall")];
+            c.calls += calls;
+            c.bytes += bytes;
+            if let Some(s) = source {
+                c.source_kind_bytes[s] += bytes;
+            }
+            if let Some(d) = destination {
+                c.destination_kind_bytes[d] += bytes;
+            }
+        }
+        counters
+    }
+
+    /// Counters for (syscall, calls, bytes) entries, with each byte also under the fd kinds a
+    /// typical server's calls have: reads from files, receives from and writes and sends to tcp,
+    /// sendfile from a file to tcp, and splices half into a pipe from tcp, half out of it to
+    /// tcp (a splice proxy).
+    pub fn served(entries: &[(&str, u64, u64)]) -> SyscallCounters {
+        let mut kinds: Vec<Entry> = Vec::new();
+        for &(name, calls, bytes) in entries {
+            match name {
+                "read" | "readv" | "pread64" => kinds.push((name, calls, bytes, Some(FILE), None)),
+                "recvfrom" | "recvmsg" => kinds.push((name, calls, bytes, Some(TCP), None)),
+                "write" | "writev" | "sendto" | "sendmsg" => {
+                    kinds.push((name, calls, bytes, None, Some(TCP)))
+                }
+                "sendfile64" => kinds.push((name, calls, bytes, Some(FILE), Some(TCP))),
+                "splice" => {
+                    let (first, second) = (bytes / 2, bytes - bytes / 2);
+                    kinds.push((name, calls / 2, first, Some(TCP), Some(PIPE)));
+                    kinds.push((name, calls - calls / 2, second, Some(PIPE), Some(TCP)));
+                }
+                other => panic!("no typical fd kinds for {other}"),
+            }
+        }
+        with(&kinds)
+    }
+}

@@ -1,0 +1,69 @@
+//! Everything the outputs show of a process, computed once per snapshot: its cost, its flows
+//! and its finding. The table, the JSON, the dashboard and the exporter only format these.
+
+use crate::{
+    collect::{Dropped, ProcessRecord, Snapshot},
+    correlate::{self, Finding, Flow},
+};
+
+use super::{Cost, SyscallCounters};
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Analysis {
+    pub cost: Cost,
+    /// Largest first.
+    pub flows: Vec<Flow>,
+    pub finding: Finding,
+}
+
+/// The analysis of one process's counters.
+pub fn analyse(counters: &SyscallCounters) -> Analysis {
+    let cost = Cost::of(counters);
+    let flows = correlate::flows(counters);
+    let finding = correlate::finding(counters, &cost, &flows);
+    Analysis {
+        cost,
+        flows,
+        finding,
+    }
+}
+
+/// A process and its analysis.
+#[derive(Clone, Debug)]
+pub struct ProcessAnalysis {
+    pub record: ProcessRecord,
+    pub analysis: Analysis,
+}
+
+/// A snapshot analysed: the processes that made data-path calls, largest movers first (then
+/// most calls, then pid), and what could not be attributed.
+#[derive(Clone, Debug)]
+pub struct Analysed {
+    pub processes: Vec<ProcessAnalysis>,
+    pub dropped: Dropped,
+}
+
+impl Analysed {
+    pub fn of(snapshot: Snapshot) -> Analysed {
+        let mut processes: Vec<ProcessAnalysis> = snapshot
+            .processes
+            .into_iter()
+            .map(|record| {
+                let analysis = analyse(&record.syscalls);
+                ProcessAnalysis { record, analysis }
+            })
+            .filter(|p| p.analysis.cost.calls > 0)
+            .collect();
+        processes.sort_by(|a, b| {
+            let (ca, cb) = (&a.analysis.cost, &b.analysis.cost);
+            cb.moved_bytes()
+                .cmp(&ca.moved_bytes())
+                .then(cb.calls.cmp(&ca.calls))
+                .then(a.record.pid.cmp(&b.record.pid))
+        });
+        Analysed {
+            processes,
+            dropped: snapshot.dropped,
+        }
+    }
+}
