@@ -1,32 +1,93 @@
-//! Embeds the eBPF object built by `cargo xtask build`. The object needs a BPF toolchain that a
-//! plain `cargo build` cannot provide, so this script only locates it and says how to make it.
+//! Builds the eBPF object the agent embeds, every time its sources change, so `cargo build`,
+//! `cargo test` and `cargo clippy` never embed a stale one. The compiler it needs (a rustc with
+//! the core library's source, and bpf-linker) is provisioned by `cargo xtask build`, which
+//! records it in `target/ebpf/toolchain`.
 
-use std::{env, path::PathBuf};
+// The build command is shared with xtask, which lints the same crate the same way (and uses
+// the parts this script does not).
+#[allow(dead_code)]
+#[path = "../xtask/src/ebpf_command.rs"]
+mod ebpf_command;
 
-const OBJECT_ENV: &str = "ZEROCOPY_TRACE_EBPF_OBJECT";
+use std::{
+    env,
+    path::{Path, PathBuf},
+    process::{exit, Command},
+};
+
+use ebpf_command::EbpfToolchain;
 
 fn main() {
-    println!("cargo:rerun-if-env-changed={OBJECT_ENV}");
-    let object = match env::var_os(OBJECT_ENV) {
-        Some(path) => PathBuf::from(path),
-        // Where `cargo xtask build` puts it, so that `cargo clippy`/`cargo test` work after one
-        // xtask build without the variable.
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("../target/ebpf/bpfel-unknown-none/release/zerocopy-trace-ebpf"),
-    };
-    println!("cargo:rerun-if-changed={}", object.display());
-    if !object.is_file() {
-        eprintln!(
-            "error: the eBPF object is missing ({}).\n\
-             Build zerocopy-trace with `cargo xtask build` (it builds the kernel programs first; \
-             `cargo xtask run -- ARGS` and `cargo xtask test` do too).",
-            object.display()
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let workspace = manifest.parent().unwrap_or(&manifest).to_path_buf();
+    for watched in [
+        "zerocopy-trace-ebpf/src",
+        "zerocopy-trace-ebpf/Cargo.toml",
+        "zerocopy-trace-common/src",
+        "zerocopy-trace-common/Cargo.toml",
+        "xtask/src/ebpf_command.rs",
+    ] {
+        println!(
+            "cargo:rerun-if-changed={}",
+            workspace.join(watched).display()
         );
-        std::process::exit(1);
     }
-    let object = object.canonicalize().unwrap_or(object);
+    let file = ebpf_command::toolchain_file(&workspace);
+    println!("cargo:rerun-if-changed={}", file.display());
+
+    let recorded = std::fs::read_to_string(&file).ok();
+    let toolchain = recorded
+        .as_deref()
+        .and_then(EbpfToolchain::from_text)
+        .unwrap_or_else(|| {
+            fail(&format!(
+                "no eBPF toolchain recorded at {}.\n\
+             Build zerocopy-trace with `cargo xtask build` once: it installs what the kernel \
+             programs need and records it there; after that, plain `cargo build`, `cargo test` \
+             and `cargo clippy` work too.",
+                file.display()
+            ))
+        });
+    let object = build(&workspace, &toolchain);
     println!(
         "cargo:rustc-env=ZEROCOPY_TRACE_EBPF_OBJECT_PATH={}",
         object.display()
     );
+}
+
+/// Runs the eBPF build (a no-op within a second when nothing changed) and returns the object.
+fn build(workspace: &Path, toolchain: &EbpfToolchain) -> PathBuf {
+    let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut command = Command::new(cargo);
+    command.arg("build");
+    ebpf_command::configure(&mut command, workspace, toolchain);
+    // The outer build's settings are for the host; the profile and target come from above.
+    for (name, _) in env::vars_os() {
+        if name
+            .to_str()
+            .is_some_and(|n| n.starts_with("CARGO_PROFILE_"))
+        {
+            command.env_remove(name);
+        }
+    }
+    match command.status() {
+        Ok(status) if status.success() => {}
+        Ok(status) => fail(&format!(
+            "building the eBPF programs failed ({status}); the compiler's messages are above"
+        )),
+        Err(e) => fail(&format!("could not run cargo for the eBPF programs: {e}")),
+    }
+    let object = ebpf_command::object_path(workspace);
+    if !object.is_file() {
+        fail(&format!(
+            "the eBPF build succeeded but left no object at {}",
+            object.display()
+        ));
+    }
+    object
+}
+
+fn fail(message: &str) -> ! {
+    eprintln!("error: {message}");
+    exit(1)
 }

@@ -9,6 +9,9 @@ mod apt;
 mod bench;
 mod cmd;
 mod ebpf;
+// Shared with the agent's build.rs, which uses the other half of it.
+#[allow(dead_code)]
+mod ebpf_command;
 mod tasks;
 mod test_programs;
 mod toolchain;

@@ -17,6 +17,9 @@ use crate::toolchain::{self, Toolchain, BPF_LINKER_VERSION};
 /// The agent's package and binary name.
 const AGENT: &str = "zerocopy-trace";
 
+/// The agent's hooks for its integration tests (a panic on purpose), never in the product.
+const TEST_HOOKS: &str = "zerocopy-trace/test-hooks";
+
 /// Privileged integration tests attach to the same kernel hooks and count the same syscalls, so
 /// they must not run side by side.
 const SERIAL_TESTS: &str = "--test-threads=1";
@@ -52,16 +55,14 @@ pub fn toolchain(workspace: &Path) -> Result<()> {
     Ok(())
 }
 
-/// `cargo xtask build`: the eBPF object, then the agent embedding it. Returns the agent binary.
+/// `cargo xtask build`: the agent, whose `build.rs` builds the eBPF object it embeds with the
+/// toolchain recorded here. Returns the agent binary.
 pub fn build(workspace: &Path, release: bool) -> Result<PathBuf> {
     let mut apt = Apt::default();
-    let tc = prepare(workspace, &mut apt)?;
-    let object = ebpf::build(workspace, &tc)?;
-    eprintln!("xtask: eBPF object {}", object.display());
+    prepare(workspace, &mut apt)?;
     let mut command = cmd::cargo();
     command
         .current_dir(workspace)
-        .env(ebpf::OBJECT_ENV, &object)
         .args(["build", "--package", AGENT]);
     if release {
         command.arg("--release");
@@ -85,15 +86,9 @@ pub fn run(workspace: &Path, release: bool, args: &[OsString]) -> Result<()> {
 /// build), one test at a time, with the eBPF object built for the agent to embed.
 pub fn test(workspace: &Path, extra: &[String]) -> Result<()> {
     let mut apt = Apt::default();
-    let tc = prepare(workspace, &mut apt)?;
+    prepare(workspace, &mut apt)?;
     test_programs::ensure(&mut apt)?;
-    let object = ebpf::build(workspace, &tc)?;
-    cmd::run(
-        cmd::cargo()
-            .current_dir(workspace)
-            .env(ebpf::OBJECT_ENV, &object)
-            .args(test_args(extra)),
-    )
+    cmd::run(cmd::cargo().current_dir(workspace).args(test_args(extra)))
 }
 
 /// `cargo xtask lint`: formatting everywhere, clippy on the host crates, then clippy on the eBPF
@@ -119,16 +114,16 @@ pub fn lint(workspace: &Path) -> Result<()> {
                 .args(["fmt", "--all", "--", "--check"]),
         ),
     );
-    // The agent embeds the object, so even checking it needs the object built.
-    let object = ebpf::build(workspace, &tc)?;
+    // The agent's build.rs builds the eBPF object it embeds, so this compiles it too.
     check(
         "clippy",
-        cmd::run(
-            cmd::cargo()
-                .current_dir(workspace)
-                .env(ebpf::OBJECT_ENV, &object)
-                .args(["clippy", "--all-targets", "--", "-D", "warnings"]),
-        ),
+        cmd::run(cmd::cargo().current_dir(workspace).args([
+            "clippy",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ])),
     );
     // A missing eBPF clippy is the machine's gap, not a lint failure: say so and go on.
     match toolchain::ensure_clippy(&tc, &mut apt) {
@@ -143,9 +138,11 @@ pub fn lint(workspace: &Path) -> Result<()> {
     }
 }
 
-/// The ensure step every task starts with; logs what the eBPF build will use.
+/// The ensure step every task starts with: finds or installs the eBPF toolchain, records it for
+/// the agent's `build.rs`, and logs what the eBPF build will use.
 fn prepare(workspace: &Path, apt: &mut Apt) -> Result<Toolchain> {
     let tc = toolchain::ensure(workspace, apt)?;
+    ebpf::record_toolchain(workspace, &tc)?;
     eprintln!("xtask: {}", tc.summary());
     Ok(tc)
 }
@@ -169,6 +166,9 @@ fn test_args(extra: &[String]) -> Vec<String> {
         None => (extra, &[][..]),
     };
     let mut args = vec!["test".to_owned()];
+    if tests_the_agent(cargo_args) {
+        args.extend(["--features".to_owned(), TEST_HOOKS.to_owned()]);
+    }
     args.extend_from_slice(cargo_args);
     args.push("--".to_owned());
     if !binary_args.iter().any(|a| a.starts_with("--test-threads")) {
@@ -176,6 +176,22 @@ fn test_args(extra: &[String]) -> Vec<String> {
     }
     args.extend_from_slice(binary_args);
     args
+}
+
+/// Whether these `cargo test` arguments build the agent: no package named (the default
+/// members), or the agent among those named. Cargo refuses a feature of a package it does
+/// not build.
+fn tests_the_agent(cargo_args: &[String]) -> bool {
+    let mut named = Vec::new();
+    let mut args = cargo_args.iter();
+    while let Some(arg) = args.next() {
+        if arg == "-p" || arg == "--package" {
+            named.extend(args.next().map(String::as_str));
+        } else if let Some(package) = arg.strip_prefix("--package=") {
+            named.push(package);
+        }
+    }
+    named.is_empty() || named.contains(&AGENT)
 }
 
 #[cfg(test)]
@@ -188,7 +204,10 @@ mod tests {
 
     #[test]
     fn tests_run_serially_by_default() {
-        assert_eq!(test_args(&[]), strings(&["test", "--", "--test-threads=1"]));
+        assert_eq!(
+            test_args(&[]),
+            strings(&["test", "--features", TEST_HOOKS, "--", "--test-threads=1"])
+        );
     }
 
     #[test]
@@ -203,6 +222,8 @@ mod tests {
             ])),
             strings(&[
                 "test",
+                "--features",
+                TEST_HOOKS,
                 "-p",
                 "zerocopy-trace",
                 "--",
@@ -214,10 +235,21 @@ mod tests {
     }
 
     #[test]
+    fn the_test_hooks_go_only_where_the_agent_is_built() {
+        assert_eq!(
+            test_args(&strings(&["-p", "xtask"])),
+            strings(&["test", "-p", "xtask", "--", "--test-threads=1"])
+        );
+        assert!(tests_the_agent(&strings(&["--package=zerocopy-trace"])));
+        assert!(tests_the_agent(&strings(&["--test", "exact_bytes"])));
+        assert!(!tests_the_agent(&strings(&["-p", "zerocopy-trace-common"])));
+    }
+
+    #[test]
     fn callers_own_thread_count_wins() {
         assert_eq!(
             test_args(&strings(&["--", "--test-threads=4"])),
-            strings(&["test", "--", "--test-threads=4"])
+            strings(&["test", "--features", TEST_HOOKS, "--", "--test-threads=4"])
         );
     }
 

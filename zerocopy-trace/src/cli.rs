@@ -4,10 +4,7 @@ use std::{path::PathBuf, time::Duration};
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::{
-    plan::Hook,
-    session::{Targets, TraceOptions},
-};
+use crate::{plan::Hook, targets::Targets, trace::TraceOptions};
 
 #[derive(Debug, Parser)]
 #[command(

@@ -1,9 +1,11 @@
 //! zerocopy-trace: does this server really move its data without copying it?
 //!
-//! Data flows one way: kernel maps -> `collect` (snapshot) -> `model` (copies, transitions,
-//! verdicts) -> `report` (table, JSON) or `dashboard` (live). `plan` prepares without touching
-//! the kernel; `attach` is the one place that loads, attaches and detaches; `session` runs a
-//! trace end to end.
+//! Data flows one way: kernel maps -> `collect` (snapshot) -> `model` (cost, flows, finding:
+//! one analysis per process) -> an output: `report` (table, JSON) or `dashboard` (live).
+//! `preflight` checks privileges and tracefs, `targets` resolves what to trace, `plan`
+//! prepares without touching the kernel, `attach` is the one place that loads, attaches and
+//! detaches, `trace` holds an attached trace, and `driver` is the one loop that feeds its
+//! snapshots to an output. See ARCHITECTURE.md.
 
 mod attach;
 mod btf;
@@ -13,16 +15,22 @@ mod collect;
 mod correlate;
 mod dashboard;
 mod describe;
+mod driver;
+mod floor;
 #[cfg(test)]
 mod fuzz;
 mod kernel_offsets;
 mod launch;
 mod model;
 mod plan;
+mod preflight;
 mod privileges;
 mod procfs;
 mod report;
-mod session;
+mod targets;
+#[cfg(feature = "test-hooks")]
+mod test_hooks;
+mod trace;
 mod tracefs;
 mod units;
 
@@ -40,9 +48,13 @@ use clap::Parser;
 
 use crate::{
     cli::{Cli, Command, TopArgs},
+    dashboard::Dashboard,
+    driver::{drive, End, FinalOnly, Signals, Stops},
+    launch::StoppedChild,
     model::Analysed,
     report::Report,
-    session::{End, Outcome, Signals, Targets},
+    targets::Targets,
+    trace::{Finished, Trace, TraceOptions},
 };
 
 fn main() -> ExitCode {
@@ -69,26 +81,37 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
         .context("starting the async runtime")
 }
 
+/// How a trace ended, with what it counted.
+struct Outcome {
+    finished: Finished,
+    elapsed: Duration,
+    end: End,
+}
+
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         None => top(cli.top),
         Some(Command::Top(args)) => top(args),
         Some(Command::Report(args)) => {
             let targets = args.filter.targets();
-            let outcome = runtime()?.block_on(async {
-                let signals = Signals::install()?;
-                let mut session = session::start(targets, None, &args.output.trace.options())?;
-                session.refresh_every(args.refresh);
-                if args.duration.is_none() {
-                    eprintln!("zerocopy-trace: tracing; press Ctrl-C to stop and print the report");
-                }
-                session.run(signals, args.duration, None).await
-            })?;
+            let stops = Stops {
+                duration: args.duration,
+                watch_pids: targets.pids.clone(),
+                ..Stops::default()
+            };
+            if args.duration.is_none() {
+                eprintln!("zerocopy-trace: tracing; press Ctrl-C to stop and print the report");
+            }
+            let mut output = FinalOnly {
+                refresh: args.refresh,
+            };
+            let options = args.output.trace.options();
+            let outcome = trace_until_end(&targets, None, &options, stops, &mut output)?;
             emit(&outcome, args.output.json, args.output.output.as_deref())?;
             Ok(ExitCode::SUCCESS)
         }
         Some(Command::Floor(args)) => {
-            runtime()?.block_on(async { session::floor(args.hook, Signals::install()?).await })?;
+            runtime()?.block_on(async { floor::run(args.hook, Signals::install()?).await })?;
             Ok(ExitCode::SUCCESS)
         }
         Some(Command::Run(args)) => {
@@ -99,13 +122,15 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 follow_children: true,
                 ..Targets::default()
             };
-            let outcome = runtime()?.block_on(async {
-                let signals = Signals::install()?;
-                let session =
-                    session::start(targets, Some(child.pid()), &args.output.trace.options())?;
-                let running = child.resume()?;
-                session.run(signals, None, Some(running)).await
-            })?;
+            let mut output = FinalOnly { refresh: None };
+            let options = args.output.trace.options();
+            let outcome = trace_until_end(
+                &targets,
+                Some(child),
+                &options,
+                Stops::default(),
+                &mut output,
+            )?;
             emit(&outcome, args.output.json, args.output.output.as_deref())?;
             Ok(match outcome.end {
                 End::CommandExited(status) => ExitCode::from(status),
@@ -116,25 +141,57 @@ fn run(cli: Cli) -> Result<ExitCode> {
     }
 }
 
+/// Attaches for `targets` (and `command`, which is then let run), runs the loop with `output`
+/// until one of `stops` or a signal, then detaches and returns what was counted.
+fn trace_until_end(
+    targets: &Targets,
+    command: Option<StoppedChild>,
+    options: &TraceOptions,
+    mut stops: Stops,
+    output: &mut impl driver::Output,
+) -> Result<Outcome> {
+    runtime()?.block_on(async {
+        let mut signals = Signals::install()?;
+        let mut trace = Trace::start(targets, command.as_ref().map(StoppedChild::pid), options)?;
+        if let Some(child) = command {
+            stops.command = Some(child.resume()?);
+        }
+        let (end, elapsed) = drive(&mut trace, &mut signals, stops, output).await?;
+        Ok(Outcome {
+            finished: trace.finish()?,
+            elapsed,
+            end,
+        })
+    })
+}
+
 /// The live dashboard; the report (until Ctrl-C) when stdout is not a terminal to draw on.
 fn top(args: TopArgs) -> Result<ExitCode> {
     let targets = args.filter.targets();
+    let stops = Stops {
+        watch_pids: targets.pids.clone(),
+        ..Stops::default()
+    };
+    let options = args.trace.options();
     if !io::stdout().is_terminal() {
         eprintln!(
             "zerocopy-trace: stdout is not a terminal, so no dashboard: tracing until Ctrl-C, then printing the report"
         );
-        let outcome = runtime()?.block_on(async {
-            let signals = Signals::install()?;
-            let session = session::start(targets, None, &args.trace.options())?;
-            session.run(signals, None, None).await
-        })?;
+        let mut output = FinalOnly { refresh: None };
+        let outcome = trace_until_end(&targets, None, &options, stops, &mut output)?;
         emit(&outcome, false, None)?;
         return Ok(ExitCode::SUCCESS);
     }
     runtime()?.block_on(async {
-        let signals = Signals::install()?;
-        let session = session::start(targets, None, &args.trace.options())?;
-        dashboard::run(session, signals, args.interval).await
+        let mut signals = Signals::install()?;
+        let mut trace = Trace::start(&targets, None, &options)?;
+        let mut dashboard = Dashboard::open(args.interval)?;
+        let ended = drive(&mut trace, &mut signals, stops, &mut dashboard).await;
+        // The terminal first: detaching takes a moment, and the user sees their shell back
+        // meanwhile.
+        drop(dashboard);
+        trace.finish()?;
+        ended.map(|_| ())
     })?;
     Ok(ExitCode::SUCCESS)
 }
@@ -145,18 +202,19 @@ fn describe(end: &End) -> Option<String> {
         End::Signal(name) => Some(format!("interrupted by {name}")),
         End::CommandExited(status) => Some(format!("command exited with status {status}")),
         End::TargetsGone => Some("every traced --pid exited".to_string()),
+        End::Quit => None,
     }
 }
 
 /// Prints (or writes) the report. A closed stdout (`| head`) is not an error worth a message.
 fn emit(outcome: &Outcome, json: bool, output: Option<&Path>) -> Result<()> {
-    let analysed = Analysed::of(outcome.snapshot.clone());
+    let analysed = Analysed::of(outcome.finished.snapshot.clone());
     let report = Report {
         duration: round_to_ms(outcome.elapsed),
         analysed: &analysed,
-        not_covered: &outcome.not_covered,
+        not_covered: &outcome.finished.not_covered,
         ended_because: describe(&outcome.end),
-        occupancy: Some(outcome.occupancy),
+        occupancy: Some(outcome.finished.occupancy),
     };
     let mut text = if json {
         report::to_json(&report)

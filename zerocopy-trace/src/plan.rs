@@ -191,6 +191,24 @@ pub fn plan(
     })
 }
 
+/// Plans a trace of `scope` on the running kernel: its tracepoint formats, its BTF, its CPUs.
+/// Syscalls it has no tracepoints for are left out, with a warning.
+pub fn for_this_kernel(tracefs: &std::path::Path, scope: &Scope, cpus: u32) -> Result<Plan> {
+    let plan = plan(
+        |category, name| crate::tracefs::read_format(tracefs, category, name),
+        scope,
+        &crate::kernel_offsets::of_running_kernel(),
+        cpus,
+    )?;
+    if !plan.not_covered.is_empty() {
+        log::warn!(
+            "this kernel has no tracepoints for {}: those syscalls are not counted",
+            plan.not_covered.join(", ")
+        );
+    }
+    Ok(plan)
+}
+
 fn same_offset(slot: &mut Option<u16>, offset: u16, field: &str) -> Result<()> {
     match *slot {
         Some(existing) if existing != offset => {

@@ -2,8 +2,8 @@
 //! rates per process, keys to explore them.
 //!
 //! Pure core, thin shell: `app` holds the state and changes it (`App::ingest`, `update`),
-//! `keys` maps a key to an `Action`, `view` draws an `&App`; this file is the shell that owns
-//! the terminal (`terminal`), the session and the clock.
+//! `keys` maps a key to an `Action`, `view` draws an `&App`; this file is the shell, an
+//! `Output` of the trace's loop that owns the terminal (`terminal`).
 
 mod app;
 mod keys;
@@ -15,71 +15,72 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use crossterm::event::{Event, EventStream};
 use futures_util::StreamExt;
-use tokio::time::{interval, interval_at, Instant, MissedTickBehavior};
 
 use self::{
     app::{update, App},
     terminal::Screen,
 };
-use crate::session::{Session, Signals, TICK};
+use crate::{
+    collect::Snapshot,
+    driver::{Control, Output},
+};
 
-/// Runs until q/Esc/Ctrl-C or a signal; restores the terminal, then detaches.
-pub async fn run(mut session: Session, mut signals: Signals, every: Duration) -> Result<()> {
-    let mut app = App::new(every);
-    let outcome = match Screen::enter() {
-        Ok(mut screen) => event_loop(&mut session, &mut signals, &mut screen, &mut app).await,
-        Err(e) => Err(e),
-    };
-    // The screen is restored by now (dropped at the end of the match arm): detaching takes a
-    // moment, and the user sees their shell back meanwhile.
-    session.detach();
-    outcome
+/// The dashboard on the terminal. Dropping it restores the terminal.
+pub struct Dashboard {
+    app: App,
+    screen: Screen,
+    events: EventStream,
 }
 
-async fn event_loop(
-    session: &mut Session,
-    signals: &mut Signals,
-    screen: &mut Screen,
-    app: &mut App,
-) -> Result<()> {
-    let attached = Instant::now();
-    let mut events = EventStream::new();
-    let mut tick = interval(TICK);
-    // The first snapshot comes one interval after attach: a rate over a few milliseconds
-    // would be noise.
-    let mut refresh = interval_at(attached + app.interval, app.interval);
-    // After a stall (a suspended terminal), carry on from now instead of catching up in a burst.
-    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    refresh.set_missed_tick_behavior(MissedTickBehavior::Delay);
+impl Dashboard {
+    /// Takes over the terminal and draws the empty dashboard; snapshots come every `interval`.
+    pub fn open(interval: Duration) -> Result<Dashboard> {
+        let app = App::new(interval);
+        let mut screen = Screen::enter()?;
+        screen.draw(&app)?;
+        Ok(Dashboard {
+            app,
+            screen,
+            events: EventStream::new(),
+        })
+    }
+}
 
-    screen.draw(app)?;
-    loop {
-        tokio::select! {
-            _ = signals.next() => return Ok(()),
-            event = events.next() => match event {
-                Some(Ok(Event::Key(key))) => update(app, keys::action(app.input_mode(), key)),
+impl Output for Dashboard {
+    fn refresh(&self) -> Option<Duration> {
+        Some(self.app.interval)
+    }
+
+    fn wants_snapshot(&self) -> bool {
+        !self.app.paused
+    }
+
+    async fn input(&mut self) -> Result<Control> {
+        loop {
+            match self.events.next().await {
+                Some(Ok(Event::Key(key))) => {
+                    let action = keys::action(self.app.input_mode(), key);
+                    update(&mut self.app, action);
+                    break;
+                }
                 // A resize needs nothing but the redraw below, which fits the new size.
-                Some(Ok(Event::Resize(..))) => {}
+                Some(Ok(Event::Resize(..))) => break,
                 Some(Ok(_)) => continue,
                 Some(Err(e)) => return Err(e).context("reading the terminal"),
                 // The terminal is gone (hangup): nothing left to draw on.
-                None => return Ok(()),
-            },
-            _ = tick.tick() => {
-                session.tick()?;
-                continue;
-            }
-            _ = refresh.tick() => {
-                if app.paused {
-                    continue;
-                }
-                let snapshot = session.snapshot()?;
-                app.ingest(snapshot, attached.elapsed());
+                None => return Ok(Control::Stop),
             }
         }
-        if app.quit {
-            return Ok(());
+        if self.app.quit {
+            return Ok(Control::Stop);
         }
-        screen.draw(app)?;
+        self.screen.draw(&self.app)?;
+        Ok(Control::Continue)
+    }
+
+    fn snapshot(&mut self, snapshot: Snapshot, elapsed: Duration) -> Result<Control> {
+        self.app.ingest(snapshot, elapsed);
+        self.screen.draw(&self.app)?;
+        Ok(Control::Continue)
     }
 }

@@ -237,7 +237,10 @@ mod tests {
         assert_eq!(p["transitions"], 36);
         assert_eq!(p["zero_copy_ratio"], 1.0);
         assert_eq!(p["verdict"], "zero-copy");
-        assert_eq!(p["syscalls"]["sendfile64"]["fd_kinds"]["source"]["file"], 1 << 20);
+        assert_eq!(
+            p["syscalls"]["sendfile64"]["fd_kinds"]["source"]["file"],
+            1 << 20
+        );
         assert_eq!(p["flows"][0]["via"], "sendfile");
         assert_eq!(p["flows"][0]["relay"], false);
         assert_eq!(v["dropped"]["missing_enter"]["calls"], 0);

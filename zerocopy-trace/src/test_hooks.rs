@@ -1,0 +1,16 @@
+//! Hooks the integration tests need and the product must not have: compiled only with the
+//! `test-hooks` feature, which `cargo xtask test` turns on.
+
+/// Set in the environment to N: the N-th tick panics while attached (tests/cleanup.rs proves
+/// a panic leaves no program loaded and the terminal restored).
+pub const PANIC_AT_TICK: &str = "ZEROCOPY_TRACE_TEST_PANIC";
+
+/// Called on every tick of the loop.
+pub fn on_tick(ticks: u64) {
+    let at = std::env::var(PANIC_AT_TICK)
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok());
+    if at.is_some_and(|at| ticks >= at) {
+        panic!("{PANIC_AT_TICK} is set: panicking on purpose while attached");
+    }
+}
