@@ -11,7 +11,7 @@ use zerocopy_trace_common::{
 
 use crate::{
     attach::Maps,
-    model::SyscallCounters,
+    model::ProcessCounters,
     procfs::{self, ProcessInfo},
 };
 
@@ -23,7 +23,7 @@ pub struct ProcessRecord {
     pub comm: String,
     /// The process exited while traced: these are its final counts.
     pub exited: bool,
-    pub syscalls: SyscallCounters,
+    pub counters: ProcessCounters,
 }
 
 /// Counts that could not be attributed, by reason (`drop_reason`).
@@ -40,17 +40,16 @@ pub struct Snapshot {
 /// when an entry is deleted under it); a repeated key replaces, never adds.
 pub fn fold_counters(
     entries: impl IntoIterator<Item = (ProcKey, Counters)>,
-) -> BTreeMap<u32, SyscallCounters> {
+) -> BTreeMap<u32, ProcessCounters> {
     let mut by_key: BTreeMap<(u32, u32), Counters> = BTreeMap::new();
     for (key, counters) in entries {
         if (key.syscall as usize) < SYSCALL_COUNT {
             by_key.insert((key.tgid, key.syscall), counters);
         }
     }
-    let mut out: BTreeMap<u32, SyscallCounters> = BTreeMap::new();
+    let mut out: BTreeMap<u32, ProcessCounters> = BTreeMap::new();
     for ((tgid, syscall), counters) in by_key {
-        out.entry(tgid)
-            .or_insert([Counters::default(); SYSCALL_COUNT])[syscall as usize] = counters;
+        out.entry(tgid).or_default().syscalls[syscall as usize] = counters;
     }
     out
 }
@@ -78,9 +77,9 @@ struct ExitedProcess {
 
 impl ExitedProcess {
     fn record(&self) -> ProcessRecord {
-        let mut syscalls = [Counters::default(); SYSCALL_COUNT];
+        let mut counters = ProcessCounters::default();
         for (id, c) in &self.syscalls {
-            if let Some(slot) = syscalls.get_mut(*id as usize) {
+            if let Some(slot) = counters.syscalls.get_mut(*id as usize) {
                 *slot = *c;
             }
         }
@@ -89,7 +88,7 @@ impl ExitedProcess {
             ppid: self.ppid,
             comm: self.comm.clone(),
             exited: true,
-            syscalls,
+            counters,
         }
     }
 }
@@ -177,7 +176,7 @@ impl Collector {
         let folded = fold_counters(entries);
         Ok(folded
             .into_iter()
-            .map(|(pid, syscalls)| {
+            .map(|(pid, counters)| {
                 // Only successful reads are remembered: a process we could not read yet may
                 // be readable next time, and one that is gone is named by its exit record.
                 let info = match self.known.get(&pid) {
@@ -196,7 +195,7 @@ impl Collector {
                     ppid: info.ppid,
                     comm: info.comm,
                     exited: false,
-                    syscalls,
+                    counters,
                 }
             })
             .collect())
@@ -297,9 +296,9 @@ mod tests {
             ),
         ]);
         assert_eq!(folded.len(), 2);
-        assert_eq!(folded[&7][0], c(4, 40));
-        assert_eq!(folded[&7][16], c(2, 20));
-        assert_eq!(folded[&9][1], c(3, 30));
+        assert_eq!(folded[&7].syscalls[0], c(4, 40));
+        assert_eq!(folded[&7].syscalls[16], c(2, 20));
+        assert_eq!(folded[&9].syscalls[1], c(3, 30));
         assert!(fold_counters([]).is_empty());
     }
 
@@ -331,13 +330,13 @@ mod tests {
             (9, 1, true, "srv")
         );
         assert_eq!(
-            (first.syscalls[0], first.syscalls[16]),
+            (first.counters.syscalls[0], first.counters.syscalls[16]),
             (c(3, 30), c(1, 4096))
         );
-        assert!(first.syscalls[1].is_zero());
+        assert!(first.counters.syscalls[1].is_zero());
         let second = collector.exited[1].record();
-        assert_eq!(second.syscalls[1], c(5, 50));
-        assert!(second.syscalls[0].is_zero());
+        assert_eq!(second.counters.syscalls[1], c(5, 50));
+        assert!(second.counters.syscalls[0].is_zero());
         // An id past the table is ignored, not a panic.
         collector.add_exit_record(&exit_record(9, 200, 999, c(1, 1)));
         assert_eq!(collector.exited[1].syscalls.len(), 1);

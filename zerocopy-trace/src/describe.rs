@@ -98,10 +98,10 @@ mod tests {
     use super::*;
     use crate::{
         correlate::fixtures::{with, FILE, TCP},
-        model::{analyse, SyscallCounters},
+        model::{analyse, ProcessCounters},
     };
 
-    fn sentence(comm: &str, pid: u32, counters: &SyscallCounters) -> String {
+    fn sentence(comm: &str, pid: u32, counters: &ProcessCounters) -> String {
         finding(comm, pid, &analyse(counters).finding)
     }
 
@@ -160,7 +160,7 @@ mod tests {
     #[test]
     fn msg_zerocopy_sends_are_zero_copy_without_a_mover() {
         let mut c = with(&[("sendto", 16, 1 << 20, None, Some(TCP))]);
-        c[syscall_id("sendto").expect("traced")].msg_zerocopy_bytes = 1 << 20;
+        c.syscalls[syscall_id("sendto").expect("traced")].msg_zerocopy_bytes = 1 << 20;
         assert_eq!(
             sentence("srv", 3, &c),
             "srv[3]: 100.0% of 1.0 MiB moved process->tcp with MSG_ZEROCOPY sends: zero copy achieved"

@@ -4,7 +4,7 @@
 use zerocopy_trace_common::SYSCALLS;
 
 use super::flows::{End, Flow};
-use crate::model::{Cost, SyscallCounters, ZERO_COPY_THRESHOLD};
+use crate::model::{Cost, ProcessCounters, ZERO_COPY_THRESHOLD};
 
 /// A relay matters when it carries at least this share (1 / N) of what the process moved.
 const RELAY_SHARE: u64 = 10;
@@ -72,7 +72,7 @@ pub enum Finding {
 }
 
 /// The finding of a process with these counters, cost and flows (flows largest first).
-pub fn finding(counters: &SyscallCounters, cost: &Cost, flows: &[Flow]) -> Finding {
+pub fn finding(counters: &ProcessCounters, cost: &Cost, flows: &[Flow]) -> Finding {
     let Some(ratio) = cost.zero_copy_ratio() else {
         return Finding::NothingMoved { calls: cost.calls };
     };
@@ -101,7 +101,12 @@ pub fn finding(counters: &SyscallCounters, cost: &Cost, flows: &[Flow]) -> Findi
             flow: kernel.clone(),
         },
         (_, None) if ratio >= ZERO_COPY_THRESHOLD => {
-            let pinned = counters.iter().map(|c| c.msg_zerocopy_bytes).sum::<u64>() > 0;
+            let pinned = counters
+                .syscalls
+                .iter()
+                .map(|c| c.msg_zerocopy_bytes)
+                .sum::<u64>()
+                > 0;
             Finding::ZeroCopyWithoutMover {
                 ratio,
                 moved,
@@ -120,10 +125,10 @@ pub fn finding(counters: &SyscallCounters, cost: &Cost, flows: &[Flow]) -> Findi
     }
 }
 
-fn user_space_transitions(counters: &SyscallCounters) -> u64 {
+fn user_space_transitions(counters: &ProcessCounters) -> u64 {
     SYSCALLS
         .iter()
-        .zip(counters)
+        .zip(&counters.syscalls)
         .filter(|(d, _)| d.method.copies())
         .map(|(_, c)| c.calls.saturating_mul(2))
         .sum()
@@ -137,7 +142,7 @@ mod tests {
         flows,
     };
 
-    fn of(counters: &SyscallCounters) -> Finding {
+    fn of(counters: &ProcessCounters) -> Finding {
         let cost = Cost::of(counters);
         finding(counters, &cost, &flows(counters))
     }

@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 
 use zerocopy_trace_common::{fd_kind, Method, SYSCALLS};
 
-use crate::model::SyscallCounters;
+use crate::model::ProcessCounters;
 
 /// One end of a flow: an fd of some kind, or the process's own memory.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -151,11 +151,11 @@ struct MethodBytes {
 }
 
 /// The flows of one process, largest first.
-pub fn flows(counters: &SyscallCounters) -> Vec<Flow> {
+pub fn flows(counters: &ProcessCounters) -> Vec<Flow> {
     // Keyed so the in-kernel methods come first: of two flows of equal size, the in-kernel
     // one is listed first.
     let mut by_method: BTreeMap<(bool, Method), MethodBytes> = BTreeMap::new();
-    for (desc, c) in SYSCALLS.iter().zip(counters) {
+    for (desc, c) in SYSCALLS.iter().zip(&counters.syscalls) {
         if c.bytes == 0 {
             continue;
         }
@@ -203,10 +203,9 @@ fn cancel_pipes(m: &mut MethodBytes) {
 mod tests {
     use super::*;
     use crate::correlate::fixtures::{with, CHAR, FILE, PIPE, TCP};
-    use crate::model::rates::zero_counters;
 
     /// Flows as (source, destination, via, bytes), to compare with what a test expects.
-    fn seen(counters: &SyscallCounters) -> Vec<(&'static str, &'static str, String, u64)> {
+    fn seen(counters: &ProcessCounters) -> Vec<(&'static str, &'static str, String, u64)> {
         flows(counters)
             .into_iter()
             .map(|f| (f.source.name(), f.destination.name(), f.via.label, f.bytes))
@@ -289,7 +288,7 @@ mod tests {
     #[test]
     fn nothing_moved_is_no_flow() {
         assert!(flows(&with(&[("read", 3, 0, None, None)])).is_empty());
-        assert!(flows(&zero_counters()).is_empty());
+        assert!(flows(&ProcessCounters::default()).is_empty());
     }
 
     #[test]

@@ -13,7 +13,7 @@ pub use flows::{flows, Flow};
 pub mod fixtures {
     use zerocopy_trace_common::{fd_kind, syscalls::syscall_id};
 
-    use crate::model::{rates::zero_counters, SyscallCounters};
+    use crate::model::ProcessCounters;
 
     pub const FILE: usize = fd_kind::FILE as usize;
     pub const TCP: usize = fd_kind::TCP as usize;
@@ -23,10 +23,10 @@ pub mod fixtures {
     /// (syscall, calls, bytes, source kind, destination kind)
     pub type Entry<'a> = (&'a str, u64, u64, Option<usize>, Option<usize>);
 
-    pub fn with(entries: &[Entry]) -> SyscallCounters {
-        let mut counters = zero_counters();
+    pub fn with(entries: &[Entry]) -> ProcessCounters {
+        let mut counters = ProcessCounters::default();
         for &(name, calls, bytes, source, destination) in entries {
-            let c = &mut counters[syscall_id(name).expect("a traced syscall")];
+            let c = &mut counters.syscalls[syscall_id(name).expect("a traced syscall")];
             c.calls += calls;
             c.bytes += bytes;
             if let Some(s) = source {
@@ -43,7 +43,7 @@ pub mod fixtures {
     /// typical server's calls have: reads from files, receives from and writes and sends to tcp,
     /// sendfile from a file to tcp, and splices half into a pipe from tcp, half out of it to
     /// tcp (a splice proxy).
-    pub fn served(entries: &[(&str, u64, u64)]) -> SyscallCounters {
+    pub fn served(entries: &[(&str, u64, u64)]) -> ProcessCounters {
         let mut kinds: Vec<Entry> = Vec::new();
         for &(name, calls, bytes) in entries {
             match name {

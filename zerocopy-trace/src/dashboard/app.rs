@@ -16,11 +16,7 @@ use zerocopy_trace_common::SYSCALLS;
 
 use crate::{
     collect::{Dropped, Snapshot},
-    model::{
-        analyse,
-        rates::{add_all, difference, per_second, zero_counters},
-        Analysis, Cost, SyscallCounters, Verdict,
-    },
+    model::{analyse, rates::per_second, Analysis, Cost, ProcessCounters, Verdict},
 };
 
 /// Throughput samples kept per process for the sparkline: 5 minutes at the default interval.
@@ -138,9 +134,9 @@ pub struct Row {
     pub comm: String,
     pub exited: bool,
     /// Counts since attach.
-    pub totals: SyscallCounters,
+    pub totals: ProcessCounters,
     /// Counts during the last sample.
-    pub delta: SyscallCounters,
+    pub delta: ProcessCounters,
     /// The model's analysis of `totals`: the detail pane's flows and finding.
     pub analysis: Analysis,
     /// The cost of `delta`: the rates.
@@ -178,8 +174,8 @@ pub struct App {
     /// Snapshots taken so far.
     pub samples: u64,
     /// All processes, exited and dropped rows included.
-    pub machine_totals: SyscallCounters,
-    pub machine_delta: SyscallCounters,
+    pub machine_totals: ProcessCounters,
+    pub machine_delta: ProcessCounters,
     pub dropped: Dropped,
     pub show: Show,
     pub sort: SortKey,
@@ -203,8 +199,8 @@ impl App {
             elapsed: Duration::ZERO,
             sample: Duration::ZERO,
             samples: 0,
-            machine_totals: zero_counters(),
-            machine_delta: zero_counters(),
+            machine_totals: ProcessCounters::default(),
+            machine_delta: ProcessCounters::default(),
             dropped: Default::default(),
             show: Show::Rates,
             sort: SortKey::Moved,
@@ -231,10 +227,10 @@ impl App {
 
         let mut previous = std::mem::take(&mut self.rows);
         let mut exits_of: HashMap<u32, u32> = HashMap::new();
-        let mut totals = zero_counters();
-        let mut delta = zero_counters();
+        let mut totals = ProcessCounters::default();
+        let mut delta = ProcessCounters::default();
         for record in snapshot.processes {
-            add_all(&mut totals, &record.syscalls);
+            totals.add(&record.counters);
             let key = if record.exited {
                 let nth = exits_of.entry(record.pid).or_insert(0);
                 *nth += 1;
@@ -261,17 +257,17 @@ impl App {
                     pid: record.pid,
                     comm: String::new(),
                     exited: false,
-                    totals: zero_counters(),
-                    delta: zero_counters(),
-                    analysis: analyse(&zero_counters()),
+                    totals: ProcessCounters::default(),
+                    delta: ProcessCounters::default(),
+                    analysis: analyse(&ProcessCounters::default()),
                     rate: Cost::default(),
                     history: VecDeque::new(),
                     exited_at: None,
                     missing: 0,
                 }
             });
-            row.delta = difference(&record.syscalls, &row.totals);
-            row.totals = record.syscalls;
+            row.delta = record.counters.difference(&row.totals);
+            row.totals = record.counters.clone();
             row.analysis = analyse(&row.totals);
             row.rate = Cost::of(&row.delta);
             row.comm = record.comm;
@@ -280,7 +276,7 @@ impl App {
                 row.exited = true;
                 row.exited_at = Some(elapsed);
             }
-            add_all(&mut delta, &row.delta);
+            delta.add(&row.delta);
             push_sample(
                 &mut row.history,
                 Throughput {
@@ -293,7 +289,7 @@ impl App {
         for (key, mut row) in previous {
             row.missing += 1;
             if row.missing <= MISSING_GRACE {
-                row.delta = zero_counters();
+                row.delta = ProcessCounters::default();
                 row.rate = Cost::default();
                 push_sample(&mut row.history, Throughput::default());
                 self.rows.insert(key, row);
@@ -350,7 +346,7 @@ impl App {
     }
 
     /// What the table shows of `cost` (of `counters`) in the current mode.
-    fn figures(&self, cost: &Cost, counters: &SyscallCounters) -> Figures {
+    fn figures(&self, cost: &Cost, counters: &ProcessCounters) -> Figures {
         let seconds = self.sample.as_secs_f64();
         let per = |n: u64| match self.show {
             Show::Rates => per_second(n, seconds),
@@ -358,7 +354,7 @@ impl App {
         };
         let busiest = SYSCALLS
             .iter()
-            .zip(counters)
+            .zip(&counters.syscalls)
             .filter(|(_, c)| c.calls > 0)
             .max_by_key(|(_, c)| (c.bytes, c.calls))
             .map(|(desc, _)| desc.name);
@@ -479,7 +475,7 @@ pub mod tests {
     use crate::collect::ProcessRecord;
 
     /// Counters as the kernel records them for a typical server (fd kinds included).
-    pub fn counters(entries: &[(&str, u64, u64)]) -> SyscallCounters {
+    pub fn counters(entries: &[(&str, u64, u64)]) -> ProcessCounters {
         crate::correlate::fixtures::served(entries)
     }
 
@@ -494,7 +490,7 @@ pub mod tests {
             ppid: 1,
             comm: comm.into(),
             exited,
-            syscalls: counters(entries),
+            counters: counters(entries),
         }
     }
 
@@ -575,7 +571,7 @@ pub mod tests {
             secs(2),
         );
         let (row, _) = app.visible()[0];
-        assert_eq!(row.delta, zero_counters());
+        assert_eq!(row.delta, ProcessCounters::default());
     }
 
     #[test]
@@ -606,7 +602,7 @@ pub mod tests {
         );
         assert!(app.visible().is_empty(), "gone after EXITED_LINGER");
         // It still counts machine-wide, and a new process reusing the pid starts afresh.
-        assert_eq!(app.machine_totals[0].bytes, 300);
+        assert_eq!(app.machine_totals.syscalls[0].bytes, 300);
         app.ingest(
             snapshot(vec![
                 record(5, "cat", true, &[("read", 3, 300)]),

@@ -6,7 +6,7 @@ use crate::{
     correlate::{self, Finding, Flow},
 };
 
-use super::{Cost, SyscallCounters};
+use super::{Cost, ProcessCounters};
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Analysis {
@@ -17,7 +17,7 @@ pub struct Analysis {
 }
 
 /// The analysis of one process's counters.
-pub fn analyse(counters: &SyscallCounters) -> Analysis {
+pub fn analyse(counters: &ProcessCounters) -> Analysis {
     let cost = Cost::of(counters);
     let flows = correlate::flows(counters);
     let finding = correlate::finding(counters, &cost, &flows);
@@ -49,7 +49,7 @@ impl Analysed {
             .processes
             .into_iter()
             .map(|record| {
-                let analysis = analyse(&record.syscalls);
+                let analysis = analyse(&record.counters);
                 ProcessAnalysis { record, analysis }
             })
             .filter(|p| p.analysis.cost.calls > 0)

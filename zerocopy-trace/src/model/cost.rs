@@ -4,10 +4,9 @@
 //! costs 0 CPU copies and 2 transitions. Each syscall is one entry and one exit: 2 transitions.
 
 use serde::Serialize;
-use zerocopy_trace_common::{Counters, SYSCALLS, SYSCALL_COUNT};
+use zerocopy_trace_common::SYSCALLS;
 
-/// Per-syscall counters of one process, indexed by syscall id.
-pub type SyscallCounters = [Counters; SYSCALL_COUNT];
+use super::ProcessCounters;
 
 /// At or above this share of zero-copy bytes a process is `zero-copy`.
 pub const ZERO_COPY_THRESHOLD: f64 = 0.9;
@@ -54,9 +53,9 @@ pub struct Cost {
 }
 
 impl Cost {
-    pub fn of(counters: &SyscallCounters) -> Cost {
+    pub fn of(counters: &ProcessCounters) -> Cost {
         let mut cost = Cost::default();
-        for (desc, c) in SYSCALLS.iter().zip(counters) {
+        for (desc, c) in SYSCALLS.iter().zip(&counters.syscalls) {
             if desc.method.copies() {
                 // A MSG_ZEROCOPY send pins the user pages instead of copying them.
                 let pinned = c.msg_zerocopy_bytes.min(c.bytes);
@@ -101,10 +100,10 @@ mod tests {
     use super::*;
     use zerocopy_trace_common::syscalls::syscall_id;
 
-    fn with(entries: &[(&str, u64, u64)]) -> SyscallCounters {
-        let mut counters = [Counters::default(); SYSCALL_COUNT];
+    fn with(entries: &[(&str, u64, u64)]) -> ProcessCounters {
+        let mut counters = ProcessCounters::default();
         for &(name, calls, bytes) in entries {
-            let c = &mut counters[syscall_id(name).unwrap()];
+            let c = &mut counters.syscalls[syscall_id(name).unwrap()];
             c.calls += calls;
             c.bytes += bytes;
         }
@@ -157,7 +156,7 @@ mod tests {
     #[test]
     fn msg_zerocopy_sends_are_counted_apart() {
         let mut counters = with(&[("sendmsg", 4, 4000)]);
-        counters[syscall_id("sendmsg").unwrap()].msg_zerocopy_bytes = 3000;
+        counters.syscalls[syscall_id("sendmsg").unwrap()].msg_zerocopy_bytes = 3000;
         let cost = Cost::of(&counters);
         assert_eq!((cost.copied_bytes, cost.zero_copy_bytes), (1000, 3000));
         assert_eq!(cost.verdict(), Verdict::Mixed);
@@ -171,7 +170,7 @@ mod tests {
             ("splice", 2, 800),
             ("sendmsg", 1, 100),
         ]);
-        c[syscall_id("sendmsg").unwrap()].msg_zerocopy_bytes = 60;
+        c.syscalls[syscall_id("sendmsg").unwrap()].msg_zerocopy_bytes = 60;
         let cost = Cost::of(&c);
         assert_eq!(
             (cost.copy_calls, cost.copied_bytes, cost.pinned_bytes),
@@ -200,7 +199,7 @@ mod tests {
             (None, Verdict::Idle)
         );
         let mut failing = with(&[("read", 3, 0)]);
-        failing[0].errors = 3;
+        failing.syscalls[0].errors = 3;
         let cost = Cost::of(&failing);
         assert_eq!(
             (cost.transitions, cost.errors, cost.verdict()),

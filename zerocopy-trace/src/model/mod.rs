@@ -5,7 +5,9 @@
 
 pub mod analysis;
 pub mod cost;
+pub mod counters;
 pub mod rates;
 
 pub use analysis::{analyse, Analysed, Analysis, ProcessAnalysis};
-pub use cost::{Cost, SyscallCounters, Verdict, ZERO_COPY_THRESHOLD};
+pub use cost::{Cost, Verdict, ZERO_COPY_THRESHOLD};
+pub use counters::ProcessCounters;

@@ -99,7 +99,7 @@ fn json_process(process: &ProcessAnalysis) -> JsonProcess<'_> {
         exited: p.exited,
         syscalls: SYSCALLS
             .iter()
-            .zip(&p.syscalls)
+            .zip(&p.counters.syscalls)
             .filter(|(_, c)| c.calls > 0)
             .map(|(desc, c)| {
                 (
@@ -174,7 +174,7 @@ mod tests {
     use super::*;
     use crate::{
         collect::{ProcessRecord, Snapshot},
-        model::Analysed,
+        model::{Analysed, ProcessCounters},
     };
 
     #[test]
@@ -201,14 +201,14 @@ mod tests {
                     ppid: 1,
                     comm: "srv".into(),
                     exited: true,
-                    syscalls,
+                    counters: ProcessCounters { syscalls },
                 },
                 ProcessRecord {
                     pid: 11,
                     ppid: 1,
                     comm: "none".into(),
                     exited: false,
-                    syscalls: [Counters::default(); SYSCALL_COUNT],
+                    counters: ProcessCounters::default(),
                 },
             ],
             dropped: Default::default(),

@@ -147,7 +147,7 @@ mod tests {
             ppid: 1,
             comm: comm.into(),
             exited: false,
-            syscalls: crate::correlate::fixtures::served(entries),
+            counters: crate::correlate::fixtures::served(entries),
         }
     }
 

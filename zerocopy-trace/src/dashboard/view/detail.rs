@@ -30,7 +30,13 @@ const MAX_SYSCALL_ROWS: u16 = 8;
 pub fn height(app: &App) -> u16 {
     let visible = app.visible();
     let used = app.selected_index(&visible).map_or(0, |i| {
-        visible[i].0.totals.iter().filter(|c| c.calls > 0).count()
+        visible[i]
+            .0
+            .totals
+            .syscalls
+            .iter()
+            .filter(|c| c.calls > 0)
+            .count()
     });
     FIXED_LINES + (used as u16).clamp(1, MAX_SYSCALL_ROWS)
 }
@@ -59,7 +65,7 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     block.render(area, buf);
 
     let used: Vec<usize> = (0..SYSCALLS.len())
-        .filter(|&i| row.totals[i].calls > 0)
+        .filter(|&i| row.totals.syscalls[i].calls > 0)
         .collect();
     // Sparklines (2), the picture (4) and flows and finding (2) keep their room; the syscall
     // table gets the rest, at least its header and one row.
@@ -91,7 +97,7 @@ fn syscall_table(app: &App, row: &ProcessRow, used: &[usize], area: Rect, buf: &
     ])
     .add_modifier(Modifier::BOLD);
     let rows = used.iter().map(|&i| {
-        let (total, delta) = (&row.totals[i], &row.delta[i]);
+        let (total, delta) = (&row.totals.syscalls[i], &row.delta.syscalls[i]);
         Row::new([
             Cell::from(SYSCALLS[i].name),
             right(units::count(total.calls)),
