@@ -177,6 +177,18 @@ fn remedy(flow: &Flow) -> &'static str {
     }
 }
 
+/// Serving a file over TLS encrypted in user space (Kafka's TLS listener, nginx with ssl) is the
+/// common reason a sendfile server relays instead; the agent cannot see the TLS, so it says when
+/// that would be the cause, and the way out.
+fn tls_clause(flow: &Flow) -> &'static str {
+    match (flow.source, flow.destination) {
+        ("file" | "block", "tcp") => {
+            "; if the socket carries TLS, user-space TLS forces this copy: kernel TLS (kTLS) lets sendfile() encrypt in the kernel"
+        }
+        _ => "",
+    }
+}
+
 /// One line for an operator: did this process achieve zero copy, and if not, what would.
 pub fn finding(comm: &str, pid: u32, counters: &SyscallCounters) -> String {
     let cost = Cost::of(counters);
@@ -199,7 +211,7 @@ pub fn finding(comm: &str, pid: u32, counters: &SyscallCounters) -> String {
             let share = (relay.bytes.saturating_mul(2)) as f64 / cost.copied_bytes.max(1) as f64;
             let spent = (user_transitions as f64 * share.min(1.0)).round() as u64;
             format!(
-                "{who}: {} {}->{} through user space: {} of CPU copies and {} transitions; {} would copy none of it and spend {} transitions",
+                "{who}: {} {}->{} through user space: {} of CPU copies and {} transitions; {} would copy none of it and spend {} transitions{}",
                 units::bytes(relay.bytes),
                 relay.source,
                 relay.destination,
@@ -207,6 +219,7 @@ pub fn finding(comm: &str, pid: u32, counters: &SyscallCounters) -> String {
                 units::count(spent),
                 remedy(relay),
                 units::count(spent / 2),
+                tls_clause(relay),
             )
         }
         (_, Some(kernel)) if ratio >= crate::model::ZERO_COPY_THRESHOLD => format!(
@@ -336,7 +349,7 @@ mod tests {
         assert!(flows(&c)[0].is_relay());
         assert_eq!(
             finding("python3", 880, &c),
-            "python3[880]: 512.0 MiB file->tcp through user space: 1.0 GiB of CPU copies and 32 768 transitions; sendfile() would copy none of it and spend 16 384 transitions"
+            "python3[880]: 512.0 MiB file->tcp through user space: 1.0 GiB of CPU copies and 32 768 transitions; sendfile() would copy none of it and spend 16 384 transitions; if the socket carries TLS, user-space TLS forces this copy: kernel TLS (kTLS) lets sendfile() encrypt in the kernel"
         );
     }
 
@@ -363,6 +376,7 @@ mod tests {
             f.contains("tcp->tcp through user space") && f.contains("splice()"),
             "{f}"
         );
+        assert!(!f.contains("TLS"), "only file->tcp relays name TLS: {f}");
     }
 
     #[test]
