@@ -11,6 +11,7 @@ use anyhow::{bail, Context, Result};
 use crate::apt::Apt;
 use crate::cmd;
 use crate::ebpf;
+use crate::kafka;
 use crate::test_programs;
 use crate::toolchain::{self, Toolchain, BPF_LINKER_VERSION};
 
@@ -82,16 +83,19 @@ pub fn run(workspace: &Path, release: bool, args: &[OsString]) -> Result<()> {
 }
 
 /// `cargo xtask test`: the workspace's tests (the default members; the eBPF crate has no host
-/// build), one test at a time, with the eBPF object built for the agent to embed.
+/// build), one test at a time, with the eBPF object built for the agent to embed and Apache Kafka
+/// fetched for the Kafka test.
 pub fn test(workspace: &Path, extra: &[String]) -> Result<()> {
     let mut apt = Apt::default();
     let tc = prepare(workspace, &mut apt)?;
     test_programs::ensure(&mut apt)?;
+    let kafka = kafka::ensure(workspace, &mut apt)?;
     let object = ebpf::build(workspace, &tc)?;
     cmd::run(
         cmd::cargo()
             .current_dir(workspace)
             .env(ebpf::OBJECT_ENV, &object)
+            .env(kafka::DIR_ENV, &kafka)
             .args(test_args(extra)),
     )
 }
