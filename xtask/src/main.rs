@@ -2,8 +2,9 @@
 //! tests and lints of this workspace.
 //!
 //! Layout: `toolchain` finds or installs the eBPF compiler and bpf-linker (with `apt` for Debian
-//! packages), `ebpf` builds and lints the kernel crate, `tasks` strings the steps of each
-//! subcommand together, and `cmd` runs child processes.
+//! packages), `ebpf` builds and lints the kernel crate, `test_programs` and `kafka` bring the
+//! programs the integration tests drive, `tasks` strings the steps of each subcommand together,
+//! and `cmd` runs child processes.
 
 mod apt;
 mod bench;
@@ -12,6 +13,7 @@ mod ebpf;
 // Shared with the agent's build.rs, which uses the other half of it.
 #[allow(dead_code)]
 mod ebpf_command;
+mod kafka;
 mod tasks;
 mod test_programs;
 mod toolchain;
@@ -50,7 +52,8 @@ enum Task {
         #[arg(last = true)]
         args: Vec<OsString>,
     },
-    /// Build the eBPF object, then run the workspace tests one at a time.
+    /// Build the eBPF object, fetch Apache Kafka (for its test), then run the workspace tests one
+    /// at a time.
     Test {
         /// Extra `cargo test` arguments after `--`; a second `--` starts the test binaries' own.
         #[arg(last = true)]

@@ -11,6 +11,7 @@ use anyhow::{bail, Context, Result};
 use crate::apt::Apt;
 use crate::cmd;
 use crate::ebpf;
+use crate::kafka;
 use crate::test_programs;
 use crate::toolchain::{self, Toolchain, BPF_LINKER_VERSION};
 
@@ -83,12 +84,18 @@ pub fn run(workspace: &Path, release: bool, args: &[OsString]) -> Result<()> {
 }
 
 /// `cargo xtask test`: the workspace's tests (the default members; the eBPF crate has no host
-/// build), one test at a time, with the eBPF object built for the agent to embed.
+/// build), one test at a time, with Apache Kafka fetched for the Kafka test.
 pub fn test(workspace: &Path, extra: &[String]) -> Result<()> {
     let mut apt = Apt::default();
     prepare(workspace, &mut apt)?;
     test_programs::ensure(&mut apt)?;
-    cmd::run(cmd::cargo().current_dir(workspace).args(test_args(extra)))
+    let kafka = kafka::ensure(workspace, &mut apt)?;
+    cmd::run(
+        cmd::cargo()
+            .current_dir(workspace)
+            .env(kafka::DIR_ENV, &kafka)
+            .args(test_args(extra)),
+    )
 }
 
 /// `cargo xtask lint`: formatting everywhere, clippy on the host crates, then clippy on the eBPF

@@ -2,8 +2,10 @@
 //! table, the JSON, the dashboard) call these instead of wording things themselves, so a
 //! finding reads the same wherever it shows.
 
+use zerocopy_trace_common::fd_kind;
+
 use crate::{
-    correlate::{Finding, Flow},
+    correlate::{End, Finding, Flow},
     units,
 };
 
@@ -16,6 +18,17 @@ pub fn flow(f: &Flow) -> String {
         f.via.label,
         units::bytes(f.bytes)
     )
+}
+
+/// Serving a file over TLS encrypted in user space (Kafka's TLS listener, nginx with ssl) is the
+/// common reason a sendfile server relays instead; the agent cannot see the TLS, so it says when
+/// that would be the cause, and the way out.
+fn tls_clause(relay: &Flow) -> &'static str {
+    if relay.source.is_storage() && relay.destination == End::Fd(fd_kind::TCP) {
+        "; if the socket carries TLS, user-space TLS forces this copy: kernel TLS (kTLS) lets sendfile() encrypt in the kernel"
+    } else {
+        ""
+    }
 }
 
 /// One line for an operator about process `comm[pid]`.
@@ -32,7 +45,7 @@ pub fn finding(comm: &str, pid: u32, finding: &Finding) -> String {
             remedy,
             remedy_transitions,
         } => format!(
-            "{who}: {} {}->{} through user space: {} of CPU copies and {} transitions; {} would copy none of it and spend {} transitions",
+            "{who}: {} {}->{} through user space: {} of CPU copies and {} transitions; {} would copy none of it and spend {} transitions{}",
             units::bytes(flow.bytes),
             flow.source.name(),
             flow.destination.name(),
@@ -40,6 +53,7 @@ pub fn finding(comm: &str, pid: u32, finding: &Finding) -> String {
             units::count(*transitions),
             remedy.call(),
             units::count(*remedy_transitions),
+            tls_clause(flow),
         ),
         Finding::ZeroCopy { ratio, moved, flow } => format!(
             "{who}: {} of {} moved {}->{} by {}: zero copy achieved",
@@ -133,7 +147,7 @@ mod tests {
         ]);
         assert_eq!(
             sentence("python3", 880, &c),
-            "python3[880]: 512.0 MiB file->tcp through user space: 1.0 GiB of CPU copies and 32 768 transitions; sendfile() would copy none of it and spend 16 384 transitions"
+            "python3[880]: 512.0 MiB file->tcp through user space: 1.0 GiB of CPU copies and 32 768 transitions; sendfile() would copy none of it and spend 16 384 transitions; if the socket carries TLS, user-space TLS forces this copy: kernel TLS (kTLS) lets sendfile() encrypt in the kernel"
         );
     }
 
@@ -148,6 +162,7 @@ mod tests {
             f.contains("tcp->tcp through user space") && f.contains("splice()"),
             "{f}"
         );
+        assert!(!f.contains("TLS"), "only file->tcp relays name TLS: {f}");
     }
 
     #[test]

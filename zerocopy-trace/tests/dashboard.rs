@@ -10,95 +10,16 @@ use std::{
     io::{BufRead, BufReader, Read},
     path::Path,
     process::{Command, Stdio},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use serde_json::Value;
 
-use common::{assert_unloaded, loaded, privileged, scratch, AGENT, WORKLOAD};
-
-/// A tmux server of our own (its own socket), killed when dropped.
-struct Tmux {
-    socket: String,
-}
-
-impl Tmux {
-    /// `None` (after saying so) when tmux is missing outside CI; in CI that is a failure.
-    fn start(command: &str, width: u16, height: u16) -> Option<Tmux> {
-        if Command::new("tmux").arg("-V").output().is_err() {
-            if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
-                panic!("tmux is missing, and CI=true forbids skipping (install the tmux package)");
-            }
-            eprintln!("SKIPPED (tmux not installed): this test drives the dashboard in tmux");
-            return None;
-        }
-        let tmux = Tmux {
-            socket: format!("zerocopy-trace-test-{}", std::process::id()),
-        };
-        tmux.run(&[
-            "-f",
-            "/dev/null",
-            "new-session",
-            "-d",
-            "-s",
-            "dash",
-            "-x",
-            &width.to_string(),
-            "-y",
-            &height.to_string(),
-            command,
-        ]);
-        Some(tmux)
-    }
-
-    fn run(&self, args: &[&str]) -> String {
-        let out = Command::new("tmux")
-            .arg("-L")
-            .arg(&self.socket)
-            .args(args)
-            .output()
-            .expect("running tmux");
-        assert!(
-            out.status.success(),
-            "tmux {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    fn screen(&self) -> String {
-        self.run(&["capture-pane", "-p", "-t", "dash"])
-    }
-
-    fn keys(&self, keys: &[&str]) {
-        let mut args = vec!["send-keys", "-t", "dash"];
-        args.extend_from_slice(keys);
-        self.run(&args);
-    }
-
-    /// Polls the screen until `ready` holds; panics with the last screen after `timeout`.
-    fn wait_for(&self, what: &str, timeout: Duration, ready: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let screen = self.screen();
-            if ready(&screen) {
-                return screen;
-            }
-            if Instant::now() > deadline {
-                panic!("timed out waiting for {what}; the screen:\n{screen}");
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        let _ = Command::new("tmux")
-            .args(["-L", &self.socket, "kill-server"])
-            .output();
-    }
-}
+use common::{
+    assert_unloaded, loaded, privileged, scratch,
+    tmux::{verdict_of, Tmux},
+    AGENT, WORKLOAD,
+};
 
 /// The ids the agent logged on attach (`RUST_LOG=info`: "BPF program ids [1, 2, 3, 4]").
 fn logged_program_ids(log: &str) -> Option<Vec<u32>> {
@@ -108,16 +29,6 @@ fn logged_program_ids(log: &str) -> Option<Vec<u32>> {
             .map(|id| id.parse().expect("numeric program id"))
             .collect(),
     )
-}
-
-/// The verdict on the table row of `pid` (columns: PID COMM VERDICT ...; comm is one word
-/// for the workload's `zerocopy-trace-`).
-fn verdict_of(screen: &str, pid: u64) -> Option<String> {
-    screen.lines().find_map(|line| {
-        let mut words = line.split_whitespace();
-        (words.next()? == pid.to_string()).then_some(())?;
-        words.nth(1).map(str::to_string)
-    })
 }
 
 fn quote(path: &Path) -> String {
@@ -138,7 +49,7 @@ fn dashboard_shows_the_workload_and_quits_clean() {
         quote(Path::new(AGENT)),
         quote(&log)
     );
-    let Some(tmux) = Tmux::start(&command, 120, 40) else {
+    let Some(tmux) = Tmux::start("dashboard", &command, 120, 40) else {
         return;
     };
     tmux.wait_for("the dashboard", Duration::from_secs(30), |s| {
@@ -230,7 +141,7 @@ fn a_panic_restores_the_terminal_and_unloads_everything() {
         quote(Path::new(AGENT)),
         quote(&log)
     );
-    let Some(tmux) = Tmux::start(&command, 100, 30) else {
+    let Some(tmux) = Tmux::start("dashboard", &command, 100, 30) else {
         return;
     };
     tmux.wait_for("the dashboard", Duration::from_secs(30), |s| {

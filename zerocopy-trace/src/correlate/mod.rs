@@ -5,7 +5,7 @@ pub mod finding;
 pub mod flows;
 
 pub use finding::{finding, Finding};
-pub use flows::{flows, Flow};
+pub use flows::{flows, End, Flow};
 
 /// Counters as the kernel records them, for the tests of correlation and of what reads it:
 /// every byte also counted under the fd kinds of its ends.

@@ -4,6 +4,9 @@
 
 #![allow(dead_code)]
 
+pub mod kafka;
+pub mod tmux;
+
 use std::{
     io::{BufRead, BufReader},
     path::PathBuf,
