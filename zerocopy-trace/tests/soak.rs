@@ -17,14 +17,11 @@ use serde_json::Value;
 use common::{privileged, scratch, AGENT, WORKLOAD};
 
 fn rss_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
+    procfs::process::Process::new(i32::try_from(pid).ok()?)
+        .ok()?
+        .status()
+        .ok()?
+        .vmrss
 }
 
 /// A process's per-syscall (calls, bytes, errors), as comparable text.
