@@ -75,6 +75,7 @@ pub fn all_processes() -> Vec<(u32, ProcessInfo)> {
 #[cfg(test)]
 mod tests {
     use procfs::FromBufRead;
+    use proptest::prelude::*;
 
     use super::*;
 
@@ -104,17 +105,49 @@ mod tests {
         assert!(Vec::<MountEntry>::from_buf_read("garbage\n\n  \n".as_bytes()).is_err());
     }
 
-    #[test]
-    fn fuzzed_mount_tables_never_panic() {
-        crate::fuzz::fuzz_text(
-            &["cgroup2 /sys/fs/cgroup cgroup2 rw 0 0\ntracefs /sys/kernel/tracing tracefs rw,nosuid 0 0\nproc /proc proc rw 0 0\n"],
-            10_000,
-            |text| {
-                if let Ok(mounts) = Vec::<MountEntry>::from_buf_read(text.as_bytes()) {
-                    let _ = mount_points(&mounts, "cgroup2");
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(10_000))]
+
+        /// Mangled mount tables: an error or a table, never a panic; and what `mount_points`
+        /// finds in a table is a subset of its entries.
+        #[test]
+        fn mutated_mount_tables_never_panic(
+            text in crate::fuzz::mutated(
+                "cgroup2 /sys/fs/cgroup cgroup2 rw 0 0\ntracefs /sys/kernel/tracing tracefs rw,nosuid 0 0\nproc /proc proc rw 0 0\n",
+            ),
+        ) {
+            if let Ok(mounts) = Vec::<MountEntry>::from_buf_read(text.as_bytes()) {
+                for fstype in ["cgroup2", "tracefs"] {
+                    prop_assert!(mount_points(&mounts, fstype).len() <= mounts.len());
                 }
-            },
-        );
+            }
+        }
+    }
+
+    proptest! {
+        /// In a table written from (device, mount point, type) rows, `mount_points` finds
+        /// exactly the mount points of that type, in table order.
+        #[test]
+        fn mount_points_of_written_tables(
+            rows in prop::collection::vec(
+                ("[a-z0-9]{1,8}", "/[a-z0-9/._-]{0,24}", prop::sample::select(&["cgroup2", "tracefs", "proc"][..])),
+                0..12,
+            ),
+        ) {
+            let text: String = rows
+                .iter()
+                .map(|(device, point, kind)| format!("{device} {point} {kind} rw,relatime 0 0\n"))
+                .collect();
+            let mounts = table(&text);
+            for fstype in ["cgroup2", "tracefs"] {
+                let want: Vec<PathBuf> = rows
+                    .iter()
+                    .filter(|(_, _, kind)| *kind == fstype)
+                    .map(|(_, point, _)| PathBuf::from(point))
+                    .collect();
+                prop_assert_eq!(mount_points(&mounts, fstype), want);
+            }
+        }
     }
 
     #[test]
