@@ -93,7 +93,12 @@ mod tests {
         .join()
         .expect("the dropping thread");
         let Some([effective, permitted, inheritable]) = dropped else {
-            eprintln!("SKIPPED: this test runs without CAP_BPF, so there is nothing to drop");
+            // Straight to stderr: libtest would capture an eprintln! and hide the skip.
+            use std::io::Write;
+            let _ = writeln!(
+                std::io::stderr(),
+                "SKIPPED privileges::tests::keeps_exactly_cap_bpf: no CAP_BPF to keep"
+            );
             return;
         };
         let only_bpf = CapsHashSet::from([Capability::CAP_BPF]);
