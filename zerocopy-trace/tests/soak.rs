@@ -24,11 +24,14 @@ fn rss_kib(pid: u32) -> Option<u64> {
         .vmrss
 }
 
-/// A process's per-syscall (calls, bytes, errors), as comparable text.
+/// A process's per-syscall (calls, bytes, errors, MSG_ZEROCOPY bytes), as comparable text.
 fn figures(process: &Value) -> String {
     let mut out = String::new();
     for (name, s) in process["syscalls"].as_object().unwrap() {
-        out += &format!("{name}:{}/{}/{} ", s["calls"], s["bytes"], s["errors"]);
+        out += &format!(
+            "{name}:{}/{}/{}/{} ",
+            s["calls"], s["bytes"], s["errors"], s["msg_zerocopy_bytes"]
+        );
     }
     out
 }
