@@ -823,6 +823,8 @@ fn read_u32(bytes: &[u8], at: usize) -> Option<u32> {
     clippy::arithmetic_side_effects
 )]
 mod tests {
+    use proptest::{prelude::*, sample::Index, test_runner::TestRunner};
+
     use super::*;
 
     /// Assembles BTF blobs by hand, so each test states exactly the layout it checks.
@@ -1235,55 +1237,72 @@ mod tests {
             .contains("kernel has no BTF at /sys/kernel/btf/vmlinux (CONFIG_DEBUG_INFO_BTF)"));
     }
 
-    /// xorshift64: deterministic, dependency-free randomness for the fuzz loop.
-    struct Rng(u64);
-
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-
-        fn below(&mut self, n: usize) -> usize {
-            (self.next() % n.max(1) as u64) as usize
-        }
+    /// What becomes of one byte of a damaged blob.
+    #[derive(Clone, Debug)]
+    enum Damage {
+        Zero,
+        Ones,
+        FlipBit(u8),
+        Byte(u8),
     }
 
-    /// Random bytes, or the sample blob with a few bytes overwritten, truncated or extended.
-    fn fuzz_input(rng: &mut Rng, sample: &[u8]) -> Vec<u8> {
-        if rng.below(10) == 0 {
-            let len = rng.below(256);
-            let mut bytes: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
-            // Mostly give it a valid magic and version, to get past the first check.
-            if bytes.len() >= 4 && rng.below(2) == 0 {
-                bytes[..4].copy_from_slice(&[0x9f, 0xeb, 1, 0]);
-            }
-            return bytes;
-        }
-        let mut bytes = sample.to_vec();
-        for _ in 0..=rng.below(8) {
-            let at = rng.below(bytes.len());
-            bytes[at] = match rng.below(4) {
-                0 => 0,
-                1 => 0xff,
-                2 => bytes[at] ^ (1 << rng.below(8)),
-                _ => rng.next() as u8,
-            };
-        }
-        match rng.below(8) {
-            0 => bytes.truncate(rng.below(bytes.len())),
-            1 => bytes.extend((0..rng.below(64)).map(|_| rng.next() as u8)),
-            _ => {}
-        }
-        bytes
+    /// What becomes of a damaged blob's end.
+    #[derive(Clone, Debug)]
+    enum End {
+        Keep,
+        Cut(Index),
+        Extend(Vec<u8>),
+    }
+
+    /// The sample blob with 1 to 9 bytes overwritten and, one time in four, cut short or
+    /// extended; or, one time in ten, random bytes, half of them behind a valid magic and
+    /// version to get past the first check. Overwrites keep the layout, so most cases still
+    /// parse and the lookups get exercised on damaged offsets, names and types.
+    fn damaged_or_random(sample: Vec<u8>) -> impl Strategy<Value = Vec<u8>> {
+        let damage = prop_oneof![
+            Just(Damage::Zero),
+            Just(Damage::Ones),
+            (0..8u8).prop_map(Damage::FlipBit),
+            any::<u8>().prop_map(Damage::Byte),
+        ];
+        let end = prop_oneof![
+            6 => Just(End::Keep),
+            1 => any::<Index>().prop_map(End::Cut),
+            1 => prop::collection::vec(any::<u8>(), 0..64).prop_map(End::Extend),
+        ];
+        let damaged = (prop::collection::vec((any::<Index>(), damage), 1..=9), end).prop_map(
+            move |(writes, end)| {
+                let mut bytes = sample.clone();
+                for (at, damage) in writes {
+                    let byte = &mut bytes[at.index(sample.len())];
+                    *byte = match damage {
+                        Damage::Zero => 0,
+                        Damage::Ones => 0xff,
+                        Damage::FlipBit(bit) => *byte ^ (1 << bit),
+                        Damage::Byte(b) => b,
+                    };
+                }
+                match end {
+                    End::Keep => {}
+                    End::Cut(at) => bytes.truncate(at.index(bytes.len())),
+                    End::Extend(tail) => bytes.extend(tail),
+                }
+                bytes
+            },
+        );
+        let random = (prop::collection::vec(any::<u8>(), 0..256), any::<bool>()).prop_map(
+            |(mut bytes, with_magic)| {
+                if with_magic && bytes.len() >= 4 {
+                    bytes[..4].copy_from_slice(&[0x9f, 0xeb, 1, 0]);
+                }
+                bytes
+            },
+        );
+        prop_oneof![9 => damaged, 1 => random]
     }
 
     #[test]
-    fn fuzzed_input_never_panics() {
-        let sample = sample();
-        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    fn damaged_input_never_panics() {
         let paths: [&[&str]; 8] = [
             &["head"],
             &["z"],
@@ -1294,13 +1313,17 @@ mod tests {
             &["hi"],
             &["odd"],
         ];
-        let mut parsed = 0;
-        for _ in 0..10_000 {
-            let input = fuzz_input(&mut rng, &sample);
+        let parsed = std::cell::Cell::new(0);
+        let mut runner = TestRunner::new(ProptestConfig {
+            cases: 10_000,
+            source_file: Some(file!()),
+            ..ProptestConfig::default()
+        });
+        let outcome = runner.run(&damaged_or_random(sample()), |input| {
             let Ok(btf) = Btf::parse(&input) else {
-                continue;
+                return Ok(());
             };
-            parsed += 1;
+            parsed.set(parsed.get() + 1);
             let names: Vec<String> = btf
                 .composites_by_name
                 .keys()
@@ -1313,10 +1336,15 @@ mod tests {
                     let _ = btf.member_size(name, path);
                 }
             }
+            Ok(())
+        });
+        if let Err(failure) = outcome {
+            panic!("{failure}");
         }
-        // Most mutations land in member offsets and names, which still parse; make sure the
+        // Most damage lands in member offsets and names, which still parse; make sure the
         // lookups were really exercised.
-        eprintln!("{parsed} of 10000 fuzzed inputs parsed");
+        let parsed = parsed.get();
+        eprintln!("{parsed} of 10000 damaged inputs parsed");
         assert!(parsed > 1_000, "only {parsed} inputs parsed");
     }
 

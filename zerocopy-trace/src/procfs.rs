@@ -1,7 +1,10 @@
-//! What the agent reads from /proc: a process's name and parent, and whether it exists.
+//! What the agent reads from /proc: a process's name and parent, whether it exists, and the
+//! mount table. The `procfs` crate reads and parses; this module only picks what we need.
 //! A process can vanish between any two reads; that is an ordinary `None`, never an error.
 
-use std::fs;
+use std::path::PathBuf;
+
+use procfs::{process::Process, MountEntry};
 
 /// Name and parent of a live process.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -12,37 +15,22 @@ pub struct ProcessInfo {
     pub tgid: u32,
 }
 
-/// Reads /proc/PID/status (name, parent and thread group in one small read).
+/// Reads /proc/PID/stat (name and parent) and /proc/PID/status (thread group), both through
+/// one handle on /proc/PID, so a pid reused between the two reads cannot mix two processes.
 pub fn process_info(pid: u32) -> Option<ProcessInfo> {
-    let text = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    parse_status(&text)
+    info_of(&Process::new(i32::try_from(pid).ok()?).ok()?)
 }
 
-/// Parses the `Name:`, `Tgid:` and `PPid:` lines of /proc/PID/status.
-pub fn parse_status(text: &str) -> Option<ProcessInfo> {
-    let (mut comm, mut ppid, mut tgid) = (None, None, None);
-    for line in text.lines() {
-        let Some((key, value)) = line.split_once(':') else {
-            continue;
-        };
-        let value = value.trim();
-        match key {
-            "Name" => comm = Some(unescape_name(value)),
-            "PPid" => ppid = value.parse().ok(),
-            "Tgid" => tgid = value.parse().ok(),
-            _ => {}
-        }
-    }
+fn info_of(process: &Process) -> Option<ProcessInfo> {
+    // The name comes from `stat`, which prints `comm` as the kernel holds it: `status`
+    // escapes it, and the crate cuts its `Name:` at the first ':' (`kworker/0:1`).
+    let stat = process.stat().ok()?;
+    let status = process.status().ok()?;
     Some(ProcessInfo {
-        comm: comm?,
-        ppid: ppid?,
-        tgid: tgid?,
+        comm: stat.comm,
+        ppid: u32::try_from(stat.ppid).ok()?,
+        tgid: u32::try_from(status.tgid).ok()?,
     })
-}
-
-/// /proc/PID/status escapes `\n` and `\\` in names; undo that so names match `comm`.
-fn unescape_name(name: &str) -> String {
-    name.replace("\\n", "\n").replace("\\\\", "\\")
 }
 
 /// Turns a kernel `comm` buffer (NUL-padded) into a string.
@@ -51,96 +39,115 @@ pub fn comm_from_bytes(bytes: &[u8]) -> String {
     String::from_utf8_lossy(&bytes[..end]).into_owned()
 }
 
-/// Mount points of file systems of type `fstype` in a mounts table (`/proc/self/mounts`).
-pub fn mount_points(mounts: &str, fstype: &str) -> Vec<std::path::PathBuf> {
+/// Mount points of file systems of type `fstype` in a mount table (from `mounts()`).
+pub fn mount_points(mounts: &[MountEntry], fstype: &str) -> Vec<PathBuf> {
     mounts
-        .lines()
-        .filter_map(|line| {
-            let mut fields = line.split_whitespace();
-            let (_, target, kind) = (fields.next()?, fields.next()?, fields.next()?);
-            (kind == fstype).then(|| std::path::PathBuf::from(target))
-        })
+        .iter()
+        .filter(|entry| entry.fs_vfstype == fstype)
+        .map(|entry| PathBuf::from(&entry.fs_file))
         .collect()
 }
 
-/// This process's mount table; empty when it cannot be read.
-pub fn mounts() -> String {
-    fs::read_to_string("/proc/self/mounts").unwrap_or_default()
+/// This process's mount table (`/proc/self/mounts`); empty when it cannot be read.
+pub fn mounts() -> Vec<MountEntry> {
+    procfs::mounts().unwrap_or_default()
 }
 
 /// Whether a process (or thread) with this pid exists.
 pub fn exists(pid: u32) -> bool {
-    fs::metadata(format!("/proc/{pid}")).is_ok()
+    i32::try_from(pid).is_ok_and(|pid| Process::new(pid).is_ok())
 }
 
 /// Every process (thread group) currently alive, with its info.
 pub fn all_processes() -> Vec<(u32, ProcessInfo)> {
-    let Ok(dir) = fs::read_dir("/proc") else {
+    let Ok(processes) = procfs::process::all_processes() else {
         return Vec::new();
     };
-    dir.filter_map(|entry| {
-        let pid: u32 = entry.ok()?.file_name().to_str()?.parse().ok()?;
-        Some((pid, process_info(pid)?))
-    })
-    .collect()
+    processes
+        .filter_map(|process| {
+            let process = process.ok()?;
+            let pid = u32::try_from(process.pid()).ok()?;
+            Some((pid, info_of(&process)?))
+        })
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
+    use procfs::FromBufRead;
+    use proptest::prelude::*;
+
     use super::*;
 
-    #[test]
-    fn parses_status() {
-        let text = "Name:\tnginx\nUmask:\t0022\nState:\tS (sleeping)\nTgid:\t4121\nNgid:\t0\nPid:\t4122\nPPid:\t4120\n";
-        assert_eq!(
-            parse_status(text),
-            Some(ProcessInfo {
-                comm: "nginx".into(),
-                ppid: 4120,
-                tgid: 4121
-            })
-        );
-    }
-
-    #[test]
-    fn odd_names_and_garbage() {
-        let text = "Name:\tmy proc\\nx: y\nTgid:\t1\nPPid:\t0\n";
-        assert_eq!(parse_status(text).unwrap().comm, "my proc\nx: y");
-        assert_eq!(parse_status(""), None);
-        assert_eq!(parse_status("Name:\tx\nTgid:\tnope\nPPid:\t1\n"), None);
-        assert_eq!(parse_status("\u{0}:\u{0}\n::::\n"), None);
-    }
-
-    #[test]
-    fn fuzzed_status_files_never_panic() {
-        let status = "Name:\tnginx\nUmask:\t0022\nState:\tS (sleeping)\nTgid:\t4121\nNgid:\t0\nPid:\t4122\nPPid:\t4120\nCapEff:\t000001ffffffffff\n";
-        crate::fuzz::fuzz_text(&[status], 20_000, |text| {
-            let _ = parse_status(text);
-            let _ = crate::privileges::parse_cap_eff(text);
-        });
-        crate::fuzz::fuzz_text(
-            &["cgroup2 /sys/fs/cgroup cgroup2 rw 0 0\n"],
-            5_000,
-            |text| {
-                let _ = mount_points(text, "cgroup2");
-            },
-        );
+    fn table(text: &str) -> Vec<MountEntry> {
+        Vec::<MountEntry>::from_buf_read(text.as_bytes()).expect("a well-formed mount table")
     }
 
     #[test]
     fn mount_points_by_type() {
-        let hybrid = "cgroup /sys/fs/cgroup/cpu cgroup rw 0 0\ncgroup2 /sys/fs/cgroup/unified cgroup2 rw 0 0\ntracefs /sys/kernel/tracing tracefs rw 0 0\n";
-        assert_eq!(
-            mount_points(hybrid, "cgroup2"),
-            vec![std::path::PathBuf::from("/sys/fs/cgroup/unified")]
+        let hybrid = table(
+            "cgroup /sys/fs/cgroup/cpu cgroup rw 0 0\ncgroup2 /sys/fs/cgroup/unified cgroup2 rw 0 0\ntracefs /sys/kernel/tracing tracefs rw 0 0\n",
         );
         assert_eq!(
-            mount_points(hybrid, "tracefs"),
-            vec![std::path::PathBuf::from("/sys/kernel/tracing")]
+            mount_points(&hybrid, "cgroup2"),
+            vec![PathBuf::from("/sys/fs/cgroup/unified")]
         );
-        assert!(mount_points(hybrid, "proc").is_empty());
-        assert!(mount_points("", "tracefs").is_empty());
-        assert!(mount_points("garbage\n\n  \n", "tracefs").is_empty());
+        assert_eq!(
+            mount_points(&hybrid, "tracefs"),
+            vec![PathBuf::from("/sys/kernel/tracing")]
+        );
+        assert!(mount_points(&hybrid, "proc").is_empty());
+        assert!(mount_points(&table(""), "tracefs").is_empty());
+    }
+
+    #[test]
+    fn garbage_mount_tables_are_an_error_not_a_panic() {
+        assert!(Vec::<MountEntry>::from_buf_read("garbage\n\n  \n".as_bytes()).is_err());
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(10_000))]
+
+        /// Mangled mount tables: an error or a table, never a panic; and what `mount_points`
+        /// finds in a table is a subset of its entries.
+        #[test]
+        fn mutated_mount_tables_never_panic(
+            text in crate::fuzz::mutated(
+                "cgroup2 /sys/fs/cgroup cgroup2 rw 0 0\ntracefs /sys/kernel/tracing tracefs rw,nosuid 0 0\nproc /proc proc rw 0 0\n",
+            ),
+        ) {
+            if let Ok(mounts) = Vec::<MountEntry>::from_buf_read(text.as_bytes()) {
+                for fstype in ["cgroup2", "tracefs"] {
+                    prop_assert!(mount_points(&mounts, fstype).len() <= mounts.len());
+                }
+            }
+        }
+    }
+
+    proptest! {
+        /// In a table written from (device, mount point, type) rows, `mount_points` finds
+        /// exactly the mount points of that type, in table order.
+        #[test]
+        fn mount_points_of_written_tables(
+            rows in prop::collection::vec(
+                ("[a-z0-9]{1,8}", "/[a-z0-9/._-]{0,24}", prop::sample::select(&["cgroup2", "tracefs", "proc"][..])),
+                0..12,
+            ),
+        ) {
+            let text: String = rows
+                .iter()
+                .map(|(device, point, kind)| format!("{device} {point} {kind} rw,relatime 0 0\n"))
+                .collect();
+            let mounts = table(&text);
+            for fstype in ["cgroup2", "tracefs"] {
+                let want: Vec<PathBuf> = rows
+                    .iter()
+                    .filter(|(_, _, kind)| *kind == fstype)
+                    .map(|(_, point, _)| PathBuf::from(point))
+                    .collect();
+                prop_assert_eq!(mount_points(&mounts, fstype), want);
+            }
+        }
     }
 
     #[test]
@@ -156,5 +163,44 @@ mod tests {
         assert!(exists(me));
         let info = process_info(me).unwrap();
         assert_eq!(info.tgid, me);
+        // SAFETY: getppid has no preconditions.
+        let parent = unsafe { libc::getppid() };
+        assert_eq!(i64::from(info.ppid), i64::from(parent));
+        let name = std::fs::read_to_string("/proc/self/comm").unwrap();
+        assert_eq!(info.comm, name.trim_end_matches('\n'));
+        assert!(all_processes()
+            .iter()
+            .any(|(pid, i)| *pid == me && *i == info));
+    }
+
+    #[test]
+    fn a_thread_reports_its_thread_group() {
+        let me = std::process::id();
+        let (tid_tx, tid_rx) = std::sync::mpsc::channel();
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("odd: name)".into())
+            .spawn(move || {
+                // SAFETY: gettid has no preconditions.
+                tid_tx.send(unsafe { libc::gettid() } as u32).unwrap();
+                let _ = done_rx.recv();
+            })
+            .unwrap();
+        let tid = tid_rx.recv().unwrap();
+        let info = process_info(tid).unwrap();
+        done_tx.send(()).unwrap();
+        thread.join().unwrap();
+        assert_ne!(tid, me);
+        assert_eq!(info.tgid, me);
+        // A colon and a parenthesis in a name (threads name themselves): kept whole.
+        assert_eq!(info.comm, "odd: name)");
+    }
+
+    #[test]
+    fn missing_processes_are_none() {
+        assert!(!exists(u32::MAX));
+        assert!(process_info(u32::MAX).is_none());
+        assert!(!exists(999_999_999));
+        assert!(process_info(999_999_999).is_none());
     }
 }

@@ -151,6 +151,8 @@ pub fn read_format(tracefs: &Path, category: &str, name: &str) -> Result<Option<
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
 
     const SPLICE: &str = "name: sys_enter_splice
@@ -188,20 +190,59 @@ print fmt: \"fd_in: 0x%08lx\", ((unsigned long)(REC->fd_in))
         );
     }
 
-    #[test]
-    fn fuzzed_formats_and_mount_tables_never_panic() {
-        crate::fuzz::fuzz_text(&[SPLICE], 20_000, |text| {
-            if let Ok(format) = parse_format(text) {
-                let _ = format.offset("fd_in");
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(20_000))]
+
+        /// Mangled `format` files: an error or a format, never a panic; and every field of a
+        /// format that parses has a plain name, by which it is found.
+        #[test]
+        fn mutated_formats_never_panic(text in crate::fuzz::mutated(SPLICE)) {
+            if let Ok(format) = parse_format(&text) {
+                for field in &format.fields {
+                    prop_assert!(
+                        !field.name.is_empty()
+                            && !field.name.contains(|c: char| c.is_whitespace() || "*[".contains(c)),
+                        "{:?}", field
+                    );
+                    prop_assert!(format.offset(&field.name).is_ok());
+                }
             }
-        });
-        crate::fuzz::fuzz_text(
-            &["tracefs /sys/kernel/tracing tracefs rw,nosuid 0 0\nproc /proc proc rw 0 0\n"],
-            5_000,
-            |text| {
-                let _ = crate::procfs::mount_points(text, "tracefs");
-            },
-        );
+        }
+    }
+
+    /// A field as the kernel declares it: type, name, and maybe an array length.
+    fn declared_field() -> impl Strategy<Value = (String, Field)> {
+        (
+            prop::sample::select(&["int", "unsigned long", "const char *", "loff_t *", "char"][..]),
+            "[a-z_][a-z0-9_]{0,20}",
+            prop::option::of(1..64u16),
+            any::<u16>(),
+            any::<u16>(),
+        )
+            .prop_map(|(kind, name, array, offset, size)| {
+                let length = array.map(|n| format!("[{n}]")).unwrap_or_default();
+                (
+                    format!(
+                        "\tfield:{kind} {name}{length};\toffset:{offset};\tsize:{size};\tsigned:0;"
+                    ),
+                    Field { name, offset, size },
+                )
+            })
+    }
+
+    proptest! {
+        /// A `format` file written from fields parses back to exactly those fields.
+        #[test]
+        fn written_formats_parse_back(
+            name in "sys_(enter|exit)_[a-z0-9_]{1,20}",
+            fields in prop::collection::vec(declared_field(), 0..10),
+        ) {
+            let lines: Vec<&str> = fields.iter().map(|(line, _)| line.as_str()).collect();
+            let text = format!("name: {name}\nID: 7\nformat:\n{}\n\nprint fmt: \"\"\n", lines.join("\n"));
+            let parsed = parse_format(&text).map_err(|e| TestCaseError::fail(format!("{e:#}")))?;
+            let want: Vec<Field> = fields.into_iter().map(|(_, field)| field).collect();
+            prop_assert_eq!(parsed, Format { name, fields: want });
+        }
     }
 
     #[test]

@@ -38,15 +38,19 @@ fn expected_flow(mode: &str, role: &str) -> (&'static str, &'static str, &'stati
     }
 }
 
-/// The report's entry for the workload's sender.
-fn sender<'a>(truth: &Value, report: &'a Value) -> &'a Value {
-    let sender = truth["processes"]
+/// The ground truth's entry for the workload's sender.
+fn truth_sender(truth: &Value) -> &Value {
+    truth["processes"]
         .as_array()
         .expect("processes")
         .iter()
         .find(|p| p["role"] == "sender")
-        .expect("a sender");
-    process(report, sender["pid"].as_u64().expect("pid"))
+        .expect("a sender")
+}
+
+/// The report's entry for the workload's sender.
+fn sender<'a>(truth: &Value, report: &'a Value) -> &'a Value {
+    process(report, truth_sender(truth)["pid"].as_u64().expect("pid"))
 }
 
 fn run_mode(mode: &str, extra: &[&str]) -> (Value, Value) {
@@ -79,7 +83,8 @@ fn run_mode_with(options: &[&str], mode: &str, extra: &[&str]) -> (Value, Value)
     (truth, report)
 }
 
-/// Every measured child: same syscalls, same calls, bytes and errors; the right verdict.
+/// Every measured child: same syscalls, same calls, bytes, errors and `MSG_ZEROCOPY` bytes;
+/// the right verdict.
 fn assert_matches(truth: &Value, report: &Value) {
     let children = truth["processes"].as_array().expect("processes");
     assert!(
@@ -102,7 +107,7 @@ fn assert_matches(truth: &Value, report: &Value) {
             "{mode}/{role} (pid {pid}): syscalls differ"
         );
         for (name, w) in want {
-            for field in ["calls", "bytes", "errors"] {
+            for field in ["calls", "bytes", "errors", "msg_zerocopy_bytes"] {
                 assert_eq!(
                     got[name][field], w[field],
                     "{mode}/{role} (pid {pid}) {name}.{field}"
@@ -240,10 +245,13 @@ fn msg_zerocopy_sends_are_counted_as_zero_copy() {
     }
     let (truth, report) = run_mode("msg-zerocopy", &["--bytes", "1048576"]);
     assert_matches(&truth, &report);
+    // The workload recorded which of its sends carried MSG_ZEROCOPY: every byte of them.
+    let sent = &truth_sender(&truth)["syscalls"]["sendto"];
+    assert_eq!(sent["msg_zerocopy_bytes"], 1048576, "{sent}");
     let seen = sender(&truth, &report);
     assert_eq!(
         seen["syscalls"]["sendto"]["msg_zerocopy_bytes"],
-        seen["syscalls"]["sendto"]["bytes"]
+        sent["msg_zerocopy_bytes"]
     );
     assert_eq!(seen["zero_copy_bytes"], 1048576);
 }

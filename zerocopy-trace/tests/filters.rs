@@ -40,13 +40,11 @@ fn pids(truth: &Value) -> Vec<u64> {
 }
 
 fn cgroup2_root() -> PathBuf {
-    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
-    mounts
-        .lines()
-        .find_map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            (f.get(2) == Some(&"cgroup2")).then(|| PathBuf::from(f[1]))
-        })
+    procfs::mounts()
+        .expect("reading /proc/self/mounts")
+        .into_iter()
+        .find(|entry| entry.fs_vfstype == "cgroup2")
+        .map(|entry| PathBuf::from(entry.fs_file))
         .expect("a cgroup v2 hierarchy (this kernel mounts one)")
 }
 

@@ -95,24 +95,17 @@ fn keeps_only_cap_bpf_after_attaching() {
     }
     let (mut agent, _) = spawn_agent(&["report", "--json"]);
     let pid = agent.child().id();
-    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
-        let status = std::fs::read_to_string(task.unwrap().path().join("status")).unwrap();
-        let effective = status
-            .lines()
-            .find_map(|l| l.strip_prefix("CapEff:"))
-            .unwrap()
-            .trim()
-            .to_string();
-        let permitted = status
-            .lines()
-            .find_map(|l| l.strip_prefix("CapPrm:"))
-            .unwrap()
-            .trim()
-            .to_string();
+    let tasks = procfs::process::Process::new(pid as i32)
+        .and_then(|agent| agent.tasks())
+        .expect("listing the agent's threads");
+    for task in tasks {
+        let status = task
+            .and_then(|task| task.status())
+            .expect("the status of an agent thread");
         // Bit 39, CAP_BPF, and nothing else.
         assert_eq!(
-            (effective.as_str(), permitted.as_str()),
-            ("0000008000000000", "0000008000000000")
+            (status.capeff, status.capprm),
+            (0x0000_0080_0000_0000, 0x0000_0080_0000_0000)
         );
     }
     common::stop_agent(agent);

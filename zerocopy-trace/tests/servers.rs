@@ -236,12 +236,11 @@ fn nginx_without_sendfile_is_a_user_space_relay() {
 /// Whether something listens on 127.0.0.1:`port`, from /proc/net/tcp: connecting to check
 /// would use up a one-connection server's only connection.
 fn listening(port: u16) -> bool {
-    let table = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
-    let local = format!("0100007F:{port:04X}");
-    table.lines().skip(1).any(|line| {
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        fields.get(1) == Some(&local.as_str()) && fields.get(3) == Some(&"0A")
-    })
+    let local = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    procfs::net::tcp()
+        .unwrap_or_default()
+        .iter()
+        .any(|entry| entry.local_address == local && entry.state == procfs::net::TcpState::Listen)
 }
 
 fn wait_listening(port: u16) {

@@ -8,15 +8,19 @@ pub mod kafka;
 pub mod tmux;
 
 use std::{
-    io::{BufRead, BufReader},
+    io::{BufRead, BufReader, Write},
     path::PathBuf,
     process::{Child, Command, Stdio},
+    sync::atomic::{AtomicUsize, Ordering},
 };
 
 use serde_json::Value;
 
 pub const AGENT: &str = env!("CARGO_BIN_EXE_zerocopy-trace");
 pub const WORKLOAD: &str = env!("CARGO_BIN_EXE_zerocopy-trace-workload");
+
+/// Privileged tests of this binary that skipped, for the summary printed at exit.
+static SKIPPED: AtomicUsize = AtomicUsize::new(0);
 
 /// True when the test may run; false (after saying so) when it must skip.
 pub fn privileged() -> bool {
@@ -27,8 +31,32 @@ pub fn privileged() -> bool {
     if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
         panic!("privileged test cannot run: not root, and CI=true forbids skipping");
     }
-    eprintln!("SKIPPED (not root): this test loads BPF programs; run `sudo cargo xtask test`");
+    let test = std::thread::current()
+        .name()
+        .map_or_else(|| "a privileged test".to_owned(), str::to_owned);
+    say(&format!(
+        "SKIPPED {test} (not root): it loads BPF programs; run `sudo cargo xtask test`"
+    ));
+    if SKIPPED.fetch_add(1, Ordering::SeqCst) == 0 {
+        // SAFETY: registers a plain function, once; it only reads an atomic and writes stderr.
+        unsafe { libc::atexit(say_how_many_skipped) };
+    }
     false
+}
+
+/// libtest captures what `eprintln!` prints and shows it only for failed tests; the stderr
+/// stream itself is not captured, so a line written there shows in every run.
+fn say(line: &str) {
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
+}
+
+/// After libtest's own summary, which counts a skipped test as passed.
+extern "C" fn say_how_many_skipped() {
+    let skipped = SKIPPED.load(Ordering::SeqCst);
+    say(&format!(
+        "SKIPPED: {skipped} privileged test(s) of this binary did not run (not root); \
+         the \"passed\" above includes them"
+    ));
 }
 
 /// A fresh directory for one test's files.

@@ -124,6 +124,9 @@ pub struct Counts {
     pub bytes: u64,
     /// Calls that returned -1.
     pub errors: u64,
+    /// Of `bytes`, those of calls made with `MSG_ZEROCOPY` (the send family only, as the
+    /// tracer counts them).
+    pub msg_zerocopy_bytes: u64,
 }
 
 const MESSAGE_LEN: usize = 96;
@@ -145,8 +148,8 @@ pub struct Slot {
     message: [AtomicU8; MESSAGE_LEN],
     /// Free for a mode's own use between its children (mmsg: messages received so far).
     pub progress: AtomicU64,
-    /// `[calls, bytes, errors]` per syscall id.
-    counters: [[AtomicU64; 3]; SYSCALL_COUNT],
+    /// `[calls, bytes, errors, msg_zerocopy_bytes]` per syscall id.
+    counters: [[AtomicU64; 4]; SYSCALL_COUNT],
 }
 
 /// How a child ended, according to its slot.
@@ -161,11 +164,12 @@ pub enum Outcome {
 
 impl Slot {
     pub fn counts(&self, syscall: Syscall) -> Counts {
-        let [calls, bytes, errors] = &self.counters[syscall.id()];
+        let [calls, bytes, errors, msg_zerocopy_bytes] = &self.counters[syscall.id()];
         Counts {
             calls: calls.load(Ordering::Acquire),
             bytes: bytes.load(Ordering::Acquire),
             errors: errors.load(Ordering::Acquire),
+            msg_zerocopy_bytes: msg_zerocopy_bytes.load(Ordering::Acquire),
         }
     }
 
@@ -224,12 +228,18 @@ impl<'a> Recorder<'a> {
     /// failure with `errno` set) and hands back the byte count or the `errno`. Must directly
     /// follow the call, before anything else can change `errno`.
     pub fn call(&self, syscall: Syscall, ret: c_long) -> Result<usize, Errno> {
+        self.call_send(syscall, ret, 0)
+    }
+
+    /// `call` for a send made with `flags` (`MSG_*`): the bytes of a `MSG_ZEROCOPY` send are
+    /// also counted apart, as the tracer does.
+    pub fn call_send(&self, syscall: Syscall, ret: c_long, flags: i32) -> Result<usize, Errno> {
         let result = returned(ret);
         let bytes = match result {
             Ok(n) => n as u64,
             Err(_) => 0,
         };
-        self.add(syscall, bytes, result.is_err());
+        self.add(syscall, bytes, result.is_err(), zerocopy(flags));
         result
     }
 
@@ -241,21 +251,35 @@ impl<'a> Recorder<'a> {
         ret: c_long,
         msgs: &[libc::mmsghdr],
     ) -> Result<usize, Errno> {
+        self.call_mmsg_send(syscall, ret, msgs, 0)
+    }
+
+    /// `call_mmsg` for a `sendmmsg` made with `flags`, as `call_send`.
+    pub fn call_mmsg_send(
+        &self,
+        syscall: Syscall,
+        ret: c_long,
+        msgs: &[libc::mmsghdr],
+        flags: i32,
+    ) -> Result<usize, Errno> {
         let result = returned(ret);
         let bytes = match result {
             Ok(n) => msgs.iter().take(n).map(|m| u64::from(m.msg_len)).sum(),
             Err(_) => 0,
         };
-        self.add(syscall, bytes, result.is_err());
+        self.add(syscall, bytes, result.is_err(), zerocopy(flags));
         result
     }
 
-    fn add(&self, syscall: Syscall, bytes: u64, failed: bool) {
-        let [calls, total, errors] = &self.slot.counters[syscall.id()];
+    fn add(&self, syscall: Syscall, bytes: u64, failed: bool, msg_zerocopy: bool) {
+        let [calls, total, errors, zerocopy_bytes] = &self.slot.counters[syscall.id()];
         calls.fetch_add(1, Ordering::Release);
         total.fetch_add(bytes, Ordering::Release);
         if failed {
             errors.fetch_add(1, Ordering::Release);
+        }
+        if msg_zerocopy {
+            zerocopy_bytes.fetch_add(bytes, Ordering::Release);
         }
     }
 
@@ -273,6 +297,10 @@ impl<'a> Recorder<'a> {
         self.slot.errno.store(failure.errno, Ordering::Release);
         self.slot.state.store(FAILED, Ordering::Release);
     }
+}
+
+fn zerocopy(flags: i32) -> bool {
+    flags & libc::MSG_ZEROCOPY != 0
 }
 
 /// Turns `syscall(2)`'s return into a byte/message count or the `errno`.
@@ -383,7 +411,8 @@ mod tests {
             Counts {
                 calls: 3,
                 bytes: 10,
-                errors: 1
+                errors: 1,
+                msg_zerocopy_bytes: 0
             }
         );
         assert_eq!(slots.slot(0).counts(Syscall::Write), Counts::default());
@@ -405,7 +434,42 @@ mod tests {
             Counts {
                 calls: 1,
                 bytes: 300,
-                errors: 0
+                errors: 0,
+                msg_zerocopy_bytes: 0
+            }
+        );
+        assert_eq!(
+            rec.call_mmsg_send(Syscall::Sendmmsg, 3, &msgs, libc::MSG_ZEROCOPY),
+            Ok(3)
+        );
+        assert_eq!(
+            slots.slot(0).counts(Syscall::Sendmmsg).msg_zerocopy_bytes,
+            600
+        );
+    }
+
+    #[test]
+    fn msg_zerocopy_sends_are_counted_apart() {
+        let slots = SharedSlots::new(1).expect("mmap");
+        let rec = Recorder::start(slots.slot(0));
+        assert_eq!(rec.call_send(Syscall::Sendto, 100, 0), Ok(100));
+        assert_eq!(
+            rec.call_send(Syscall::Sendto, 40, libc::MSG_ZEROCOPY | libc::MSG_DONTWAIT),
+            Ok(40)
+        );
+        // SAFETY: sets errno of this thread, as a failed syscall would.
+        unsafe { *libc::__errno_location() = libc::ENOBUFS };
+        assert_eq!(
+            rec.call_send(Syscall::Sendto, -1, libc::MSG_ZEROCOPY),
+            Err(Errno(libc::ENOBUFS))
+        );
+        assert_eq!(
+            slots.slot(0).counts(Syscall::Sendto),
+            Counts {
+                calls: 3,
+                bytes: 140,
+                errors: 1,
+                msg_zerocopy_bytes: 40
             }
         );
     }

@@ -56,7 +56,7 @@ mod tests {
             json,
             serde_json::json!({
                 "pid": 42, "mode": "sendfile", "role": "sender",
-                "syscalls": {"sendfile64": {"calls": 1, "bytes": 4096, "errors": 0}}
+                "syscalls": {"sendfile64": {"calls": 1, "bytes": 4096, "errors": 0, "msg_zerocopy_bytes": 0}}
             })
         );
     }

@@ -250,7 +250,7 @@ pub fn sendto(rec: &Recorder, f: RawFd, buf: &[u8], flags: i32) -> Result<usize,
             0 as c_long,
         )
     };
-    rec.call(Syscall::Sendto, ret)
+    rec.call_send(Syscall::Sendto, ret, flags)
 }
 
 /// `sendmsg` of `iov` on a connected socket.
@@ -268,7 +268,7 @@ pub fn sendmsg(rec: &Recorder, f: RawFd, iov: &[IoSlice], flags: i32) -> Result<
             c_long::from(flags),
         )
     };
-    rec.call(Syscall::Sendmsg, ret)
+    rec.call_send(Syscall::Sendmsg, ret, flags)
 }
 
 /// `recvmmsg` of one message into each of `bufs` (at most `MAX_MMSG_BATCH`), no timeout.
@@ -325,7 +325,7 @@ pub fn sendmmsg(rec: &Recorder, f: RawFd, bufs: &[IoSlice], flags: i32) -> Resul
             c_long::from(flags),
         )
     };
-    rec.call_mmsg(Syscall::Sendmmsg, ret, &msgs[..count])
+    rec.call_mmsg_send(Syscall::Sendmmsg, ret, &msgs[..count], flags)
 }
 
 /// `sendfile` from `in_fd` at `*pos` (advanced by the kernel) to `out_fd`.
@@ -482,7 +482,8 @@ mod tests {
             Counts {
                 calls: 1,
                 bytes: 5,
-                errors: 0
+                errors: 0,
+                msg_zerocopy_bytes: 0
             }
         );
         assert_eq!(
@@ -490,7 +491,8 @@ mod tests {
             Counts {
                 calls: 1,
                 bytes: 5,
-                errors: 0
+                errors: 0,
+                msg_zerocopy_bytes: 0
             }
         );
         assert_eq!(
@@ -498,7 +500,8 @@ mod tests {
             Counts {
                 calls: 1,
                 bytes: 0,
-                errors: 1
+                errors: 1,
+                msg_zerocopy_bytes: 0
             }
         );
     }

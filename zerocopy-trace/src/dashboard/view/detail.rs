@@ -10,7 +10,7 @@ use ratatui::{
 };
 use zerocopy_trace_common::SYSCALLS;
 
-use super::{format, table::verdict_color};
+use super::table::verdict_color;
 use crate::{
     dashboard::app::{App, Row as ProcessRow},
     describe,
@@ -105,7 +105,7 @@ fn syscall_table(app: &App, row: &ProcessRow, used: &[usize], area: Rect, buf: &
             right(units::count(total.errors)),
             right(format!(
                 "{}/s",
-                format::bytes(per_second(delta.bytes, seconds))
+                units::bytes_compact(per_second(delta.bytes, seconds))
             )),
         ])
     });
@@ -153,9 +153,12 @@ fn sparklines(row: &ProcessRow, area: Rect, buf: &mut Buffer) {
         }
         let [name, spark] =
             Layout::horizontal([Constraint::Length(LABEL), Constraint::Fill(1)]).areas(line);
-        Paragraph::new(format!("{label:<9}{:>6}/s ", format::bytes(now as f64)))
-            .fg(color)
-            .render(name, buf);
+        Paragraph::new(format!(
+            "{label:<9}{:>6}/s ",
+            units::bytes_compact(now as f64)
+        ))
+        .fg(color)
+        .render(name, buf);
         Sparkline::default()
             .data(&data)
             .max(max)

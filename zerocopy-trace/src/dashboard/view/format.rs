@@ -1,37 +1,6 @@
-//! Short forms for narrow columns: a table cell has 4 to 5 characters for a number.
+//! Short forms of times and bars for the dashboard (compact bytes and counts are in `units`).
 
 use std::time::Duration;
-
-/// `512B`, `1.5K`, `64M`, `1023K`, `1.2G`: at most 5 characters, binary units.
-pub fn bytes(v: f64) -> String {
-    if v < 1023.5 {
-        return format!("{v:.0}B");
-    }
-    scaled(v, 1024.0, &["K", "M", "G", "T", "P", "E"])
-}
-
-/// `999`, `12k`, `9.9M`: at most 5 characters, decimal units.
-pub fn count(v: f64) -> String {
-    if v < 9999.5 {
-        return format!("{v:.0}");
-    }
-    scaled(v, 1000.0, &["k", "M", "G", "T", "P", "E"])
-}
-
-fn scaled(v: f64, base: f64, units: &[&str]) -> String {
-    let mut value = v / base;
-    let mut unit = 0;
-    // Move up while the rounded value would not fit (1023.6K -> 1.0M).
-    while value >= base - 0.5 && unit + 1 < units.len() {
-        value /= base;
-        unit += 1;
-    }
-    if value < 9.95 {
-        format!("{value:.1}{}", units[unit])
-    } else {
-        format!("{value:.0}{}", units[unit])
-    }
-}
 
 /// `45s`, `3m07s`, `2h05m`.
 pub fn elapsed(d: Duration) -> String {
@@ -70,23 +39,6 @@ pub fn bar(ratio: f64, width: usize) -> (String, String) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn short_bytes_and_counts() {
-        assert_eq!(bytes(0.0), "0B");
-        assert_eq!(bytes(512.4), "512B");
-        assert_eq!(bytes(1536.0), "1.5K");
-        assert_eq!(bytes(64.0 * 1024.0 * 1024.0), "64M");
-        assert_eq!(bytes(1023.9 * 1024.0), "1.0M");
-        assert_eq!(bytes(u64::MAX as f64), "16E");
-        assert_eq!(count(999.0), "999");
-        assert_eq!(count(12_345.0), "12k");
-        assert_eq!(count(9_960_000.0), "10M");
-        for v in [0.0, 1.0, 1023.0, 1024.0, 99_999.0, 1e12, u64::MAX as f64] {
-            assert!(bytes(v).chars().count() <= 5, "{}", bytes(v));
-            assert!(count(v).chars().count() <= 5, "{}", count(v));
-        }
-    }
 
     #[test]
     fn times() {

@@ -13,6 +13,7 @@ use super::format;
 use crate::{
     dashboard::app::{App, Figures, Row as ProcessRow, Show, SortKey},
     model::Verdict,
+    units,
 };
 
 /// Narrowest name column worth keeping other columns for ("zerocopy-trace" is 14).
@@ -206,10 +207,10 @@ fn cell<'a>(column: Column, row: &'a ProcessRow, f: &Figures) -> Cell<'a> {
             }
             None => Cell::from(format!("{}    -", "·".repeat(BAR))).fg(Color::DarkGray),
         },
-        Column::Copied => right(format::bytes(f.copied)),
-        Column::ZeroCopy => right(format::bytes(f.zero_copy)),
-        Column::Transitions => right(format::count(f.transitions)),
-        Column::PerCall => right(f.bytes_per_call.map_or("-".into(), format::bytes)),
+        Column::Copied => right(units::bytes_compact(f.copied)),
+        Column::ZeroCopy => right(units::bytes_compact(f.zero_copy)),
+        Column::Transitions => right(units::count_compact(f.transitions)),
+        Column::PerCall => right(f.bytes_per_call.map_or("-".into(), units::bytes_compact)),
         Column::Busiest => Cell::from(f.busiest.unwrap_or("-")),
     }
 }
