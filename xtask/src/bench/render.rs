@@ -142,7 +142,7 @@ fn dropped_text(sessions: &[&Stopped]) -> String {
 fn sessions(out: &mut String, sessions: &[Session]) {
     let _ = writeln!(
         out,
-        "\n{:<28} {:>8} {:>15} {:>9} {:>9} {:>10}  dropped calls, all sessions",
+        "\n{:<36} {:>8} {:>15} {:>9} {:>9} {:>10}  dropped calls, all sessions",
         "tracer (all sessions)", "sessions", "attach s (max)", "detach s", "CPU s", "peak RSS"
     );
     // The churn session apart: its memory is the churn's, not the timed runs'.
@@ -174,7 +174,7 @@ fn sessions(out: &mut String, sessions: &[Session]) {
         let rss = mine.iter().map(|s| s.peak_rss_kib).max().unwrap_or(0);
         let _ = writeln!(
             out,
-            "{:<28} {:>8} {:>15} {:>9.2} {:>9.2} {:>6.1} MiB  {}",
+            "{:<36} {:>8} {:>15} {:>9.2} {:>9.2} {:>6.1} MiB  {}",
             label,
             mine.len(),
             format!("{:.2} ({:.2})", attach.median, attach.max),
