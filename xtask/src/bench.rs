@@ -384,8 +384,9 @@ fn churn_pass(
         "xtask: bench churn: {exits} short-lived processes under {}",
         tracer.label()
     );
+    let untraced = churn::baseline(exits)?;
     let running = tracers::start_with(tracer, tools, scratch, ReportTo::Discard)?;
-    let churn = match churn::measure(running.pid, exits) {
+    let churn = match churn::measure(running.pid, exits, Some(untraced)) {
         Ok(churn) => churn,
         Err(err) => {
             running.abandon();

@@ -22,6 +22,9 @@ use super::procfs;
 const PARALLEL: u32 = 4;
 /// How often the agent's memory is sampled.
 const SAMPLE_EVERY: Duration = Duration::from_millis(250);
+/// The churn stops after this long whatever its count, and says so: an agent that slows the
+/// machine's forks would otherwise hold the machine-wide lock for most of an hour.
+const TIME_BUDGET: Duration = Duration::from_secs(600);
 /// After the last exit, two refreshes of the agent before its final RSS is read.
 const SETTLE: Duration = Duration::from_millis(2500);
 /// The agent may use at most this much of the machine's available memory before the churn
@@ -201,6 +204,25 @@ impl Drop for Churner {
     }
 }
 
+/// Processes of the untraced churn that gives the machine's own pace.
+const BASELINE_PROCESSES: u64 = 20_000;
+
+/// Exits a second here with no tracer, over at most [`BASELINE_PROCESSES`] of `total`.
+pub fn baseline(total: u64) -> Result<f64> {
+    let count = total.min(BASELINE_PROCESSES);
+    let started = Instant::now();
+    let mut churner = spawn(count)?;
+    let reaped = churner.wait(TIME_BUDGET)?;
+    if !reaped.success() || churner.failed() > 0 {
+        bail!(
+            "the untraced churn failed: {} ({} children failed)",
+            reaped.describe(),
+            churner.failed()
+        );
+    }
+    Ok(churner.exited() as f64 / started.elapsed().as_secs_f64().max(1e-9))
+}
+
 /// The agent's memory over the churn.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Churn {
@@ -208,6 +230,8 @@ pub struct Churn {
     pub processes_exited: u64,
     pub wall_s: f64,
     pub exits_per_s: f64,
+    /// The same driver's pace with no tracer (over its first processes only).
+    pub untraced_exits_per_s: Option<f64>,
     /// The agent's RSS after attaching, before the first exit.
     pub rss_before_kib: u64,
     /// Its peak (`VmHWM`) over the whole session.
@@ -240,13 +264,14 @@ pub fn rss_cap_kib(available_kib: Option<u64>) -> u64 {
 
 /// Runs `total` short-lived processes while the agent `agent` (attached) watches, sampling its
 /// memory; stops early if the agent passes the cap or exits.
-pub fn measure(agent: u32, total: u64) -> Result<Churn> {
+pub fn measure(agent: u32, total: u64, untraced_exits_per_s: Option<f64>) -> Result<Churn> {
     let cap_kib = rss_cap_kib(procfs::mem_available_kib());
     // One refresh of the agent first: its steady memory before any exit.
     std::thread::sleep(SETTLE);
     let rss_before_kib = procfs::vm_rss_kib(agent).context("the agent is gone")?;
     let mut churn = Churn {
         processes_asked: total,
+        untraced_exits_per_s,
         rss_before_kib,
         ..Churn::default()
     };
@@ -276,6 +301,17 @@ pub fn measure(agent: u32, total: u64) -> Result<Churn> {
                  ({} MiB)",
                 rss >> 10,
                 cap_kib >> 10
+            ));
+            eprintln!(
+                "xtask: churn: {}",
+                churn.stopped_early.as_deref().unwrap_or("")
+            );
+        }
+        if started.elapsed() > TIME_BUDGET && churn.stopped_early.is_none() {
+            churner.stop();
+            churn.stopped_early = Some(format!(
+                "stopped after {exited} exits: the bench's time budget ({} s) ran out",
+                TIME_BUDGET.as_secs()
             ));
             eprintln!(
                 "xtask: churn: {}",

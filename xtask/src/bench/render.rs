@@ -244,12 +244,14 @@ fn churned(out: &mut String, c: &Churn) {
     let _ = writeln!(
         out,
         "\nchurn: zerocopy-trace report --refresh 1s while {} short-lived processes exit\n  \
-         {} exited in {:.1} s ({:.0}/s); agent RSS {:.1} MiB before, peak {:.1} MiB, \
+         {} exited in {:.1} s ({:.0}/s{}); agent RSS {:.1} MiB before, peak {:.1} MiB, \
          {:.1} MiB at the end ({})",
         c.processes_asked,
         c.processes_exited,
         c.wall_s,
         c.exits_per_s,
+        c.untraced_exits_per_s
+            .map_or(String::new(), |r| format!(", untraced {r:.0}/s")),
         mib(c.rss_before_kib),
         mib(c.peak_rss_kib),
         mib(c.final_rss_kib),
@@ -349,6 +351,7 @@ mod tests {
             processes_exited: 10_000,
             wall_s: 2.0,
             exits_per_s: 5000.0,
+            untraced_exits_per_s: Some(8000.0),
             rss_before_kib: 14 << 10,
             peak_rss_kib: 30 << 10,
             final_rss_kib: 24 << 10,
@@ -376,6 +379,7 @@ mod tests {
         // 150 000 ns over 1000 syscalls.
         assert!(text.contains("150.0/syscall"), "{text}");
         assert!(text.contains("+1024 KiB per 1000 exits"), "{text}");
+        assert!(text.contains("(5000/s, untraced 8000/s)"), "{text}");
         assert!(
             text.contains("churn, 10000 exits: agent peak RSS"),
             "{text}"
