@@ -1,20 +1,32 @@
 //! `cargo xtask bench`: what an operator pays for zerocopy-trace, side by side with the tools
-//! they would use instead.
+//! they would use instead, on a syscall storm, bulk transfers, process churn and a real server.
 //!
-//! Rounds alternate the tracers (untraced, zerocopy-trace, empty programs on the same hooks,
-//! bpftrace keeping the same counters, perf trace); in each round a tracer is attached once and
-//! every workload runs under it, so drift over the bench cancels out of the per-round ratios.
-//! A last pass with `kernel.bpf_stats_enabled=1` (off during the timed rounds: the stats cost
-//! time of their own) measures each BPF program's run time over one storm run.
+//! Rounds alternate the tracers (untraced, zerocopy-trace, its empty programs on the same
+//! hooks, bpftrace as its users write these counters, perf trace), in reverse order every other
+//! round; in each round a tracer is attached once and every workload runs under it, so drift
+//! over the bench cancels out of the per-round ratios. nginx runs for the whole bench and wrk
+//! loads it in each block. A pass with `kernel.bpf_stats_enabled=1` (off during the timed
+//! rounds: the stats cost time of their own) measures each BPF program's run time over one
+//! storm and one nginx run; a last session counts the agent's memory while many short-lived
+//! processes exit.
 //!
-//! Layout: `workloads` (what runs), `tracers` (start, attached, stop), `procfs` (CPU, hooks,
-//! BPF stats, wait4), `stats` (medians), `report` (summary, goals, table).
+//! Layout: `workloads` (what runs), `nginx` and `wrk` (the real server and its client),
+//! `churn` (the memory session), `tracers` and `bpftrace` (start, attached, stop), `procfs`
+//! and `process` (what the kernel says about a process; signals and wait4), `stats`
+//! (medians), `report` (records and summary), `goals`, `render` (the tables).
 
+mod bpftrace;
+mod churn;
+mod goals;
+mod nginx;
+mod process;
 mod procfs;
+mod render;
 mod report;
 mod stats;
 mod tracers;
 mod workloads;
+mod wrk;
 
 use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -24,8 +36,9 @@ use serde::Serialize;
 
 use crate::apt::Apt;
 use crate::tasks;
-use report::{Prog, Run, Session};
-use tracers::{Tools, Tracer};
+use churn::Churn;
+use report::{Pass, Prog, Run, Session};
+use tracers::{ReportTo, Running, Tools, Tracer};
 use workloads::{Env, Sizes, Workload};
 
 /// Runs of each tracer in a full bench.
@@ -36,6 +49,8 @@ pub struct Options {
     pub runs: Option<usize>,
     /// Tiny sizes, for a smoke test.
     pub quick: bool,
+    /// Short-lived processes of the churn session; default 1 000 000, or 10 000 with `quick`.
+    pub churn: Option<u64>,
 }
 
 /// Everything written to `target/bench/`.
@@ -48,10 +63,13 @@ struct Document<'a> {
     cpus: usize,
     sizes: Sizes,
     perf_storm_shrink: u64,
+    bpftrace_exit_only: String,
+    bpftrace_enter_exit: String,
     notes: &'a [String],
     summary: Vec<report::Row>,
-    goals: Vec<report::Goal>,
+    goals: &'a [goals::Goal],
     programs: &'a [Prog],
+    churn: Option<&'a Churn>,
     sessions: &'a [Session],
     runs: &'a [Run],
 }
@@ -63,11 +81,14 @@ pub fn bench(workspace: &Path, options: Options) -> Result<()> {
     let rounds = options
         .runs
         .unwrap_or(if options.quick { 1 } else { DEFAULT_RUNS });
-    let sizes = if options.quick {
+    let mut sizes = if options.quick {
         Sizes::quick()
     } else {
         Sizes::full()
     };
+    if let Some(n) = options.churn {
+        sizes.churn_exits = n;
+    }
     let agent = tasks::build(workspace, true)?;
     let out_dir = results_dir(workspace);
     let scratch = out_dir.join("tmp");
@@ -77,20 +98,29 @@ pub fn bench(workspace: &Path, options: Options) -> Result<()> {
         "zerocopy-trace rows are `report` mode (exit records drained every 100 ms, names learned \
          every 1 s); `1s refresh` also reads every counter each second, as the dashboard does"
             .to_owned(),
+        "bpftrace exit-only is the peer (one exit program per syscall, as its users write \
+         these counters); bpftrace enter+exit counts a call only when its enter was seen"
+            .to_owned(),
         format!(
             "perf trace runs the storm only, at 1/{} size, compared per syscall",
             tracers::PERF_STORM_SHRINK
         ),
+        format!(
+            "nginx: 1 worker, sendfile on, loopback; wrk -t{} -c{} -d{}s per run",
+            wrk::THREADS,
+            wrk::CONNECTIONS,
+            sizes.wrk_seconds
+        ),
     ];
     let tools = Tools::find(agent, &mut Apt::default(), &mut notes);
-    let env = workloads::prepare(&scratch, sizes)?;
+    let env = workloads::prepare(&scratch, sizes, tools.server())?;
     let tracers: Vec<Tracer> = Tracer::ALL
         .into_iter()
         .filter(|&t| tools.available(t))
         .collect();
 
     eprintln!("xtask: bench warm-up (untimed)");
-    for workload in Workload::ALL {
+    for workload in Workload::ALL.into_iter().filter(|&w| env.has(w)) {
         if workload != Workload::Many {
             run_workload(&env, workload, Tracer::None, None, 0)?;
         }
@@ -100,7 +130,7 @@ pub fn bench(workspace: &Path, options: Options) -> Result<()> {
     let mut runs = Vec::new();
     let mut sessions = Vec::new();
     for round in 0..rounds {
-        for &tracer in &tracers {
+        for tracer in round_order(&tracers, round) {
             eprintln!(
                 "xtask: bench round {}/{rounds}: {} ({:.0} s so far)",
                 round + 1,
@@ -114,11 +144,27 @@ pub fn bench(workspace: &Path, options: Options) -> Result<()> {
             sessions.extend(session);
         }
     }
-    let programs = stats_pass(&env, &tools, &scratch, &tracers, &mut sessions)?;
+    let programs = stats_pass(&env, &tools, &scratch, &tracers, &mut sessions, &mut notes)?;
+    let churn = churn_pass(
+        &tools,
+        &scratch,
+        sizes.churn_exits,
+        &mut sessions,
+        &mut notes,
+    )?;
 
     let summary = report::rows(&runs);
-    let goals = report::goals(&runs, &sessions);
-    println!("{}", report::render(&summary, &sessions, &programs, &goals));
+    let goals = goals::goals(&runs, &sessions, Some(&churn));
+    println!(
+        "{}",
+        render::render(&render::Tables {
+            rows: &summary,
+            sessions: &sessions,
+            progs: &programs,
+            churn: Some(&churn),
+            goals: &goals,
+        })
+    );
     for note in &notes {
         println!("note: {note}");
     }
@@ -137,10 +183,13 @@ pub fn bench(workspace: &Path, options: Options) -> Result<()> {
         cpus: std::thread::available_parallelism().map_or(0, |n| n.get()),
         sizes,
         perf_storm_shrink: tracers::PERF_STORM_SHRINK,
+        bpftrace_exit_only: bpftrace::exit_only(),
+        bpftrace_enter_exit: bpftrace::enter_exit(),
         notes: &notes,
         summary,
-        goals,
+        goals: &goals,
         programs: &programs,
+        churn: Some(&churn),
         sessions: &sessions,
         runs: &runs,
     };
@@ -158,6 +207,16 @@ pub fn bench(workspace: &Path, options: Options) -> Result<()> {
     Ok(())
 }
 
+/// The tracers in `round`'s order: as given in even rounds, reversed in odd ones, so a drift
+/// over the bench (a machine warming up, a neighbour's build) weighs on every tracer alike.
+fn round_order(tracers: &[Tracer], round: usize) -> Vec<Tracer> {
+    let mut order = tracers.to_vec();
+    if round % 2 == 1 {
+        order.reverse();
+    }
+    order
+}
+
 /// One tracer's turn in a round: attach, every workload it runs, detach.
 fn run_block(
     env: &Env,
@@ -167,7 +226,9 @@ fn run_block(
     round: usize,
     notes: &mut Vec<String>,
 ) -> Result<(Vec<Run>, Option<Session>)> {
-    let workloads = Workload::ALL.into_iter().filter(|&w| tracer.runs(w));
+    let workloads = Workload::ALL
+        .into_iter()
+        .filter(|&w| tracer.runs(w) && env.has(w));
     if tracer == Tracer::None {
         let runs = workloads
             .map(|w| run_workload(env, w, tracer, None, round))
@@ -181,26 +242,28 @@ fn run_block(
             Ok(run) => runs.push(run),
             Err(err) => {
                 // Detach before failing: a tracer left attached would slow everything after.
-                let _ = running.stop();
+                running.abandon();
                 return Err(err);
             }
         }
     }
-    // The runs are measured; a tracer that cannot stop in time only loses its own totals.
+    Ok((runs, stop(running, Pass::Round(round), notes)))
+}
+
+/// Stops a tracer; one that cannot stop in time only loses its own totals (a note says so).
+fn stop(running: Running, pass: Pass, notes: &mut Vec<String>) -> Option<Session> {
+    let tracer = running.tracer;
     match running.stop() {
-        Ok(stopped) => Ok((
-            runs,
-            Some(Session {
-                round: Some(round),
-                tracer,
-                stopped,
-            }),
-        )),
+        Ok(stopped) => Some(Session {
+            pass,
+            tracer,
+            stopped,
+        }),
         Err(err) => {
-            let note = format!("round {}: {}: {err:#}", round + 1, tracer.label());
+            let note = format!("{pass:?}: {}: {err:#}", tracer.label());
             eprintln!("xtask: warning: {note}");
             notes.push(note);
-            Ok((runs, None))
+            None
         }
     }
 }
@@ -232,7 +295,7 @@ fn run_workload(
     round: usize,
 ) -> Result<Run> {
     let shrink = tracer.storm_shrink();
-    let mut command = env.command(workload, shrink);
+    let mut command = env.command(workload, shrink)?;
     let tracer_before = tracer_pid.and_then(procfs::cpu_seconds);
     let started = Instant::now();
     let child = command
@@ -241,10 +304,11 @@ fn run_workload(
     let pid = child.id();
     // Reaped by pid with wait4, which also gives the whole tree's CPU.
     drop(child);
-    let reaped = procfs::reap(pid, true)?.context("wait4 returned without a child")?;
+    let reaped = process::reap(pid, true)?.context("wait4 returned without a child")?;
     let wall_s = started.elapsed().as_secs_f64();
     workloads::check(workload, &reaped)?;
     let tracer_after = tracer_pid.and_then(procfs::cpu_seconds);
+    let served = env.served(workload)?;
     Ok(Run {
         round,
         tracer,
@@ -252,53 +316,85 @@ fn run_workload(
         wall_s,
         cpu_s: reaped.cpu_s,
         syscalls: env.syscalls(workload, shrink),
+        requests: served.map(|s| s.requests),
+        requests_per_s: served.map(|s| s.requests_per_s),
         tracer_cpu_s: tracer_before
             .zip(tracer_after)
             .map(|(before, after)| (after - before).max(0.0)),
     })
 }
 
-/// One storm run under each BPF tracer with the kernel's BPF stats on: each program's runs and
-/// run time over it.
+/// Workloads of the stats pass: the worst case, and the server that matters.
+const STATS_WORKLOADS: [Workload; 2] = [Workload::Storm, Workload::Nginx4k];
+
+/// One storm run and one nginx 4 KiB run under each BPF tracer with the kernel's BPF stats on:
+/// each program's runs and run time over each.
 fn stats_pass(
     env: &Env,
     tools: &Tools,
     scratch: &Path,
     tracers: &[Tracer],
     sessions: &mut Vec<Session>,
+    notes: &mut Vec<String>,
 ) -> Result<Vec<Prog>> {
     let _stats = procfs::BpfStats::enable()?;
     let mut progs = Vec::new();
     for &tracer in tracers.iter().filter(|t| t.has_bpf_programs()) {
         eprintln!("xtask: bench BPF stats pass: {}", tracer.label());
         let running = tracers::start(tracer, tools, scratch)?;
-        let before = procfs::prog_stats(running.pid);
-        let run = run_workload(env, Workload::Storm, tracer, Some(running.pid), 0);
-        let after = procfs::prog_stats(running.pid);
-        // Names while the programs are still loaded.
-        let named: Vec<_> = procfs::prog_delta(&before, &after)
-            .into_iter()
-            .map(|(id, delta)| (id, tools.prog_name(id), delta))
-            .collect();
-        let stopped = running.stop()?;
-        let syscalls = run?.syscalls.unwrap_or(0);
-        for (id, name, delta) in named {
-            progs.push(Prog {
-                tracer,
-                id,
-                name,
-                run_cnt: delta.run_cnt,
-                run_time_ns: delta.run_time_ns,
-                syscalls,
-            });
+        for workload in STATS_WORKLOADS.into_iter().filter(|&w| env.has(w)) {
+            let before = procfs::prog_stats(running.pid);
+            let run = match run_workload(env, workload, tracer, Some(running.pid), 0) {
+                Ok(run) => run,
+                Err(err) => {
+                    running.abandon();
+                    return Err(err);
+                }
+            };
+            let after = procfs::prog_stats(running.pid);
+            let units = run.syscalls.or(run.requests).unwrap_or(0);
+            // Names while the programs are still loaded.
+            for (id, delta) in procfs::prog_delta(&before, &after) {
+                progs.push(Prog {
+                    tracer,
+                    workload,
+                    id,
+                    name: tools.prog_name(id),
+                    run_cnt: delta.run_cnt,
+                    run_time_ns: delta.run_time_ns,
+                    units,
+                });
+            }
         }
-        sessions.push(Session {
-            round: None,
-            tracer,
-            stopped,
-        });
+        sessions.extend(stop(running, Pass::BpfStats, notes));
     }
     Ok(progs)
+}
+
+/// The agent at a 1 s refresh (as the dashboard) while `exits` short-lived processes exit.
+fn churn_pass(
+    tools: &Tools,
+    scratch: &Path,
+    exits: u64,
+    sessions: &mut Vec<Session>,
+    notes: &mut Vec<String>,
+) -> Result<Churn> {
+    let tracer = Tracer::ZeroCopyTraceRefresh;
+    eprintln!(
+        "xtask: bench churn: {exits} short-lived processes under {}",
+        tracer.label()
+    );
+    let untraced = churn::baseline(exits)?;
+    let running = tracers::start_with(tracer, tools, scratch, ReportTo::Discard)?;
+    let churn = match churn::measure(running.pid, exits, Some(untraced)) {
+        Ok(churn) => churn,
+        Err(err) => {
+            running.abandon();
+            return Err(err);
+        }
+    };
+    sessions.extend(stop(running, Pass::Churn, notes));
+    Ok(churn)
 }
 
 fn is_root() -> bool {
@@ -309,4 +405,21 @@ fn is_root() -> bool {
 /// Where the results go: `target/bench/` (never into the repository).
 fn results_dir(workspace: &Path) -> PathBuf {
     workspace.join("target").join("bench")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn odd_rounds_run_in_reverse() {
+        let tracers = [Tracer::None, Tracer::ZeroCopyTrace, Tracer::BpftraceExit];
+        assert_eq!(round_order(&tracers, 0), tracers);
+        assert_eq!(
+            round_order(&tracers, 1),
+            [Tracer::BpftraceExit, Tracer::ZeroCopyTrace, Tracer::None]
+        );
+        assert_eq!(round_order(&tracers, 2), tracers);
+        assert!(round_order(&[], 1).is_empty());
+    }
 }

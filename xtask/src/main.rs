@@ -64,14 +64,19 @@ enum Task {
     /// Find or install the eBPF toolchain (rustc with core source, bpf-linker) and show it.
     Toolchain,
     /// Measure the agent's overhead against no tracer, empty programs on the same hooks,
-    /// bpftrace and perf trace; print a table and write JSON under target/bench/ (needs root).
+    /// bpftrace and perf trace, on a syscall storm, bulk transfers, churn and nginx under wrk;
+    /// and its memory while many processes exit. Prints tables and writes JSON under
+    /// target/bench/ (needs root).
     Bench {
         /// Runs of each tracer (alternating rounds); default 5, or 1 with --quick.
         #[arg(long, value_parser = clap::value_parser!(u64).range(1..=100))]
         runs: Option<u64>,
-        /// Tiny workloads: a smoke test of the whole bench in well under a minute.
+        /// Tiny workloads: a smoke test of the whole bench.
         #[arg(long)]
         quick: bool,
+        /// Short-lived processes of the churn session; default 1000000, or 10000 with --quick.
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+        churn_processes: Option<u64>,
     },
 }
 
@@ -102,11 +107,16 @@ fn run(task: Task) -> Result<()> {
         Task::Test { args } => tasks::test(&workspace, &args),
         Task::Lint => tasks::lint(&workspace),
         Task::Toolchain => tasks::toolchain(&workspace),
-        Task::Bench { runs, quick } => bench::bench(
+        Task::Bench {
+            runs,
+            quick,
+            churn_processes,
+        } => bench::bench(
             &workspace,
             bench::Options {
                 runs: runs.and_then(|n| usize::try_from(n).ok()),
                 quick,
+                churn: churn_processes,
             },
         ),
     }

@@ -1,97 +1,89 @@
-//! What the bench reads from the kernel about a process: CPU time, attached hooks and BPF
-//! program stats (from `/proc/PID/fd` and `fdinfo`), the `kernel.bpf_stats_enabled` switch; and
-//! the two process calls std lacks (sending SIGINT, `wait4` with the child's rusage).
+//! What the bench reads from /proc about a process (CPU time, memory, attached hooks, BPF
+//! program stats), through the `procfs` crate, and the `kernel.bpf_stats_enabled` switch.
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io;
-use std::time::{Duration, Instant};
+use std::io::Read;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
+use procfs::process::{FDTarget, Process};
+use procfs::{Current, Meminfo};
 
 const BPF_STATS: &str = "/proc/sys/kernel/bpf_stats_enabled";
 
-/// A process's user + system CPU seconds so far, from `/proc/PID/stat`.
+fn process(pid: u32) -> Option<Process> {
+    Process::new(i32::try_from(pid).ok()?).ok()
+}
+
+/// A process's user + system CPU seconds so far.
 pub fn cpu_seconds(pid: u32) -> Option<f64> {
-    let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let ticks = stat_cpu_ticks(&text)?;
-    Some(ticks as f64 / clock_ticks_per_second())
+    let stat = process(pid)?.stat().ok()?;
+    let ticks = stat.utime.saturating_add(stat.stime);
+    Some(ticks as f64 / procfs::ticks_per_second().max(1) as f64)
 }
 
-/// utime + stime, in clock ticks, from the text of `/proc/PID/stat`.
-pub fn stat_cpu_ticks(stat: &str) -> Option<u64> {
-    // The command name may hold spaces and parentheses: the fields resume after the last ')'.
-    let rest = &stat[stat.rfind(')')? + 1..];
-    let mut fields = rest.split_whitespace();
-    // After ')' comes field 3 (state); utime is field 14 and stime field 15.
-    let utime: u64 = fields.nth(11)?.parse().ok()?;
-    let stime: u64 = fields.next()?.parse().ok()?;
-    Some(utime.saturating_add(stime))
+/// Peak resident memory of a live process (`VmHWM`), in KiB.
+pub fn vm_hwm_kib(pid: u32) -> Option<u64> {
+    process(pid)?.status().ok()?.vmhwm
 }
 
-fn clock_ticks_per_second() -> f64 {
-    // SAFETY: sysconf only reads a constant of the C library; no memory is passed.
-    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    if ticks > 0 {
-        ticks as f64
-    } else {
-        100.0
-    }
+/// Resident memory of a live process now (`VmRSS`), in KiB.
+pub fn vm_rss_kib(pid: u32) -> Option<u64> {
+    process(pid)?.status().ok()?.vmrss
 }
 
-/// What each open fd of `pid` points to (`anon_inode:bpf-prog`, a path, ...).
-fn fd_targets(pid: u32) -> Vec<(String, String)> {
-    let Ok(dir) = fs::read_dir(format!("/proc/{pid}/fd")) else {
+/// Memory the machine could give without swapping, in KiB.
+pub fn mem_available_kib() -> Option<u64> {
+    Some(Meminfo::current().ok()?.mem_available? / 1024)
+}
+
+/// The anonymous-inode kind of each open fd of `pid` (`bpf-prog`, `bpf_link`, ...), by fd.
+fn anon_fds(pid: u32) -> Vec<(i32, String)> {
+    let Some(fds) = process(pid).and_then(|p| p.fd().ok()) else {
         return Vec::new();
     };
-    dir.filter_map(|entry| {
-        let entry = entry.ok()?;
-        let target = fs::read_link(entry.path()).ok()?;
-        Some((
-            entry.file_name().to_string_lossy().into_owned(),
-            target.to_string_lossy().into_owned(),
-        ))
+    fds.filter_map(|fd| {
+        let fd = fd.ok()?;
+        match fd.target {
+            FDTarget::AnonInode(kind) => Some((fd.fd, kind)),
+            _ => None,
+        }
     })
     .collect()
 }
 
 /// How many hooks `pid` holds attached: BPF links (aya) and perf events (bpftrace, perf).
 pub fn attachments(pid: u32) -> usize {
-    fd_targets(pid)
+    anon_fds(pid)
         .iter()
-        .filter(|(_, target)| is_attachment(target))
+        .filter(|(_, kind)| is_attachment(kind))
         .count()
+}
+
+fn is_attachment(anon_kind: &str) -> bool {
+    matches!(anon_kind, "bpf_link" | "[perf_event]")
 }
 
 /// Processes other than `exclude` holding at least `min` attached hooks: other tracers (a
 /// test suite, a forgotten bpftrace) whose programs would run in every traced and untraced run
 /// alike and skew the comparison. Returns pid and command line.
 pub fn other_tracers(exclude: &[u32], min: usize) -> Vec<(u32, String)> {
-    let Ok(dir) = fs::read_dir("/proc") else {
+    let Ok(all) = procfs::process::all_processes() else {
         return Vec::new();
     };
     let me = std::process::id();
-    let mut found: Vec<(u32, String)> = dir
-        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| *pid != me && !exclude.contains(pid))
-        .filter(|&pid| attachments(pid) >= min)
-        .map(|pid| {
-            let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            let text: String = String::from_utf8_lossy(&cmdline)
-                .replace('\0', " ")
-                .trim()
-                .chars()
-                .take(80)
-                .collect();
-            (pid, text)
+    let mut found: Vec<(u32, String)> = all
+        .filter_map(|p| p.ok())
+        .filter_map(|p| Some((u32::try_from(p.pid).ok()?, p)))
+        .filter(|(pid, _)| *pid != me && !exclude.contains(pid))
+        .filter(|(pid, _)| attachments(*pid) >= min)
+        .map(|(pid, p)| {
+            let cmdline = p.cmdline().unwrap_or_default().join(" ");
+            (pid, cmdline.chars().take(80).collect())
         })
         .collect();
     found.sort();
     found
-}
-
-fn is_attachment(target: &str) -> bool {
-    matches!(target, "anon_inode:bpf_link" | "anon_inode:[perf_event]")
 }
 
 /// One BPF program's cumulative stats (non-zero only while `kernel.bpf_stats_enabled` is 1).
@@ -103,11 +95,21 @@ pub struct ProgStats {
 
 /// The stats of every BPF program `pid` holds open, by program id.
 pub fn prog_stats(pid: u32) -> BTreeMap<u32, ProgStats> {
-    fd_targets(pid)
+    let Some(proc) = process(pid) else {
+        return BTreeMap::new();
+    };
+    anon_fds(pid)
         .into_iter()
-        .filter(|(_, target)| target == "anon_inode:bpf-prog")
-        .filter_map(|(fd, _)| fs::read_to_string(format!("/proc/{pid}/fdinfo/{fd}")).ok())
-        .filter_map(|text| parse_prog_fdinfo(&text))
+        .filter(|(_, kind)| kind == "bpf-prog")
+        .filter_map(|(fd, _)| {
+            // procfs has no parser for a BPF fd's fdinfo: its lines are the kernel's own.
+            let mut text = String::new();
+            proc.open_relative(format!("fdinfo/{fd}"))
+                .ok()?
+                .read_to_string(&mut text)
+                .ok()?;
+            parse_prog_fdinfo(&text)
+        })
         .collect()
 }
 
@@ -178,114 +180,28 @@ impl Drop for BpfStats {
     }
 }
 
-/// How a reaped child ended and what it cost, from `wait4`.
-#[derive(Clone, Copy, Debug)]
-pub struct Reaped {
-    status: i32,
-    /// User + system CPU seconds of the child and of the descendants it waited for.
-    pub cpu_s: f64,
-}
-
-impl Reaped {
-    pub fn success(&self) -> bool {
-        libc::WIFEXITED(self.status) && libc::WEXITSTATUS(self.status) == 0
-    }
-
-    pub fn describe(&self) -> String {
-        if libc::WIFEXITED(self.status) {
-            format!("exit code {}", libc::WEXITSTATUS(self.status))
-        } else if libc::WIFSIGNALED(self.status) {
-            format!("killed by signal {}", libc::WTERMSIG(self.status))
-        } else {
-            format!("wait status {:#x}", self.status)
-        }
-    }
-}
-
-fn pid_t(pid: u32) -> Result<libc::pid_t> {
-    libc::pid_t::try_from(pid).with_context(|| format!("pid {pid} out of range"))
-}
-
-/// Sends `signal` to our child `pid` (not yet reaped, so the pid cannot have been reused).
-/// Peak resident memory of a live process (`VmHWM` of /proc/PID/status), in KiB.
-pub fn vm_hwm_kib(pid: u32) -> Option<u64> {
-    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
-}
-
-pub fn signal(pid: u32, signal: libc::c_int) -> Result<()> {
-    let target = pid_t(pid)?;
-    // SAFETY: kill passes no memory; the target is our own unreaped child.
-    if unsafe { libc::kill(target, signal) } != 0 {
-        return Err(io::Error::last_os_error()).with_context(|| format!("signalling pid {pid}"));
-    }
-    Ok(())
-}
-
-/// Reaps our child `pid`: waits for it when `block`, else returns `None` while it runs.
-pub fn reap(pid: u32, block: bool) -> Result<Option<Reaped>> {
-    let target = pid_t(pid)?;
-    let flags = if block { 0 } else { libc::WNOHANG };
-    loop {
-        let mut status = 0;
-        // SAFETY: rusage is plain integers, for which all-zero bytes are a valid value.
-        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-        // SAFETY: status and usage are live, writable locals for the whole call.
-        let rc = unsafe { libc::wait4(target, &mut status, flags, &mut usage) };
-        if rc == 0 {
-            return Ok(None);
-        }
-        if rc < 0 {
-            let err = io::Error::last_os_error();
-            if err.kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(err).with_context(|| format!("waiting for pid {pid}"));
-        }
-        let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-        return Ok(Some(Reaped {
-            status,
-            cpu_s: seconds(usage.ru_utime) + seconds(usage.ru_stime),
-        }));
-    }
-}
-
-/// Reaps `pid`, killing it if it has not exited within `patience`.
-pub fn reap_within(pid: u32, patience: Duration) -> Result<Reaped> {
-    let deadline = Instant::now() + patience;
-    while Instant::now() < deadline {
-        if let Some(reaped) = reap(pid, false)? {
-            return Ok(reaped);
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    signal(pid, libc::SIGKILL)?;
-    reap(pid, true)?;
-    bail!("pid {pid} did not exit within {patience:?}; killed it")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn cpu_ticks_survive_odd_command_names() {
-        let stat = "4242 (a b) c)) S 1 4242 4242 0 -1 4194560 100 0 0 0 7 5 0 0 20 0 1 0 99 \
-                    1000 10 18446744073709551615";
-        assert_eq!(stat_cpu_ticks(stat), Some(12));
-        assert_eq!(stat_cpu_ticks("4242 (x) S 1"), None);
-        assert_eq!(stat_cpu_ticks(""), None);
+    fn own_cpu_and_memory_are_readable() {
+        let me = std::process::id();
+        assert!(cpu_seconds(me).is_some());
+        // Two reads: the RSS may have grown past the first read's peak in between.
+        assert!(vm_hwm_kib(me).is_some_and(|kib| kib > 0));
+        assert!(vm_rss_kib(me).is_some_and(|kib| kib > 0));
+        assert!(mem_available_kib().is_some_and(|kib| kib > 0));
     }
 
     #[test]
-    fn own_cpu_time_is_readable() {
-        assert!(cpu_seconds(std::process::id()).is_some());
+    fn a_missing_process_reads_as_nothing() {
+        // pid_max is at most 2^22: this pid cannot exist.
+        let gone = 1 << 23;
+        assert_eq!(cpu_seconds(gone), None);
+        assert_eq!(vm_hwm_kib(gone), None);
+        assert_eq!(attachments(gone), 0);
+        assert!(prog_stats(gone).is_empty());
     }
 
     #[test]
@@ -329,9 +245,9 @@ mod tests {
 
     #[test]
     fn attachment_fds() {
-        assert!(is_attachment("anon_inode:bpf_link"));
-        assert!(is_attachment("anon_inode:[perf_event]"));
-        assert!(!is_attachment("anon_inode:bpf-prog"));
-        assert!(!is_attachment("/dev/null"));
+        assert!(is_attachment("bpf_link"));
+        assert!(is_attachment("[perf_event]"));
+        assert!(!is_attachment("bpf-prog"));
+        assert!(!is_attachment("[eventfd]"));
     }
 }

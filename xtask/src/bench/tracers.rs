@@ -1,8 +1,8 @@
 //! The tracers compared: how each starts, how the bench knows it is attached, how it stops.
 //!
-//! Every BPF tracer here sits on the same hooks as zerocopy-trace (the enter and exit syscall
-//! tracepoints of [`SYSCALLS`], plus the fork/exit scheduler tracepoints where it uses them), so
-//! the differences are the programs, not the hooks.
+//! Every BPF tracer here sits on the syscall tracepoints zerocopy-trace uses ([`SYSCALLS`]):
+//! the peer is bpftrace as its users write these counters (one exit-only program per syscall),
+//! and the floor is zerocopy-trace's own empty programs on its own hooks.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -14,13 +14,17 @@ use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use zerocopy_trace_common::{SYSCALLS, SYSCALL_COUNT};
 
-use super::procfs::{self, Reaped};
+use super::bpftrace;
+use super::process::{self, Reaped};
+use super::procfs;
+use super::workloads::{ServerTools, Workload};
 use crate::apt::Apt;
 use crate::cmd;
 
 /// How long a tracer may take to compile, load and attach.
 const ATTACH_PATIENCE: Duration = Duration::from_secs(60);
-/// Attached hooks must hold steady this long before the workload starts.
+/// Attached hooks must hold steady this long before the workload starts (for the tracers
+/// that do not say when they are attached).
 const SETTLE: Duration = Duration::from_millis(500);
 /// How long a tracer may take to detach and write its output after SIGINT.
 /// (Detaching waits for RCU grace periods per hook; with other tracers attaching and detaching
@@ -28,6 +32,8 @@ const SETTLE: Duration = Duration::from_millis(500);
 const STOP_PATIENCE: Duration = Duration::from_secs(150);
 /// perf trace handles every event in user space; the full storm would take minutes under it.
 pub const PERF_STORM_SHRINK: u64 = 40;
+/// The agent's log filter: its own `info` lines, among them the one that says it attached.
+const AGENT_LOG: &str = "zerocopy_trace=info";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -48,21 +54,24 @@ pub enum Tracer {
     EmptyFloor,
     /// Empty programs on the per-syscall tracepoints.
     EmptyFloorTracepoints,
-    /// bpftrace keeping the same per-process counters.
-    Bpftrace,
+    /// The peer: bpftrace with one exit-only program over the 21 exit tracepoints.
+    BpftraceExit,
+    /// bpftrace on enter and exit, counting a call only when its enter was seen.
+    BpftraceEnterExit,
     /// `perf trace -s` on the same syscalls.
     PerfTrace,
 }
 
 impl Tracer {
-    pub const ALL: [Tracer; 8] = [
+    pub const ALL: [Tracer; 9] = [
         Tracer::None,
         Tracer::ZeroCopyTrace,
         Tracer::ZeroCopyTraceRefresh,
         Tracer::EmptyFloor,
         Tracer::ZeroCopyTraceTracepoints,
         Tracer::EmptyFloorTracepoints,
-        Tracer::Bpftrace,
+        Tracer::BpftraceExit,
+        Tracer::BpftraceEnterExit,
         Tracer::PerfTrace,
     ];
 
@@ -74,7 +83,8 @@ impl Tracer {
             Tracer::ZeroCopyTraceTracepoints => "zerocopy-trace (tp)",
             Tracer::EmptyFloor => "empty floor",
             Tracer::EmptyFloorTracepoints => "empty floor (tp)",
-            Tracer::Bpftrace => "bpftrace",
+            Tracer::BpftraceExit => "bpftrace exit-only",
+            Tracer::BpftraceEnterExit => "bpftrace enter+exit",
             Tracer::PerfTrace => "perf trace -s",
         }
     }
@@ -87,13 +97,19 @@ impl Tracer {
             Tracer::ZeroCopyTraceTracepoints => "zerocopy-trace-tracepoints",
             Tracer::EmptyFloor => "empty-floor",
             Tracer::EmptyFloorTracepoints => "empty-floor-tracepoints",
-            Tracer::Bpftrace => "bpftrace",
+            Tracer::BpftraceExit => "bpftrace-exit",
+            Tracer::BpftraceEnterExit => "bpftrace-enter-exit",
             Tracer::PerfTrace => "perf-trace",
         }
     }
 
     /// Whether the tracer runs BPF programs whose kernel stats mean something.
     pub fn has_bpf_programs(self) -> bool {
+        !matches!(self, Tracer::None | Tracer::PerfTrace)
+    }
+
+    /// Whether this is the agent itself (its `report` or `floor`), which logs when it attached.
+    fn is_agent(self) -> bool {
         matches!(
             self,
             Tracer::ZeroCopyTrace
@@ -101,7 +117,6 @@ impl Tracer {
                 | Tracer::ZeroCopyTraceTracepoints
                 | Tracer::EmptyFloor
                 | Tracer::EmptyFloorTracepoints
-                | Tracer::Bpftrace
         )
     }
 
@@ -116,8 +131,8 @@ impl Tracer {
 
     /// Whether this tracer runs `workload` at all (perf trace only gets the storm, shrunk: it
     /// handles each event in user space and would dominate the bench's time otherwise).
-    pub fn runs(self, workload: super::workloads::Workload) -> bool {
-        self != Tracer::PerfTrace || workload == super::workloads::Workload::Storm
+    pub fn runs(self, workload: Workload) -> bool {
+        self != Tracer::PerfTrace || workload == Workload::Storm
     }
 
     /// Hooks that must be attached before the workload starts.
@@ -130,43 +145,51 @@ impl Tracer {
             Tracer::ZeroCopyTraceTracepoints | Tracer::EmptyFloorTracepoints => {
                 2 * SYSCALL_COUNT + 3
             }
-            Tracer::Bpftrace => 2 * SYSCALL_COUNT,
+            Tracer::BpftraceExit => SYSCALL_COUNT,
+            Tracer::BpftraceEnterExit => 2 * SYSCALL_COUNT,
             // Its own raw_syscalls events, one per CPU and direction: at least one.
             Tracer::PerfTrace => 1,
         }
     }
 }
 
-/// Where the tools are, and why any tracer is left out.
+/// Where the tools are, and why any tracer or workload is left out.
 pub struct Tools {
     pub agent: PathBuf,
     pub bpftrace: Option<PathBuf>,
     pub perf: Option<PathBuf>,
     pub bpftool: Option<PathBuf>,
+    pub nginx: Option<PathBuf>,
+    pub wrk: Option<PathBuf>,
 }
 
+/// Directories searched besides PATH: /usr/sbin holds nginx and is not on every PATH.
+const SBIN_DIRS: [&str; 2] = ["/usr/sbin", "/sbin"];
+
 impl Tools {
-    /// Finds bpftrace, bpftool and perf, installing the missing ones with apt where it can;
-    /// each one still missing (or perf trace not working here) becomes a note.
+    /// Finds bpftrace, bpftool, perf, nginx and wrk, installing the missing ones with apt where
+    /// it can; each one still missing (or perf trace not working here) becomes a note.
     pub fn find(agent: PathBuf, apt: &mut Apt, notes: &mut Vec<String>) -> Self {
-        let mut want: Vec<&str> = Vec::new();
-        if which("bpftrace").is_none() {
-            want.push("bpftrace");
-        }
-        if which("bpftool").is_none() {
-            want.push("bpftool");
-        }
-        if which("perf").is_none() {
-            want.push("linux-perf");
-        }
+        let wanted = [
+            ("bpftrace", "bpftrace"),
+            ("bpftool", "bpftool"),
+            ("perf", "linux-perf"),
+            ("nginx", "nginx-light"),
+            ("wrk", "wrk"),
+        ];
+        let want: Vec<&str> = wanted
+            .iter()
+            .filter(|(program, _)| which(program).is_none())
+            .map(|(_, package)| *package)
+            .collect();
         if !want.is_empty() {
-            if let Err(err) = apt.install(&want, "the bench's comparison tracers") {
+            if let Err(err) = apt.install(&want, "the bench's comparison tracers and server") {
                 notes.push(format!("could not install {}: {err:#}", want.join(" ")));
             }
         }
         let bpftrace = which("bpftrace");
         if bpftrace.is_none() {
-            notes.push("bpftrace missing: the empty floor and bpftrace rows are skipped".into());
+            notes.push("bpftrace missing: the bpftrace rows are skipped".into());
         }
         let bpftool = which("bpftool");
         if bpftool.is_none() {
@@ -184,25 +207,34 @@ impl Tools {
         if perf.is_none() && which("perf").is_none() {
             notes.push("perf missing: perf trace is skipped".into());
         }
+        let (nginx, wrk) = (which("nginx"), which("wrk"));
+        if nginx.is_none() || wrk.is_none() {
+            notes.push("nginx or wrk missing: the nginx rows are skipped".into());
+        }
         Self {
             agent,
             bpftrace,
             perf,
             bpftool,
+            nginx,
+            wrk,
         }
     }
 
     pub fn available(&self, tracer: Tracer) -> bool {
         match tracer {
-            Tracer::None
-            | Tracer::ZeroCopyTrace
-            | Tracer::ZeroCopyTraceRefresh
-            | Tracer::ZeroCopyTraceTracepoints
-            | Tracer::EmptyFloor
-            | Tracer::EmptyFloorTracepoints => true,
-            Tracer::Bpftrace => self.bpftrace.is_some(),
+            Tracer::BpftraceExit | Tracer::BpftraceEnterExit => self.bpftrace.is_some(),
             Tracer::PerfTrace => self.perf.is_some(),
+            _ => true,
         }
+    }
+
+    /// nginx and wrk, when both are here.
+    pub fn server(&self) -> Option<ServerTools> {
+        Some(ServerTools {
+            nginx: self.nginx.clone()?,
+            wrk: self.wrk.clone()?,
+        })
     }
 
     /// A BPF program's name, from bpftool where it is installed.
@@ -219,31 +251,11 @@ impl Tools {
 }
 
 fn which(program: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
+    let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)
+        .chain(SBIN_DIRS.iter().map(PathBuf::from))
         .map(|dir| dir.join(program))
         .find(|p| p.is_file())
-}
-
-/// The tracepoints of every traced syscall, `sys_enter_*` or `sys_exit_*`, as bpftrace probes.
-fn probes(direction: &str) -> String {
-    SYSCALLS
-        .iter()
-        .map(|s| format!("tracepoint:syscalls:sys_{direction}_{}", s.name))
-        .collect::<Vec<_>>()
-        .join(",\n")
-}
-
-/// What a bpftrace user would write for zerocopy-trace's counters: calls, bytes and errors per
-/// process and syscall, counted at the exit of a call whose enter was seen.
-pub fn counters_program() -> String {
-    format!(
-        "{}\n{{ @pending[tid] = 1; }}\n\n{}\n/@pending[tid]/\n{{\n  delete(@pending[tid]);\n  \
-         @calls[pid, probe] = count();\n  if (args->ret > 0) {{ @bytes[pid, probe] = sum(args->ret); }}\n  \
-         if (args->ret < 0) {{ @errors[pid, probe] = count(); }}\n}}\n",
-        probes("enter"),
-        probes("exit")
-    )
 }
 
 fn perf_syscalls() -> String {
@@ -266,6 +278,8 @@ pub struct Running {
 /// What a tracer cost over its whole life, and what it lost.
 #[derive(Clone, Debug, Serialize)]
 pub struct Stopped {
+    /// From spawn to attached: the agent's own "attached" log line; for the others, the last
+    /// change in their count of attached hooks.
     pub attach_s: f64,
     pub detach_s: f64,
     pub cpu_s: f64,
@@ -274,17 +288,34 @@ pub struct Stopped {
     pub dropped_calls: Option<BTreeMap<String, u64>>,
 }
 
+/// What becomes of the agent's report when it stops.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReportTo {
+    /// A JSON file, read back for the calls it dropped.
+    Json,
+    /// Nowhere (the churn session: a report of a million exited processes is not the point).
+    Discard,
+}
+
 /// Starts `tracer` (not [`Tracer::None`]) with its files in `dir`, and waits until its hooks
 /// are attached.
 pub fn start(tracer: Tracer, tools: &Tools, dir: &Path) -> Result<Running> {
+    start_with(tracer, tools, dir, ReportTo::Json)
+}
+
+pub fn start_with(tracer: Tracer, tools: &Tools, dir: &Path, report: ReportTo) -> Result<Running> {
     let stderr = dir.join(format!("{}.stderr", tracer.key()));
     let mut json = None;
     let mut command = match tracer {
         Tracer::None => bail!("the untraced runs have no tracer to start"),
         Tracer::ZeroCopyTrace | Tracer::ZeroCopyTraceRefresh | Tracer::ZeroCopyTraceTracepoints => {
-            let out = dir.join(format!("{}.json", tracer.key()));
             let mut c = Command::new(&tools.agent);
-            c.args(["report", "--json", "--output"]).arg(&out);
+            c.arg("report");
+            if report == ReportTo::Json {
+                let out = dir.join(format!("{}.json", tracer.key()));
+                c.args(["--json", "--output"]).arg(&out);
+                json = Some(out);
+            }
             match tracer {
                 Tracer::ZeroCopyTraceTracepoints => {
                     c.args(["--hook", "tracepoints"]);
@@ -294,7 +325,6 @@ pub fn start(tracer: Tracer, tools: &Tools, dir: &Path) -> Result<Running> {
                 }
                 _ => {}
             }
-            json = Some(out);
             c
         }
         // Empty programs on the same hooks, loaded by the agent itself: bpftrace cannot attach
@@ -307,8 +337,12 @@ pub fn start(tracer: Tracer, tools: &Tools, dir: &Path) -> Result<Running> {
             }
             c
         }
-        Tracer::Bpftrace => {
-            let program = counters_program();
+        Tracer::BpftraceExit | Tracer::BpftraceEnterExit => {
+            let program = if tracer == Tracer::BpftraceExit {
+                bpftrace::exit_only()
+            } else {
+                bpftrace::enter_exit()
+            };
             let mut c = Command::new(tools.bpftrace.as_deref().context("no bpftrace")?);
             c.arg("-e").arg(program);
             c
@@ -320,6 +354,9 @@ pub fn start(tracer: Tracer, tools: &Tools, dir: &Path) -> Result<Running> {
             c
         }
     };
+    if tracer.is_agent() {
+        command.env("RUST_LOG", AGENT_LOG);
+    }
     if let Some(out) = &json {
         // A stale report from an earlier run must not pass for this one's.
         let _ = std::fs::remove_file(out);
@@ -346,12 +383,20 @@ pub fn start(tracer: Tracer, tools: &Tools, dir: &Path) -> Result<Running> {
     running.wait_attached(started)
 }
 
+/// Whether the agent's log says it has attached (`attached ...; BPF program ids [...]`, from
+/// both `report` and `floor`).
+pub fn says_attached(log: &str) -> bool {
+    log.lines()
+        .any(|line| line.contains("attached") && line.contains("program ids"))
+}
+
 impl Running {
     fn wait_attached(mut self, started: Instant) -> Result<Self> {
         let need = self.tracer.min_attachments();
         let mut last = (0, Instant::now());
+        let mut logged = None;
         loop {
-            if let Some(reaped) = procfs::reap(self.pid, false)? {
+            if let Some(reaped) = process::reap(self.pid, false)? {
                 bail!(
                     "{} exited before attaching ({}): {}",
                     self.tracer.label(),
@@ -360,23 +405,41 @@ impl Running {
                 );
             }
             let now = Instant::now();
+            if self.tracer.is_agent() && logged.is_none() && says_attached(&self.stderr_text()) {
+                logged = Some(now);
+            }
             let count = procfs::attachments(self.pid);
             if count != last.0 {
                 last = (count, now);
-            } else if count >= need && count > 0 && now - last.1 >= SETTLE {
-                self.attach_s = (last.1 - started).as_secs_f64();
-                return Ok(self);
+            }
+            if count >= need && count > 0 {
+                // The agent says when it is done; the others are done when their count of
+                // hooks has held still for a while.
+                if let Some(at) = logged {
+                    self.attach_s = (at - started).as_secs_f64();
+                    return Ok(self);
+                }
+                if !self.tracer.is_agent() && now - last.1 >= SETTLE {
+                    self.attach_s = (last.1 - started).as_secs_f64();
+                    return Ok(self);
+                }
             }
             if now - started > ATTACH_PATIENCE {
-                let _ = procfs::signal(self.pid, libc::SIGKILL);
-                let _ = procfs::reap(self.pid, true);
+                let _ = process::signal(self.pid, libc::SIGKILL);
+                let _ = process::reap(self.pid, true);
                 bail!(
-                    "{} attached {count} of {need} hooks within {ATTACH_PATIENCE:?}: {}",
+                    "{} attached {count} of {need} hooks within {ATTACH_PATIENCE:?}{}: {}",
                     self.tracer.label(),
+                    if self.tracer.is_agent() && logged.is_none() {
+                        " and never logged \"attached\""
+                    } else {
+                        ""
+                    },
                     self.stderr_tail()
                 );
             }
-            std::thread::sleep(Duration::from_millis(25));
+            // Fine enough for an attach goal of half a second.
+            std::thread::sleep(Duration::from_millis(5));
         }
     }
 
@@ -385,9 +448,9 @@ impl Running {
         // The peak while tracing, from the process's own memory map. wait4's ru_maxrss would
         // not do: it keeps the RSS the child inherited at fork from this (larger) process.
         let peak_rss_kib = procfs::vm_hwm_kib(self.pid).unwrap_or(0);
-        procfs::signal(self.pid, libc::SIGINT)?;
+        process::signal(self.pid, libc::SIGINT)?;
         let asked = Instant::now();
-        let reaped: Reaped = procfs::reap_within(self.pid, STOP_PATIENCE)
+        let reaped: Reaped = process::reap_within(self.pid, STOP_PATIENCE)
             .with_context(|| format!("stopping {}", self.tracer.label()))?;
         let detach_s = asked.elapsed().as_secs_f64();
         if !reaped.success() {
@@ -417,8 +480,20 @@ impl Running {
         })
     }
 
+    /// Stops the tracer after a failure elsewhere: whatever it says is beside the point.
+    pub fn abandon(self) {
+        let label = self.tracer.label();
+        if let Err(err) = self.stop() {
+            eprintln!("xtask: warning: {label}: {err:#}");
+        }
+    }
+
+    fn stderr_text(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
     fn stderr_tail(&self) -> String {
-        let text = std::fs::read_to_string(&self.stderr).unwrap_or_default();
+        let text = self.stderr_text();
         let lines: Vec<&str> = text.lines().rev().take(5).collect();
         let tail: Vec<&str> = lines.into_iter().rev().collect();
         if tail.is_empty() {
@@ -456,14 +531,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn counters_program_counts_at_exit() {
-        let program = counters_program();
-        assert_eq!(program.matches("tracepoint:").count(), 2 * SYSCALL_COUNT);
-        assert!(program.contains("@bytes[pid, probe] = sum(args->ret)"));
-        assert_eq!(program.matches("delete(@pending[tid])").count(), 1);
-    }
-
-    #[test]
     fn dropped_counts_by_reason() {
         let json = r#"{"dropped": {"missing_enter": {"calls": 2, "bytes": 13},
                        "exit_lost": {"calls": 0, "bytes": 0}}}"#;
@@ -476,11 +543,44 @@ mod tests {
 
     #[test]
     fn perf_gets_only_a_shrunk_storm() {
-        use super::super::workloads::Workload;
         assert!(Tracer::PerfTrace.runs(Workload::Storm));
         assert!(!Tracer::PerfTrace.runs(Workload::Churn));
+        assert!(!Tracer::PerfTrace.runs(Workload::Nginx4k));
         assert!(Tracer::ZeroCopyTrace.runs(Workload::Many));
+        assert!(Tracer::BpftraceExit.runs(Workload::Nginx4k));
         assert_eq!(Tracer::PerfTrace.storm_shrink(), PERF_STORM_SHRINK);
-        assert_eq!(Tracer::Bpftrace.storm_shrink(), 1);
+        assert_eq!(Tracer::BpftraceExit.storm_shrink(), 1);
+    }
+
+    #[test]
+    fn the_peer_holds_one_hook_per_syscall() {
+        assert_eq!(Tracer::BpftraceExit.min_attachments(), SYSCALL_COUNT);
+        assert_eq!(
+            Tracer::BpftraceEnterExit.min_attachments(),
+            2 * SYSCALL_COUNT
+        );
+        assert!(Tracer::BpftraceExit.has_bpf_programs() && !Tracer::PerfTrace.has_bpf_programs());
+        assert!(!Tracer::BpftraceExit.is_agent() && Tracer::EmptyFloor.is_agent());
+    }
+
+    #[test]
+    fn labels_and_keys_are_unique() {
+        let labels: std::collections::BTreeSet<_> = Tracer::ALL.iter().map(|t| t.label()).collect();
+        let keys: std::collections::BTreeSet<_> = Tracer::ALL.iter().map(|t| t.key()).collect();
+        assert_eq!(labels.len(), Tracer::ALL.len());
+        assert_eq!(keys.len(), Tracer::ALL.len());
+    }
+
+    #[test]
+    fn the_agents_attached_line() {
+        let report = "[2026-01-01T00:00:00Z INFO  zerocopy_trace::session] attached 21 syscalls; \
+                      BPF program ids [41, 42, 43, 44]\n";
+        let floor = "[.. INFO  zerocopy_trace::session] attached empty programs (Raw hook); \
+                     BPF program ids [7]\n";
+        assert!(says_attached(report) && says_attached(floor));
+        assert!(!says_attached(
+            "zerocopy-trace: tracing; press Ctrl-C to stop\n"
+        ));
+        assert!(!says_attached(""));
     }
 }

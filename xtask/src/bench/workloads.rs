@@ -1,7 +1,8 @@
 //! The fixed workloads: what each runs, at which size, and how its result is read.
 //!
-//! Each is one command (dd, or a short Python script given with `-c`) so that the bench times
-//! the whole tree from spawn to reaping, and `wait4` gives the CPU of every process in it.
+//! Each is one command (dd, a short Python script given with `-c`, or wrk against the bench's
+//! nginx) so that the bench times the whole tree from spawn to reaping, and `wait4` gives the
+//! CPU of every process in it.
 
 use std::fs::File;
 use std::io::Write;
@@ -11,6 +12,8 @@ use std::process::{Command, Stdio};
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
+use super::nginx::{self, Nginx};
+use super::wrk;
 use crate::cmd;
 
 /// The workloads, in the order each block runs them.
@@ -27,6 +30,12 @@ pub enum Workload {
     Churn,
     /// Many live processes doing I/O at once, for a fixed time.
     Many,
+    /// nginx (`sendfile on;`) serving a 4 KiB file to wrk: per-request costs dominate.
+    #[serde(rename = "nginx-4k")]
+    Nginx4k,
+    /// The same with a 1 MiB file: bytes dominate.
+    #[serde(rename = "nginx-1m")]
+    Nginx1m,
 }
 
 /// Which number of a run the table compares.
@@ -36,15 +45,19 @@ pub enum Metric {
     Wall,
     /// CPU of the whole process tree: for a workload of fixed length, the time is not the cost.
     Cpu,
+    /// Requests a second a server answered over a fixed time: higher is better.
+    Rate,
 }
 
 impl Workload {
-    pub const ALL: [Workload; 5] = [
+    pub const ALL: [Workload; 7] = [
         Workload::Storm,
         Workload::BulkCopy,
         Workload::BulkZeroCopy,
         Workload::Churn,
         Workload::Many,
+        Workload::Nginx4k,
+        Workload::Nginx1m,
     ];
 
     pub fn label(self) -> &'static str {
@@ -54,14 +67,27 @@ impl Workload {
             Workload::BulkZeroCopy => "bulk zero copy",
             Workload::Churn => "churn",
             Workload::Many => "many processes",
+            Workload::Nginx4k => "nginx 4 KiB",
+            Workload::Nginx1m => "nginx 1 MiB",
         }
     }
 
     pub fn metric(self) -> Metric {
         match self {
             Workload::Many => Metric::Cpu,
+            Workload::Nginx4k | Workload::Nginx1m => Metric::Rate,
             _ => Metric::Wall,
         }
+    }
+
+    /// The file a server workload asks for.
+    fn served_file(self) -> Option<&'static str> {
+        let index = match self {
+            Workload::Nginx4k => 0,
+            Workload::Nginx1m => 1,
+            _ => return None,
+        };
+        Some(nginx::FILES[index].0)
     }
 }
 
@@ -75,6 +101,10 @@ pub struct Sizes {
     pub churn_processes: u32,
     pub many_processes: u32,
     pub many_seconds: f64,
+    /// Length of each wrk run against nginx.
+    pub wrk_seconds: u64,
+    /// Short-lived processes of the churn-memory session (issue 11).
+    pub churn_exits: u64,
 }
 
 impl Sizes {
@@ -87,6 +117,8 @@ impl Sizes {
             churn_processes: 2000,
             many_processes: 1000,
             many_seconds: 4.0,
+            wrk_seconds: 5,
+            churn_exits: 1_000_000,
         }
     }
 
@@ -99,6 +131,8 @@ impl Sizes {
             churn_processes: 100,
             many_processes: 50,
             many_seconds: 1.0,
+            wrk_seconds: 1,
+            churn_exits: 10_000,
         }
     }
 }
@@ -107,12 +141,27 @@ impl Sizes {
 pub struct Env {
     python: PathBuf,
     bulk_file: PathBuf,
+    server: Option<Server>,
     pub sizes: Sizes,
 }
 
-/// Finds the real Python interpreter (not a pyenv shim, which would add a shell to every run)
-/// and writes the bulk workloads' file once.
-pub fn prepare(dir: &Path, sizes: Sizes) -> Result<Env> {
+/// The server workloads' nginx, running, and the client that loads it.
+struct Server {
+    nginx: Nginx,
+    wrk: PathBuf,
+    /// wrk's output of the last run.
+    out: PathBuf,
+}
+
+/// The programs the server workloads need (both installed, or neither row runs).
+pub struct ServerTools {
+    pub nginx: PathBuf,
+    pub wrk: PathBuf,
+}
+
+/// Finds the real Python interpreter (not a pyenv shim, which would add a shell to every run),
+/// writes the bulk workloads' file once, and starts nginx when `server` has the tools for it.
+pub fn prepare(dir: &Path, sizes: Sizes, server: Option<ServerTools>) -> Result<Env> {
     let python =
         cmd::probe(Command::new("python3").args(["-c", "import sys; print(sys.executable)"]))
             .filter(|p| !p.is_empty())
@@ -128,14 +177,29 @@ pub fn prepare(dir: &Path, sizes: Sizes) -> Result<Env> {
         );
         write_file(&bulk_file, sizes.bulk_bytes)?;
     }
+    let server = match server {
+        Some(tools) => {
+            let prefix = dir.join("nginx");
+            std::fs::create_dir_all(&prefix)
+                .with_context(|| format!("creating {}", prefix.display()))?;
+            Some(Server {
+                nginx: nginx::start(&tools.nginx, &prefix)?,
+                wrk: tools.wrk,
+                out: dir.join("wrk.out"),
+            })
+        }
+        None => None,
+    };
     Ok(Env {
         python,
         bulk_file,
+        server,
         sizes,
     })
 }
 
-fn write_file(path: &Path, bytes: u64) -> Result<()> {
+/// Writes `bytes` of a fixed pattern to `path`.
+pub fn write_file(path: &Path, bytes: u64) -> Result<()> {
     let mut file = File::create(path).with_context(|| format!("creating {}", path.display()))?;
     // Not all zeros, so nothing along the way can special-case the data.
     let block: Vec<u8> = (0..1 << 20).map(|i: u32| (i % 251) as u8).collect();
@@ -150,10 +214,24 @@ fn write_file(path: &Path, bytes: u64) -> Result<()> {
 }
 
 impl Env {
+    /// Whether `workload` can run here (the server workloads need nginx and wrk).
+    pub fn has(&self, workload: Workload) -> bool {
+        workload.served_file().is_none() || self.server.is_some()
+    }
+
     /// The command for `workload`; `shrink` divides the storm (for tracers too slow for its
     /// full size).
-    pub fn command(&self, workload: Workload, shrink: u64) -> Command {
+    pub fn command(&self, workload: Workload, shrink: u64) -> Result<Command> {
         let s = &self.sizes;
+        if let Some(file) = workload.served_file() {
+            let server = self.server()?;
+            server.nginx.check_alive()?;
+            let out = File::create(&server.out)
+                .with_context(|| format!("creating {}", server.out.display()))?;
+            let mut c = wrk::command(&server.wrk, &server.nginx.url(file), s.wrk_seconds);
+            c.stdin(Stdio::null()).stdout(out).stderr(Stdio::inherit());
+            return Ok(c);
+        }
         let mut command = match workload {
             Workload::Storm => {
                 let mut c = Command::new("dd");
@@ -187,12 +265,29 @@ impl Env {
                     .arg(s.many_seconds.to_string());
                 c
             }
+            Workload::Nginx4k | Workload::Nginx1m => bail!("{} has no script", workload.label()),
         };
         command
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit());
-        command
+        Ok(command)
+    }
+
+    fn server(&self) -> Result<&Server> {
+        self.server
+            .as_ref()
+            .context("the server workloads need nginx and wrk")
+    }
+
+    /// What the client of a server workload saw in the run that just ended.
+    pub fn served(&self, workload: Workload) -> Result<Option<wrk::Summary>> {
+        if workload.served_file().is_none() {
+            return Ok(None);
+        }
+        let summary = wrk::read(&self.server()?.out)
+            .with_context(|| format!("the {} workload", workload.label()))?;
+        Ok(Some(summary))
     }
 
     /// Traced syscalls a run makes, where that is known exactly enough to divide by.
@@ -213,7 +308,7 @@ fn storm_count(sizes: &Sizes, shrink: u64) -> u64 {
 }
 
 /// Checks a finished workload: a failed one would time nothing.
-pub fn check(workload: Workload, reaped: &super::procfs::Reaped) -> Result<()> {
+pub fn check(workload: Workload, reaped: &super::process::Reaped) -> Result<()> {
     if !reaped.success() {
         bail!(
             "the {} workload failed: {}",
@@ -323,6 +418,7 @@ mod tests {
         Env {
             python: PathBuf::from("/usr/bin/python3"),
             bulk_file: PathBuf::from("/tmp/bulk.dat"),
+            server: None,
             sizes: Sizes::quick(),
         }
     }
@@ -332,6 +428,7 @@ mod tests {
         let env = env();
         let args = |shrink| -> Vec<String> {
             env.command(Workload::Storm, shrink)
+                .unwrap()
                 .get_args()
                 .map(|a| a.to_string_lossy().into_owned())
                 .collect()
@@ -354,5 +451,20 @@ mod tests {
         for w in Workload::ALL {
             assert_eq!(w.metric() == Metric::Cpu, w == Workload::Many, "{w:?}");
         }
+    }
+
+    #[test]
+    fn server_workloads_rate_requests_and_need_the_server() {
+        let env = env();
+        for w in Workload::ALL {
+            let served = matches!(w, Workload::Nginx4k | Workload::Nginx1m);
+            assert_eq!(w.metric() == Metric::Rate, served, "{w:?}");
+            assert_eq!(env.has(w), !served, "{w:?}");
+            assert_eq!(env.command(w, 1).is_ok(), !served, "{w:?}");
+        }
+        assert_eq!(Workload::Nginx4k.served_file(), Some("4k.bin"));
+        assert_eq!(Workload::Nginx1m.served_file(), Some("1m.bin"));
+        assert!(env.served(Workload::Storm).unwrap().is_none());
+        assert!(env.served(Workload::Nginx4k).is_err());
     }
 }
