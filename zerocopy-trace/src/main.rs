@@ -1,7 +1,8 @@
 //! zerocopy-trace: does this server really move its data without copying it?
 //!
 //! Data flows one way: kernel maps -> `collect` (snapshot) -> `model` (cost, flows, finding:
-//! one analysis per process) -> an output: `report` (table, JSON) or `dashboard` (live).
+//! one analysis per process) -> an output: `report` (table, JSON), `dashboard` (live) or
+//! `exporter` (Prometheus metrics).
 //! `preflight` checks privileges and tracefs, `targets` resolves what to trace, `plan`
 //! prepares without touching the kernel, `attach` is the one place that loads, attaches and
 //! detaches, `trace` holds an attached trace, and `driver` is the one loop that feeds its
@@ -16,6 +17,7 @@ mod correlate;
 mod dashboard;
 mod describe;
 mod driver;
+mod exporter;
 mod floor;
 #[cfg(test)]
 mod fuzz;
@@ -47,7 +49,8 @@ use anyhow::{Context, Result};
 use clap::Parser;
 
 use crate::{
-    cli::{Cli, Command, TopArgs},
+    cli::{Cli, Command, OutputArgs, TopArgs},
+    collect::{groups::Grouping, Retention},
     dashboard::Dashboard,
     driver::{drive, End, FinalOnly, Signals, Stops},
     launch::StoppedChild,
@@ -105,11 +108,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let mut output = FinalOnly {
                 refresh: args.refresh,
             };
-            let options = args.output.trace.options();
+            let options = args.output.options();
             let outcome = trace_until_end(&targets, None, &options, stops, &mut output)?;
-            emit(&outcome, args.output.json, args.output.output.as_deref())?;
+            emit(&outcome, &args.output)?;
             Ok(ExitCode::SUCCESS)
         }
+        Some(Command::Exporter(args)) => exporter::run(args, runtime()?),
         Some(Command::Floor(args)) => {
             runtime()?.block_on(async { floor::run(args.hook, Signals::install()?).await })?;
             Ok(ExitCode::SUCCESS)
@@ -123,7 +127,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 ..Targets::default()
             };
             let mut output = FinalOnly { refresh: None };
-            let options = args.output.trace.options();
+            let options = args.output.options();
             let outcome = trace_until_end(
                 &targets,
                 Some(child),
@@ -131,7 +135,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 Stops::default(),
                 &mut output,
             )?;
-            emit(&outcome, args.output.json, args.output.output.as_deref())?;
+            emit(&outcome, &args.output)?;
             Ok(match outcome.end {
                 End::CommandExited(status) => ExitCode::from(status),
                 // Interrupted before the command ended: the command got the signal too.
@@ -172,16 +176,26 @@ fn top(args: TopArgs) -> Result<ExitCode> {
         watch_pids: targets.pids.clone(),
         ..Stops::default()
     };
-    let options = args.trace.options();
     if !io::stdout().is_terminal() {
         eprintln!(
             "zerocopy-trace: stdout is not a terminal, so no dashboard: tracing until Ctrl-C, then printing the report"
         );
         let mut output = FinalOnly { refresh: None };
+        let as_report = OutputArgs {
+            json: false,
+            output: None,
+            max_rows: REPORT_ROWS,
+            trace: args.trace,
+        };
+        let options = as_report.options();
         let outcome = trace_until_end(&targets, None, &options, stops, &mut output)?;
-        emit(&outcome, false, None)?;
+        emit(&outcome, &as_report)?;
         return Ok(ExitCode::SUCCESS);
     }
+    let options = args.trace.options(Retention {
+        keep_exited: dashboard::EXITED_ROWS,
+        grouping: Grouping::default(),
+    });
     runtime()?.block_on(async {
         let mut signals = Signals::install()?;
         let mut trace = Trace::start(&targets, None, &options)?;
@@ -206,8 +220,13 @@ fn describe(end: &End) -> Option<String> {
     }
 }
 
+/// Exited processes the report of `top` (without a terminal) lists one by one, as `report`'s
+/// default `--max-rows`.
+const REPORT_ROWS: u32 = 10_000;
+
 /// Prints (or writes) the report. A closed stdout (`| head`) is not an error worth a message.
-fn emit(outcome: &Outcome, json: bool, output: Option<&Path>) -> Result<()> {
+fn emit(outcome: &Outcome, args: &OutputArgs) -> Result<()> {
+    let (json, output) = (args.json, args.output.as_deref());
     let analysed = Analysed::of(outcome.finished.snapshot.clone());
     let report = Report {
         duration: round_to_ms(outcome.elapsed),
@@ -215,6 +234,7 @@ fn emit(outcome: &Outcome, json: bool, output: Option<&Path>) -> Result<()> {
         not_covered: &outcome.finished.not_covered,
         ended_because: describe(&outcome.end),
         occupancy: Some(outcome.finished.occupancy),
+        max_rows: args.max_rows as usize,
     };
     let mut text = if json {
         report::to_json(&report)
