@@ -740,4 +740,41 @@ pub mod tests {
         update(&mut app, Action::Quit);
         assert!(!app.help && app.quit);
     }
+
+    #[test]
+    fn folded_exits_count_machine_wide_and_lingered_ones_never_return() {
+        use crate::collect::groups::{Group, GroupKey};
+        let folded = |exited: u64, bytes: u64| Group {
+            key: GroupKey {
+                comm: "cc1".into(),
+                ..GroupKey::default()
+            },
+            exited,
+            counters: counters(&[("read", exited, bytes)]),
+        };
+        let mut app = App::new(secs(1));
+        let mut first = snapshot(vec![record(3, "cc1", true, &[("read", 1, 100)])]);
+        first.groups = vec![folded(10, 1000)];
+        app.ingest(first, secs(1));
+        assert_eq!(app.folded, 10);
+        assert_eq!(app.process_counts(), (0, 1));
+        assert_eq!(app.machine_totals.syscalls[0].bytes, 1100);
+        // The exit of pid 3 is folded in turn, with 40 more: no row, but in the rate.
+        let mut second = snapshot(vec![]);
+        second.groups = vec![folded(51, 5100)];
+        app.ingest(second, secs(2));
+        assert_eq!((app.folded, app.process_counts()), (51, (0, 0)));
+        assert_eq!(app.machine_delta.syscalls[0].bytes, 4000);
+        let f = app.machine_figures();
+        assert_eq!(f.copied, 4000.0);
+
+        // An exit that lingered its time is not listed again while the collector keeps it.
+        let exit = || snapshot(vec![record(7, "cat", true, &[("read", 1, 5)])]);
+        app.ingest(exit(), secs(3));
+        app.ingest(exit(), secs(13));
+        assert!(app.visible().is_empty());
+        app.ingest(exit(), secs(14));
+        assert!(app.visible().is_empty(), "retired for good");
+        assert_eq!(app.retired_through, 7);
+    }
 }
