@@ -111,7 +111,8 @@ pub struct ReportArgs {
     #[arg(long, short = 'd', value_name = "DURATION", value_parser = parse_duration)]
     pub duration: Option<Duration>,
     /// (For `cargo xtask bench`.) Read every counter at this interval, as the dashboard does,
-    /// to measure what its refreshes cost.
+    /// to measure what its refreshes cost; exited processes are then kept as the dashboard
+    /// keeps them (the last 256 one by one), whatever --max-rows says.
     #[arg(long, hide = true, value_name = "DURATION", value_parser = parse_duration)]
     pub refresh: Option<Duration>,
     #[command(flatten)]

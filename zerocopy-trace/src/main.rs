@@ -108,9 +108,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let mut output = FinalOnly {
                 refresh: args.refresh,
             };
-            let options = args.output.options();
+            let mut options = args.output.options();
+            if args.refresh.is_some() {
+                // Standing in for the dashboard (which needs a terminal): its memory, too.
+                options.retention.keep_exited = dashboard::EXITED_ROWS;
+            }
             let outcome = trace_until_end(&targets, None, &options, stops, &mut output)?;
-            emit(&outcome, &args.output)?;
+            emit(&outcome, &args.output, options.retention.keep_exited)?;
             Ok(ExitCode::SUCCESS)
         }
         Some(Command::Exporter(args)) => exporter::run(args, runtime()?),
@@ -135,7 +139,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 Stops::default(),
                 &mut output,
             )?;
-            emit(&outcome, &args.output)?;
+            emit(&outcome, &args.output, options.retention.keep_exited)?;
             Ok(match outcome.end {
                 End::CommandExited(status) => ExitCode::from(status),
                 // Interrupted before the command ended: the command got the signal too.
@@ -189,7 +193,7 @@ fn top(args: TopArgs) -> Result<ExitCode> {
         };
         let options = as_report.options();
         let outcome = trace_until_end(&targets, None, &options, stops, &mut output)?;
-        emit(&outcome, &as_report)?;
+        emit(&outcome, &as_report, options.retention.keep_exited)?;
         return Ok(ExitCode::SUCCESS);
     }
     let options = args.trace.options(Retention {
@@ -224,8 +228,9 @@ fn describe(end: &End) -> Option<String> {
 /// default `--max-rows`.
 const REPORT_ROWS: u32 = 10_000;
 
-/// Prints (or writes) the report. A closed stdout (`| head`) is not an error worth a message.
-fn emit(outcome: &Outcome, args: &OutputArgs) -> Result<()> {
+/// Prints (or writes) the report, which lists the last `max_rows` exited processes one by one.
+/// A closed stdout (`| head`) is not an error worth a message.
+fn emit(outcome: &Outcome, args: &OutputArgs, max_rows: usize) -> Result<()> {
     let (json, output) = (args.json, args.output.as_deref());
     let analysed = Analysed::of(outcome.finished.snapshot.clone());
     let report = Report {
@@ -234,7 +239,7 @@ fn emit(outcome: &Outcome, args: &OutputArgs) -> Result<()> {
         not_covered: &outcome.finished.not_covered,
         ended_because: describe(&outcome.end),
         occupancy: Some(outcome.finished.occupancy),
-        max_rows: args.max_rows as usize,
+        max_rows,
     };
     let mut text = if json {
         report::to_json(&report)

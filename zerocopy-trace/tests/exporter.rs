@@ -17,7 +17,7 @@ use std::{
 
 use serde_json::Value;
 
-use common::{privileged, scratch, signal_agent, spawn_agent, Agent, AGENT, WORKLOAD};
+use common::{privileged, scratch, signal_agent, spawn_agent, tmux::Tmux, Agent, AGENT, WORKLOAD};
 
 /// The repository's fleet files: Grafana dashboard, alert rules, systemd unit.
 fn fleet_file(name: &str) -> PathBuf {
@@ -436,92 +436,25 @@ fn memory_kib(pid: u32) -> (u64, u64) {
     (field("VmHWM:"), field("VmRSS:"))
 }
 
-/// The dashboard in a tmux server of our own, killed when dropped.
-struct Dashboard {
-    socket: String,
-}
-
-impl Dashboard {
-    fn start() -> Option<Dashboard> {
-        if !have("tmux", "tmux") {
-            return None;
-        }
-        let dashboard = Dashboard {
-            socket: format!("zerocopy-trace-fleet-{}", std::process::id()),
-        };
-        dashboard.tmux(&[
-            "-f",
-            "/dev/null",
-            "new-session",
-            "-d",
-            "-x",
-            "120",
-            "-y",
-            "30",
-            AGENT,
-            "top",
-        ]);
-        Some(dashboard)
+/// The agent's pid in `tmux`'s pane: the pane's process, or its child when a shell started it.
+fn agent_in(tmux: &Tmux) -> u32 {
+    let pane: u32 = tmux
+        .run(&["list-panes", "-t", "dash", "-F", "#{pane_pid}"])
+        .trim()
+        .parse()
+        .expect("the pane's pid");
+    let agent = Path::new(AGENT).canonicalize().unwrap();
+    let is_agent =
+        |pid: u32| std::fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|exe| exe == agent);
+    if is_agent(pane) {
+        return pane;
     }
-
-    fn tmux(&self, args: &[&str]) -> String {
-        let out = Command::new("tmux")
-            .args(["-L", &self.socket])
-            .args(args)
-            .output()
-            .expect("running tmux");
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    fn screen(&self) -> String {
-        self.tmux(&["capture-pane", "-p"])
-    }
-
-    /// The agent's pid: the pane's process, or its child when a shell started it.
-    fn agent_pid(&self) -> u32 {
-        let pane: u32 = self
-            .tmux(&["list-panes", "-F", "#{pane_pid}"])
-            .trim()
-            .parse()
-            .expect("the pane's pid");
-        let is_agent = |pid: u32| {
-            std::fs::read_link(format!("/proc/{pid}/exe"))
-                .is_ok_and(|exe| exe == Path::new(AGENT).canonicalize().unwrap())
-        };
-        if is_agent(pane) {
-            return pane;
-        }
-        std::fs::read_to_string(format!("/proc/{pane}/task/{pane}/children"))
-            .unwrap_or_default()
-            .split_whitespace()
-            .filter_map(|p| p.parse().ok())
-            .find(|&p| is_agent(p))
-            .expect("the dashboard's agent")
-    }
-
-    /// Waits until the screen shows `text`.
-    fn wait_for(&self, text: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let screen = self.screen();
-            if screen.contains(text) {
-                return screen;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no {text:?} on screen:\n{screen}"
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-}
-
-impl Drop for Dashboard {
-    fn drop(&mut self) {
-        let _ = Command::new("tmux")
-            .args(["-L", &self.socket, "kill-server"])
-            .output();
-    }
+    std::fs::read_to_string(format!("/proc/{pane}/task/{pane}/children"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .find(|&p| is_agent(p))
+        .expect("the dashboard's agent")
 }
 
 /// The value of every sample line of `family` whose labels include `labels`, summed.
@@ -542,11 +475,12 @@ fn churn_leaves_exporter_and_dashboard_flat_and_exact() {
     if !privileged() || !have("curl", "curl") {
         return;
     }
-    let Some(dashboard) = Dashboard::start() else {
+    let Some(dashboard) = Tmux::start("fleet", &format!("{AGENT} top"), 120, 30) else {
         return;
     };
-    dashboard.wait_for("dropped");
-    let top = dashboard.agent_pid();
+    let has = |text: &'static str| move |screen: &str| screen.contains(text);
+    dashboard.wait_for("the dashboard", Duration::from_secs(30), has("dropped"));
+    let top = agent_in(&dashboard);
     let listen = format!("127.0.0.1:{}", free_port());
     let (mut exporter, _) = spawn_agent(&["exporter", "--listen", &listen]);
     let exporter_pid = exporter.child().id();
@@ -601,7 +535,7 @@ fn churn_leaves_exporter_and_dashboard_flat_and_exact() {
         "{exposition}"
     );
     // The dashboard says it folded them.
-    let screen = dashboard.wait_for("folded");
+    let screen = dashboard.wait_for("the folded count", Duration::from_secs(10), has("folded"));
 
     let after = (memory_kib(exporter_pid), memory_kib(top));
     eprintln!(
@@ -617,7 +551,7 @@ fn churn_leaves_exporter_and_dashboard_flat_and_exact() {
     }
 
     stop_exporter(exporter);
-    dashboard.tmux(&["send-keys", "q"]);
+    dashboard.keys(&["q"]);
     let deadline = Instant::now() + Duration::from_secs(20);
     while Path::new(&format!("/proc/{top}")).exists() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(100));
