@@ -435,6 +435,86 @@ mod tests {
     }
 
     #[test]
+    fn exits_keep_the_group_they_lived_in_and_fold_past_the_window() {
+        let mut collector = Collector::new(Retention {
+            keep_exited: 1,
+            grouping: Grouping::default(),
+        });
+        let nginx = collector
+            .groups
+            .admit(Grouping::default().key("nginx", "/system.slice/nginx.service"));
+        let info = ProcessInfo {
+            comm: "nginx".into(),
+            ppid: 4,
+            tgid: 5,
+        };
+        collector.known.insert(
+            5,
+            Known {
+                info,
+                group: nginx,
+                seen: 0,
+            },
+        );
+        // Known while alive: its exit keeps that name and group, whatever the record says (the
+        // parent the kernel saw fork it wins over /proc's).
+        collector.add_exit_record(&exit_record(5, 100, 0, c(1, 10)));
+        collector.add_exit_record(&exit_record(5, 100, 1, c(2, 20)));
+        let recent: Vec<&exits::ExitedProcess> = collector.exits.recent().collect();
+        assert_eq!(recent.len(), 1);
+        assert_eq!(
+            (recent[0].comm.as_str(), recent[0].group, recent[0].ppid),
+            ("nginx", nginx, 1)
+        );
+        assert!(collector.known.is_empty(), "forgotten once exited");
+        // Not known: named by the record, grouped by its cgroup; the first exit is folded.
+        collector.add_exit_record(&exit_record(9, 200, 0, c(1, 7)));
+        let recent: Vec<&exits::ExitedProcess> = collector.exits.recent().collect();
+        assert_eq!((recent[0].pid, recent[0].comm.as_str()), (9, "srv"));
+        let groups = collector.groups.groups();
+        assert_eq!(groups[recent[0].group as usize].key.comm, "srv");
+        let folded = &groups[nginx as usize];
+        assert_eq!(folded.exited, 1);
+        assert_eq!(
+            (
+                folded.counters.syscalls[0].bytes,
+                folded.counters.syscalls[1].bytes
+            ),
+            (10, 20)
+        );
+    }
+
+    #[test]
+    fn processes_not_seen_by_two_walks_are_forgotten() {
+        let mut collector = Collector::new(Retention {
+            keep_exited: 0,
+            grouping: Grouping::default(),
+        });
+        let info = ProcessInfo {
+            comm: "x".into(),
+            ppid: 1,
+            tgid: 3,
+        };
+        collector.known.insert(
+            3,
+            Known {
+                info,
+                group: groups::OTHER,
+                seen: 0,
+            },
+        );
+        collector.end_walk();
+        assert!(
+            collector.known.contains_key(&3),
+            "seen by the walk just ended"
+        );
+        collector.end_walk();
+        assert!(collector.known.contains_key(&3));
+        collector.end_walk();
+        assert!(!collector.known.contains_key(&3));
+    }
+
+    #[test]
     fn decodes_exit_records_and_rejects_short_ones() {
         let record = exit_record(42, 7, 3, c(5, 500));
         // SAFETY: viewing a plain #[repr(C)] value as bytes.
