@@ -57,9 +57,14 @@ pub struct FloorArgs {
 
 #[derive(Debug, Args)]
 pub struct OutputArgs {
-    /// Print one JSON document instead of the table.
-    #[arg(long)]
+    /// Print one JSON document instead of the table (as --format json).
+    #[arg(long, conflicts_with = "format")]
     pub json: bool,
+    /// table, json, or prom: the exporter's metrics in the Prometheus text format, for
+    /// node_exporter's textfile collector (with -o, written under a temporary name, then
+    /// renamed, and readable by all, so node_exporter can read it).
+    #[arg(long, value_enum, default_value_t = ReportFormat::Table)]
+    pub format: ReportFormat,
     /// Write the report to this file (created readable by its owner only) instead of stdout.
     #[arg(long, short = 'o', value_name = "PATH")]
     pub output: Option<PathBuf>,
@@ -72,7 +77,23 @@ pub struct OutputArgs {
     pub trace: TraceArgs,
 }
 
+/// What the report is written as.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ReportFormat {
+    Table,
+    Json,
+    Prom,
+}
+
 impl OutputArgs {
+    pub fn format(&self) -> ReportFormat {
+        if self.json {
+            ReportFormat::Json
+        } else {
+            self.format
+        }
+    }
+
     pub fn options(&self) -> TraceOptions {
         self.trace.options(Retention {
             keep_exited: self.max_rows as usize,
@@ -290,11 +311,29 @@ mod tests {
         match cli.command {
             Some(Command::Run(run)) => {
                 assert!(run.output.json);
+                assert_eq!(run.output.format(), ReportFormat::Json);
                 assert_eq!(run.command, vec!["cat", "-n", "x"]);
             }
             other => panic!("{other:?}"),
         }
         assert!(Cli::try_parse_from(["zerocopy-trace", "run"]).is_err());
+        let prom = Cli::try_parse_from([
+            "zerocopy-trace",
+            "report",
+            "--format",
+            "prom",
+            "-o",
+            "x.prom",
+        ])
+        .unwrap();
+        match prom.command {
+            Some(Command::Report(args)) => assert_eq!(args.output.format(), ReportFormat::Prom),
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            Cli::try_parse_from(["zerocopy-trace", "report", "--json", "--format", "prom"])
+                .is_err()
+        );
         assert!(Cli::try_parse_from(["zerocopy-trace", "report", "--bogus"]).is_err());
         assert!(Cli::try_parse_from(["zerocopy-trace", "report", "--pid", "x"]).is_err());
         assert!(Cli::try_parse_from(["zerocopy-trace", "report", "--max-processes", "0"]).is_err());

@@ -49,7 +49,7 @@ use anyhow::{Context, Result};
 use clap::Parser;
 
 use crate::{
-    cli::{Cli, Command, OutputArgs, TopArgs},
+    cli::{Cli, Command, OutputArgs, ReportFormat, TopArgs},
     collect::{groups::Grouping, Retention},
     dashboard::Dashboard,
     driver::{drive, End, FinalOnly, Signals, Stops},
@@ -187,6 +187,7 @@ fn top(args: TopArgs) -> Result<ExitCode> {
         let mut output = FinalOnly { refresh: None };
         let as_report = OutputArgs {
             json: false,
+            format: ReportFormat::Table,
             output: None,
             max_rows: REPORT_ROWS,
             trace: args.trace,
@@ -231,7 +232,18 @@ const REPORT_ROWS: u32 = 10_000;
 /// Prints (or writes) the report, which lists the last `max_rows` exited processes one by one.
 /// A closed stdout (`| head`) is not an error worth a message.
 fn emit(outcome: &Outcome, args: &OutputArgs, max_rows: usize) -> Result<()> {
-    let (json, output) = (args.json, args.output.as_deref());
+    let output = args.output.as_deref();
+    if args.format() == ReportFormat::Prom {
+        let text = exporter::metrics::exposition(
+            outcome.finished.snapshot.clone(),
+            exporter::metrics::Labels::default(),
+            exporter::metrics::Format::Prometheus,
+        );
+        return match output {
+            Some(path) => write_for_textfile_collector(path, &text),
+            None => print(&text),
+        };
+    }
     let analysed = Analysed::of(outcome.finished.snapshot.clone());
     let report = Report {
         duration: round_to_ms(outcome.elapsed),
@@ -241,7 +253,7 @@ fn emit(outcome: &Outcome, args: &OutputArgs, max_rows: usize) -> Result<()> {
         occupancy: Some(outcome.finished.occupancy),
         max_rows,
     };
-    let mut text = if json {
+    let mut text = if args.format() == ReportFormat::Json {
         report::to_json(&report)
     } else {
         report::to_table(&report)
@@ -251,11 +263,37 @@ fn emit(outcome: &Outcome, args: &OutputArgs, max_rows: usize) -> Result<()> {
     }
     match output {
         Some(path) => write_private(path, &text),
-        None => match io::stdout().lock().write_all(text.as_bytes()) {
-            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
-            other => other.context("writing the report"),
-        },
+        None => print(&text),
     }
+}
+
+/// Writes to stdout. A closed stdout (`| head`) is not an error worth a message.
+fn print(text: &str) -> Result<()> {
+    match io::stdout().lock().write_all(text.as_bytes()) {
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+        other => other.context("writing the report"),
+    }
+}
+
+/// Writes metrics for node_exporter's textfile collector: under a temporary name in the same
+/// directory (which the collector ignores: it reads only `*.prom`), then renamed, so it never
+/// reads half a file. Readable by all: the collector runs as its own user.
+fn write_for_textfile_collector(path: &Path, text: &str) -> Result<()> {
+    let name = path
+        .file_name()
+        .with_context(|| format!("{} is not a file name", path.display()))?;
+    let temporary = path.with_file_name(format!(".{}.tmp", name.to_string_lossy()));
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o644)
+        .open(&temporary)
+        .with_context(|| format!("creating {}", temporary.display()))?;
+    file.write_all(text.as_bytes())
+        .with_context(|| format!("writing {}", temporary.display()))?;
+    std::fs::rename(&temporary, path)
+        .with_context(|| format!("renaming {} to {}", temporary.display(), path.display()))
 }
 
 fn round_to_ms(d: Duration) -> Duration {

@@ -558,3 +558,61 @@ fn churn_leaves_exporter_and_dashboard_flat_and_exact() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn report_writes_a_textfile_for_node_exporter() {
+    if !privileged() || !have("promtool", "prometheus") {
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let dir = scratch("textfile");
+    let file = dir.join("zerocopy.prom");
+    let truth = dir.join("truth.json");
+    let out = Command::new(AGENT)
+        .args(["run", "--format", "prom", "-o"])
+        .arg(&file)
+        .args(["--", WORKLOAD, "sendfile", "--child-comm", "zcf-tf"])
+        .args(["--bytes", "1048576", "--out"])
+        .arg(&truth)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(&file).unwrap();
+    let (copied, zero_copy) = truth_bytes(&truth);
+    let zero_copy_seen: u64 = text
+        .lines()
+        .filter(|l| l.contains(r#"comm="zcf-tf""#) && l.contains(r#"method="zero_copy""#))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum();
+    let copied_seen: u64 = text
+        .lines()
+        .filter(|l| l.contains(r#"comm="zcf-tf""#) && l.contains(r#"method="copied""#))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum();
+    assert_eq!((copied_seen, zero_copy_seen), (copied, zero_copy), "{text}");
+    assert_eq!(zero_copy, 1 << 20);
+    // Readable by node_exporter's user, and no temporary file left beside it.
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o644);
+    let names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(!names.iter().any(|n| n.ends_with(".tmp")), "{names:?}");
+    let checked = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::fs::File::open(&file).unwrap())
+        .output()
+        .unwrap();
+    assert!(
+        checked.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&checked.stdout),
+        String::from_utf8_lossy(&checked.stderr)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
