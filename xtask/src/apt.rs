@@ -23,6 +23,16 @@ impl Apt {
     /// Installs `packages` (needed for `why`), refreshing the package lists first if this run has
     /// not yet done so.
     pub fn install(&mut self, packages: &[&str], why: &str) -> Result<()> {
+        self.install_with(packages, why, Recommends::Yes)
+    }
+
+    /// `install` without the packages' recommendations: Prometheus recommends exporters and a
+    /// web UI the tests do not want running.
+    pub fn install_without_recommends(&mut self, packages: &[&str], why: &str) -> Result<()> {
+        self.install_with(packages, why, Recommends::No)
+    }
+
+    fn install_with(&mut self, packages: &[&str], why: &str, recommends: Recommends) -> Result<()> {
         if let Err(reason) = can_install() {
             bail!(
                 "{why} needs the Debian packages {}, and xtask cannot install them ({reason}). \
@@ -35,7 +45,7 @@ impl Apt {
             "xtask: installing {} (apt-get) for {why}",
             packages.join(" ")
         );
-        for args in plan(packages, !self.updated) {
+        for args in plan(packages, !self.updated, recommends) {
             let mut command = Command::new(APT_GET);
             command
                 .args(&args)
@@ -51,9 +61,16 @@ impl Apt {
     }
 }
 
+/// Whether apt also installs the packages' recommendations.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Recommends {
+    Yes,
+    No,
+}
+
 /// The `apt-get` argument lists to run, in order. Kept pure so the install path can be checked
 /// without installing anything.
-pub fn plan(packages: &[&str], update_first: bool) -> Vec<Vec<String>> {
+pub fn plan(packages: &[&str], update_first: bool, recommends: Recommends) -> Vec<Vec<String>> {
     // Another apt (unattended upgrades, a colleague's install) may hold the dpkg lock for a while;
     // wait for it instead of failing at once.
     let lock_wait = ["-o", "DPkg::Lock::Timeout=300"];
@@ -67,10 +84,15 @@ pub fn plan(packages: &[&str], update_first: bool) -> Vec<Vec<String>> {
                 .collect(),
         );
     }
+    let without: &[&str] = match recommends {
+        Recommends::Yes => &[],
+        Recommends::No => &["--no-install-recommends"],
+    };
     steps.push(
         lock_wait
             .iter()
             .chain(&["install", "-y"])
+            .chain(without)
             .chain(packages)
             .map(|s| s.to_string())
             .collect(),
@@ -111,7 +133,11 @@ mod tests {
 
     #[test]
     fn plan_updates_once_then_installs_non_interactively() {
-        let steps = plan(&["rustc-web", "rust-web-src", "llvm-22-dev"], true);
+        let steps = plan(
+            &["rustc-web", "rust-web-src", "llvm-22-dev"],
+            true,
+            Recommends::Yes,
+        );
         let lines: Vec<String> = steps.iter().map(|s| s.join(" ")).collect();
         assert_eq!(
             lines,
@@ -124,10 +150,19 @@ mod tests {
 
     #[test]
     fn plan_skips_update_when_already_done() {
-        let steps = plan(&["llvm-22-dev"], false);
+        let steps = plan(&["llvm-22-dev"], false, Recommends::Yes);
         assert_eq!(steps.len(), 1);
         assert_eq!(steps[0].last().map(String::as_str), Some("llvm-22-dev"));
         assert!(!steps[0].iter().any(|a| a == "update"));
+    }
+
+    #[test]
+    fn plan_can_leave_recommendations_out() {
+        let steps = plan(&["prometheus"], false, Recommends::No);
+        assert_eq!(
+            steps[0].join(" "),
+            "-o DPkg::Lock::Timeout=300 install -y --no-install-recommends prometheus"
+        );
     }
 
     #[test]

@@ -16,6 +16,14 @@ const PROGRAMS: [(&str, &str, &str); 4] = [
     ("tmux", "tmux", "the dashboard's end-to-end test"),
 ];
 
+/// Programs installed without their recommendations: (command, package, what needs it).
+/// Debian's prometheus recommends node exporters and a web UI that the tests must not start.
+const WITHOUT_RECOMMENDS: [(&str, &str, &str); 1] = [(
+    "promtool",
+    "prometheus",
+    "the exporter's test against a real Prometheus (prometheus, promtool)",
+)];
+
 /// Directories searched for the commands; /usr/sbin holds nginx and is not on every PATH.
 const DIRS: [&str; 4] = ["/usr/local/bin", "/usr/bin", "/usr/sbin", "/bin"];
 
@@ -24,9 +32,9 @@ fn installed(command: &str) -> bool {
         .any(|dir| Path::new(dir).join(command).is_file())
 }
 
-/// The packages of the programs that are missing.
-pub fn missing() -> Vec<&'static str> {
-    PROGRAMS
+/// The packages of the programs of `table` that are missing.
+fn missing_of(table: &[(&str, &'static str, &str)]) -> Vec<&'static str> {
+    table
         .iter()
         .filter(|(command, _, _)| !installed(command))
         .map(|(_, package, _)| *package)
@@ -35,11 +43,15 @@ pub fn missing() -> Vec<&'static str> {
 
 /// Installs whatever is missing; nothing (and no apt) when all are there.
 pub fn ensure(apt: &mut Apt) -> Result<()> {
-    let packages = missing();
-    if packages.is_empty() {
-        return Ok(());
+    let packages = missing_of(&PROGRAMS);
+    if !packages.is_empty() {
+        apt.install(&packages, "the integration tests")?;
     }
-    apt.install(&packages, "the integration tests")
+    let minimal = missing_of(&WITHOUT_RECOMMENDS);
+    if !minimal.is_empty() {
+        apt.install_without_recommends(&minimal, "the integration tests")?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -48,7 +60,7 @@ mod tests {
 
     #[test]
     fn every_program_has_a_package() {
-        for (command, package, why) in PROGRAMS {
+        for (command, package, why) in PROGRAMS.iter().chain(&WITHOUT_RECOMMENDS) {
             assert!(!command.is_empty() && !package.is_empty() && !why.is_empty());
         }
         assert!(!installed("zerocopy-trace-no-such-command"));

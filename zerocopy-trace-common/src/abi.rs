@@ -278,8 +278,12 @@ pub struct ExitRecord {
     /// Syscall id of `counters`.
     pub syscall: u32,
     pub _reserved: u32,
-    /// When the process exited (`bpf_ktime_get_ns`): the same for all its records.
+    /// When the process exited (`bpf_ktime_get_ns`, CLOCK_MONOTONIC): the same for all its
+    /// records.
     pub exit_ns: u64,
+    /// The process's cgroup (v2) id when it exited: the inode number of its cgroup directory,
+    /// from which the agent learns the systemd unit its counts are grouped under.
+    pub cgroup_id: u64,
     pub comm: [u8; COMM_LEN],
     pub counters: Counters,
 }
@@ -332,7 +336,7 @@ const _: () = assert!(
         == MAX_SYSCALL_NR + 8 * SYSCALL_COUNT + 16 + 8 + 48 + 16 + COMM_LEN * MAX_COMMS + 24
 );
 const _: () =
-    assert!(core::mem::size_of::<ExitRecord>() == 24 + COMM_LEN + core::mem::size_of::<Counters>());
+    assert!(core::mem::size_of::<ExitRecord>() == 32 + COMM_LEN + core::mem::size_of::<Counters>());
 const _: () = assert!(core::mem::size_of::<DropCounters>() == 16);
 
 #[cfg(feature = "user")]

@@ -27,7 +27,7 @@ pub static TRACED: HashMap<u32, u32> = HashMap::with_max_entries(16384, 0);
 #[map]
 pub static PARENTS: HashMap<u32, u32> = HashMap::with_max_entries(65536, 0);
 
-/// Final counts of exited processes for the agent: one `ExitRecord` (232 bytes) per syscall a
+/// Final counts of exited processes for the agent: one `ExitRecord` (240 bytes) per syscall a
 /// process used, room for some 18 000 between two drains (every 100 ms). The agent maps it,
 /// so its size is also agent memory.
 #[map]

@@ -4,8 +4,8 @@
 use aya_ebpf::{
     bindings::BPF_NOEXIST,
     helpers::{
-        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns,
-        bpf_map_lookup_percpu_elem,
+        bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid,
+        bpf_ktime_get_ns, bpf_map_lookup_percpu_elem,
     },
     macros::tracepoint,
     programs::TracePointContext,
@@ -128,6 +128,8 @@ fn deliver_final_counts(ctx: &TracePointContext, tgid: u32) {
     let comm = bpf_get_current_comm().unwrap_or([0; 16]);
     // SAFETY: the helper has no preconditions.
     let exit_ns = unsafe { bpf_ktime_get_ns() };
+    // SAFETY: the helper has no preconditions (0 where cgroup v2 is not mounted).
+    let cgroup_id = unsafe { bpf_get_current_cgroup_id() };
     let mut lost = false;
     for id in 0..SYSCALL_COUNT as u32 {
         let key = ProcKey { tgid, syscall: id };
@@ -146,6 +148,7 @@ fn deliver_final_counts(ctx: &TracePointContext, tgid: u32) {
                     (*record).syscall = id;
                     (*record)._reserved = 0;
                     (*record).exit_ns = exit_ns;
+                    (*record).cgroup_id = cgroup_id;
                     (*record).comm = comm;
                     (*record).counters = Counters::default();
                     sum_counters(&key, nr_cpus, &mut (*record).counters);

@@ -1,10 +1,19 @@
 //! Command line.
 
-use std::{path::PathBuf, time::Duration};
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::{plan::Hook, targets::Targets, trace::TraceOptions};
+use crate::{
+    collect::{groups::Grouping, Retention},
+    plan::Hook,
+    targets::Targets,
+    trace::TraceOptions,
+};
+
+/// The exporter's default address: loopback only, on the port documented in the README
+/// (from Prometheus' default port allocations).
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:9124";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -32,6 +41,9 @@ pub enum Command {
     Report(ReportArgs),
     /// Start a command, trace it and all its descendants until it exits, then report.
     Run(RunArgs),
+    /// Serve Prometheus metrics (GET /metrics): per command and systemd unit, the calls and the
+    /// copied and zero-copy bytes of every data-path syscall, computed at each scrape.
+    Exporter(ExporterArgs),
     /// For `cargo xtask bench`: empty programs on the same hooks, until SIGINT.
     #[command(hide = true)]
     Floor(FloorArgs),
@@ -45,14 +57,49 @@ pub struct FloorArgs {
 
 #[derive(Debug, Args)]
 pub struct OutputArgs {
-    /// Print one JSON document instead of the table.
-    #[arg(long)]
+    /// Print one JSON document instead of the table (as --format json).
+    #[arg(long, conflicts_with = "format")]
     pub json: bool,
+    /// table, json, or prom: the exporter's metrics in the Prometheus text format, for
+    /// node_exporter's textfile collector (with -o, written under a temporary name, then
+    /// renamed, and readable by all, so node_exporter can read it).
+    #[arg(long, value_enum, default_value_t = ReportFormat::Table)]
+    pub format: ReportFormat,
     /// Write the report to this file (created readable by its owner only) instead of stdout.
     #[arg(long, short = 'o', value_name = "PATH")]
     pub output: Option<PathBuf>,
+    /// Exited processes listed one by one (the most recent); older ones are folded into one
+    /// row per command and systemd unit, so memory stays bounded however many processes exit.
+    #[arg(long, value_name = "N", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u32).range(0..=10_000_000))]
+    pub max_rows: u32,
     #[command(flatten)]
     pub trace: TraceArgs,
+}
+
+/// What the report is written as.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ReportFormat {
+    Table,
+    Json,
+    Prom,
+}
+
+impl OutputArgs {
+    pub fn format(&self) -> ReportFormat {
+        if self.json {
+            ReportFormat::Json
+        } else {
+            self.format
+        }
+    }
+
+    pub fn options(&self) -> TraceOptions {
+        self.trace.options(Retention {
+            keep_exited: self.max_rows as usize,
+            grouping: Grouping::default(),
+        })
+    }
 }
 
 /// How the kernel side is set up.
@@ -70,10 +117,11 @@ pub struct TraceArgs {
 }
 
 impl TraceArgs {
-    pub fn options(&self) -> TraceOptions {
+    pub fn options(&self, retention: Retention) -> TraceOptions {
         TraceOptions {
             max_processes: self.max_processes,
             hook: self.hook,
+            retention,
         }
     }
 }
@@ -84,7 +132,8 @@ pub struct ReportArgs {
     #[arg(long, short = 'd', value_name = "DURATION", value_parser = parse_duration)]
     pub duration: Option<Duration>,
     /// (For `cargo xtask bench`.) Read every counter at this interval, as the dashboard does,
-    /// to measure what its refreshes cost.
+    /// to measure what its refreshes cost; exited processes are then kept as the dashboard
+    /// keeps them (the last 256 one by one), whatever --max-rows says.
     #[arg(long, hide = true, value_name = "DURATION", value_parser = parse_duration)]
     pub refresh: Option<Duration>,
     #[command(flatten)]
@@ -131,6 +180,56 @@ pub struct TopArgs {
     pub interval: Duration,
     #[command(flatten)]
     pub trace: TraceArgs,
+}
+
+/// Labels the exporter adds on request (each multiplies the series).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Label {
+    /// The pid of each live process (exited ones are summed without it).
+    Pid,
+    /// The full cgroup path (one group per cgroup rather than per unit).
+    Cgroup,
+}
+
+#[derive(Debug, Args)]
+pub struct ExporterArgs {
+    /// Address to serve /metrics on. Loopback by default: any other address exposes the names
+    /// of the machine's processes to whoever can reach it.
+    #[arg(long, value_name = "ADDR", default_value = DEFAULT_LISTEN,
+          value_parser = parse_listen)]
+    pub listen: SocketAddr,
+    /// Extra labels, comma-separated: pid, cgroup (default: comm and unit only).
+    #[arg(long, value_enum, value_name = "LIST", value_delimiter = ',')]
+    pub labels: Vec<Label>,
+    /// Most groups (command, unit, cgroup) with series of their own; processes of groups beyond
+    /// it are counted under comm="other" and in zerocopy_groups_overflowed_total.
+    #[arg(long, value_name = "N", default_value_t = 1000,
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub max_groups: u32,
+    #[command(flatten)]
+    pub filter: FilterArgs,
+    #[command(flatten)]
+    pub trace: TraceArgs,
+}
+
+impl ExporterArgs {
+    pub fn options(&self) -> TraceOptions {
+        self.trace.options(Retention {
+            // Nothing shows exited processes one by one: fold each as it exits.
+            keep_exited: 0,
+            grouping: Grouping {
+                by_cgroup: self.labels.contains(&Label::Cgroup),
+                max_groups: self.max_groups as usize,
+            },
+        })
+    }
+}
+
+/// Parses `HOST:PORT` (`127.0.0.1:9124`, `[::1]:9124`, `0.0.0.0:9124`).
+fn parse_listen(text: &str) -> Result<SocketAddr, String> {
+    text.parse().map_err(|_| {
+        format!("`{text}` is not an address to listen on (try 127.0.0.1:9124 or [::1]:9124)")
+    })
 }
 
 #[derive(Debug, Args)]
@@ -212,11 +311,29 @@ mod tests {
         match cli.command {
             Some(Command::Run(run)) => {
                 assert!(run.output.json);
+                assert_eq!(run.output.format(), ReportFormat::Json);
                 assert_eq!(run.command, vec!["cat", "-n", "x"]);
             }
             other => panic!("{other:?}"),
         }
         assert!(Cli::try_parse_from(["zerocopy-trace", "run"]).is_err());
+        let prom = Cli::try_parse_from([
+            "zerocopy-trace",
+            "report",
+            "--format",
+            "prom",
+            "-o",
+            "x.prom",
+        ])
+        .unwrap();
+        match prom.command {
+            Some(Command::Report(args)) => assert_eq!(args.output.format(), ReportFormat::Prom),
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            Cli::try_parse_from(["zerocopy-trace", "report", "--json", "--format", "prom"])
+                .is_err()
+        );
         assert!(Cli::try_parse_from(["zerocopy-trace", "report", "--bogus"]).is_err());
         assert!(Cli::try_parse_from(["zerocopy-trace", "report", "--pid", "x"]).is_err());
         assert!(Cli::try_parse_from(["zerocopy-trace", "report", "--max-processes", "0"]).is_err());

@@ -34,6 +34,8 @@ pub enum End {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Control {
     Continue,
+    /// A snapshot now, whatever the refresh cadence (a scrape arrived).
+    Snapshot,
     Stop,
 }
 
@@ -171,6 +173,10 @@ pub async fn drive(
                 }
             }
             control = output.input() => control?,
+        };
+        let control = match control {
+            Control::Snapshot => output.snapshot(trace.snapshot()?, started.elapsed())?,
+            other => other,
         };
         if control == Control::Stop {
             break End::Quit;

@@ -1,7 +1,8 @@
 //! zerocopy-trace: does this server really move its data without copying it?
 //!
 //! Data flows one way: kernel maps -> `collect` (snapshot) -> `model` (cost, flows, finding:
-//! one analysis per process) -> an output: `report` (table, JSON) or `dashboard` (live).
+//! one analysis per process) -> an output: `report` (table, JSON), `dashboard` (live) or
+//! `exporter` (Prometheus metrics).
 //! `preflight` checks privileges and tracefs, `targets` resolves what to trace, `plan`
 //! prepares without touching the kernel, `attach` is the one place that loads, attaches and
 //! detaches, `trace` holds an attached trace, and `driver` is the one loop that feeds its
@@ -16,6 +17,7 @@ mod correlate;
 mod dashboard;
 mod describe;
 mod driver;
+mod exporter;
 mod floor;
 #[cfg(test)]
 mod fuzz;
@@ -47,7 +49,8 @@ use anyhow::{Context, Result};
 use clap::Parser;
 
 use crate::{
-    cli::{Cli, Command, TopArgs},
+    cli::{Cli, Command, OutputArgs, ReportFormat, TopArgs},
+    collect::{groups::Grouping, Retention},
     dashboard::Dashboard,
     driver::{drive, End, FinalOnly, Signals, Stops},
     launch::StoppedChild,
@@ -105,11 +108,16 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let mut output = FinalOnly {
                 refresh: args.refresh,
             };
-            let options = args.output.trace.options();
+            let mut options = args.output.options();
+            if args.refresh.is_some() {
+                // Standing in for the dashboard (which needs a terminal): its memory, too.
+                options.retention.keep_exited = dashboard::EXITED_ROWS;
+            }
             let outcome = trace_until_end(&targets, None, &options, stops, &mut output)?;
-            emit(&outcome, args.output.json, args.output.output.as_deref())?;
+            emit(&outcome, &args.output, options.retention.keep_exited)?;
             Ok(ExitCode::SUCCESS)
         }
+        Some(Command::Exporter(args)) => exporter::run(args, runtime()?),
         Some(Command::Floor(args)) => {
             runtime()?.block_on(async { floor::run(args.hook, Signals::install()?).await })?;
             Ok(ExitCode::SUCCESS)
@@ -123,7 +131,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 ..Targets::default()
             };
             let mut output = FinalOnly { refresh: None };
-            let options = args.output.trace.options();
+            let options = args.output.options();
             let outcome = trace_until_end(
                 &targets,
                 Some(child),
@@ -131,7 +139,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 Stops::default(),
                 &mut output,
             )?;
-            emit(&outcome, args.output.json, args.output.output.as_deref())?;
+            emit(&outcome, &args.output, options.retention.keep_exited)?;
             Ok(match outcome.end {
                 End::CommandExited(status) => ExitCode::from(status),
                 // Interrupted before the command ended: the command got the signal too.
@@ -172,16 +180,27 @@ fn top(args: TopArgs) -> Result<ExitCode> {
         watch_pids: targets.pids.clone(),
         ..Stops::default()
     };
-    let options = args.trace.options();
     if !io::stdout().is_terminal() {
         eprintln!(
             "zerocopy-trace: stdout is not a terminal, so no dashboard: tracing until Ctrl-C, then printing the report"
         );
         let mut output = FinalOnly { refresh: None };
+        let as_report = OutputArgs {
+            json: false,
+            format: ReportFormat::Table,
+            output: None,
+            max_rows: REPORT_ROWS,
+            trace: args.trace,
+        };
+        let options = as_report.options();
         let outcome = trace_until_end(&targets, None, &options, stops, &mut output)?;
-        emit(&outcome, false, None)?;
+        emit(&outcome, &as_report, options.retention.keep_exited)?;
         return Ok(ExitCode::SUCCESS);
     }
+    let options = args.trace.options(Retention {
+        keep_exited: dashboard::EXITED_ROWS,
+        grouping: Grouping::default(),
+    });
     runtime()?.block_on(async {
         let mut signals = Signals::install()?;
         let mut trace = Trace::start(&targets, None, &options)?;
@@ -206,8 +225,25 @@ fn describe(end: &End) -> Option<String> {
     }
 }
 
-/// Prints (or writes) the report. A closed stdout (`| head`) is not an error worth a message.
-fn emit(outcome: &Outcome, json: bool, output: Option<&Path>) -> Result<()> {
+/// Exited processes the report of `top` (without a terminal) lists one by one, as `report`'s
+/// default `--max-rows`.
+const REPORT_ROWS: u32 = 10_000;
+
+/// Prints (or writes) the report, which lists the last `max_rows` exited processes one by one.
+/// A closed stdout (`| head`) is not an error worth a message.
+fn emit(outcome: &Outcome, args: &OutputArgs, max_rows: usize) -> Result<()> {
+    let output = args.output.as_deref();
+    if args.format() == ReportFormat::Prom {
+        let text = exporter::metrics::exposition(
+            outcome.finished.snapshot.clone(),
+            exporter::metrics::Labels::default(),
+            exporter::metrics::Format::Prometheus,
+        );
+        return match output {
+            Some(path) => write_for_textfile_collector(path, &text),
+            None => print(&text),
+        };
+    }
     let analysed = Analysed::of(outcome.finished.snapshot.clone());
     let report = Report {
         duration: round_to_ms(outcome.elapsed),
@@ -215,8 +251,9 @@ fn emit(outcome: &Outcome, json: bool, output: Option<&Path>) -> Result<()> {
         not_covered: &outcome.finished.not_covered,
         ended_because: describe(&outcome.end),
         occupancy: Some(outcome.finished.occupancy),
+        max_rows,
     };
-    let mut text = if json {
+    let mut text = if args.format() == ReportFormat::Json {
         report::to_json(&report)
     } else {
         report::to_table(&report)
@@ -226,11 +263,37 @@ fn emit(outcome: &Outcome, json: bool, output: Option<&Path>) -> Result<()> {
     }
     match output {
         Some(path) => write_private(path, &text),
-        None => match io::stdout().lock().write_all(text.as_bytes()) {
-            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
-            other => other.context("writing the report"),
-        },
+        None => print(&text),
     }
+}
+
+/// Writes to stdout. A closed stdout (`| head`) is not an error worth a message.
+fn print(text: &str) -> Result<()> {
+    match io::stdout().lock().write_all(text.as_bytes()) {
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+        other => other.context("writing the report"),
+    }
+}
+
+/// Writes metrics for node_exporter's textfile collector: under a temporary name in the same
+/// directory (which the collector ignores: it reads only `*.prom`), then renamed, so it never
+/// reads half a file. Readable by all: the collector runs as its own user.
+fn write_for_textfile_collector(path: &Path, text: &str) -> Result<()> {
+    let name = path
+        .file_name()
+        .with_context(|| format!("{} is not a file name", path.display()))?;
+    let temporary = path.with_file_name(format!(".{}.tmp", name.to_string_lossy()));
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o644)
+        .open(&temporary)
+        .with_context(|| format!("creating {}", temporary.display()))?;
+    file.write_all(text.as_bytes())
+        .with_context(|| format!("writing {}", temporary.display()))?;
+    std::fs::rename(&temporary, path)
+        .with_context(|| format!("renaming {} to {}", temporary.display(), path.display()))
 }
 
 fn round_to_ms(d: Duration) -> Duration {

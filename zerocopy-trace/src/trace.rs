@@ -6,7 +6,7 @@ use anyhow::{Context, Result};
 
 use crate::{
     attach::{self, Limits, Maps, Occupancy, Tracer},
-    collect::{Collector, Snapshot},
+    collect::{Collector, Retention, Snapshot},
     plan::{self, Hook},
     preflight, privileges,
     targets::Targets,
@@ -21,6 +21,8 @@ pub struct TraceOptions {
     /// `None`: the default for this machine's CPU count.
     pub max_processes: Option<u32>,
     pub hook: Hook,
+    /// What is kept of exited processes: one by one, or folded into their group.
+    pub retention: Retention,
 }
 
 pub struct Trace {
@@ -50,7 +52,7 @@ impl Trace {
     ) -> Result<Trace> {
         let ready = preflight::check()?;
         let resolved = targets.resolve(extra_pid, options.hook)?;
-        let mut collector = Collector::default();
+        let mut collector = Collector::new(options.retention);
         if let Some(pid) = extra_pid {
             // Forked by us before attach: the kernel never saw that fork.
             collector.remember_parent(pid, std::process::id());

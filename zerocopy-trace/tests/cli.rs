@@ -28,6 +28,21 @@ fn bad_flags_are_one_clear_error() {
         (vec!["report", "--bogus"], "unexpected argument"),
         (vec!["report", "--pid", "abc"], "invalid value"),
         (vec!["run"], "required"),
+        (
+            vec!["exporter", "--listen", "localhost"],
+            "`localhost` is not an address to listen on",
+        ),
+        (
+            vec!["exporter", "--listen", "127.0.0.1:99999"],
+            "is not an address to listen on",
+        ),
+        (vec!["exporter", "--labels", "pod"], "invalid value 'pod'"),
+        (
+            vec!["exporter", "--labels", "pid,bogus"],
+            "invalid value 'bogus'",
+        ),
+        (vec!["exporter", "--max-groups", "0"], "invalid value"),
+        (vec!["report", "--max-rows", "x"], "invalid value"),
     ] {
         let (code, stdout, stderr) = agent(&args);
         assert_ne!(code, 0, "{args:?} must fail");
@@ -35,6 +50,22 @@ fn bad_flags_are_one_clear_error() {
         assert!(stderr.contains(needle), "{args:?}: {stderr}");
         assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
     }
+}
+
+#[test]
+fn an_occupied_listen_address_is_one_line_and_exit_1() {
+    // No privileges needed: the exporter binds before it attaches anything.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("binding a free port");
+    let addr = taken.local_addr().unwrap().to_string();
+    let (code, stdout, stderr) = agent(&["exporter", "--listen", &addr]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stdout.is_empty(), "{stdout}");
+    assert_eq!(
+        stderr.trim(),
+        format!(
+            "zerocopy-trace: error: cannot listen on {addr} (another exporter there? choose one with --listen): Address already in use (os error 98)"
+        )
+    );
 }
 
 #[test]

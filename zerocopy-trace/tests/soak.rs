@@ -69,6 +69,8 @@ fn a_long_mixed_workload_stays_exact_and_flat() {
     let mut agent = Command::new(AGENT)
         .args(["run", "--json", "-o"])
         .arg(&report_path)
+        // Every process listed one by one, to check each against its ground truth.
+        .args(["--max-rows", "10000000"])
         .args(["--", "sh", "-c", &script])
         .stderr(Stdio::piped())
         .spawn()

@@ -5,10 +5,12 @@
 //! Rates are differences between consecutive snapshots divided by the time between them.
 //! Processes that exit keep their final counts (the collector's exit records); they stay listed,
 //! greyed, for `EXITED_LINGER`, then leave the table for good (they still count in the
-//! machine-wide totals).
+//! machine-wide totals). The collector keeps only the last `EXITED_ROWS` exits one by one and
+//! folds older ones into per-command totals; the header says how many were folded. So the
+//! dashboard's memory is the same whatever the churn.
 
 use std::{
-    collections::{HashMap, HashSet, VecDeque},
+    collections::{HashMap, VecDeque},
     time::Duration,
 };
 
@@ -23,6 +25,9 @@ use crate::{
 pub const HISTORY: usize = 300;
 /// How long an exited process stays in the table.
 pub const EXITED_LINGER: Duration = Duration::from_secs(10);
+/// Exited processes the collector keeps one by one for the table; under heavy churn only the
+/// most recent of those that exited within `EXITED_LINGER` are listed.
+pub const EXITED_ROWS: usize = 256;
 /// Snapshots a live process may be missing from before its row goes. A process that exits
 /// between the collector draining exit records and reading the live map is in neither for one
 /// snapshot; keeping its row keeps its baseline, so its exit record is not counted twice.
@@ -110,12 +115,12 @@ impl SortKey {
     }
 }
 
-/// Which record of the snapshot a row follows. Exit records are told apart by their order
-/// among records of the same pid, so a reused pid gets a row of its own.
+/// Which record of the snapshot a row follows. Exit records are told apart by their order of
+/// exit, so a reused pid gets a row of its own.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 enum Key {
     Live(u32),
-    Exited { pid: u32, nth: u32 },
+    Exited { seq: u64 },
 }
 
 /// Bytes per second through each path during one sample.
@@ -173,10 +178,12 @@ pub struct App {
     pub sample: Duration,
     /// Snapshots taken so far.
     pub samples: u64,
-    /// All processes, exited and dropped rows included.
+    /// All processes, exited and dropped rows and folded exits included.
     pub machine_totals: ProcessCounters,
     pub machine_delta: ProcessCounters,
     pub dropped: Dropped,
+    /// Exited processes folded into per-command totals (no row of their own).
+    pub folded: u64,
     pub show: Show,
     pub sort: SortKey,
     pub filter: String,
@@ -186,8 +193,10 @@ pub struct App {
     pub detail: bool,
     pub quit: bool,
     rows: HashMap<Key, Row>,
-    /// Exit records whose rows have lingered long enough: never shown again.
-    retired: HashSet<Key>,
+    /// Exits up to this `seq` have lingered long enough: never shown again. Exits are first
+    /// seen in the order of their `seq`, so those that lingered long enough are always the
+    /// oldest ones.
+    retired_through: u64,
     selected: Option<u64>,
     next_id: u64,
 }
@@ -202,6 +211,7 @@ impl App {
             machine_totals: ProcessCounters::default(),
             machine_delta: ProcessCounters::default(),
             dropped: Default::default(),
+            folded: 0,
             show: Show::Rates,
             sort: SortKey::Moved,
             filter: String::new(),
@@ -211,7 +221,7 @@ impl App {
             detail: false,
             quit: false,
             rows: HashMap::new(),
-            retired: HashSet::new(),
+            retired_through: 0,
             selected: None,
             next_id: 0,
         }
@@ -226,28 +236,25 @@ impl App {
         let seconds = self.sample.as_secs_f64();
 
         let mut previous = std::mem::take(&mut self.rows);
-        let mut exits_of: HashMap<u32, u32> = HashMap::new();
         let mut totals = ProcessCounters::default();
-        let mut delta = ProcessCounters::default();
+        for group in &snapshot.groups {
+            totals.add(&group.counters);
+        }
+        self.folded = snapshot.folded();
         for record in snapshot.processes {
             totals.add(&record.counters);
             let key = if record.exited {
-                let nth = exits_of.entry(record.pid).or_insert(0);
-                *nth += 1;
-                Key::Exited {
-                    pid: record.pid,
-                    nth: *nth - 1,
-                }
+                Key::Exited { seq: record.seq }
             } else {
                 Key::Live(record.pid)
             };
-            if self.retired.contains(&key) {
+            if record.exited && record.seq <= self.retired_through {
                 continue;
             }
             // An exit record continues the live row of the same pid: its baseline is the last
             // live count, so the final burst before exit is counted once.
             let existing = previous.remove(&key).or_else(|| match key {
-                Key::Exited { pid, .. } => previous.remove(&Key::Live(pid)),
+                Key::Exited { .. } => previous.remove(&Key::Live(record.pid)),
                 Key::Live(_) => None,
             });
             let mut row = existing.unwrap_or_else(|| {
@@ -267,7 +274,7 @@ impl App {
                 }
             });
             row.delta = record.counters.difference(&row.totals);
-            row.totals = record.counters.clone();
+            row.totals = record.counters;
             row.analysis = analyse(&row.totals);
             row.rate = Cost::of(&row.delta);
             row.comm = record.comm;
@@ -276,7 +283,6 @@ impl App {
                 row.exited = true;
                 row.exited_at = Some(elapsed);
             }
-            delta.add(&row.delta);
             push_sample(
                 &mut row.history,
                 Throughput {
@@ -287,6 +293,11 @@ impl App {
             self.rows.insert(key, row);
         }
         for (key, mut row) in previous {
+            // An exit no longer in the snapshot was folded: its row goes. A live process
+            // missing keeps its row (and its baseline) for a few snapshots.
+            if row.exited {
+                continue;
+            }
             row.missing += 1;
             if row.missing <= MISSING_GRACE {
                 row.delta = ProcessCounters::default();
@@ -295,21 +306,26 @@ impl App {
                 self.rows.insert(key, row);
             }
         }
-        let expired: Vec<Key> = self
+        let expired: Vec<(Key, u64)> = self
             .rows
             .iter()
             .filter(|(_, row)| {
                 row.exited_at
                     .is_some_and(|at| elapsed.saturating_sub(at) >= EXITED_LINGER)
             })
-            .map(|(key, _)| *key)
+            .filter_map(|(key, _)| match key {
+                Key::Exited { seq } => Some((*key, *seq)),
+                Key::Live(_) => None,
+            })
             .collect();
-        for key in expired {
+        for (key, seq) in expired {
             self.rows.remove(&key);
-            self.retired.insert(key);
+            self.retired_through = self.retired_through.max(seq);
         }
+        // Machine-wide, everything ever counted only grows: the rate is its growth, which
+        // includes processes that exited and were folded between two snapshots.
+        self.machine_delta = totals.difference(&self.machine_totals);
         self.machine_totals = totals;
-        self.machine_delta = delta;
     }
 
     pub fn input_mode(&self) -> InputMode {
@@ -490,6 +506,9 @@ pub mod tests {
             ppid: 1,
             comm: comm.into(),
             exited,
+            // Test exits of distinct pids are distinct exits; the same pid's the same.
+            seq: if exited { u64::from(pid) } else { 0 },
+            group: 0,
             counters: counters(entries),
         }
     }
@@ -497,6 +516,8 @@ pub mod tests {
     pub fn snapshot(processes: Vec<ProcessRecord>) -> Snapshot {
         Snapshot {
             processes,
+            groups: vec![],
+            groups_overflowed: 0,
             dropped: Default::default(),
         }
     }
@@ -718,5 +739,42 @@ pub mod tests {
         update(&mut app, Action::ToggleHelp);
         update(&mut app, Action::Quit);
         assert!(!app.help && app.quit);
+    }
+
+    #[test]
+    fn folded_exits_count_machine_wide_and_lingered_ones_never_return() {
+        use crate::collect::groups::{Group, GroupKey};
+        let folded = |exited: u64, bytes: u64| Group {
+            key: GroupKey {
+                comm: "cc1".into(),
+                ..GroupKey::default()
+            },
+            exited,
+            counters: counters(&[("read", exited, bytes)]),
+        };
+        let mut app = App::new(secs(1));
+        let mut first = snapshot(vec![record(3, "cc1", true, &[("read", 1, 100)])]);
+        first.groups = vec![folded(10, 1000)];
+        app.ingest(first, secs(1));
+        assert_eq!(app.folded, 10);
+        assert_eq!(app.process_counts(), (0, 1));
+        assert_eq!(app.machine_totals.syscalls[0].bytes, 1100);
+        // The exit of pid 3 is folded in turn, with 40 more: no row, but in the rate.
+        let mut second = snapshot(vec![]);
+        second.groups = vec![folded(51, 5100)];
+        app.ingest(second, secs(2));
+        assert_eq!((app.folded, app.process_counts()), (51, (0, 0)));
+        assert_eq!(app.machine_delta.syscalls[0].bytes, 4000);
+        let f = app.machine_figures();
+        assert_eq!(f.copied, 4000.0);
+
+        // An exit that lingered its time is not listed again while the collector keeps it.
+        let exit = || snapshot(vec![record(7, "cat", true, &[("read", 1, 5)])]);
+        app.ingest(exit(), secs(3));
+        app.ingest(exit(), secs(13));
+        assert!(app.visible().is_empty());
+        app.ingest(exit(), secs(14));
+        assert!(app.visible().is_empty(), "retired for good");
+        assert_eq!(app.retired_through, 7);
     }
 }

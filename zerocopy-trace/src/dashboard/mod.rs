@@ -16,6 +16,7 @@ use anyhow::{Context, Result};
 use crossterm::event::{Event, EventStream};
 use futures_util::StreamExt;
 
+pub use self::app::EXITED_ROWS;
 use self::{
     app::{update, App},
     terminal::Screen,

@@ -2,7 +2,7 @@
 //! and its finding. The table, the JSON, the dashboard and the exporter only format these.
 
 use crate::{
-    collect::{Dropped, ProcessRecord, Snapshot},
+    collect::{groups::GroupKey, Dropped, ProcessRecord, Snapshot},
     correlate::{self, Finding, Flow},
 };
 
@@ -35,16 +35,48 @@ pub struct ProcessAnalysis {
     pub analysis: Analysis,
 }
 
+/// Exited processes of one group, folded together, and the analysis of their sum.
+#[derive(Clone, Debug)]
+pub struct FoldedAnalysis {
+    pub key: GroupKey,
+    /// How many exited processes were folded.
+    pub processes: u64,
+    pub counters: ProcessCounters,
+    pub analysis: Analysis,
+}
+
 /// A snapshot analysed: the processes that made data-path calls, largest movers first (then
-/// most calls, then pid), and what could not be attributed.
+/// most calls, then pid), the folded groups of exited processes ranked the same way, and
+/// what could not be attributed.
 #[derive(Clone, Debug)]
 pub struct Analysed {
     pub processes: Vec<ProcessAnalysis>,
+    pub folded: Vec<FoldedAnalysis>,
+    /// Processes counted under the `other` group because the group cap was reached.
+    pub groups_overflowed: u64,
     pub dropped: Dropped,
 }
 
 impl Analysed {
     pub fn of(snapshot: Snapshot) -> Analysed {
+        let mut folded: Vec<FoldedAnalysis> = snapshot
+            .groups
+            .into_iter()
+            .filter(|g| g.exited > 0)
+            .map(|g| FoldedAnalysis {
+                analysis: analyse(&g.counters),
+                key: g.key,
+                processes: g.exited,
+                counters: g.counters,
+            })
+            .collect();
+        folded.sort_by(|a, b| {
+            let (ca, cb) = (&a.analysis.cost, &b.analysis.cost);
+            cb.moved_bytes()
+                .cmp(&ca.moved_bytes())
+                .then(cb.calls.cmp(&ca.calls))
+                .then(a.key.cmp(&b.key))
+        });
         let mut processes: Vec<ProcessAnalysis> = snapshot
             .processes
             .into_iter()
@@ -63,6 +95,8 @@ impl Analysed {
         });
         Analysed {
             processes,
+            folded,
+            groups_overflowed: snapshot.groups_overflowed,
             dropped: snapshot.dropped,
         }
     }

@@ -4,7 +4,7 @@
 //! costs 0 CPU copies and 2 transitions. Each syscall is one entry and one exit: 2 transitions.
 
 use serde::Serialize;
-use zerocopy_trace_common::SYSCALLS;
+use zerocopy_trace_common::{Counters, SyscallDesc, SYSCALLS};
 
 use super::ProcessCounters;
 
@@ -52,19 +52,46 @@ pub struct Cost {
     pub kernel_bytes: u64,
 }
 
+/// One syscall's bytes by the path they took: the split every sum of the cost model (and the
+/// exporter's `method` label) is made of.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MethodBytes {
+    /// Copied by a CPU across the user/kernel boundary.
+    pub copied: u64,
+    /// Moved in the kernel (sendfile, splice, ...) or pinned by MSG_ZEROCOPY.
+    pub zero_copy: u64,
+}
+
+impl MethodBytes {
+    /// How `c`'s bytes, counted for the syscall `desc`, split between the two paths.
+    pub fn of(desc: &SyscallDesc, c: &Counters) -> MethodBytes {
+        if desc.method.copies() {
+            // A MSG_ZEROCOPY send pins the user pages instead of copying them.
+            let pinned = c.msg_zerocopy_bytes.min(c.bytes);
+            MethodBytes {
+                copied: c.bytes - pinned,
+                zero_copy: pinned,
+            }
+        } else {
+            MethodBytes {
+                copied: 0,
+                zero_copy: c.bytes,
+            }
+        }
+    }
+}
+
 impl Cost {
     pub fn of(counters: &ProcessCounters) -> Cost {
         let mut cost = Cost::default();
         for (desc, c) in SYSCALLS.iter().zip(&counters.syscalls) {
+            let split = MethodBytes::of(desc, c);
+            cost.copied_bytes = cost.copied_bytes.saturating_add(split.copied);
+            cost.zero_copy_bytes = cost.zero_copy_bytes.saturating_add(split.zero_copy);
             if desc.method.copies() {
-                // A MSG_ZEROCOPY send pins the user pages instead of copying them.
-                let pinned = c.msg_zerocopy_bytes.min(c.bytes);
-                cost.copied_bytes = cost.copied_bytes.saturating_add(c.bytes - pinned);
-                cost.zero_copy_bytes = cost.zero_copy_bytes.saturating_add(pinned);
-                cost.pinned_bytes = cost.pinned_bytes.saturating_add(pinned);
+                cost.pinned_bytes = cost.pinned_bytes.saturating_add(split.zero_copy);
                 cost.copy_calls = cost.copy_calls.saturating_add(c.calls);
             } else {
-                cost.zero_copy_bytes = cost.zero_copy_bytes.saturating_add(c.bytes);
                 cost.kernel_bytes = cost.kernel_bytes.saturating_add(c.bytes);
                 cost.kernel_calls = cost.kernel_calls.saturating_add(c.calls);
             }

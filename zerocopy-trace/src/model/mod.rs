@@ -8,6 +8,6 @@ pub mod cost;
 pub mod counters;
 pub mod rates;
 
-pub use analysis::{analyse, Analysed, Analysis, ProcessAnalysis};
-pub use cost::{Cost, Verdict, ZERO_COPY_THRESHOLD};
+pub use analysis::{analyse, Analysed, Analysis, FoldedAnalysis, ProcessAnalysis};
+pub use cost::{Cost, MethodBytes, Verdict, ZERO_COPY_THRESHOLD};
 pub use counters::ProcessCounters;

@@ -5,6 +5,10 @@
 //! "relay"}], "finding"}], "dropped": {"<reason>": {"calls", "bytes"}}, "not_covered": [...]}`.
 //! Each syscall also has `"fd_kinds": {"source": {"<kind>": bytes}, "destination": {...}}`.
 //! Syscalls a process never called are left out of its map.
+//! Exited processes beyond `--max-rows` are summed per group in `"folded": [{"comm", "unit",
+//! "cgroup", "processes", "syscalls", "copied_bytes", "zero_copy_bytes", "transitions",
+//! "zero_copy_ratio", "verdict"}]`, with `"folded_processes"` their number and
+//! `"groups_overflowed"` the processes counted under the `other` group.
 
 use std::collections::BTreeMap;
 
@@ -15,13 +19,17 @@ use super::Report;
 use crate::{
     attach::Occupancy,
     describe,
-    model::{ProcessAnalysis, Verdict},
+    model::{FoldedAnalysis, ProcessAnalysis, ProcessCounters, Verdict},
 };
 
 #[derive(Serialize)]
 struct JsonReport<'a> {
     duration_s: f64,
     processes: Vec<JsonProcess<'a>>,
+    folded: Vec<JsonFolded<'a>>,
+    folded_processes: u64,
+    max_rows: usize,
+    groups_overflowed: u64,
     dropped: BTreeMap<&'static str, JsonDropped>,
     not_covered: &'a [&'static str],
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -45,6 +53,22 @@ struct JsonProcess<'a> {
     verdict: Verdict,
     flows: Vec<JsonFlow>,
     finding: String,
+}
+
+/// Exited processes of one group, summed.
+#[derive(Serialize)]
+struct JsonFolded<'a> {
+    comm: &'a str,
+    unit: &'a str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    cgroup: &'a str,
+    processes: u64,
+    syscalls: BTreeMap<&'static str, JsonSyscall>,
+    copied_bytes: u64,
+    zero_copy_bytes: u64,
+    transitions: u64,
+    zero_copy_ratio: Option<f64>,
+    verdict: Verdict,
 }
 
 #[derive(Serialize)]
@@ -88,6 +112,46 @@ struct JsonDropped {
     bytes: u64,
 }
 
+/// The syscalls a process (or group) called, with their counts.
+fn json_syscalls(counters: &ProcessCounters) -> BTreeMap<&'static str, JsonSyscall> {
+    SYSCALLS
+        .iter()
+        .zip(&counters.syscalls)
+        .filter(|(_, c)| c.calls > 0)
+        .map(|(desc, c)| {
+            (
+                desc.name,
+                JsonSyscall {
+                    calls: c.calls,
+                    bytes: c.bytes,
+                    errors: c.errors,
+                    msg_zerocopy_bytes: c.msg_zerocopy_bytes,
+                    fd_kinds: JsonFdKinds {
+                        source: by_kind(&c.source_kind_bytes),
+                        destination: by_kind(&c.destination_kind_bytes),
+                    },
+                },
+            )
+        })
+        .collect()
+}
+
+fn json_folded(f: &FoldedAnalysis) -> JsonFolded<'_> {
+    let cost = &f.analysis.cost;
+    JsonFolded {
+        comm: &f.key.comm,
+        unit: &f.key.unit,
+        cgroup: &f.key.cgroup,
+        processes: f.processes,
+        syscalls: json_syscalls(&f.counters),
+        copied_bytes: cost.copied_bytes,
+        zero_copy_bytes: cost.zero_copy_bytes,
+        transitions: cost.transitions,
+        zero_copy_ratio: cost.zero_copy_ratio(),
+        verdict: cost.verdict(),
+    }
+}
+
 /// One process of the report: its counters as the kernel recorded them, and its analysis.
 fn json_process(process: &ProcessAnalysis) -> JsonProcess<'_> {
     let (p, analysis) = (&process.record, &process.analysis);
@@ -97,26 +161,7 @@ fn json_process(process: &ProcessAnalysis) -> JsonProcess<'_> {
         ppid: p.ppid,
         comm: &p.comm,
         exited: p.exited,
-        syscalls: SYSCALLS
-            .iter()
-            .zip(&p.counters.syscalls)
-            .filter(|(_, c)| c.calls > 0)
-            .map(|(desc, c)| {
-                (
-                    desc.name,
-                    JsonSyscall {
-                        calls: c.calls,
-                        bytes: c.bytes,
-                        errors: c.errors,
-                        msg_zerocopy_bytes: c.msg_zerocopy_bytes,
-                        fd_kinds: JsonFdKinds {
-                            source: by_kind(&c.source_kind_bytes),
-                            destination: by_kind(&c.destination_kind_bytes),
-                        },
-                    },
-                )
-            })
-            .collect(),
+        syscalls: json_syscalls(&p.counters),
         copied_bytes: cost.copied_bytes,
         zero_copy_bytes: cost.zero_copy_bytes,
         transitions: cost.transitions,
@@ -152,9 +197,14 @@ pub fn to_json(report: &Report) -> String {
             )
         })
         .collect();
+    let folded = &report.analysed.folded;
     let doc = JsonReport {
         duration_s: report.duration.as_secs_f64(),
         processes,
+        folded: folded.iter().map(json_folded).collect(),
+        folded_processes: folded.iter().map(|f| f.processes).sum(),
+        max_rows: report.max_rows,
+        groups_overflowed: report.analysed.groups_overflowed,
         dropped,
         not_covered: report.not_covered,
         ended_because: report.ended_because.as_deref(),
@@ -173,7 +223,10 @@ mod tests {
 
     use super::*;
     use crate::{
-        collect::{ProcessRecord, Snapshot},
+        collect::{
+            groups::{Group, GroupKey},
+            ProcessRecord, Snapshot,
+        },
         model::{Analysed, ProcessCounters},
     };
 
@@ -201,6 +254,8 @@ mod tests {
                     ppid: 1,
                     comm: "srv".into(),
                     exited: true,
+                    seq: 1,
+                    group: 1,
                     counters: ProcessCounters { syscalls },
                 },
                 ProcessRecord {
@@ -208,9 +263,31 @@ mod tests {
                     ppid: 1,
                     comm: "none".into(),
                     exited: false,
+                    seq: 0,
+                    group: 0,
                     counters: ProcessCounters::default(),
                 },
             ],
+            groups: vec![
+                Group {
+                    key: GroupKey {
+                        comm: "other".into(),
+                        ..GroupKey::default()
+                    },
+                    exited: 0,
+                    counters: ProcessCounters::default(),
+                },
+                Group {
+                    key: GroupKey {
+                        comm: "srv".into(),
+                        unit: "srv.service".into(),
+                        cgroup: String::new(),
+                    },
+                    exited: 7,
+                    counters: ProcessCounters { syscalls },
+                },
+            ],
+            groups_overflowed: 2,
             dropped: Default::default(),
         };
         let report = Report {
@@ -219,6 +296,7 @@ mod tests {
             not_covered: &["tee"],
             ended_because: None,
             occupancy: None,
+            max_rows: 1,
         };
         let v: Value = serde_json::from_str(&to_json(&report)).unwrap();
         assert_eq!(v["duration_s"], 1.5);
@@ -245,5 +323,35 @@ mod tests {
         assert_eq!(p["flows"][0]["relay"], false);
         assert_eq!(v["dropped"]["missing_enter"]["calls"], 0);
         assert_eq!(v["not_covered"][0], "tee");
+        assert_eq!(
+            (
+                &v["folded_processes"],
+                &v["max_rows"],
+                &v["groups_overflowed"]
+            ),
+            (&Value::from(7), &Value::from(1), &Value::from(2))
+        );
+        let folded = v["folded"].as_array().unwrap();
+        assert_eq!(
+            folded.len(),
+            1,
+            "groups without exited processes are left out"
+        );
+        assert_eq!(
+            (
+                &folded[0]["comm"],
+                &folded[0]["unit"],
+                &folded[0]["processes"]
+            ),
+            (
+                &Value::from("srv"),
+                &Value::from("srv.service"),
+                &Value::from(7)
+            )
+        );
+        assert!(folded[0].get("cgroup").is_none());
+        assert_eq!(folded[0]["syscalls"]["sendfile64"]["bytes"], 1 << 20);
+        assert_eq!(folded[0]["zero_copy_bytes"], 1 << 20);
+        assert_eq!(folded[0]["verdict"], "zero-copy");
     }
 }

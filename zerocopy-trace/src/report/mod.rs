@@ -21,4 +21,6 @@ pub struct Report<'a> {
     pub ended_because: Option<String>,
     /// Entries left in the kernel maps at the end, when known.
     pub occupancy: Option<Occupancy>,
+    /// Exited processes listed one by one (`--max-rows`); the rest are folded.
+    pub max_rows: usize,
 }

@@ -5,7 +5,11 @@ use std::fmt::Write;
 use zerocopy_trace_common::drop_reason;
 
 use super::Report;
-use crate::{describe, units};
+use crate::{
+    describe,
+    model::{Cost, FoldedAnalysis},
+    units,
+};
 
 /// Findings printed under the table, for the largest movers.
 const FINDINGS: usize = 10;
@@ -21,28 +25,64 @@ const HEADER: [&str; 8] = [
     "CALLS",
 ];
 
+/// The cells of one row after its first two (PID, COMM).
+fn figures(cost: &Cost) -> [String; 6] {
+    [
+        cost.verdict().as_str().to_string(),
+        units::percent(cost.zero_copy_ratio()),
+        units::bytes(cost.copied_bytes),
+        units::bytes(cost.zero_copy_bytes),
+        units::count(cost.transitions),
+        units::count(cost.calls),
+    ]
+}
+
+/// The COMM cell of a folded row: `cc1 (9 990 exited)`, with the unit when there is one.
+fn folded_name(f: &FoldedAnalysis) -> String {
+    let mut where_ = String::new();
+    if !f.key.unit.is_empty() {
+        where_ = format!(", {}", f.key.unit);
+    }
+    if !f.key.cgroup.is_empty() {
+        where_ = format!(", {}", f.key.cgroup);
+    }
+    format!(
+        "{} ({} exited{where_})",
+        f.key.comm,
+        units::count(f.processes)
+    )
+}
+
 pub fn to_table(report: &Report) -> String {
     let processes = &report.analysed.processes;
-    let rows: Vec<[String; 8]> = processes
+    let folded = &report.analysed.folded;
+    // Processes and folded groups ranked together: largest movers first, then most calls.
+    let mut ranked: Vec<(&Cost, [String; 8])> = processes
         .iter()
         .map(|process| {
-            let (p, cost) = (&process.record, &process.analysis.cost);
-            [
-                p.pid.to_string(),
-                if p.exited {
-                    format!("{} (exited)", p.comm)
-                } else {
-                    p.comm.clone()
-                },
-                cost.verdict().as_str().to_string(),
-                units::percent(cost.zero_copy_ratio()),
-                units::bytes(cost.copied_bytes),
-                units::bytes(cost.zero_copy_bytes),
-                units::count(cost.transitions),
-                units::count(cost.calls),
-            ]
+            let p = &process.record;
+            let comm = if p.exited {
+                format!("{} (exited)", p.comm)
+            } else {
+                p.comm.clone()
+            };
+            let cost = &process.analysis.cost;
+            let [a, b, c, d, e, f] = figures(cost);
+            (cost, [p.pid.to_string(), comm, a, b, c, d, e, f])
         })
         .collect();
+    ranked.extend(folded.iter().map(|f| {
+        let cost = &f.analysis.cost;
+        let [a, b, c, d, e, g] = figures(cost);
+        (cost, ["-".to_string(), folded_name(f), a, b, c, d, e, g])
+    }));
+    ranked.sort_by(|(a, _), (b, _)| {
+        b.moved_bytes()
+            .cmp(&a.moved_bytes())
+            .then(b.calls.cmp(&a.calls))
+    });
+    let rows: Vec<[String; 8]> = ranked.into_iter().map(|(_, row)| row).collect();
+    let folded_processes: u64 = folded.iter().map(|f| f.processes).sum();
 
     let mut widths = HEADER.map(str::len);
     for row in &rows {
@@ -51,13 +91,30 @@ pub fn to_table(report: &Report) -> String {
         }
     }
     let mut out = String::new();
+    let movers = processes.len() as u64 + folded_processes;
     let _ = writeln!(
         out,
         "zerocopy-trace: {:.1} s traced, {} process{} moved data",
         report.duration.as_secs_f64(),
-        rows.len(),
-        if rows.len() == 1 { "" } else { "es" }
+        units::count(movers),
+        if movers == 1 { "" } else { "es" }
     );
+    if folded_processes > 0 {
+        let _ = writeln!(
+            out,
+            "folded: {} exited processes beyond the last {} are summed per command and unit (rows with PID -; --max-rows changes it)",
+            units::count(folded_processes),
+            units::count(report.max_rows as u64),
+        );
+    }
+    if report.analysed.groups_overflowed > 0 {
+        let _ = writeln!(
+            out,
+            "groups: {} processes beyond the first {} groups are counted under \"other\"",
+            units::count(report.analysed.groups_overflowed),
+            units::count(crate::collect::groups::DEFAULT_MAX_GROUPS as u64),
+        );
+    }
     if let Some(why) = &report.ended_because {
         let _ = writeln!(out, "ended: {why}");
     }
@@ -147,6 +204,8 @@ mod tests {
             ppid: 1,
             comm: comm.into(),
             exited: false,
+            seq: 0,
+            group: 0,
             counters: crate::correlate::fixtures::served(entries),
         }
     }
@@ -158,6 +217,7 @@ mod tests {
             not_covered: &[],
             ended_because: None,
             occupancy: None,
+            max_rows: 10_000,
         })
     }
 
@@ -173,6 +233,8 @@ mod tests {
                 process(4121, "nginx", &[("sendfile64", 20480, 1288490188)]),
                 process(7, "idle", &[]),
             ],
+            groups: vec![],
+            groups_overflowed: 0,
             dropped: Default::default(),
         };
         let text = report_of(&snapshot);
@@ -222,6 +284,8 @@ mod tests {
         };
         let text = report_of(&Snapshot {
             processes: vec![],
+            groups: vec![],
+            groups_overflowed: 0,
             dropped,
         });
         assert!(text.contains("(no data-path syscalls seen)"), "{text}");
@@ -229,5 +293,46 @@ mod tests {
             text.contains("dropped: counters_full 3 calls / 4.0 KiB"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn folded_rows_say_how_many_exited() {
+        use crate::collect::groups::{Group, GroupKey};
+        let group = |comm: &str, unit: &str, exited, entries: &[(&str, u64, u64)]| Group {
+            key: GroupKey {
+                comm: comm.into(),
+                unit: unit.into(),
+                cgroup: String::new(),
+            },
+            exited,
+            counters: crate::correlate::fixtures::served(entries),
+        };
+        let snapshot = Snapshot {
+            processes: vec![process(42, "nginx", &[("sendfile64", 4, 4096)])],
+            groups: vec![
+                group("other", "", 0, &[]),
+                group("churner", "", 99_990, &[("write", 99_990, 99_990_000)]),
+                group("cc1", "build.service", 3, &[("read", 3, 300)]),
+            ],
+            groups_overflowed: 0,
+            dropped: Default::default(),
+        };
+        let text = report_of(&snapshot);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines[0], "zerocopy-trace: 5.0 s traced, 99 994 processes moved data",
+            "{text}"
+        );
+        assert!(
+            lines[1].starts_with("folded: 99 993 exited processes"),
+            "{text}"
+        );
+        assert!(
+            lines[3].starts_with("  -  churner (99 990 exited)") && lines[3].contains("95.4 MiB"),
+            "{text}"
+        );
+        assert!(lines[4].contains("42  nginx"), "{text}");
+        assert!(lines[5].contains("cc1 (3 exited, build.service)"), "{text}");
+        assert!(!text.contains("other"), "an empty group is no row: {text}");
     }
 }

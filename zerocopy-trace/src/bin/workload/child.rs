@@ -240,10 +240,27 @@ fn check_child(mode: &str, child: &Spawned, status: i32, slot: &Slot) -> Result<
 }
 
 /// The child's whole life. Never returns.
+/// The name children take (`--child-comm`), NUL-terminated, set once by `main`.
+static CHILD_COMM: std::sync::OnceLock<std::ffi::CString> = std::sync::OnceLock::new();
+
+/// Makes every measured child rename itself (its `comm`) to `name` as soon as it is forked,
+/// so a tracer can tell its counts from the parent's. Names longer than 15 bytes are cut by
+/// the kernel.
+pub fn name_children(name: &str) -> Result<()> {
+    let name = std::ffi::CString::new(name).context("--child-comm must not contain NUL")?;
+    let _ = CHILD_COMM.set(name);
+    Ok(())
+}
+
 fn child_main<F>(slot: &Slot, keep: &[RawFd], hold: Duration, body: F) -> !
 where
     F: FnOnce(&Recorder) -> ChildResult,
 {
+    if let Some(name) = CHILD_COMM.get() {
+        // SAFETY: PR_SET_NAME reads a NUL-terminated string that outlives the call. It is not
+        // a data-path syscall: the child's measured calls are unchanged.
+        unsafe { libc::prctl(libc::PR_SET_NAME, name.as_ptr()) };
+    }
     let rec = Recorder::start(slot);
     // The default panic hook writes to stderr: a `write` the tracer would count. Silence it
     // and report the panic through the slot instead. (A zero-sized closure: no allocation.)

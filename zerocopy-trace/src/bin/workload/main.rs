@@ -81,6 +81,11 @@ struct Args {
           value_parser = clap::value_parser!(u32).range(1..))]
     parallel: u32,
 
+    /// Name (comm) every measured child takes as soon as it is forked, so that a tracer can
+    /// sum its counts by name apart from the parent's (at most 15 bytes are kept).
+    #[arg(long, value_name = "NAME")]
+    child_comm: Option<String>,
+
     /// Threads of the threads mode's child (besides its leader, which exits first).
     #[arg(long, value_name = "N", default_value_t = 4,
           value_parser = clap::value_parser!(u32).range(1..=4096))]
@@ -104,6 +109,9 @@ fn run(args: Args) -> Result<()> {
         anyhow::bail!(
             "the syscall table has no numbers for this architecture (x86-64 and aarch64 only)"
         );
+    }
+    if let Some(name) = &args.child_comm {
+        child::name_children(name)?;
     }
     let params = Params {
         sizes: Sizes {

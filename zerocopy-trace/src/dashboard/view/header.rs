@@ -47,6 +47,10 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     if exited > 0 {
         state.push(Span::raw(format!(" +{exited} exited")).dark_gray());
     }
+    if app.folded > 0 {
+        // Exits beyond the rows kept, summed per command: in the totals, not in the table.
+        state.push(Span::raw(format!(" ({} folded)", units::count(app.folded))).dark_gray());
+    }
     let dropped_calls: u64 = app.dropped.iter().map(|d| d.calls).sum();
     let dropped_bytes: u64 = app.dropped.iter().map(|d| d.bytes).sum();
     state.push(Span::raw("   dropped "));
