@@ -7,7 +7,12 @@ pub const PROG_SYSCALL_ENTER: &str = "syscall_enter";
 pub const PROG_SYSCALL_EXIT: &str = "syscall_exit";
 /// Program on the raw `sys_exit` tracepoint: all of the counting, from the saved registers.
 pub const PROG_RAW_SYSCALL_EXIT: &str = "raw_syscall_exit";
+/// Program on the BTF-typed `sys_exit` tracepoint (tp_btf): the same, with direct loads.
+pub const PROG_TYPED_SYSCALL_EXIT: &str = "btf_syscall_exit";
+/// The raw tracepoint both exit-only programs attach to.
+pub const TRACEPOINT_SYS_EXIT: &str = "sys_exit";
 /// Empty programs on the same hooks, for the benchmark's floor (`zerocopy-trace floor`).
+pub const PROG_FLOOR_TYPED: &str = "floor_btf";
 pub const PROG_FLOOR_RAW: &str = "floor_raw";
 pub const PROG_FLOOR_TRACEPOINT: &str = "floor_tracepoint";
 /// Program on `sched/sched_process_fork`: follows children and remembers parents.

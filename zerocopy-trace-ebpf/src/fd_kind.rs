@@ -1,9 +1,14 @@
 //! What an fd refers to, read from the kernel's own structures: task -> files -> fdtable ->
 //! file -> inode mode, and for sockets -> socket -> sock family and protocol. The offsets come
-//! from the kernel's BTF through `CONFIG`; every read is a checked probe read, so a closed fd or
-//! a changing table gives `UNKNOWN`, never a fault.
+//! from the kernel's BTF through `CONFIG`; a closed fd or a changing table gives `UNKNOWN`,
+//! never a fault.
+//!
+//! Two ways to the `struct file`: programs with a BTF-typed context (the tp_btf hook) walk
+//! task -> files -> fdtable -> fd array with direct loads the verifier checks against BTF
+//! (a fault reads as 0); the others use a checked probe read per step. From the file on, the
+//! pointer is untyped to the verifier, so both use probe reads.
 
-use aya_ebpf::helpers::{bpf_get_current_task, bpf_probe_read_kernel};
+use aya_ebpf::helpers::{bpf_get_current_task, bpf_get_current_task_btf, bpf_probe_read_kernel};
 use zerocopy_trace_common::fd_kind;
 
 use crate::config;
@@ -31,14 +36,36 @@ fn read<T>(address: u64) -> Option<T> {
     unsafe { bpf_probe_read_kernel(address as *const T) }.ok()
 }
 
-/// The `fd_kind` of `fd` in the current task.
+/// A member of a BTF-typed kernel object, loaded directly: the verifier checks `offset`
+/// (a constant of the frozen `CONFIG`) against the object's BTF type.
+///
+/// # Safety
+/// `object` must be a pointer the verifier knows the BTF type of (or untrusted memory it lets
+/// the program read), and `offset` a member of that type of size `size_of::<T>()`.
+#[inline(always)]
+unsafe fn member<T: Copy>(object: *const u8, offset: u32) -> T {
+    *(object.add(offset as usize) as *const T)
+}
+
+/// The `fd_kind` of `fd` in the current task, by probe reads.
 #[inline(always)]
 pub fn of_fd(fd: i32) -> u8 {
-    resolve(fd).unwrap_or(fd_kind::UNKNOWN)
+    file_of_fd(fd)
+        .and_then(kind_of_file)
+        .unwrap_or(fd_kind::UNKNOWN)
+}
+
+/// The `fd_kind` of `fd` in the current task, walking to its file by direct loads. Only for
+/// programs whose context is BTF-typed (tp_btf): others are rejected by the verifier.
+#[inline(always)]
+pub fn of_fd_typed(fd: i32) -> u8 {
+    typed_file_of_fd(fd)
+        .and_then(kind_of_file)
+        .unwrap_or(fd_kind::UNKNOWN)
 }
 
 #[inline(always)]
-fn resolve(fd: i32) -> Option<u8> {
+fn file_of_fd(fd: i32) -> Option<u64> {
     let o = config::offsets();
     if o.resolve == 0 || fd < 0 {
         return None;
@@ -52,7 +79,37 @@ fn resolve(fd: i32) -> Option<u8> {
         return None;
     }
     let fd_array: u64 = read(fdt + o.fdtable_fd as u64)?;
-    let file: u64 = read(fd_array + fd as u64 * 8)?;
+    read(fd_array + fd as u64 * 8)
+}
+
+#[inline(always)]
+fn typed_file_of_fd(fd: i32) -> Option<u64> {
+    let o = config::offsets();
+    if o.resolve == 0 || fd < 0 {
+        return None;
+    }
+    // SAFETY: the task is BTF-typed (trusted); `files` and `fdt` are typed struct pointers
+    // (`fdt` is RCU-protected, and tp_btf programs run under RCU); the fd array is memory the
+    // verifier lets the program read untrusted, bounded by `max_fds` as the kernel does. A
+    // NULL or stale pointer anywhere reads as 0.
+    let file: u64 = unsafe {
+        let task = bpf_get_current_task_btf() as *const u8;
+        let files: *const u8 = member(task, o.task_files);
+        let fdt: *const u8 = member(files, o.files_fdt);
+        let max_fds: u32 = member(fdt, o.fdtable_max_fds);
+        if fd as u32 >= max_fds {
+            return None;
+        }
+        let fd_array: *const u64 = member(fdt, o.fdtable_fd);
+        *fd_array.add(fd as usize)
+    };
+    (file != 0).then_some(file)
+}
+
+/// The kind of the open file at `file`.
+#[inline(always)]
+fn kind_of_file(file: u64) -> Option<u8> {
+    let o = config::offsets();
     let inode: u64 = read(file + o.file_inode as u64)?;
     let mode: u16 = read(inode + o.inode_mode as u64)?;
     Some(match mode & S_IFMT {

@@ -3,9 +3,14 @@
 //! `zerocopy-trace floor` command, never while counting.
 
 use aya_ebpf::{
-    macros::{raw_tracepoint, tracepoint},
-    programs::{RawTracePointContext, TracePointContext},
+    macros::{btf_tracepoint, raw_tracepoint, tracepoint},
+    programs::{BtfTracePointContext, RawTracePointContext, TracePointContext},
 };
+
+#[btf_tracepoint(function = "sys_exit")]
+pub fn floor_btf(_ctx: BtfTracePointContext) -> i32 {
+    0
+}
 
 #[raw_tracepoint]
 pub fn floor_raw(_ctx: RawTracePointContext) -> i32 {

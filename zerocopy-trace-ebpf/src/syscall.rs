@@ -1,19 +1,27 @@
-//! The programs that count data-path syscalls. Two hooks do the same work: the classic
-//! `syscalls/sys_{enter,exit}_*` tracepoints (one program per side, attached to all of them,
-//! telling syscalls apart by `__syscall_nr`), and the raw `sys_enter`/`sys_exit` tracepoints
-//! (one program per side for every syscall, filtered by number first). Both hand the same
-//! arguments to `on_enter` and `on_exit`.
+//! The programs that count data-path syscalls. Three hooks do the same work:
+//! - the BTF-typed `sys_exit` tracepoint (tp_btf, the default): one program for every syscall,
+//!   filtered by number first, reading the saved registers and walking to the fds' files with
+//!   direct loads the verifier checks against the kernel's BTF;
+//! - the raw `sys_exit` tracepoint: the same program with a checked probe read per step, for
+//!   kernels that refuse tp_btf;
+//! - the classic `syscalls/sys_{enter,exit}_*` tracepoints: an enter program stores what the
+//!   exit needs per thread (`on_enter`, `on_exit`).
+//!
+//! All three count through `count`.
+
+use core::ptr::read_volatile;
 
 use aya_ebpf::{
     helpers::{
         bpf_get_current_ancestor_cgroup_id, bpf_get_current_pid_tgid, bpf_probe_read_kernel,
         bpf_probe_read_user,
     },
-    macros::{raw_tracepoint, tracepoint},
-    programs::{RawTracePointContext, TracePointContext},
+    macros::{btf_tracepoint, raw_tracepoint, tracepoint},
+    programs::{BtfTracePointContext, RawTracePointContext, TracePointContext},
 };
 use zerocopy_trace_common::{
-    drop_reason, PendingCall, ProcKey, MAX_MMSG, MMSGHDR_LEN_OFFSET, MMSGHDR_SIZE, MSG_ZEROCOPY,
+    drop_reason, fd_kind::NO_FD, PendingCall, ProcKey, MAX_MMSG, MMSGHDR_LEN_OFFSET, MMSGHDR_SIZE,
+    MSG_ZEROCOPY,
 };
 
 use crate::{
@@ -62,12 +70,46 @@ impl Arguments for Registers {
     }
 }
 
-/// The `fd_kind` of the fd argument at `offset`, or `NO_FD` when the syscall has none there.
+/// The typed hook: argument `i` of the format file is the `i`-th argument register, each
+/// loaded directly from the BTF-typed `pt_regs` (the verifier needs constant offsets, so all
+/// six are loaded, then picked from the stack).
+struct TypedRegisters([u64; 6]);
+
+impl TypedRegisters {
+    /// # Safety
+    /// `regs` must be the BTF-typed `struct pt_regs *` of a tp_btf program's context.
+    #[inline(always)]
+    unsafe fn load(regs: *const u8) -> TypedRegisters {
+        let at = |i: usize| match config::raw_arg_register(i) {
+            // SAFETY: `regs` is typed, and each offset is an 8-byte member of pt_regs.
+            Some(offset) => unsafe { *(regs.add(offset as usize) as *const u64) },
+            None => 0,
+        };
+        TypedRegisters([at(0), at(1), at(2), at(3), at(4), at(5)])
+    }
+}
+
+impl Arguments for TypedRegisters {
+    #[inline(always)]
+    fn at_format_offset(&self, offset: u16) -> Option<u64> {
+        let base = config::raw_args_base();
+        if offset == 0 || offset < base {
+            return None;
+        }
+        // Through a volatile local: the verifier must see the bound check on the index used.
+        // SAFETY: reading a local.
+        let index = unsafe { read_volatile(&(((offset - base) / 8) as usize)) };
+        self.0.get(index).copied()
+    }
+}
+
+/// The `fd_kind` of the fd argument at `offset` (by `kind_of`), or `NO_FD` when the syscall
+/// has none there.
 #[inline(always)]
-fn fd_kind_arg(args: &impl Arguments, offset: u16) -> u8 {
+fn fd_kind_arg(args: &impl Arguments, offset: u16, kind_of: fn(i32) -> u8) -> u8 {
     match args.at_format_offset(offset) {
-        Some(fd) => fd_kind::of_fd(fd as i32),
-        None => zerocopy_trace_common::fd_kind::NO_FD,
+        Some(fd) => kind_of(fd as i32),
+        None => NO_FD,
     }
 }
 
@@ -115,8 +157,8 @@ fn describe_without_kinds(id: u32, args: &impl Arguments) -> PendingCall {
     PendingCall {
         syscall: id,
         in_flight: 1,
-        source_kind: zerocopy_trace_common::fd_kind::NO_FD,
-        destination_kind: zerocopy_trace_common::fd_kind::NO_FD,
+        source_kind: NO_FD,
+        destination_kind: NO_FD,
         msg_flags: args.at_format_offset(offsets.msg_flags_offset).unwrap_or(0),
         mmsg_vector: args
             .at_format_offset(offsets.mmsg_vector_offset)
@@ -126,11 +168,11 @@ fn describe_without_kinds(id: u32, args: &impl Arguments) -> PendingCall {
 
 /// The kinds of the call's source and destination fds (`NO_FD` where it has none).
 #[inline(always)]
-fn fd_kinds(id: u32, args: &impl Arguments) -> (u8, u8) {
+fn fd_kinds(id: u32, args: &impl Arguments, kind_of: fn(i32) -> u8) -> (u8, u8) {
     let offsets = config::syscall(id);
     (
-        fd_kind_arg(args, offsets.source_fd_offset),
-        fd_kind_arg(args, offsets.destination_fd_offset),
+        fd_kind_arg(args, offsets.source_fd_offset, kind_of),
+        fd_kind_arg(args, offsets.destination_fd_offset, kind_of),
     )
 }
 
@@ -138,7 +180,7 @@ fn fd_kinds(id: u32, args: &impl Arguments) -> (u8, u8) {
 #[inline(always)]
 fn describe(id: u32, args: &impl Arguments) -> PendingCall {
     let mut call = describe_without_kinds(id, args);
-    (call.source_kind, call.destination_kind) = fd_kinds(id, args);
+    (call.source_kind, call.destination_kind) = fd_kinds(id, args, fd_kind::of_fd);
     call
 }
 
@@ -191,13 +233,46 @@ pub fn raw_syscall_exit(ctx: RawTracePointContext) -> i32 {
     }
     if let Some(window) = Slots::<8>::read_kernel(regs + config::raw_window_start() as u64) {
         let ret: i64 = ctx.arg(1);
-        let args = Registers(window);
-        // Kinds resolved after the bytes are counted (see `count`).
-        count(tgid, id, ret, &describe_without_kinds(id, &args), || {
-            fd_kinds(id, &args)
-        });
+        count_from_registers(tgid, id, ret, &Registers(window), fd_kind::of_fd);
     }
     0
+}
+
+/// The typed hook: like `raw_syscall_exit`, with the saved registers and the walk to the fds'
+/// files loaded directly, checked by the verifier against the kernel's BTF, instead of one
+/// helper call per read.
+#[btf_tracepoint(function = "sys_exit")]
+pub fn btf_syscall_exit(ctx: BtfTracePointContext) -> i32 {
+    let regs: *const u8 = ctx.arg(0);
+    // SAFETY: the first argument of sys_exit is the BTF-typed pt_regs of the exiting syscall;
+    // `nr_register` is an 8-byte member of it.
+    let nr: i64 = unsafe { *(regs.add(config::raw_nr_register() as usize) as *const i64) };
+    let Some(id) = config::syscall_of_nr(nr as i32) else {
+        return 0;
+    };
+    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    if !is_traced(tgid) {
+        return 0;
+    }
+    // SAFETY: `regs` is this program's typed pt_regs.
+    let args = unsafe { TypedRegisters::load(regs) };
+    count_from_registers(tgid, id, ctx.arg(1), &args, fd_kind::of_fd_typed);
+    0
+}
+
+/// The exit-only hooks: everything about the call is in its saved registers.
+#[inline(always)]
+fn count_from_registers(
+    tgid: u32,
+    id: u32,
+    ret: i64,
+    args: &impl Arguments,
+    kind_of: fn(i32) -> u8,
+) {
+    // Kinds resolved after the bytes are counted (see `count`).
+    count(tgid, id, ret, &describe_without_kinds(id, args), || {
+        fd_kinds(id, args, kind_of)
+    });
 }
 
 /// The classic exit: the call's description was stored by its enter.
@@ -233,7 +308,8 @@ fn on_exit(id: u32, ret: i64) {
 
 /// Adds one completed call to its process's counters. `kinds` resolves the fds' kinds; it
 /// runs after the bytes are known, so the verifier walks the `msg_len` loop once rather than
-/// once per kind.
+/// once per kind, and only when there are bytes to attribute to a kind: a failed or empty call
+/// (EAGAIN on a non-blocking socket, say) skips the walk.
 #[inline(always)]
 fn count(tgid: u32, id: u32, ret: i64, pending: &PendingCall, kinds: impl FnOnce() -> (u8, u8)) {
     let mmsg = config::syscall(id).mmsg_vector_offset != 0;
@@ -250,7 +326,7 @@ fn count(tgid: u32, id: u32, ret: i64, pending: &PendingCall, kinds: impl FnOnce
     } else {
         ret as u64
     };
-    let (source_kind, destination_kind) = kinds();
+    let (source_kind, destination_kind) = if bytes == 0 { (NO_FD, NO_FD) } else { kinds() };
     let key = ProcKey { tgid, syscall: id };
     record(
         &key,

@@ -4,12 +4,15 @@
 use anyhow::{anyhow, Context, Result};
 use aya::{
     maps::{HashMap, MapData, PerCpuArray, PerCpuHashMap, RingBuf},
-    programs::{trace_point::TracePointLinkId, RawTracePoint, TracePoint},
+    programs::{trace_point::TracePointLinkId, BtfTracePoint, RawTracePoint, TracePoint},
     Ebpf, EbpfLoader,
 };
 use zerocopy_trace_common::{names, Counters, DropCounters, PendingCall, ProcKey};
 
-use crate::plan::{Hook, Plan};
+use crate::{
+    btf_stub, kernel_offsets,
+    plan::{Hook, Plan},
+};
 
 /// The eBPF object built by `cargo xtask build`, embedded at compile time.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(env!("ZEROCOPY_TRACE_EBPF_OBJECT_PATH"));
@@ -94,6 +97,8 @@ pub struct Tracer {
     links: Vec<(&'static str, Vec<TracePointLinkId>)>,
     /// Kernel program ids, so tests and operators can check they are gone after exit.
     pub program_ids: Vec<u32>,
+    /// The hook in use (the plan's, or the raw one where the kernel refused the typed one).
+    pub hook: Hook,
 }
 
 fn load_error(e: impl std::error::Error + Send + Sync + 'static, what: &str) -> anyhow::Error {
@@ -139,7 +144,7 @@ pub fn attach(plan: &Plan, limits: Limits) -> Result<(Tracer, Maps)> {
             &mut links,
         )?;
     }
-    match plan.hook {
+    let hook = match plan.hook {
         Hook::Tracepoints => {
             for (program, side) in [
                 (names::PROG_SYSCALL_EXIT, "exit"),
@@ -148,16 +153,15 @@ pub fn attach(plan: &Plan, limits: Limits) -> Result<(Tracer, Maps)> {
                 let targets = syscall_targets(plan, side);
                 attach_tracepoints(&mut ebpf, program, &targets, &mut program_ids, &mut links)?;
             }
+            Hook::Tracepoints
         }
-        Hook::Raw => {
-            attach_raw(
-                &mut ebpf,
-                names::PROG_RAW_SYSCALL_EXIT,
-                "sys_exit",
-                &mut program_ids,
-            )?;
-        }
-    }
+        Hook::Typed | Hook::Raw => attach_exit_only(
+            &mut ebpf,
+            plan,
+            [names::PROG_TYPED_SYSCALL_EXIT, names::PROG_RAW_SYSCALL_EXIT],
+            &mut program_ids,
+        )?,
+    };
 
     let maps = take_maps(&mut ebpf)?;
     Ok((
@@ -166,6 +170,7 @@ pub fn attach(plan: &Plan, limits: Limits) -> Result<(Tracer, Maps)> {
             logger,
             links,
             program_ids,
+            hook,
         },
         maps,
     ))
@@ -224,18 +229,19 @@ pub fn attach_floor(plan: &Plan) -> Result<Tracer> {
     .iter()
     .map(|name| ("sched", name.to_string()))
     .collect();
-    match plan.hook {
+    let hook = match plan.hook {
         Hook::Tracepoints => {
             targets.extend(syscall_targets(plan, "exit"));
             targets.extend(syscall_targets(plan, "enter"));
+            Hook::Tracepoints
         }
-        Hook::Raw => attach_raw(
+        Hook::Typed | Hook::Raw => attach_exit_only(
             &mut ebpf,
-            names::PROG_FLOOR_RAW,
-            "sys_exit",
+            plan,
+            [names::PROG_FLOOR_TYPED, names::PROG_FLOOR_RAW],
             &mut program_ids,
         )?,
-    }
+    };
     attach_tracepoints(
         &mut ebpf,
         names::PROG_FLOOR_TRACEPOINT,
@@ -248,7 +254,54 @@ pub fn attach_floor(plan: &Plan) -> Result<Tracer> {
         logger: None,
         links,
         program_ids,
+        hook,
     })
+}
+
+/// Attaches an exit-only program to `sys_exit`: `programs[0]` on the typed (tp_btf) hook when
+/// the plan asks for it, else, or when this kernel refuses it, `programs[1]` on the raw
+/// tracepoint. Returns the hook in use.
+fn attach_exit_only(
+    ebpf: &mut Ebpf,
+    plan: &Plan,
+    [typed, raw]: [&str; 2],
+    ids: &mut Vec<u32>,
+) -> Result<Hook> {
+    if plan.hook == Hook::Typed {
+        match attach_typed(ebpf, typed, plan.sys_exit_typedef, ids) {
+            Ok(()) => return Ok(Hook::Typed),
+            Err(e) => log::warn!("the btf hook is unavailable here ({e:#}): using --hook raw"),
+        }
+    }
+    attach_raw(ebpf, raw, names::TRACEPOINT_SYS_EXIT, ids)?;
+    Ok(Hook::Raw)
+}
+
+/// Loads `program` as a tp_btf program on `sys_exit` and attaches it. aya names the tracepoint
+/// by its typedef's id in a `Btf`: a stub holding just that typedef (`btf_stub`) spares
+/// parsing the kernel's whole BTF a second time.
+fn attach_typed(
+    ebpf: &mut Ebpf,
+    program: &str,
+    typedef: Option<u32>,
+    ids: &mut Vec<u32>,
+) -> Result<()> {
+    let typedef = typedef.context("the kernel's BTF has no btf_trace_sys_exit")?;
+    let btf = btf_stub::typedef_only(kernel_offsets::SYS_EXIT_TYPEDEF, typedef)
+        .context("building the BTF stub for tp_btf")?;
+    let tp: &mut BtfTracePoint = ebpf
+        .program_mut(program)
+        .with_context(|| format!("program {program} missing from the eBPF object"))?
+        .try_into()
+        .with_context(|| format!("program {program} is not a tp_btf program"))?;
+    tp.load(names::TRACEPOINT_SYS_EXIT, &btf)
+        .map_err(|e| load_error(e, &format!("loading program {program}")))?;
+    if let Ok(info) = tp.info() {
+        ids.push(info.id());
+    }
+    tp.attach()
+        .map_err(|e| load_error(e, "attaching tp_btf/sys_exit"))?;
+    Ok(())
 }
 
 /// Loads `program` and attaches it to the raw tracepoint `name`. Its link is dropped with the

@@ -86,6 +86,8 @@ pub enum BtfError {
     Malformed(String),
     #[error("no struct or union named `{0}` in BTF")]
     NoSuchStruct(String),
+    #[error("no typedef named {0}")]
+    NoSuchTypedef(String),
     #[error("empty member path for struct {0}")]
     EmptyPath(String),
     #[error("struct {struct_name} has no member `{member}`")]
@@ -261,6 +263,17 @@ impl Btf {
 
     fn strings(&self) -> &[u8] {
         self.data.get(self.string_range.clone()).unwrap_or_default()
+    }
+
+    /// The type id of the typedef called `name` (tp_btf programs name their tracepoint by the
+    /// id of its `btf_trace_<name>` typedef).
+    pub fn typedef_id(&self, name: &str) -> Result<u32, BtfError> {
+        for (id, record) in self.types.iter().enumerate().skip(1) {
+            if record.kind == kind::TYPEDEF && self.name(record.name_off)? == name.as_bytes() {
+                return u32::try_from(id).map_err(|_| malformed("type id past u32"));
+            }
+        }
+        Err(BtfError::NoSuchTypedef(name.to_owned()))
     }
 
     /// Byte offset of a member path inside a struct, e.g. `member_offset("sock",

@@ -51,7 +51,7 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct FloorArgs {
-    #[arg(long, value_enum, default_value_t = Hook::Raw)]
+    #[arg(long, value_enum, default_value_t = Hook::Typed)]
     pub hook: Hook,
 }
 
@@ -109,10 +109,11 @@ pub struct TraceArgs {
     /// fewer on machines with many CPUs (the kernel keeps 1 KiB per process and CPU).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub max_processes: Option<u32>,
-    /// Where the programs hook in: `raw` (one program on the raw sys_exit tracepoint, for every
-    /// syscall, filtered by number; the cheaper, see the README) or `tracepoints` (an enter and
-    /// an exit program on each of the 21 syscalls' own tracepoints).
-    #[arg(long, value_enum, default_value_t = Hook::Raw)]
+    /// Where the programs hook in: `btf` (one program on the BTF-typed sys_exit tracepoint, for
+    /// every syscall, filtered by number; the cheapest, see the README), `raw` (the same on the
+    /// raw tracepoint, for kernels that refuse tp_btf; `btf` falls back to it) or `tracepoints`
+    /// (an enter and an exit program on each of the 21 syscalls' own tracepoints).
+    #[arg(long, value_enum, default_value_t = Hook::Typed)]
     pub hook: Hook,
 }
 

@@ -20,8 +20,8 @@ pub async fn run(hook: Hook, mut signals: Signals) -> Result<()> {
     let plan = plan::for_this_kernel(&ready.tracefs, &scope, ready.cpus)?;
     let mut tracer = attach::attach_floor(&plan)?;
     log::info!(
-        "attached empty programs ({:?} hook); BPF program ids {:?}",
-        plan.hook,
+        "attached empty programs ({} hook); BPF program ids {:?}",
+        tracer.hook.name(),
         tracer.program_ids
     );
     signals.next().await;

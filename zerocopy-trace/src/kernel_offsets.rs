@@ -91,13 +91,18 @@ pub fn registers_from_btf(btf: &Btf) -> Result<Registers> {
     }
 }
 
+/// The typedef that names the `sys_exit` tracepoint to a tp_btf program.
+pub const SYS_EXIT_TYPEDEF: &str = "btf_trace_sys_exit";
+
 /// What the kernel programs need to know of this kernel's structures.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct KernelLayout {
     /// For fd kinds; `resolve == 0` when unknown.
     pub offsets: KernelOffsets,
-    /// For the raw hook; `None` when unknown.
+    /// For the exit-only hooks (typed and raw); `None` when unknown.
     pub registers: Option<Registers>,
+    /// For the typed hook: the BTF id of `SYS_EXIT_TYPEDEF`; `None` when unknown.
+    pub sys_exit_typedef: Option<u32>,
 }
 
 /// The layout of the running kernel, from its BTF; what cannot be known is left out with a
@@ -117,9 +122,17 @@ pub fn of_running_kernel() -> KernelLayout {
         KernelOffsets::default()
     });
     let registers = registers_from_btf(&btf)
-        .map_err(|e| log::info!("raw hook unavailable: {e:#}"))
+        .map_err(|e| log::info!("the exit-only hooks are unavailable: {e:#}"))
         .ok();
-    KernelLayout { offsets, registers }
+    let sys_exit_typedef = btf
+        .typedef_id(SYS_EXIT_TYPEDEF)
+        .map_err(|e| log::info!("the typed hook is unavailable: {e}"))
+        .ok();
+    KernelLayout {
+        offsets,
+        registers,
+        sys_exit_typedef,
+    }
 }
 
 #[cfg(test)]
@@ -145,5 +158,7 @@ mod tests {
         all.sort();
         all.dedup();
         assert_eq!(all.len(), 7, "{r:?}");
+        assert!(btf.typedef_id(SYS_EXIT_TYPEDEF).unwrap() > 0);
+        assert!(btf.typedef_id("no_such_typedef_here").is_err());
     }
 }

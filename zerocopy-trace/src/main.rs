@@ -10,6 +10,7 @@
 
 mod attach;
 mod btf;
+mod btf_stub;
 mod cgroup;
 mod cli;
 mod collect;

@@ -17,8 +17,10 @@ pub struct Plan {
     pub covered: Vec<&'static str>,
     /// Syscalls this kernel has no tracepoints for: not counted, and said so.
     pub not_covered: Vec<&'static str>,
-    /// The hook to attach, after falling back when the raw one cannot be used.
+    /// The hook to attach, after falling back from one this kernel's BTF cannot support.
     pub hook: Hook,
+    /// The BTF id of `btf_trace_sys_exit`, which names the tracepoint to the typed hook.
+    pub sys_exit_typedef: Option<u32>,
 }
 
 /// Filters chosen on the command line.
@@ -39,12 +41,28 @@ pub struct Scope {
 /// Where the counting programs hook into the kernel.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum Hook {
-    /// The raw `sys_enter`/`sys_exit` tracepoints: one program pair runs for every syscall and
-    /// filters by number; arguments come from the saved registers.
+    /// The BTF-typed `sys_exit` tracepoint (tp_btf): one program runs for every syscall and
+    /// filters by number; the saved registers and the walk to the fds' files are direct loads
+    /// the verifier checks against the kernel's BTF. Falls back to `raw` where the kernel
+    /// refuses it.
     #[default]
+    #[value(name = "btf")]
+    Typed,
+    /// The raw `sys_exit` tracepoint: the same program, with a checked probe read per step.
     Raw,
     /// The 21 syscalls' own `syscalls/sys_{enter,exit}_*` tracepoints.
     Tracepoints,
+}
+
+impl Hook {
+    /// The name `--hook` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Hook::Typed => "btf",
+            Hook::Raw => "raw",
+            Hook::Tracepoints => "tracepoints",
+        }
+    }
 }
 
 /// A cgroup v2 directory as the kernel names it: its id (the directory's inode number) and its
@@ -130,7 +148,7 @@ pub fn plan(
     config.nr_offset = nr_offset.unwrap_or_default();
     config.ret_offset = ret_offset.unwrap_or_default();
     let hook = match (scope.hook, layout.registers) {
-        (Hook::Raw, Some(registers)) => {
+        (Hook::Typed | Hook::Raw, Some(registers)) => {
             let window_start = registers.args.iter().copied().min().unwrap_or_default();
             // The programs copy 8 slots from the lowest argument register on.
             if registers
@@ -148,10 +166,18 @@ pub fn plan(
                 arg_registers: registers.args,
                 _reserved: [0; 2],
             };
-            Hook::Raw
+            match (scope.hook, layout.sys_exit_typedef) {
+                (Hook::Typed, None) => {
+                    log::info!("the kernel's BTF has no btf_trace_sys_exit: using --hook raw");
+                    Hook::Raw
+                }
+                (hook, _) => hook,
+            }
         }
-        (Hook::Raw, None) => {
-            log::warn!("the raw hook needs pt_regs offsets from BTF: using --hook tracepoints");
+        (Hook::Typed | Hook::Raw, None) => {
+            log::warn!(
+                "the exit-only hooks need pt_regs offsets from BTF: using --hook tracepoints"
+            );
             Hook::Tracepoints
         }
         (Hook::Tracepoints, _) => Hook::Tracepoints,
@@ -188,6 +214,7 @@ pub fn plan(
         covered,
         not_covered,
         hook,
+        sys_exit_typedef: layout.sys_exit_typedef,
     })
 }
 
@@ -356,6 +383,7 @@ mod tests {
         let layout = KernelLayout {
             offsets,
             registers: Some(registers),
+            sys_exit_typedef: None,
         };
         let plan = plan(fake_kernel(&[]), &scope, &layout, 100_000).unwrap();
         assert_eq!(plan.hook, Hook::Raw);
@@ -412,6 +440,33 @@ mod tests {
         for (desc, nr) in SYSCALLS.iter().zip(libc_numbers) {
             assert_eq!(i64::from(desc.number(arch)), nr, "{}", desc.name);
         }
+    }
+
+    #[test]
+    fn the_typed_hook_needs_its_typedef_and_falls_back_to_raw() {
+        let registers = Registers {
+            args: [112, 104, 96, 56, 72, 64],
+            nr: 120,
+        };
+        let typed = Scope {
+            hook: Hook::Typed,
+            ..Scope::default()
+        };
+        let with = |typedef| KernelLayout {
+            offsets: KernelOffsets::default(),
+            registers: Some(registers),
+            sys_exit_typedef: typedef,
+        };
+        let plan_with = |typedef| plan(fake_kernel(&[]), &typed, &with(typedef), 1).unwrap();
+        let full = plan_with(Some(11328));
+        assert_eq!(
+            (full.hook, full.sys_exit_typedef),
+            (Hook::Typed, Some(11328))
+        );
+        assert_eq!(full.config.raw.enabled, 1);
+        assert_eq!(plan_with(None).hook, Hook::Raw);
+        let no_registers = plan(fake_kernel(&[]), &typed, &KernelLayout::default(), 1).unwrap();
+        assert_eq!(no_registers.hook, Hook::Tracepoints);
     }
 
     #[test]

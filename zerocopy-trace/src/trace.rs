@@ -74,8 +74,9 @@ impl Trace {
         // SAFETY: malloc_trim only releases free heap memory.
         unsafe { libc::malloc_trim(0) };
         log::info!(
-            "attached {} syscalls; BPF program ids {:?}",
+            "attached {} syscalls ({} hook); BPF program ids {:?}",
             plan.covered.len(),
+            tracer.hook.name(),
             tracer.program_ids
         );
         Ok(Trace {
