@@ -109,6 +109,7 @@ fn agent_sessions(sessions: &[Session]) -> Vec<&Session> {
                 s.tracer,
                 Tracer::ZeroCopyTrace
                     | Tracer::ZeroCopyTraceRefresh
+                    | Tracer::ZeroCopyTraceRaw
                     | Tracer::ZeroCopyTraceTracepoints
             )
         })
@@ -159,6 +160,13 @@ pub fn goals(runs: &[Run], sessions: &[Session], churn: Option<&Churn>) -> Vec<G
             Workload::Storm,
             Tracer::ZeroCopyTrace,
             Tracer::EmptyFloor,
+        ),
+        ratio_goal(
+            "storm, raw hook: time added / its empty floor's",
+            1.25,
+            Workload::Storm,
+            Tracer::ZeroCopyTraceRaw,
+            Tracer::EmptyFloorRaw,
         ),
         ratio_goal(
             "storm, tp hook: time added / its empty floor's",
@@ -427,7 +435,7 @@ mod tests {
     #[test]
     fn nothing_measured_is_said_so() {
         let goals = goals(&[], &[], None);
-        assert_eq!(goals.len(), 10);
+        assert_eq!(goals.len(), 11);
         assert!(goals
             .iter()
             .all(|g| g.value.is_none() && g.met.is_none() && g.detail == "not measured"));

@@ -40,9 +40,12 @@ const AGENT_LOG: &str = "zerocopy_trace=info";
 pub enum Tracer {
     /// The baseline every traced run is paired with.
     None,
-    /// `zerocopy-trace report` with its default hook (the raw `sys_exit` tracepoint).
+    /// `zerocopy-trace report` with its default hook (the BTF-typed `sys_exit` tracepoint).
     #[serde(rename = "zerocopy-trace")]
     ZeroCopyTrace,
+    /// `zerocopy-trace report --hook raw` (the raw `sys_exit` tracepoint, probe reads).
+    #[serde(rename = "zerocopy-trace-raw")]
+    ZeroCopyTraceRaw,
     /// `zerocopy-trace report` reading every counter each second, as the dashboard does.
     #[serde(rename = "zerocopy-trace-refresh")]
     ZeroCopyTraceRefresh,
@@ -52,6 +55,8 @@ pub enum Tracer {
     /// Empty programs on the default hooks (`zerocopy-trace floor`): the floor for any
     /// program there.
     EmptyFloor,
+    /// Empty programs on the raw hook's.
+    EmptyFloorRaw,
     /// Empty programs on the per-syscall tracepoints.
     EmptyFloorTracepoints,
     /// The peer: bpftrace with one exit-only program over the 21 exit tracepoints.
@@ -63,11 +68,13 @@ pub enum Tracer {
 }
 
 impl Tracer {
-    pub const ALL: [Tracer; 9] = [
+    pub const ALL: [Tracer; 11] = [
         Tracer::None,
         Tracer::ZeroCopyTrace,
         Tracer::ZeroCopyTraceRefresh,
         Tracer::EmptyFloor,
+        Tracer::ZeroCopyTraceRaw,
+        Tracer::EmptyFloorRaw,
         Tracer::ZeroCopyTraceTracepoints,
         Tracer::EmptyFloorTracepoints,
         Tracer::BpftraceExit,
@@ -80,8 +87,10 @@ impl Tracer {
             Tracer::None => "untraced",
             Tracer::ZeroCopyTrace => "zerocopy-trace",
             Tracer::ZeroCopyTraceRefresh => "zerocopy-trace (1s refresh)",
+            Tracer::ZeroCopyTraceRaw => "zerocopy-trace (raw)",
             Tracer::ZeroCopyTraceTracepoints => "zerocopy-trace (tp)",
             Tracer::EmptyFloor => "empty floor",
+            Tracer::EmptyFloorRaw => "empty floor (raw)",
             Tracer::EmptyFloorTracepoints => "empty floor (tp)",
             Tracer::BpftraceExit => "bpftrace exit-only",
             Tracer::BpftraceEnterExit => "bpftrace enter+exit",
@@ -94,8 +103,10 @@ impl Tracer {
             Tracer::None => "none",
             Tracer::ZeroCopyTrace => "zerocopy-trace",
             Tracer::ZeroCopyTraceRefresh => "zerocopy-trace-refresh",
+            Tracer::ZeroCopyTraceRaw => "zerocopy-trace-raw",
             Tracer::ZeroCopyTraceTracepoints => "zerocopy-trace-tracepoints",
             Tracer::EmptyFloor => "empty-floor",
+            Tracer::EmptyFloorRaw => "empty-floor-raw",
             Tracer::EmptyFloorTracepoints => "empty-floor-tracepoints",
             Tracer::BpftraceExit => "bpftrace-exit",
             Tracer::BpftraceEnterExit => "bpftrace-enter-exit",
@@ -114,8 +125,10 @@ impl Tracer {
             self,
             Tracer::ZeroCopyTrace
                 | Tracer::ZeroCopyTraceRefresh
+                | Tracer::ZeroCopyTraceRaw
                 | Tracer::ZeroCopyTraceTracepoints
                 | Tracer::EmptyFloor
+                | Tracer::EmptyFloorRaw
                 | Tracer::EmptyFloorTracepoints
         )
     }
@@ -139,8 +152,12 @@ impl Tracer {
     fn min_attachments(self) -> usize {
         match self {
             Tracer::None => 0,
-            // The raw sys_exit, plus sched_process_fork, _exec and _exit.
-            Tracer::ZeroCopyTrace | Tracer::ZeroCopyTraceRefresh | Tracer::EmptyFloor => 4,
+            // The sys_exit program (typed or raw), plus sched_process_fork, _exec and _exit.
+            Tracer::ZeroCopyTrace
+            | Tracer::ZeroCopyTraceRefresh
+            | Tracer::ZeroCopyTraceRaw
+            | Tracer::EmptyFloor
+            | Tracer::EmptyFloorRaw => 4,
             // Enter and exit of every syscall, plus the three sched tracepoints.
             Tracer::ZeroCopyTraceTracepoints | Tracer::EmptyFloorTracepoints => {
                 2 * SYSCALL_COUNT + 3
@@ -308,7 +325,10 @@ pub fn start_with(tracer: Tracer, tools: &Tools, dir: &Path, report: ReportTo) -
     let mut json = None;
     let mut command = match tracer {
         Tracer::None => bail!("the untraced runs have no tracer to start"),
-        Tracer::ZeroCopyTrace | Tracer::ZeroCopyTraceRefresh | Tracer::ZeroCopyTraceTracepoints => {
+        Tracer::ZeroCopyTrace
+        | Tracer::ZeroCopyTraceRefresh
+        | Tracer::ZeroCopyTraceRaw
+        | Tracer::ZeroCopyTraceTracepoints => {
             let mut c = Command::new(&tools.agent);
             c.arg("report");
             if report == ReportTo::Json {
@@ -320,6 +340,9 @@ pub fn start_with(tracer: Tracer, tools: &Tools, dir: &Path, report: ReportTo) -
                 Tracer::ZeroCopyTraceTracepoints => {
                     c.args(["--hook", "tracepoints"]);
                 }
+                Tracer::ZeroCopyTraceRaw => {
+                    c.args(["--hook", "raw"]);
+                }
                 Tracer::ZeroCopyTraceRefresh => {
                     c.args(["--refresh", "1s"]);
                 }
@@ -329,11 +352,17 @@ pub fn start_with(tracer: Tracer, tools: &Tools, dir: &Path, report: ReportTo) -
         }
         // Empty programs on the same hooks, loaded by the agent itself: bpftrace cannot attach
         // a raw tracepoint on every version, and the agent's own hooks are what to compare.
-        Tracer::EmptyFloor | Tracer::EmptyFloorTracepoints => {
+        Tracer::EmptyFloor | Tracer::EmptyFloorRaw | Tracer::EmptyFloorTracepoints => {
             let mut c = Command::new(&tools.agent);
             c.arg("floor");
-            if tracer == Tracer::EmptyFloorTracepoints {
-                c.args(["--hook", "tracepoints"]);
+            match tracer {
+                Tracer::EmptyFloorTracepoints => {
+                    c.args(["--hook", "tracepoints"]);
+                }
+                Tracer::EmptyFloorRaw => {
+                    c.args(["--hook", "raw"]);
+                }
+                _ => {}
             }
             c
         }
