@@ -33,6 +33,13 @@ pub static PARENTS: HashMap<u32, u32> = HashMap::with_max_entries(65536, 0);
 #[map]
 pub static EXITS: RingBuf = RingBuf::with_byte_size(4 << 20, 0);
 
+/// `struct mmsghdr`s copied from user memory at once (64 bytes each).
+pub const MMSG_BATCH: usize = 16;
+
+/// Scratch space for a batch of `struct mmsghdr`s: too large for the 512-byte stack.
+#[map]
+pub static MMSG_SCRATCH: PerCpuArray<[u8; MMSG_BATCH * 64]> = PerCpuArray::with_max_entries(1, 0);
+
 /// What could not be attributed, by `drop_reason`.
 #[map]
 pub static DROPPED: PerCpuArray<DropCounters> =

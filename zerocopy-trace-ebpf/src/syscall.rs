@@ -14,7 +14,7 @@ use core::ptr::read_volatile;
 use aya_ebpf::{
     helpers::{
         bpf_get_current_ancestor_cgroup_id, bpf_get_current_pid_tgid, bpf_probe_read_kernel,
-        bpf_probe_read_user,
+        bpf_probe_read_user, bpf_probe_read_user_buf,
     },
     macros::{btf_tracepoint, raw_tracepoint, tracepoint},
     programs::{BtfTracePointContext, RawTracePointContext, TracePointContext},
@@ -29,7 +29,7 @@ use crate::{
     counters::{dropped, record, Call},
     fd_kind,
     fields::Slots,
-    maps::{PENDING, TRACED},
+    maps::{MMSG_BATCH, MMSG_SCRATCH, PENDING, TRACED},
 };
 
 /// Slots of an enter record: `__syscall_nr` and up to six arguments.
@@ -341,19 +341,46 @@ fn count(tgid: u32, id: u32, ret: i64, pending: &PendingCall, kinds: impl FnOnce
 }
 
 /// Sum of `msg_len` over the first `count` entries of a `struct mmsghdr` array in user memory.
+/// Whole batches of `MMSG_BATCH` headers are copied at once into a per-CPU scratch buffer (one
+/// helper call per batch, and a loop the verifier walks in 64 steps rather than 1 024); the
+/// last few headers are read one by one. No branch depends on the data, so the verifier's
+/// states do not multiply.
 #[inline(always)]
 fn mmsg_bytes(vector: u64, count: u64) -> Option<u64> {
+    const HEADER: u64 = MMSGHDR_SIZE;
+    let scratch = MMSG_SCRATCH.get_ptr_mut(0)?;
+    let batches = (count / MMSG_BATCH as u64).min((MAX_MMSG as usize / MMSG_BATCH) as u64);
     let mut total = 0u64;
-    let mut i = 0u32;
-    while i < MAX_MMSG {
-        if i as u64 >= count {
+    let mut batch = 0u64;
+    while batch < (MAX_MMSG as usize / MMSG_BATCH) as u64 {
+        if batch >= batches {
             break;
         }
-        let at = vector + i as u64 * MMSGHDR_SIZE + MMSGHDR_LEN_OFFSET;
+        let src = (vector + batch * MMSG_BATCH as u64 * HEADER) as *const u8;
+        // SAFETY: `scratch` is this CPU's slot of a per-CPU array, used only here and only by
+        // this program run; the read is checked and exactly the slot's size.
+        unsafe { bpf_probe_read_user_buf(src, &mut *scratch) }.ok()?;
+        let mut i = 0;
+        while i < MMSG_BATCH {
+            let at = i * HEADER as usize + MMSGHDR_LEN_OFFSET as usize;
+            // SAFETY: `at + 4` is within the slot (i < MMSG_BATCH).
+            total += unsafe { (*scratch).as_ptr().add(at).cast::<u32>().read_unaligned() } as u64;
+            i += 1;
+        }
+        batch += 1;
+    }
+    let mut i = batches * MMSG_BATCH as u64;
+    let mut left = 0;
+    while left < MMSG_BATCH {
+        if i >= count {
+            break;
+        }
+        let at = vector + i * HEADER + MMSGHDR_LEN_OFFSET;
         // SAFETY: a checked read of user memory; a fault returns an error, never crashes.
         let len = unsafe { bpf_probe_read_user(at as *const u32) }.ok()?;
         total += len as u64;
         i += 1;
+        left += 1;
     }
     Some(total)
 }

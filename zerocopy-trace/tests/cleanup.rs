@@ -15,7 +15,8 @@ use common::{
 /// loaded: fork, exec and exit, plus the raw exit program or the enter and exit pair.
 fn start_agent(hook: &str) -> (Agent, Vec<u32>) {
     let (agent, ids) = spawn_agent(&["report", "--json", "--hook", hook]);
-    let expected = if hook == "raw" { 4 } else { 5 };
+    // Three sched programs, plus one exit program or the tracepoints' enter and exit pair.
+    let expected = if hook == "tracepoints" { 5 } else { 4 };
     assert_eq!(ids.len(), expected, "{hook}: {ids:?}");
     (agent, ids)
 }
@@ -42,7 +43,7 @@ fn end_with(signal: i32, name: &str, hook: &str) {
 #[test]
 fn sigint_detaches_and_reports() {
     if privileged() {
-        end_with(libc::SIGINT, "SIGINT", "raw");
+        end_with(libc::SIGINT, "SIGINT", "btf");
     }
 }
 

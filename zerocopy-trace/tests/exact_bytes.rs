@@ -173,14 +173,24 @@ fn every_mode_counts_exactly() {
     assert_eq!(seen.len(), 21, "modes cover {seen:?}");
 }
 
-/// Both hooks count the same calls and bytes: the classic per-syscall tracepoints (enter and
-/// exit programs) as well as the default raw exit hook.
+/// Every hook counts the same calls and bytes: the classic per-syscall tracepoints (enter and
+/// exit programs) and the raw exit hook as well as the default typed (btf) one.
 #[test]
 fn the_tracepoint_hook_counts_exactly_too() {
     if !privileged() {
         return;
     }
     let (truth, report) = run_mode_with(&["--hook", "tracepoints"], "all", &["--bytes", "1048576"]);
+    assert_matches(&truth, &report);
+    assert_nothing_dropped(&report);
+}
+
+#[test]
+fn the_raw_hook_counts_exactly_too() {
+    if !privileged() {
+        return;
+    }
+    let (truth, report) = run_mode_with(&["--hook", "raw"], "all", &["--bytes", "1048576"]);
     assert_matches(&truth, &report);
     assert_nothing_dropped(&report);
 }
@@ -264,4 +274,24 @@ fn repeated_rounds_add_up() {
     let (truth, report) = run_mode("splice", &["--bytes", "262144", "--repeat", "5"]);
     assert_matches(&truth, &report);
     assert_nothing_dropped(&report);
+}
+
+/// On this project's machines the kernel takes tp_btf programs: the default hook must really
+/// be the typed one, not a silent fallback to raw.
+#[test]
+fn the_default_hook_is_the_typed_one() {
+    if !privileged() {
+        return;
+    }
+    let out = std::process::Command::new(common::AGENT)
+        .args(["run", "--", "true"])
+        .env("RUST_LOG", "info")
+        .output()
+        .expect("starting zerocopy-trace");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("attached 21 syscalls (btf hook)"),
+        "{stderr}"
+    );
 }

@@ -135,7 +135,7 @@ fn threads_outliving_their_leader_count_once_exactly() {
     if !privileged() {
         return;
     }
-    for hook in ["raw", "tracepoints"] {
+    for hook in ["btf", "raw", "tracepoints"] {
         let (truth, report) = traced(
             "threads",
             &["--hook", hook],
