@@ -17,7 +17,9 @@ use std::{
 
 use serde_json::Value;
 
-use common::{privileged, scratch, signal_agent, spawn_agent, tmux::Tmux, Agent, AGENT, WORKLOAD};
+use common::{
+    free_port, privileged, scratch, signal_agent, spawn_agent, tmux::Tmux, Agent, AGENT, WORKLOAD,
+};
 
 /// The repository's fleet files: Grafana dashboard, alert rules, systemd unit.
 fn fleet_file(name: &str) -> PathBuf {
@@ -40,14 +42,6 @@ fn have(program: &str, package: &str) -> bool {
     }
     eprintln!("SKIPPED ({program} not installed): `cargo xtask test` installs {package}");
     false
-}
-
-/// A loopback port nobody listens on right now.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free loopback port")
-        .port()
 }
 
 /// `GET url` with curl; the body.

@@ -5,7 +5,6 @@
 mod common;
 
 use std::{
-    net::TcpListener,
     path::Path,
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
@@ -13,19 +12,10 @@ use std::{
 
 use serde_json::Value;
 
-use common::{privileged, scratch, spawn_agent, stop_agent};
+use common::{free_port, privileged, scratch, spawn_agent, stop_agent};
 
 const FILE_SIZE: u64 = 64 << 20;
 const REQUESTS: u64 = 2;
-
-/// A free loopback port (the listener is closed before the server binds it).
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn write_file(path: &Path, size: u64) {
     let chunk: Vec<u8> = (0..1 << 20).map(|i| (i % 251) as u8).collect();

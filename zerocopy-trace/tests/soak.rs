@@ -1,7 +1,9 @@
 //! Soak: every mode of the workload helper, three at a time, one after another, for a while
 //! (`ZEROCOPY_TRACE_SOAK_SECONDS`, 60 s by default; CI runs 600). At the end every measured
-//! process is counted exactly, nothing was dropped, the kernel maps are empty, and the agent's
-//! memory stays flat: it grows by no more than the records of the processes it reports.
+//! process is counted exactly, nothing was dropped, the kernel maps are empty, and memory stays
+//! flat: the `run` agent, which keeps every process for the per-process check, grows by no more
+//! than those records; an exporter watching the same machine, which folds exited processes as a
+//! long-running agent does, grows by no more than a few MiB, however many processes come and go.
 
 mod common;
 
@@ -14,7 +16,7 @@ use std::{
 
 use serde_json::Value;
 
-use common::{privileged, scratch, AGENT, WORKLOAD};
+use common::{free_port, privileged, scratch, signal_agent, spawn_agent, AGENT, WORKLOAD};
 
 /// What the agent's RSS may grow by, besides its records: allocator noise (the heap grows and
 /// returns memory in steps). 60 s soaks here grew 800 to 930 KiB in all, in small steady steps.
@@ -27,6 +29,9 @@ const NOISE_KIB: u64 = 1024;
 /// record's worth per process, or of some 40 KiB a second, breaks it. At 600 s (CI) it grows
 /// with the processes reported.
 const PER_PROCESS_BYTES: u64 = 1536;
+
+/// What the exporter's RSS may grow by over the whole soak, whatever its length.
+const EXPORTER_GROWTH_KIB: u64 = 4096;
 
 fn rss_kib(pid: u32) -> Option<u64> {
     procfs::process::Process::new(i32::try_from(pid).ok()?)
@@ -66,6 +71,10 @@ fn a_long_mixed_workload_stays_exact_and_flat() {
          done ) & done; wait",
         dir = dir.display()
     );
+    // The long-running agent: it folds exited processes instead of keeping them.
+    let listen = format!("127.0.0.1:{}", free_port());
+    let (mut exporter, _) = spawn_agent(&["exporter", "--listen", &listen]);
+    let exporter_pid = exporter.child().id();
     let mut agent = Command::new(AGENT)
         .args(["run", "--json", "-o"])
         .arg(&report_path)
@@ -78,17 +87,32 @@ fn a_long_mixed_workload_stays_exact_and_flat() {
     let started = Instant::now();
     std::thread::sleep(Duration::from_secs(5));
     let first = rss_kib(agent.id()).expect("agent alive");
+    let exporter_first = rss_kib(exporter_pid).expect("exporter alive");
     // The last sample is taken while the workload still runs: building the final report
     // (one entry per process that ever ran) is a one-off at the end, not a leak.
-    let mut last = first;
+    let (mut last, mut exporter_last) = (first, exporter_first);
     while agent.try_wait().unwrap().is_none() {
         if started.elapsed() < Duration::from_secs(seconds.saturating_sub(1)) {
             if let Some(rss) = rss_kib(agent.id()) {
                 last = rss;
             }
+            if let Some(rss) = rss_kib(exporter_pid) {
+                exporter_last = exporter_last.max(rss);
+            }
         }
         std::thread::sleep(Duration::from_millis(500));
     }
+    let metrics = Command::new("curl")
+        .args(["-sS", "--fail", "--max-time", "10"])
+        .arg(format!("http://{listen}/metrics"))
+        .output()
+        .expect("running curl");
+    assert!(
+        metrics.status.success(),
+        "the exporter did not serve /metrics"
+    );
+    let (status, _) = signal_agent(&mut exporter, libc::SIGTERM);
+    assert!(status.success(), "the exporter failed: {status:?}");
     let mut stderr = String::new();
     agent
         .stderr
@@ -173,6 +197,16 @@ fn a_long_mixed_workload_stays_exact_and_flat() {
         last <= bound,
         "agent RSS grew from {first} KiB to {last} KiB, past {bound} KiB \
          ({NOISE_KIB} KiB + {PER_PROCESS_BYTES} bytes for each of {held} reported processes)"
+    );
+    eprintln!(
+        "soak: exporter RSS first {exporter_first} KiB, highest {exporter_last} KiB \
+         (+{} KiB; bound +{EXPORTER_GROWTH_KIB} KiB)",
+        exporter_last.saturating_sub(exporter_first)
+    );
+    assert!(
+        exporter_last <= exporter_first + EXPORTER_GROWTH_KIB,
+        "the exporter's RSS grew from {exporter_first} KiB to {exporter_last} KiB while \
+         {children} processes came and went: more than {EXPORTER_GROWTH_KIB} KiB"
     );
     let _ = std::fs::remove_dir_all(&dir);
 }

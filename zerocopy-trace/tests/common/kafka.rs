@@ -7,7 +7,7 @@
 
 use std::{
     fmt::Write as _,
-    net::{TcpListener, TcpStream},
+    net::TcpStream,
     os::unix::process::CommandExt,
     path::{Path, PathBuf},
     process::{Child, Command, ExitStatus, Stdio},
@@ -55,14 +55,6 @@ pub fn classpath() -> String {
         lib.display()
     );
     format!("{}/*", lib.display())
-}
-
-/// Free loopback ports, distinct: all are held until all are known, then released for the
-/// broker to bind.
-pub fn free_ports<const N: usize>() -> [u16; N] {
-    let listeners: [TcpListener; N] =
-        std::array::from_fn(|_| TcpListener::bind("127.0.0.1:0").expect("a free loopback port"));
-    listeners.map(|l| l.local_addr().expect("a bound address").port())
 }
 
 /// The client listener's protocol.
@@ -253,7 +245,7 @@ impl Broker {
     /// client listener accepts connections.
     pub fn start(dir: &Path, security: Security) -> Broker {
         let tls = (security == Security::Tls).then(|| TlsFiles::make(dir));
-        let [port, controller_port] = free_ports();
+        let [port, controller_port] = super::free_ports();
         let data = dir.join("data");
         let config = dir.join("server.properties");
         std::fs::write(

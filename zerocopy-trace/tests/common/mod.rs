@@ -59,6 +59,21 @@ extern "C" fn say_how_many_skipped() {
     ));
 }
 
+/// Free loopback ports, distinct: all are held until all are known, then released for the
+/// servers to bind.
+pub fn free_ports<const N: usize>() -> [u16; N] {
+    let listeners: [std::net::TcpListener; N] = std::array::from_fn(|_| {
+        std::net::TcpListener::bind("127.0.0.1:0").expect("a free loopback port")
+    });
+    listeners.map(|l| l.local_addr().expect("a bound address").port())
+}
+
+/// A loopback port nobody listens on right now.
+pub fn free_port() -> u16 {
+    let [port] = free_ports();
+    port
+}
+
 /// A fresh directory for one test's files.
 pub fn scratch(name: &str) -> PathBuf {
     let dir =
