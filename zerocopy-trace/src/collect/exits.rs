@@ -4,7 +4,7 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use zerocopy_trace_common::{Counters, SYSCALL_COUNT};
+use zerocopy_trace_common::{Counters, ID_COUNT};
 
 use super::groups::{GroupId, GroupTable};
 use crate::model::ProcessCounters;
@@ -26,7 +26,7 @@ impl ExitedProcess {
     pub fn counters(&self) -> ProcessCounters {
         let mut counters = ProcessCounters::default();
         for (id, c) in &self.syscalls {
-            if let Some(slot) = counters.syscalls.get_mut(*id as usize) {
+            if let Some(slot) = counters.slot_mut(usize::from(*id)) {
                 *slot = *c;
             }
         }
@@ -100,7 +100,7 @@ impl Exits {
         let Some(&(seq, group)) = self.open.get(&(tgid, exit_ns)) else {
             return;
         };
-        if (syscall as usize) < SYSCALL_COUNT {
+        if (syscall as usize) < ID_COUNT {
             let syscall = syscall as u8;
             match self.window.front().map(|front| front.seq) {
                 Some(first) if seq >= first => {
