@@ -40,6 +40,8 @@ fn slot(key: &ProcKey, bytes: u64) -> Option<*mut Counters> {
     }
     // First call of this id by this process. BPF_NOEXIST: if another CPU just created it, its
     // insert wins and the lookup below finds it.
+    // A reference, not a copy: the value must stay in read-only data, off the stack.
+    #[allow(clippy::needless_borrows_for_generic_args)]
     let _ = PROC_COUNTERS.insert(key, &ZERO, aya_ebpf::bindings::BPF_NOEXIST.into());
     let slot = PROC_COUNTERS.get_ptr_mut(key);
     if slot.is_none() {

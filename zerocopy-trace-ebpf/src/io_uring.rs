@@ -78,7 +78,7 @@ fn on_submit(ctx: &TracePointContext) -> Option<()> {
         source_kind,
         _reserved: 0,
     };
-    let _ = IO_URING_INFLIGHT.insert(&req, &entry, 0);
+    let _ = IO_URING_INFLIGHT.insert(req, entry, 0);
     if flags & io_uring_op_flags::ZEROCOPY_SEND != 0 && cfg.structs != 0 {
         // Prepared before this tracepoint: the notification request the send will complete.
         let notif: u64 = read(req + cfg.send_zc_notif as u64)?;
@@ -86,7 +86,7 @@ fn on_submit(ctx: &TracePointContext) -> Option<()> {
             kind: inflight::NOTIFICATION,
             ..entry
         };
-        let _ = IO_URING_INFLIGHT.insert(&notif, &notice, 0);
+        let _ = IO_URING_INFLIGHT.insert(notif, notice, 0);
     }
     Some(())
 }
@@ -122,10 +122,10 @@ fn on_complete(ctx: &TracePointContext) -> Option<()> {
     let res = slots.u32_at(cfg.complete_res_offset as usize)? as i32;
     let cflags = slots.u32_at(cfg.complete_cflags_offset as usize)?;
     // SAFETY: the value is copied out before anything else can change the entry.
-    let entry = unsafe { IO_URING_INFLIGHT.get(&req) }.copied();
+    let entry = unsafe { IO_URING_INFLIGHT.get(req) }.copied();
     match entry {
         Some(e) if e.kind == inflight::NOTIFICATION => {
-            let _ = IO_URING_INFLIGHT.remove(&req);
+            let _ = IO_URING_INFLIGHT.remove(req);
             notice(&cfg, e.tgid, e.op, req, res);
         }
         Some(e) => {
@@ -133,7 +133,7 @@ fn on_complete(ctx: &TracePointContext) -> Option<()> {
                 config::io_uring_op_flags(e.op) & io_uring_op_flags::ZEROCOPY_SEND != 0;
             // A zero-copy send's F_MORE announces its notification, a request of its own.
             if cflags & IORING_CQE_F_MORE == 0 || zerocopy_send {
-                let _ = IO_URING_INFLIGHT.remove(&req);
+                let _ = IO_URING_INFLIGHT.remove(req);
             }
             operation(&cfg, e.tgid, e.op, req, res, e.source_kind);
         }

@@ -57,7 +57,9 @@ pub struct FloorArgs {
 
 #[derive(Debug, Args)]
 pub struct OutputArgs {
-    /// Print one JSON document instead of the table (as --format json).
+    /// Print one JSON document instead of the table (as --format json). With `run`, a format
+    /// other than the table and no `-o`, the command's own standard output goes to standard
+    /// error, so standard output is only the document.
     #[arg(long, conflicts_with = "format")]
     pub json: bool,
     /// table, json, or prom: the exporter's metrics in the Prometheus text format, for

@@ -216,7 +216,7 @@ mod tests {
         assert_eq!((o.fdtable_max_fds, o.fdtable_fd), (0, 8));
         assert!(o.task_files > 0 && o.file_inode > 0 && o.socket_sk > 0);
         assert_ne!(o.sock_family, o.sock_protocol);
-        assert!(o.file_flags > o.file_inode || o.file_flags < o.file_inode);
+        assert_ne!(o.file_flags, o.file_inode);
         let uring = io_uring_from_btf(&btf).unwrap();
         // The file pointer comes first in io_kiocb (a union with the command area), so every
         // command struct's first member is the file too.

@@ -288,8 +288,8 @@ fn io_uring_config(
     c.complete_cflags_offset = complete.offset("cflags")?;
     // The programs read `req` as a whole 8-byte slot and `res`/`cflags` within one.
     let within_slot = |offset: u16| offset % 8 <= 4;
-    if c.submit_req_offset % 8 != 0
-        || c.complete_req_offset % 8 != 0
+    if !c.submit_req_offset.is_multiple_of(8)
+        || !c.complete_req_offset.is_multiple_of(8)
         || !within_slot(c.complete_res_offset)
         || !within_slot(c.complete_cflags_offset)
         || c.complete_cflags_offset >= 64

@@ -257,7 +257,7 @@ pub fn recvmsg_errqueue(
         )
     };
     let n = rec.call(Syscall::Recvmsg, ret)?;
-    Ok((n, msg.msg_controllen as usize))
+    Ok((n, msg.msg_controllen))
 }
 
 /// `io_uring_enter` on ring `f`: submits `to_submit` entries the caller already published in
