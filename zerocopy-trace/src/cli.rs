@@ -114,7 +114,7 @@ pub struct TraceArgs {
     /// Where the programs hook in: `btf` (one program on the BTF-typed sys_exit tracepoint, for
     /// every syscall, filtered by number; the cheapest, see the README), `raw` (the same on the
     /// raw tracepoint, for kernels that refuse tp_btf; `btf` falls back to it) or `tracepoints`
-    /// (an enter and an exit program on each of the 21 syscalls' own tracepoints).
+    /// (an enter and an exit program on each of the 22 syscalls' own tracepoints).
     #[arg(long, value_enum, default_value_t = Hook::Typed)]
     pub hook: Hook,
 }

@@ -60,7 +60,7 @@ pub enum Hook {
     Typed,
     /// The raw `sys_exit` tracepoint: the same program, with a checked probe read per step.
     Raw,
-    /// The 21 syscalls' own `syscalls/sys_{enter,exit}_*` tracepoints.
+    /// The 22 syscalls' own `syscalls/sys_{enter,exit}_*` tracepoints.
     Tracepoints,
 }
 
@@ -610,6 +610,7 @@ mod tests {
             offsets: KernelOffsets::default(),
             registers: Some(registers),
             sys_exit_typedef: typedef,
+            io_uring: None,
         };
         let plan_with = |typedef| plan(fake_kernel(&[]), &typed, &with(typedef), 1).unwrap();
         let full = plan_with(Some(11328));

@@ -375,7 +375,10 @@ mod tests {
                         cgroup: String::new(),
                     },
                     exited: 7,
-                    counters: ProcessCounters { syscalls },
+                    counters: ProcessCounters {
+                        syscalls,
+                        ..ProcessCounters::default()
+                    },
                 },
             ],
             groups_overflowed: 2,
