@@ -359,14 +359,14 @@ fn msg_zerocopy_over_udp_is_judged_by_the_kernel_s_notices() {
     assert_kernel_copied("msg-zerocopy-udp", 1048576);
 }
 
-/// Each io_uring mode with both hooks: operations, bytes, verdict, flows and transitions
+/// Each io_uring mode with every hook: operations, bytes, verdict, flows and transitions
 /// exactly as the workload recorded them.
 #[test]
-fn io_uring_modes_count_exactly_with_both_hooks() {
+fn io_uring_modes_count_exactly_with_every_hook() {
     if !privileged() {
         return;
     }
-    for hook in ["raw", "tracepoints"] {
+    for hook in ["btf", "raw", "tracepoints"] {
         for mode in [
             "uring-read-write",
             "uring-direct-read",
