@@ -463,7 +463,7 @@ fn the_default_hook_is_the_typed_one() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(
-        stderr.contains("attached 21 syscalls (btf hook)"),
+        stderr.contains("attached 22 syscalls (btf hook)"),
         "{stderr}"
     );
 }
