@@ -9,8 +9,9 @@ use anyhow::Result;
 use crate::apt::Apt;
 
 /// (command, Debian package that provides it, what needs it)
-const PROGRAMS: [(&str, &str, &str); 4] = [
+const PROGRAMS: [(&str, &str, &str); 5] = [
     ("nginx", "nginx-light", "the nginx sendfile on/off tests"),
+    ("fio", "fio", "the io_uring and O_DIRECT tests"),
     ("socat", "socat", "the user-space proxy test"),
     ("curl", "curl", "the HTTP client of the server tests"),
     ("tmux", "tmux", "the dashboard's end-to-end test"),

@@ -1,7 +1,11 @@
 //! `#[repr(C)]` records shared with the kernel. Every one is padding-free (checked below), holds
 //! only integers, and gets `aya::Pod` on the agent side.
 
+use crate::io_uring::{IO_URING_OP_COUNT, MAX_IO_URING_OPCODE};
 use crate::syscalls::SYSCALL_COUNT;
+
+/// Ids in the kernel's per-process counters: the syscalls, then the io_uring operations.
+pub const ID_COUNT: usize = SYSCALL_COUNT + IO_URING_OP_COUNT;
 
 /// `MSG_ZEROCOPY` from `<linux/socket.h>`: a send that pins user pages instead of copying them.
 pub const MSG_ZEROCOPY: u64 = 0x400_0000;
@@ -23,18 +27,29 @@ pub const COMM_LEN: usize = 16;
 /// Most `--comm` names the kernel filter matches.
 pub const MAX_COMMS: usize = 8;
 
-/// Totals of one syscall for one process.
+/// Totals of one syscall (or io_uring operation) for one process.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Counters {
-    /// Completed calls, failed ones included.
+    /// Completed calls (operations: completions), failed ones included.
     pub calls: u64,
     /// Bytes moved, as the kernel reported them (failed calls add none).
     pub bytes: u64,
     /// Calls that returned an error.
     pub errors: u64,
-    /// Of `bytes`, those sent with `MSG_ZEROCOPY` (pinned, not copied).
+    /// Of `bytes`, those of sends that asked for zero copy (`MSG_ZEROCOPY`, `SEND_ZC`): the
+    /// kernel's completion notices say whether it copied them anyway.
     pub msg_zerocopy_bytes: u64,
+    /// Those sends: each has its own number in the socket's sequence of completion notices.
+    pub zerocopy_sends: u64,
+    /// Sends covered by completion notices the process read (recvmsg with `MSG_ERRQUEUE`) or
+    /// received (io_uring notifications with usage reports).
+    pub zerocopy_notified: u64,
+    /// Of `zerocopy_notified`, the sends the notices say the kernel copied.
+    pub zerocopy_copied: u64,
+    /// Of `bytes`, those between user memory and a file or block device opened `O_DIRECT`:
+    /// moved by DMA, not by the CPU.
+    pub direct_bytes: u64,
     /// `bytes` by the kind (`fd_kind`) of the fd they came out of; all zero for syscalls whose
     /// source is user memory (the write and send families, vmsplice).
     pub source_kind_bytes: [u64; fd_kind::COUNT],
@@ -43,6 +58,21 @@ pub struct Counters {
 }
 
 impl Counters {
+    /// All zero, as a constant the kernel side can keep in read-only data (zeroing 224 bytes
+    /// on the stack costs the verifier a byte loop on every path).
+    pub const ZERO: Counters = Counters {
+        calls: 0,
+        bytes: 0,
+        errors: 0,
+        msg_zerocopy_bytes: 0,
+        zerocopy_sends: 0,
+        zerocopy_notified: 0,
+        zerocopy_copied: 0,
+        direct_bytes: 0,
+        source_kind_bytes: [0; fd_kind::COUNT],
+        destination_kind_bytes: [0; fd_kind::COUNT],
+    };
+
     pub fn add(&mut self, other: &Counters) {
         self.calls = self.calls.wrapping_add(other.calls);
         self.bytes = self.bytes.wrapping_add(other.bytes);
@@ -50,6 +80,10 @@ impl Counters {
         self.msg_zerocopy_bytes = self
             .msg_zerocopy_bytes
             .wrapping_add(other.msg_zerocopy_bytes);
+        self.zerocopy_sends = self.zerocopy_sends.wrapping_add(other.zerocopy_sends);
+        self.zerocopy_notified = self.zerocopy_notified.wrapping_add(other.zerocopy_notified);
+        self.zerocopy_copied = self.zerocopy_copied.wrapping_add(other.zerocopy_copied);
+        self.direct_bytes = self.direct_bytes.wrapping_add(other.direct_bytes);
         for i in 0..fd_kind::COUNT {
             self.source_kind_bytes[i] =
                 self.source_kind_bytes[i].wrapping_add(other.source_kind_bytes[i]);
@@ -85,13 +119,27 @@ pub mod fd_kind {
     /// In `PendingCall`: the syscall has no fd on this side (data comes from or goes to user
     /// memory).
     pub const NO_FD: u8 = u8::MAX;
+    /// Or'ed into a resolved kind (never into `NO_FD`): the file or block device was opened
+    /// `O_DIRECT`.
+    pub const DIRECT: u8 = 0x40;
+
+    /// The kind without the `DIRECT` bit, and whether it was set.
+    #[inline(always)]
+    pub const fn split(kind: u8) -> (u8, bool) {
+        if kind == NO_FD {
+            (NO_FD, false)
+        } else {
+            (kind & !DIRECT, kind & DIRECT != 0)
+        }
+    }
     /// Names as shown in reports and JSON, by kind.
     pub const NAMES: [&str; COUNT] = [
         "unknown", "file", "block", "tcp", "udp", "unix", "pipe", "char", "socket", "other",
     ];
 }
 
-/// Key of the live counters: one process (thread group) and one syscall id.
+/// Key of the live counters: one process (thread group) and one id (a syscall's, or an
+/// io_uring operation's: see `ID_COUNT`).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct ProcKey {
@@ -111,9 +159,34 @@ pub struct PendingCall {
     pub source_kind: u8,
     /// `fd_kind` of the fd data goes into.
     pub destination_kind: u8,
+    /// The `flags` argument of the send and recvmsg families.
     pub msg_flags: u64,
-    /// User address of the `struct mmsghdr` array (sendmmsg/recvmmsg).
-    pub mmsg_vector: u64,
+    /// User address of the `struct mmsghdr` array (sendmmsg/recvmmsg), or of the `struct
+    /// user_msghdr` of a recvmsg (where error-queue notices arrive).
+    pub vector: u64,
+}
+
+/// An io_uring request between its submission and its completion, keyed by its address.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct InflightOp {
+    /// The submitting process (io-wq workers and the SQPOLL thread are its threads).
+    pub tgid: u32,
+    /// Index in `IO_URING_OPS`.
+    pub op: u8,
+    /// `inflight::REQUEST`, or `inflight::NOTIFICATION` for a zero-copy send's notification.
+    pub kind: u8,
+    /// `fd_kind` of SPLICE's and TEE's input fd (`NO_FD` for other operations).
+    pub source_kind: u8,
+    pub _reserved: u8,
+}
+
+/// What an `InflightOp` entry stands for.
+pub mod inflight {
+    /// The request itself: its completions are the operation's.
+    pub const REQUEST: u8 = 0;
+    /// The notification request of a zero-copy send: its completion is a notice.
+    pub const NOTIFICATION: u8 = 1;
 }
 
 /// Where kernel structures keep what resolving an fd's kind needs, as byte offsets found in the
@@ -143,7 +216,8 @@ pub struct KernelOffsets {
     pub sock_family: u32,
     /// `sock.sk_protocol` (a u16 on the kernels that have it as a plain member)
     pub sock_protocol: u32,
-    pub _reserved: u32,
+    /// `file.f_flags` (where `O_DIRECT` is)
+    pub file_flags: u32,
 }
 
 /// Where the kernel finds one syscall's arguments in its enter tracepoint record. Offsets come
@@ -155,8 +229,93 @@ pub struct SyscallConfig {
     pub destination_fd_offset: u16,
     /// Set only where `MSG_ZEROCOPY` matters (the send family).
     pub msg_flags_offset: u16,
-    /// Set only for `Counting::MmsgLengths`.
-    pub mmsg_vector_offset: u16,
+    /// Set for `Counting::MmsgLengths` (the `struct mmsghdr *`) and for receives that may
+    /// read the error queue (the `struct user_msghdr *`).
+    pub vector_offset: u16,
+    /// `syscall_flags` bits.
+    pub flags: u16,
+    pub _reserved: [u16; 3],
+}
+
+/// Bits of `SyscallConfig::flags`.
+pub mod syscall_flags {
+    /// `Counting::MmsgLengths`: `vector` is a `struct mmsghdr` array.
+    pub const MMSG: u16 = 1;
+    /// `vector` is a `struct user_msghdr` whose control buffer holds error-queue notices when
+    /// the call's flags have `MSG_ERRQUEUE`.
+    pub const ERRQUEUE: u16 = 2;
+    /// `Counting::CallsOnly`: the return value is not a byte count.
+    pub const CALLS_ONLY: u16 = 4;
+    /// A send: `MSG_ZEROCOPY` in its flags asks for zero copy.
+    pub const SEND: u16 = 8;
+}
+
+/// Where the io_uring tracepoints keep their fields (format files) and the kernel its request
+/// fields (BTF), and which operations are followed.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IoUringConfig {
+    /// Opcode -> index in `IO_URING_OPS`, `NOT_TRACED` for operations not followed.
+    pub op_of_opcode: [u8; MAX_IO_URING_OPCODE],
+    /// Per operation, `io_uring_op_flags` bits.
+    pub op_flags: [u8; IO_URING_OP_COUNT],
+    pub _pad: [u8; 24 - IO_URING_OP_COUNT],
+    /// 1: the tracepoints and their fields exist and the programs are attached.
+    pub enabled: u16,
+    /// `io_uring_submit_req`: `req`, `opcode`.
+    pub submit_req_offset: u16,
+    pub submit_opcode_offset: u16,
+    /// `io_uring_complete`: `req`, `res`, `cflags`.
+    pub complete_req_offset: u16,
+    pub complete_res_offset: u16,
+    pub complete_cflags_offset: u16,
+    /// 1: the request offsets below were found in BTF (else fd kinds of operations are
+    /// `unknown` and notifications are attributed to the process that completes them).
+    pub structs: u16,
+    /// In `struct io_kiocb`: its `file`, its `opcode`.
+    pub req_file: u16,
+    pub req_opcode: u16,
+    /// In the request's command area: `io_splice.splice_fd_in` and `io_splice.flags`,
+    /// `io_sr_msg.notif`, and in a notification's `io_notif_data.zc_report`.
+    pub splice_fd_in: u16,
+    pub splice_flags: u16,
+    pub send_zc_notif: u16,
+    pub notif_zc_report: u16,
+    pub _reserved: [u16; 3],
+}
+
+/// Bits of `IoUringConfig::op_flags`.
+pub mod io_uring_op_flags {
+    /// The request's file is where data comes from (else where it goes).
+    pub const FILE_IS_SOURCE: u8 = 1;
+    /// SPLICE, TEE: `io_splice.splice_fd_in` is the source.
+    pub const INPUT_FD: u8 = 2;
+    /// SEND_ZC, SENDMSG_ZC: a notification follows.
+    pub const ZEROCOPY_SEND: u8 = 4;
+}
+
+impl IoUringConfig {
+    pub const fn empty() -> Self {
+        IoUringConfig {
+            op_of_opcode: [NOT_TRACED; MAX_IO_URING_OPCODE],
+            op_flags: [0; IO_URING_OP_COUNT],
+            _pad: [0; 24 - IO_URING_OP_COUNT],
+            enabled: 0,
+            submit_req_offset: 0,
+            submit_opcode_offset: 0,
+            complete_req_offset: 0,
+            complete_res_offset: 0,
+            complete_cflags_offset: 0,
+            structs: 0,
+            req_file: 0,
+            req_opcode: 0,
+            splice_fd_in: 0,
+            splice_flags: 0,
+            send_zc_notif: 0,
+            notif_zc_report: 0,
+            _reserved: [0; 3],
+        }
+    }
 }
 
 /// Load-time configuration, a read-only global of the eBPF object filled in by the loader.
@@ -194,6 +353,10 @@ pub struct Config {
     /// Processes that exec under one of these names join the traced set.
     pub comms: [[u8; COMM_LEN]; MAX_COMMS],
     pub raw: RawSyscallConfig,
+    pub io_uring: IoUringConfig,
+    /// This architecture's `O_DIRECT` (it differs between x86-64 and aarch64).
+    pub o_direct: u32,
+    pub _reserved2: u32,
 }
 
 /// For the raw `sys_enter`/`sys_exit` hook: where a syscall's arguments are in `struct
@@ -223,7 +386,9 @@ impl Config {
                 source_fd_offset: 0,
                 destination_fd_offset: 0,
                 msg_flags_offset: 0,
-                mmsg_vector_offset: 0,
+                vector_offset: 0,
+                flags: 0,
+                _reserved: [0; 3],
             }; SYSCALL_COUNT],
             nr_offset: 0,
             ret_offset: 0,
@@ -247,7 +412,7 @@ impl Config {
                 socket_sk: 0,
                 sock_family: 0,
                 sock_protocol: 0,
-                _reserved: 0,
+                file_flags: 0,
             },
             cgroup_level: 0,
             comm_count: 0,
@@ -261,21 +426,24 @@ impl Config {
                 arg_registers: [0; 6],
                 _reserved: [0; 2],
             },
+            io_uring: IoUringConfig::empty(),
+            o_direct: 0,
+            _reserved2: 0,
         }
     }
 }
 
-/// Final counts of one syscall of a process whose last thread exited, sent through the `EXITS`
-/// ring buffer before the kernel frees the process's entries: one record per syscall the
-/// process used (most use a few of the 21), all with the same `exit_ns`, which tells two
-/// processes that had the same pid apart.
+/// Final counts of one syscall (or io_uring operation) of a process whose last thread exited,
+/// sent through the `EXITS` ring buffer before the kernel frees the process's entries: one
+/// record per id the process used (most use a few), all with the same `exit_ns`, which tells
+/// two processes that had the same pid apart.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct ExitRecord {
     pub tgid: u32,
     /// Parent's tgid when the fork was seen, else 0.
     pub ppid: u32,
-    /// Syscall id of `counters`.
+    /// Id of `counters` (a syscall's or an io_uring operation's).
     pub syscall: u32,
     pub _reserved: u32,
     /// When the process exited (`bpf_ktime_get_ns`, CLOCK_MONOTONIC): the same for all its
@@ -325,15 +493,27 @@ pub struct DropCounters {
 }
 
 // Padding-free layouts: a size mismatch here means a hidden hole the kernel would not fill.
-const _: () = assert!(core::mem::size_of::<Counters>() == 32 + 2 * 8 * fd_kind::COUNT);
+const _: () = assert!(core::mem::size_of::<Counters>() == 64 + 2 * 8 * fd_kind::COUNT);
 const _: () = assert!(core::mem::size_of::<ProcKey>() == 8);
 const _: () = assert!(core::mem::size_of::<PendingCall>() == 24);
+const _: () = assert!(core::mem::size_of::<InflightOp>() == 8);
 const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 48);
 const _: () = assert!(core::mem::size_of::<RawSyscallConfig>() == 24);
-const _: () = assert!(core::mem::size_of::<SyscallConfig>() == 8);
+const _: () = assert!(core::mem::size_of::<SyscallConfig>() == 16);
+const _: () = assert!(IO_URING_OP_COUNT <= 24);
+const _: () = assert!(core::mem::size_of::<IoUringConfig>() == MAX_IO_URING_OPCODE + 24 + 32);
 const _: () = assert!(
     core::mem::size_of::<Config>()
-        == MAX_SYSCALL_NR + 8 * SYSCALL_COUNT + 16 + 8 + 48 + 16 + COMM_LEN * MAX_COMMS + 24
+        == MAX_SYSCALL_NR
+            + 16 * SYSCALL_COUNT
+            + 16
+            + 8
+            + 48
+            + 16
+            + COMM_LEN * MAX_COMMS
+            + 24
+            + core::mem::size_of::<IoUringConfig>()
+            + 8
 );
 const _: () =
     assert!(core::mem::size_of::<ExitRecord>() == 32 + COMM_LEN + core::mem::size_of::<Counters>());
@@ -352,5 +532,7 @@ mod pod {
     unsafe impl aya::Pod for RawSyscallConfig {}
     unsafe impl aya::Pod for Config {}
     unsafe impl aya::Pod for ExitRecord {}
+    unsafe impl aya::Pod for InflightOp {}
+    unsafe impl aya::Pod for IoUringConfig {}
     unsafe impl aya::Pod for DropCounters {}
 }

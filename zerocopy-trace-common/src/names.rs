@@ -22,6 +22,11 @@ pub const PROG_PROCESS_EXEC: &str = "process_exec";
 /// Program on `sched/sched_process_exit`: frees per-thread state and delivers final counts.
 pub const PROG_PROCESS_EXIT: &str = "process_exit";
 
+/// Program on `io_uring/io_uring_submit_req`: remembers who submitted a request.
+pub const PROG_IO_URING_SUBMIT: &str = "io_uring_submit";
+/// Program on `io_uring/io_uring_complete`: counts a request's completion for its submitter.
+pub const PROG_IO_URING_COMPLETE: &str = "io_uring_complete";
+
 /// Per-CPU hash `ProcKey -> Counters`: the live per-process, per-syscall totals.
 pub const MAP_PROC_COUNTERS: &str = "PROC_COUNTERS";
 /// Hash `tid -> EnterRecord`: what the exit tracepoint needs from the enter one.
@@ -32,6 +37,8 @@ pub const MAP_TRACED: &str = "TRACED";
 pub const MAP_PARENTS: &str = "PARENTS";
 /// Ring buffer of `ExitRecord`s: final counts of processes that exited.
 pub const MAP_EXITS: &str = "EXITS";
+/// LRU hash `request address -> InflightOp`: io_uring requests between submit and completion.
+pub const MAP_IO_URING_INFLIGHT: &str = "IO_URING_INFLIGHT";
 /// Per-CPU array of `DropCounters`, indexed by `DropReason`.
 pub const MAP_DROPPED: &str = "DROPPED";
 

@@ -20,12 +20,31 @@ pub enum Method {
     CopyFileRange,
     /// `splice`, `tee`, `vmsplice`: page references moved through pipes.
     PipeMover,
+    /// A send that asks the kernel to pin the user pages instead of copying them (io_uring's
+    /// `SEND_ZC`, `SENDMSG_ZC`; `MSG_ZEROCOPY` sends are `UserCopy` calls with a flag). The
+    /// kernel may copy anyway and says so in completion notices: zero copy only where they
+    /// confirm it.
+    ZeroCopySend,
+    /// Between a file opened with `O_DIRECT` and user memory: DMA, no CPU copy. No table row
+    /// has it: the bytes of user-copy calls on such a file are counted apart and moved here.
+    DirectIo,
+    /// `io_uring_enter`: submits and reaps io_uring operations, moves no bytes itself (its
+    /// operations are counted on their own rows). Only its transitions count.
+    RingSubmit,
 }
 
 impl Method {
     /// Bytes moved this way cross the user/kernel boundary by a CPU copy.
     pub const fn copies(self) -> bool {
         matches!(self, Method::UserCopy)
+    }
+
+    /// Bytes moved this way stay in the kernel (or go by DMA): zero copy by construction.
+    pub const fn in_kernel(self) -> bool {
+        matches!(
+            self,
+            Method::Sendfile | Method::CopyFileRange | Method::PipeMover | Method::DirectIo
+        )
     }
 }
 
@@ -37,6 +56,9 @@ pub enum Counting {
     /// The return value is a message count; bytes are the sum of `msg_len` of the first
     /// `ret` entries of the `struct mmsghdr` array passed at enter.
     MmsgLengths,
+    /// The return value is not a byte count (`io_uring_enter` returns the entries it
+    /// consumed): calls and errors only.
+    CallsOnly,
 }
 
 /// The architectures whose syscall numbers the table carries.
@@ -84,6 +106,10 @@ pub struct SyscallDesc {
     pub msg_flags: Option<&'static str>,
     /// `format` field holding the `struct mmsghdr *` for `Counting::MmsgLengths`.
     pub mmsg_vector: Option<&'static str>,
+    /// `format` field holding the `struct user_msghdr *` of a receive that may read the
+    /// socket's error queue (`MSG_ERRQUEUE` in `msg_flags`): where `MSG_ZEROCOPY` completion
+    /// notices arrive.
+    pub errqueue_msghdr: Option<&'static str>,
 }
 
 impl SyscallDesc {
@@ -104,6 +130,12 @@ impl SyscallDesc {
     pub const fn copies_out(&self) -> bool {
         self.method.copies() && self.destination_fd.is_some()
     }
+
+    /// A send whose flags may ask for `MSG_ZEROCOPY` (as opposed to a receive whose flags may
+    /// ask for the error queue).
+    pub const fn is_send(&self) -> bool {
+        self.msg_flags.is_some() && self.destination_fd.is_some()
+    }
 }
 
 const fn desc(name: &'static str, x86_64: u16, aarch64: u16, method: Method) -> SyscallDesc {
@@ -117,6 +149,7 @@ const fn desc(name: &'static str, x86_64: u16, aarch64: u16, method: Method) -> 
         destination_fd: None,
         msg_flags: None,
         mmsg_vector: None,
+        errqueue_msghdr: None,
     }
 }
 
@@ -160,6 +193,16 @@ const fn moves(
     }
 }
 
+/// A receive whose flags and `struct user_msghdr` are kept: with `MSG_ERRQUEUE` it reads
+/// zero-copy completion notices.
+const fn reads_errqueue(name: &'static str, x86_64: u16, aarch64: u16) -> SyscallDesc {
+    SyscallDesc {
+        msg_flags: Some("flags"),
+        errqueue_msghdr: Some("msg"),
+        ..reads(name, x86_64, aarch64)
+    }
+}
+
 const fn counting_mmsg(d: SyscallDesc) -> SyscallDesc {
     SyscallDesc {
         counting: Counting::MmsgLengths,
@@ -169,7 +212,7 @@ const fn counting_mmsg(d: SyscallDesc) -> SyscallDesc {
 }
 
 /// Number of traced syscalls; the index of a syscall in `SYSCALLS` is its id in the kernel maps.
-pub const SYSCALL_COUNT: usize = 21;
+pub const SYSCALL_COUNT: usize = 22;
 
 /// Every data-path syscall zerocopy-trace follows, in the order of their ids. Numbers from the
 /// kernel's `arch/x86/entry/syscalls/syscall_64.tbl` and `include/uapi/asm-generic/unistd.h`.
@@ -185,7 +228,7 @@ pub const SYSCALLS: [SyscallDesc; SYSCALL_COUNT] = [
     reads("preadv2", 327, 286),
     writes("pwritev2", 328, 287),
     reads("recvfrom", 45, 207),
-    reads("recvmsg", 47, 212),
+    reads_errqueue("recvmsg", 47, 212),
     counting_mmsg(reads("recvmmsg", 299, 243)),
     sends("sendto", 44, 206),
     sends("sendmsg", 46, 211),
@@ -210,6 +253,12 @@ pub const SYSCALLS: [SyscallDesc; SYSCALL_COUNT] = [
         "fd_in",
         "fd_out",
     ),
+    // The io_uring operations it submits are counted on their own (`io_uring.rs`); the call
+    // itself is what an io_uring process still pays in transitions.
+    SyscallDesc {
+        counting: Counting::CallsOnly,
+        ..desc("io_uring_enter", 426, 426, Method::RingSubmit)
+    },
 ];
 
 /// The id of the syscall called `name`, if it is traced.
@@ -257,15 +306,20 @@ mod tests {
     fn in_kernel_movers_are_the_zero_copy_set() {
         let movers: [&str; 5] = ["sendfile64", "splice", "tee", "vmsplice", "copy_file_range"];
         for s in &SYSCALLS {
-            assert_eq!(!s.method.copies(), movers.contains(&s.name), "{}", s.name);
+            assert_eq!(s.method.in_kernel(), movers.contains(&s.name), "{}", s.name);
         }
+        assert_eq!(
+            SYSCALLS[syscall_id("io_uring_enter").unwrap()].counting,
+            Counting::CallsOnly
+        );
     }
 
     #[test]
-    fn every_copy_has_exactly_one_fd_and_only_sends_carry_flags() {
+    fn every_copy_has_exactly_one_fd_and_only_sends_and_recvmsg_carry_flags() {
         for s in &SYSCALLS {
-            assert!(
+            assert_eq!(
                 s.source_fd.is_some() || s.destination_fd.is_some(),
+                s.method != Method::RingSubmit,
                 "{}",
                 s.name
             );
@@ -273,11 +327,18 @@ mod tests {
                 assert!(s.copies_in() != s.copies_out(), "{}", s.name);
             }
             assert_eq!(
-                s.msg_flags.is_some(),
+                s.is_send(),
                 ["sendto", "sendmsg", "sendmmsg"].contains(&s.name),
                 "{}",
                 s.name
             );
+            assert_eq!(
+                s.msg_flags.is_some(),
+                ["sendto", "sendmsg", "sendmmsg", "recvmsg"].contains(&s.name),
+                "{}",
+                s.name
+            );
+            assert_eq!(s.errqueue_msghdr.is_some(), s.name == "recvmsg");
         }
         assert_eq!(syscall_id("sendfile64"), Some(16));
         assert_eq!(SYSCALLS[16].display, "sendfile");

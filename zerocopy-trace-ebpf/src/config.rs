@@ -5,8 +5,8 @@
 use core::ptr::{addr_of, read_volatile};
 
 use zerocopy_trace_common::{
-    Config, KernelOffsets, SyscallConfig, COMM_LEN, MAX_COMMS, MAX_CPUS, MAX_SYSCALL_NR,
-    NOT_TRACED, SYSCALL_COUNT,
+    io_uring::MAX_IO_URING_OPCODE, Config, IoUringConfig, KernelOffsets, SyscallConfig, COMM_LEN,
+    IO_URING_OP_COUNT, MAX_COMMS, MAX_CPUS, MAX_SYSCALL_NR, NOT_TRACED, SYSCALL_COUNT,
 };
 
 #[no_mangle]
@@ -139,4 +139,39 @@ pub fn raw_arg_register(index: usize) -> Option<u16> {
         return None;
     }
     Some(field!(raw.arg_registers[index]))
+}
+
+/// This architecture's `O_DIRECT` (0: unknown, never matched).
+#[inline(always)]
+pub fn o_direct() -> u32 {
+    field!(o_direct)
+}
+
+/// Where the io_uring tracepoints and requests keep their fields.
+#[inline(always)]
+pub fn io_uring() -> IoUringConfig {
+    field!(io_uring)
+}
+
+/// The index in `IO_URING_OPS` of the operation with this opcode, if it is followed.
+#[inline(always)]
+pub fn io_uring_op_of(opcode: u8) -> Option<u8> {
+    let opcode = opcode as usize;
+    if opcode >= MAX_IO_URING_OPCODE {
+        return None;
+    }
+    let op = field!(io_uring.op_of_opcode[opcode]);
+    ((op as usize) < IO_URING_OP_COUNT).then_some(op)
+}
+
+/// `io_uring_op_flags` of operation `op`.
+#[inline(always)]
+pub fn io_uring_op_flags(op: u8) -> u8 {
+    // As in `raw_arg_register`: an index the verifier can see bounded.
+    // SAFETY: reading a local.
+    let op = unsafe { read_volatile(&(op as usize)) };
+    if op >= IO_URING_OP_COUNT {
+        return 0;
+    }
+    field!(io_uring.op_flags[op])
 }

@@ -1,6 +1,6 @@
 //! Adding to the per-CPU counters, and counting what could not be added.
 
-use zerocopy_trace_common::{drop_reason, fd_kind, Counters, ProcKey};
+use zerocopy_trace_common::{drop_reason, fd_kind, notices::Notice, Counters, ProcKey};
 
 use crate::maps::{DROPPED, PROC_COUNTERS};
 
@@ -13,56 +13,99 @@ fn bump(slot: *mut u64, delta: u64) {
     unsafe { *slot = (*slot).wrapping_add(delta) };
 }
 
-/// One completed call of syscall `key.syscall` by process `key.tgid`.
+/// One completed call of syscall (or io_uring operation) `key.syscall` by process `key.tgid`.
 pub struct Call {
     pub bytes: u64,
     pub error: bool,
-    pub msg_zerocopy: bool,
-    /// `fd_kind`s of the two ends, `NO_FD` where the end is user memory.
+    /// Sends in this call that asked for zero copy (`MSG_ZEROCOPY`, `SEND_ZC`); when not 0,
+    /// `bytes` are theirs.
+    pub zerocopy_sends: u64,
+    /// `fd_kind`s of the two ends (`fd_kind::DIRECT` or'ed in for an `O_DIRECT` file),
+    /// `NO_FD` where the end is user memory.
     pub source_kind: u8,
     pub destination_kind: u8,
+    /// A zero-copy completion notice this call read (recvmsg with `MSG_ERRQUEUE`).
+    pub notice: Option<Notice>,
+}
+
+/// What a new entry starts from, in read-only data.
+static ZERO: Counters = Counters::ZERO;
+
+/// This CPU's counters of `key`, created at the first call. `None` (and `bytes` counted as
+/// dropped) when the map is full.
+#[inline(always)]
+fn slot(key: &ProcKey, bytes: u64) -> Option<*mut Counters> {
+    if let Some(slot) = PROC_COUNTERS.get_ptr_mut(key) {
+        return Some(slot);
+    }
+    // First call of this id by this process. BPF_NOEXIST: if another CPU just created it, its
+    // insert wins and the lookup below finds it.
+    // A reference, not a copy: the value must stay in read-only data, off the stack.
+    #[allow(clippy::needless_borrows_for_generic_args)]
+    let _ = PROC_COUNTERS.insert(key, &ZERO, aya_ebpf::bindings::BPF_NOEXIST.into());
+    let slot = PROC_COUNTERS.get_ptr_mut(key);
+    if slot.is_none() {
+        dropped(drop_reason::COUNTERS_FULL, bytes);
+    }
+    slot
 }
 
 #[inline(always)]
 pub fn record(key: &ProcKey, call: &Call) {
-    let slot = match PROC_COUNTERS.get_ptr_mut(key) {
-        Some(slot) => slot,
-        None => {
-            // First call of this syscall by this process. BPF_NOEXIST: if another CPU just
-            // created it, its insert wins and the lookup below finds it.
-            let _ = PROC_COUNTERS.insert(
-                key,
-                Counters::default(),
-                aya_ebpf::bindings::BPF_NOEXIST.into(),
-            );
-            match PROC_COUNTERS.get_ptr_mut(key) {
-                Some(slot) => slot,
-                None => {
-                    dropped(drop_reason::COUNTERS_FULL, call.bytes);
-                    return;
-                }
-            }
-        }
+    let Some(slot) = slot(key, call.bytes) else {
+        return;
     };
+    let (source, source_direct) = fd_kind::split(call.source_kind);
+    let (destination, destination_direct) = fd_kind::split(call.destination_kind);
     // SAFETY: `slot` points to this CPU's value of a live map entry.
     unsafe {
         bump(&raw mut (*slot).calls, 1);
         bump(&raw mut (*slot).bytes, call.bytes);
         bump(&raw mut (*slot).errors, call.error as u64);
-        if call.msg_zerocopy {
+        if call.zerocopy_sends != 0 {
+            bump(&raw mut (*slot).zerocopy_sends, call.zerocopy_sends);
             bump(&raw mut (*slot).msg_zerocopy_bytes, call.bytes);
         }
+        if source_direct || destination_direct {
+            bump(&raw mut (*slot).direct_bytes, call.bytes);
+        }
         // NO_FD and anything out of range fail the bound check and count nowhere.
-        let source = call.source_kind as usize;
+        let source = source as usize;
         if source < fd_kind::COUNT {
             bump(&raw mut (*slot).source_kind_bytes[source], call.bytes);
         }
-        let destination = call.destination_kind as usize;
+        let destination = destination as usize;
         if destination < fd_kind::COUNT {
             bump(
                 &raw mut (*slot).destination_kind_bytes[destination],
                 call.bytes,
             );
+        }
+        if let Some(notice) = call.notice {
+            add_notice(slot, notice);
+        }
+    }
+}
+
+/// A zero-copy completion notice received outside any counted call (an io_uring
+/// notification), filed under id `key.syscall` of the process.
+#[inline(always)]
+pub fn record_notice(key: &ProcKey, notice: Notice) {
+    if let Some(slot) = slot(key, 0) {
+        // SAFETY: as in `record`.
+        unsafe { add_notice(slot, notice) };
+    }
+}
+
+/// # Safety
+/// `slot` points to this CPU's value of a live map entry.
+#[inline(always)]
+unsafe fn add_notice(slot: *mut Counters, notice: Notice) {
+    // SAFETY: guaranteed by the caller.
+    unsafe {
+        bump(&raw mut (*slot).zerocopy_notified, notice.sends);
+        if notice.copied {
+            bump(&raw mut (*slot).zerocopy_copied, notice.sends);
         }
     }
 }

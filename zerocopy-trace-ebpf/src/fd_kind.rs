@@ -1,7 +1,8 @@
 //! What an fd refers to, read from the kernel's own structures: task -> files -> fdtable ->
-//! file -> inode mode, and for sockets -> socket -> sock family and protocol. The offsets come
-//! from the kernel's BTF through `CONFIG`; a closed fd or a changing table gives `UNKNOWN`,
-//! never a fault.
+//! file -> inode mode, and for sockets -> socket -> sock family and protocol; for files and
+//! block devices also whether they were opened `O_DIRECT` (`file.f_flags`, in the same walk).
+//! The offsets come from the kernel's BTF through `CONFIG`; a closed fd or a changing table
+//! gives `UNKNOWN`, never a fault.
 //!
 //! Two ways to the `struct file`: programs with a BTF-typed context (the tp_btf hook) walk
 //! task -> files -> fdtable -> fd array with direct loads the verifier checks against BTF
@@ -47,7 +48,18 @@ unsafe fn member<T: Copy>(object: *const u8, offset: u32) -> T {
     *(object.add(offset as usize) as *const T)
 }
 
-/// The `fd_kind` of `fd` in the current task, by probe reads.
+/// The `fd_kind` of a `struct file` (an io_uring request's), with `fd_kind::DIRECT` for an
+/// `O_DIRECT` file, as `of_fd`.
+#[inline(always)]
+pub fn of_file(file: u64) -> u8 {
+    if config::offsets().resolve == 0 {
+        return fd_kind::UNKNOWN;
+    }
+    kind_of_file(file).unwrap_or(fd_kind::UNKNOWN)
+}
+
+/// The `fd_kind` of `fd` in the current task, by probe reads (`fd_kind::DIRECT` or'ed in for
+/// an `O_DIRECT` file).
 #[inline(always)]
 pub fn of_fd(fd: i32) -> u8 {
     file_of_fd(fd)
@@ -113,13 +125,24 @@ fn kind_of_file(file: u64) -> Option<u8> {
     let inode: u64 = read(file + o.file_inode as u64)?;
     let mode: u16 = read(inode + o.inode_mode as u64)?;
     Some(match mode & S_IFMT {
-        S_IFREG => fd_kind::FILE,
-        S_IFBLK => fd_kind::BLOCK,
+        S_IFREG => fd_kind::FILE | direct(file),
+        S_IFBLK => fd_kind::BLOCK | direct(file),
         S_IFCHR => fd_kind::CHAR,
         S_IFIFO => fd_kind::PIPE,
         S_IFSOCK => socket_kind(file).unwrap_or(fd_kind::SOCKET),
         _ => fd_kind::OTHER,
     })
+}
+
+/// `fd_kind::DIRECT` when the file was opened `O_DIRECT` (only files and block devices: on a
+/// pipe the same flag means packet mode, not DMA).
+#[inline(always)]
+fn direct(file: u64) -> u8 {
+    let o_direct = config::o_direct();
+    match read::<u32>(file + config::offsets().file_flags as u64) {
+        Some(flags) if o_direct != 0 && flags & o_direct != 0 => fd_kind::DIRECT,
+        _ => 0,
+    }
 }
 
 #[inline(always)]

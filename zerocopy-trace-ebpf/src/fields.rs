@@ -48,4 +48,22 @@ impl<const N: usize> Slots<N> {
         }
         Some(self.0[index & (N - 1)])
     }
+
+    /// The `u32` field at byte `offset`, which must not straddle two slots (the io_uring
+    /// tracepoints pack `res` and `cflags` into one).
+    #[inline(always)]
+    pub fn u32_at(&self, offset: usize) -> Option<u32> {
+        if offset % 8 > 4 {
+            return None;
+        }
+        let slot = self.at(offset & !7)?;
+        Some((slot >> ((offset % 8) * 8)) as u32)
+    }
+
+    /// The `u8` field at byte `offset`.
+    #[inline(always)]
+    pub fn u8_at(&self, offset: usize) -> Option<u8> {
+        let slot = self.at(offset & !7)?;
+        Some((slot >> ((offset % 8) * 8)) as u8)
+    }
 }

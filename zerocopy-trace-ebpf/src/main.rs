@@ -4,7 +4,9 @@
 //! Data flow: `sys_enter_*` stores what the exit needs per thread (`syscall`), `sys_exit_*`
 //! adds the result to per-CPU counters (`syscall`), `sched_process_fork` follows children and
 //! parents (`process`), `sched_process_exit` frees per-thread state and ships a process's final
-//! counts through a ring buffer before freeing them (`process`).
+//! counts through a ring buffer before freeing them (`process`). io_uring operations, which
+//! need no syscall, are counted from the io_uring tracepoints into the same counters
+//! (`io_uring`).
 #![no_std]
 #![no_main]
 
@@ -13,6 +15,7 @@ mod counters;
 mod fd_kind;
 mod fields;
 mod floor;
+mod io_uring;
 mod maps;
 mod process;
 mod syscall;

@@ -3,9 +3,11 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{HashMap, PerCpuArray, PerCpuHashMap, RingBuf},
+    maps::{HashMap, LruHashMap, PerCpuArray, PerCpuHashMap, RingBuf},
 };
-use zerocopy_trace_common::{drop_reason, Counters, DropCounters, PendingCall, ProcKey};
+use zerocopy_trace_common::{
+    drop_reason, Counters, DropCounters, InflightOp, PendingCall, ProcKey,
+};
 
 /// Live totals per (process, syscall); per-CPU so the hot path never contends across CPUs.
 /// Preallocated: a map that allocates on insert fails bursts of new processes (its per-CPU
@@ -19,6 +21,13 @@ pub static PROC_COUNTERS: PerCpuHashMap<ProcKey, Counters> =
 #[map]
 pub static PENDING: HashMap<u32, PendingCall> = HashMap::with_max_entries(16384, 0);
 
+/// io_uring requests of traced processes between submission and completion, by request
+/// address (a zero-copy send's notification request too). LRU: a request that never
+/// completes visibly (`IOSQE_CQE_SKIP_SUCCESS`) is pushed out instead of filling the map; its
+/// address is reused by a later request, which overwrites it anyway.
+#[map]
+pub static IO_URING_INFLIGHT: LruHashMap<u64, InflightOp> = LruHashMap::with_max_entries(16384, 0);
+
 /// Processes to trace when the filter is on (tgid -> 1).
 #[map]
 pub static TRACED: HashMap<u32, u32> = HashMap::with_max_entries(16384, 0);
@@ -27,8 +36,8 @@ pub static TRACED: HashMap<u32, u32> = HashMap::with_max_entries(16384, 0);
 #[map]
 pub static PARENTS: HashMap<u32, u32> = HashMap::with_max_entries(65536, 0);
 
-/// Final counts of exited processes for the agent: one `ExitRecord` (240 bytes) per syscall a
-/// process used, room for some 18 000 between two drains (every 100 ms). The agent maps it,
+/// Final counts of exited processes for the agent: one `ExitRecord` (272 bytes) per id a
+/// process used, room for some 15 000 between two drains (every 100 ms). The agent maps it,
 /// so its size is also agent memory.
 #[map]
 pub static EXITS: RingBuf = RingBuf::with_byte_size(4 << 20, 0);

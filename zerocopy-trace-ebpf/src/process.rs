@@ -11,7 +11,7 @@ use aya_ebpf::{
     programs::TracePointContext,
 };
 use aya_log_ebpf::warn;
-use zerocopy_trace_common::{drop_reason, Counters, ExitRecord, ProcKey, SYSCALL_COUNT};
+use zerocopy_trace_common::{drop_reason, Counters, ExitRecord, ProcKey, ID_COUNT};
 
 use crate::{
     config,
@@ -117,7 +117,7 @@ fn on_exit(ctx: &TracePointContext) {
     let _ = TRACED.remove(tgid);
 }
 
-/// Moves the process's counters out of `PROC_COUNTERS`: each used syscall's per-CPU values are
+/// Moves the process's counters out of `PROC_COUNTERS`: each used id's per-CPU values are
 /// summed into one `ExitRecord` on the ring buffer, then freed. What does not fit in the ring
 /// buffer is counted as dropped (`exit_lost`, in every report). No kernel log line here: the
 /// logging macro doubled this program's size and tripled its verification time, which every
@@ -132,7 +132,7 @@ fn deliver_final_counts(tgid: u32) {
     let exit_ns = unsafe { bpf_ktime_get_ns() };
     // SAFETY: the helper has no preconditions (0 where cgroup v2 is not mounted).
     let cgroup_id = unsafe { bpf_get_current_cgroup_id() };
-    for id in 0..SYSCALL_COUNT as u32 {
+    for id in 0..ID_COUNT as u32 {
         let key = ProcKey { tgid, syscall: id };
         // Per-CPU entries exist on every CPU or on none: absent on CPU 0 means unused.
         if percpu_counters(&key, 0).is_null() {
@@ -142,7 +142,7 @@ fn deliver_final_counts(tgid: u32) {
             Some(mut entry) => {
                 let record = entry.as_mut_ptr();
                 // SAFETY: `record` points to ring buffer memory reserved for one ExitRecord;
-                // every field is written before submit.
+                // every field is written before submit (the counters by `sum_counters`).
                 unsafe {
                     (*record).tgid = tgid;
                     (*record).ppid = ppid;
@@ -151,15 +151,13 @@ fn deliver_final_counts(tgid: u32) {
                     (*record).exit_ns = exit_ns;
                     (*record).cgroup_id = cgroup_id;
                     (*record).comm = comm;
-                    (*record).counters = Counters::default();
-                    sum_counters(&key, nr_cpus, &mut (*record).counters);
+                    sum_counters(&key, nr_cpus, &raw mut (*record).counters);
                 }
                 entry.submit(0);
             }
             None => {
-                let mut sum = Counters::default();
-                sum_counters(&key, nr_cpus, &mut sum);
-                dropped_batch(drop_reason::EXIT_LOST, sum.calls, sum.bytes);
+                let (calls, bytes) = sum_calls_and_bytes(&key, nr_cpus);
+                dropped_batch(drop_reason::EXIT_LOST, calls, bytes);
             }
         }
         let _ = PROC_COUNTERS.remove(key);
@@ -181,9 +179,39 @@ fn percpu_counters(key: &ProcKey, cpu: u32) -> *const Counters {
     .cast()
 }
 
-/// Adds every CPU's counters of `key` into `out`.
+/// Every CPU's counters of `key`, added up into `out`. CPU 0's are copied in with one helper
+/// call (the entry exists on every CPU): zeroing 224 bytes first would cost the verifier a
+/// byte loop per id.
+///
+/// # Safety
+/// `out` points to writable memory for one `Counters`.
 #[inline(always)]
-fn sum_counters(key: &ProcKey, nr_cpus: u32, out: &mut Counters) {
+unsafe fn sum_counters(key: &ProcKey, nr_cpus: u32, out: *mut Counters) {
+    let first = percpu_counters(key, 0);
+    // SAFETY: `first` is null or a live value; a failed read leaves zeroes (the helper clears
+    // the destination on error).
+    unsafe {
+        let _ = aya_ebpf::helpers::bpf_probe_read_kernel_buf(
+            first as *const u8,
+            core::slice::from_raw_parts_mut(out as *mut u8, core::mem::size_of::<Counters>()),
+        );
+    }
+    let mut cpu = 1u32;
+    while cpu < nr_cpus {
+        let value = percpu_counters(key, cpu);
+        if value.is_null() {
+            break;
+        }
+        // SAFETY: non-null: a valid Counters of a live entry; `out` as the caller guarantees.
+        unsafe { (*out).add(&*value) };
+        cpu += 1;
+    }
+}
+
+/// Calls and bytes of `key` over every CPU: what a lost exit record is counted as.
+#[inline(always)]
+fn sum_calls_and_bytes(key: &ProcKey, nr_cpus: u32) -> (u64, u64) {
+    let (mut calls, mut bytes) = (0u64, 0u64);
     let mut cpu = 0u32;
     while cpu < nr_cpus {
         let value = percpu_counters(key, cpu);
@@ -191,7 +219,11 @@ fn sum_counters(key: &ProcKey, nr_cpus: u32, out: &mut Counters) {
             break;
         }
         // SAFETY: non-null: a valid Counters of a live entry.
-        out.add(unsafe { &*value });
+        unsafe {
+            calls = calls.wrapping_add((*value).calls);
+            bytes = bytes.wrapping_add((*value).bytes);
+        }
         cpu += 1;
     }
+    (calls, bytes)
 }

@@ -20,8 +20,13 @@ use aya_ebpf::{
     programs::{BtfTracePointContext, RawTracePointContext, TracePointContext},
 };
 use zerocopy_trace_common::{
-    drop_reason, fd_kind::NO_FD, PendingCall, ProcKey, MAX_MMSG, MMSGHDR_LEN_OFFSET, MMSGHDR_SIZE,
-    MSG_ZEROCOPY,
+    drop_reason,
+    fd_kind::NO_FD,
+    notices::{
+        zerocopy_notice, CmsgHeader, Notice, CMSG_HEADER_SIZE, EXTENDED_ERR_SIZE,
+        MSGHDR_CONTROL_OFFSET, MSG_ERRQUEUE,
+    },
+    syscall_flags, PendingCall, ProcKey, MAX_MMSG, MMSGHDR_LEN_OFFSET, MMSGHDR_SIZE, MSG_ZEROCOPY,
 };
 
 use crate::{
@@ -149,8 +154,9 @@ pub fn syscall_enter(ctx: TracePointContext) -> u32 {
     0
 }
 
-/// What the exit needs to know of a call, from its arguments: its send flags and its
-/// `struct mmsghdr` array. The fd kinds are left `NO_FD` for `fd_kinds` to fill in.
+/// What the exit needs to know of a call, from its arguments: its flags and its `struct
+/// mmsghdr` array or `struct user_msghdr`. The fd kinds are left `NO_FD` for `fd_kinds` to
+/// fill in.
 #[inline(always)]
 fn describe_without_kinds(id: u32, args: &impl Arguments) -> PendingCall {
     let offsets = config::syscall(id);
@@ -160,9 +166,7 @@ fn describe_without_kinds(id: u32, args: &impl Arguments) -> PendingCall {
         source_kind: NO_FD,
         destination_kind: NO_FD,
         msg_flags: args.at_format_offset(offsets.msg_flags_offset).unwrap_or(0),
-        mmsg_vector: args
-            .at_format_offset(offsets.mmsg_vector_offset)
-            .unwrap_or(0),
+        vector: args.at_format_offset(offsets.vector_offset).unwrap_or(0),
     }
 }
 
@@ -295,9 +299,13 @@ fn on_exit(id: u32, ret: i64) {
     };
     if pending.in_flight == 0 || pending.syscall != id {
         // Began before attach, or its enter record could not be stored. The return value is
-        // a byte count except for the mmsg pair, where it counts messages.
-        let mmsg = config::syscall(id).mmsg_vector_offset != 0;
-        let bytes = if ret > 0 && !mmsg { ret as u64 } else { 0 };
+        // a byte count except for the mmsg pair (messages) and io_uring_enter (entries).
+        let not_bytes = syscall_flags::MMSG | syscall_flags::CALLS_ONLY;
+        let bytes = if ret > 0 && config::syscall(id).flags & not_bytes == 0 {
+            ret as u64
+        } else {
+            0
+        };
         dropped(drop_reason::MISSING_ENTER, bytes);
         return;
     }
@@ -312,11 +320,38 @@ fn on_exit(id: u32, ret: i64) {
 /// (EAGAIN on a non-blocking socket, say) skips the walk.
 #[inline(always)]
 fn count(tgid: u32, id: u32, ret: i64, pending: &PendingCall, kinds: impl FnOnce() -> (u8, u8)) {
-    let mmsg = config::syscall(id).mmsg_vector_offset != 0;
-    let bytes = if ret < 0 {
+    let flags = config::syscall(id).flags;
+    let key = ProcKey { tgid, syscall: id };
+    // An error-queue read (recvmsg with MSG_ERRQUEUE) may carry a zero-copy completion
+    // notice. It takes a path of its own, so the verifier walks the notice parse beside the
+    // other paths rather than on each of them; the common receive pays one flag test. Its
+    // bytes (none for a notice; a timestamped packet's copy otherwise) are not data coming out
+    // of the socket, so they are left out of the fd kinds.
+    if flags & syscall_flags::ERRQUEUE != 0 && pending.msg_flags & MSG_ERRQUEUE != 0 {
+        let bytes = if ret > 0 { ret as u64 } else { 0 };
+        let notice = if ret >= 0 {
+            errqueue_notice(pending.vector)
+        } else {
+            None
+        };
+        record(
+            &key,
+            &Call {
+                bytes,
+                error: ret < 0,
+                zerocopy_sends: 0,
+                source_kind: NO_FD,
+                destination_kind: NO_FD,
+                notice,
+            },
+        );
+        return;
+    }
+    let mmsg = flags & syscall_flags::MMSG != 0;
+    let bytes = if ret < 0 || flags & syscall_flags::CALLS_ONLY != 0 {
         0
     } else if mmsg {
-        match mmsg_bytes(pending.mmsg_vector, ret as u64) {
+        match mmsg_bytes(pending.vector, ret as u64) {
             Some(bytes) => bytes,
             None => {
                 dropped(drop_reason::MMSG_UNREADABLE, 0);
@@ -326,18 +361,63 @@ fn count(tgid: u32, id: u32, ret: i64, pending: &PendingCall, kinds: impl FnOnce
     } else {
         ret as u64
     };
+    // Each send that asked for zero copy and took bytes gets a number in the socket's
+    // sequence of completion notices (sendmmsg: one per message). Arithmetic rather than
+    // branches: fewer paths for the verifier.
+    let asked =
+        (flags & syscall_flags::SEND != 0) & (pending.msg_flags & MSG_ZEROCOPY != 0) & (ret > 0);
+    let messages = (mmsg as u64).wrapping_mul(ret as u64) + (!mmsg as u64);
+    let zerocopy_sends = (asked as u64).wrapping_mul(messages);
     let (source_kind, destination_kind) = if bytes == 0 { (NO_FD, NO_FD) } else { kinds() };
-    let key = ProcKey { tgid, syscall: id };
     record(
         &key,
         &Call {
             bytes,
             error: ret < 0,
-            msg_zerocopy: pending.msg_flags & MSG_ZEROCOPY != 0,
+            zerocopy_sends,
             source_kind,
             destination_kind,
+            notice: None,
         },
     );
+}
+
+/// The zero-copy completion notice a recvmsg with `MSG_ERRQUEUE` wrote into the control
+/// buffer of its `struct user_msghdr` (whose `msg_controllen` it set to the length written),
+/// looking at up to two control messages (a timestamp may come first).
+#[inline(always)]
+fn errqueue_notice(msghdr: u64) -> Option<Notice> {
+    // SAFETY: a checked read of user memory; a fault returns an error, never crashes.
+    let [control, len] =
+        unsafe { bpf_probe_read_user((msghdr + MSGHDR_CONTROL_OFFSET) as *const [u64; 2]) }.ok()?;
+    if control == 0 {
+        return None;
+    }
+    const NEEDED: u64 = (CMSG_HEADER_SIZE + EXTENDED_ERR_SIZE) as u64;
+    let mut at = 0u64;
+    for _ in 0..2 {
+        if at.checked_add(NEEDED)? > len {
+            return None;
+        }
+        // SAFETY: as above.
+        let bytes = unsafe {
+            bpf_probe_read_user((control + at) as *const [u8; CMSG_HEADER_SIZE + EXTENDED_ERR_SIZE])
+        }
+        .ok()?;
+        let mut head = [0u8; CMSG_HEADER_SIZE];
+        head.copy_from_slice(&bytes[..CMSG_HEADER_SIZE]);
+        let header = CmsgHeader::parse(&head);
+        if header.len > len - at {
+            return None;
+        }
+        if header.is_extended_err() {
+            let mut ee = [0u8; EXTENDED_ERR_SIZE];
+            ee.copy_from_slice(&bytes[CMSG_HEADER_SIZE..]);
+            return zerocopy_notice(&ee);
+        }
+        at += header.next_offset()?;
+    }
+    None
 }
 
 /// Sum of `msg_len` over the first `count` entries of a `struct mmsghdr` array in user memory.

@@ -7,7 +7,7 @@ use aya::{
     programs::{trace_point::TracePointLinkId, BtfTracePoint, RawTracePoint, TracePoint},
     Ebpf, EbpfLoader,
 };
-use zerocopy_trace_common::{names, Counters, DropCounters, PendingCall, ProcKey};
+use zerocopy_trace_common::{names, Counters, DropCounters, InflightOp, PendingCall, ProcKey};
 
 use crate::{
     btf_stub, kernel_offsets,
@@ -43,7 +43,7 @@ impl Limits {
 }
 
 /// Bytes of kernel memory a counter entry takes per CPU (value, key and hash bookkeeping).
-const COUNTER_ENTRY_BYTES: u64 = 256;
+const COUNTER_ENTRY_BYTES: u64 = 288;
 /// Kernel memory the default `--max-processes` stays within.
 const DEFAULT_COUNTER_BUDGET: u64 = 32 << 20;
 
@@ -64,6 +64,7 @@ pub struct Maps {
     /// Held to count what is left in them (`occupancy`): the agent never writes them.
     pub pending: HashMap<MapData, u32, PendingCall>,
     pub parents: HashMap<MapData, u32, u32>,
+    pub io_uring_inflight: HashMap<MapData, u64, InflightOp>,
 }
 
 /// Entries left in each kernel map: after every traced process exited, all should be 0.
@@ -73,6 +74,8 @@ pub struct Occupancy {
     pub pending: usize,
     pub traced: usize,
     pub parents: usize,
+    /// io_uring requests submitted and not completed (or completed unseen).
+    pub io_uring: usize,
 }
 
 impl Maps {
@@ -83,6 +86,7 @@ impl Maps {
             pending: self.pending.keys().flatten().count(),
             traced: self.traced.keys().flatten().count(),
             parents: self.parents.keys().flatten().count(),
+            io_uring: self.io_uring_inflight.keys().flatten().count(),
         }
     }
 }
@@ -143,6 +147,21 @@ pub fn attach(plan: &Plan, limits: Limits) -> Result<(Tracer, Maps)> {
             &mut program_ids,
             &mut links,
         )?;
+    }
+    // Completions before submissions: every request seen submitted is seen completing.
+    if plan.io_uring {
+        for (program, tracepoint) in [
+            (names::PROG_IO_URING_COMPLETE, "io_uring_complete"),
+            (names::PROG_IO_URING_SUBMIT, "io_uring_submit_req"),
+        ] {
+            attach_tracepoints(
+                &mut ebpf,
+                program,
+                &[("io_uring", tracepoint.to_string())],
+                &mut program_ids,
+                &mut links,
+            )?;
+        }
     }
     let hook = match plan.hook {
         Hook::Tracepoints => {
@@ -334,6 +353,7 @@ fn take_maps(ebpf: &mut Ebpf) -> Result<Maps> {
         dropped: PerCpuArray::try_from(take(names::MAP_DROPPED)?)?,
         pending: HashMap::try_from(take(names::MAP_PENDING)?)?,
         parents: HashMap::try_from(take(names::MAP_PARENTS)?)?,
+        io_uring_inflight: HashMap::try_from(take(names::MAP_IO_URING_INFLIGHT)?)?,
     })
 }
 
@@ -390,8 +410,8 @@ mod tests {
     #[test]
     fn the_default_process_limit_follows_the_cpus() {
         assert_eq!(default_max_processes(2), 8192);
-        assert_eq!(default_max_processes(16), 2048);
-        assert_eq!(default_max_processes(64), 512);
+        assert_eq!(default_max_processes(16), 1820);
+        assert_eq!(default_max_processes(64), 455);
         assert_eq!(default_max_processes(4096), 256);
         assert_eq!(default_max_processes(0), 8192);
     }

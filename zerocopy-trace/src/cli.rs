@@ -57,7 +57,9 @@ pub struct FloorArgs {
 
 #[derive(Debug, Args)]
 pub struct OutputArgs {
-    /// Print one JSON document instead of the table (as --format json).
+    /// Print one JSON document instead of the table (as --format json). With `run`, a format
+    /// other than the table and no `-o`, the command's own standard output goes to standard
+    /// error, so standard output is only the document.
     #[arg(long, conflicts_with = "format")]
     pub json: bool,
     /// table, json, or prom: the exporter's metrics in the Prometheus text format, for
@@ -106,13 +108,13 @@ impl OutputArgs {
 #[derive(Debug, Args)]
 pub struct TraceArgs {
     /// Most processes counted at once; past it, counts are reported as dropped. Default: 8192,
-    /// fewer on machines with many CPUs (the kernel keeps 1 KiB per process and CPU).
+    /// fewer on machines with many CPUs (the kernel keeps about 1.1 KiB per process and CPU).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub max_processes: Option<u32>,
     /// Where the programs hook in: `btf` (one program on the BTF-typed sys_exit tracepoint, for
     /// every syscall, filtered by number; the cheapest, see the README), `raw` (the same on the
     /// raw tracepoint, for kernels that refuse tp_btf; `btf` falls back to it) or `tracepoints`
-    /// (an enter and an exit program on each of the 21 syscalls' own tracepoints).
+    /// (an enter and an exit program on each of the 22 syscalls' own tracepoints).
     #[arg(long, value_enum, default_value_t = Hook::Typed)]
     pub hook: Hook,
 }

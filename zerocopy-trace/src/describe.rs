@@ -6,6 +6,7 @@ use zerocopy_trace_common::fd_kind;
 
 use crate::{
     correlate::{End, Finding, Flow},
+    model::ZeroCopySends,
     units,
 };
 
@@ -63,6 +64,7 @@ pub fn finding(comm: &str, pid: u32, finding: &Finding) -> String {
             flow.destination.name(),
             flow.via.label
         ),
+        Finding::ZeroCopySendsNotConfirmed { sends } => format!("{who}: {}", unconfirmed(sends)),
         Finding::ZeroCopyWithoutMover {
             ratio,
             moved,
@@ -70,7 +72,7 @@ pub fn finding(comm: &str, pid: u32, finding: &Finding) -> String {
         } => {
             let how = match pinned {
                 Some((source, destination)) => format!(
-                    "{}->{} with MSG_ZEROCOPY sends",
+                    "{}->{} with zero-copy sends the kernel confirmed",
                     source.name(),
                     destination.name()
                 ),
@@ -105,13 +107,48 @@ pub fn finding(comm: &str, pid: u32, finding: &Finding) -> String {
     }
 }
 
+/// Zero-copy sends the kernel did not confirm: what it copied, and what no notice covered.
+fn unconfirmed(sends: &ZeroCopySends) -> String {
+    let api = match (sends.by_syscall, sends.by_io_uring) {
+        (true, true) => "MSG_ZEROCOPY and SEND_ZC",
+        (false, true) => "SEND_ZC",
+        _ => "MSG_ZEROCOPY",
+    };
+    let (copied, unconfirmed) = (sends.kernel_copied(), sends.unconfirmed());
+    let mut text = if copied > 0 {
+        format!(
+            "{api} requested, but the kernel copied {} of {} sends: loopback, veth and NICs without scatter-gather fall back to copying",
+            units::count(copied),
+            units::count(sends.sends)
+        )
+    } else {
+        format!(
+            "{api} requested on {} sends ({}), none confirmed by the kernel",
+            units::count(sends.sends),
+            units::bytes(sends.bytes)
+        )
+    };
+    if unconfirmed > 0 {
+        let why = if sends.by_io_uring && !sends.by_syscall {
+            "no notification with a usage report (IORING_SEND_ZC_REPORT_USAGE)"
+        } else {
+            "no completion notice read from the socket's error queue"
+        };
+        text += &format!(
+            "; {} unconfirmed ({why}), counted as copied",
+            units::count(unconfirmed)
+        );
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use zerocopy_trace_common::syscalls::syscall_id;
 
     use super::*;
     use crate::{
-        correlate::fixtures::{with, FILE, TCP},
+        correlate::fixtures::{with, CHAR, FILE, TCP},
         model::{analyse, ProcessCounters},
     };
 
@@ -154,8 +191,8 @@ mod tests {
     #[test]
     fn a_tcp_proxy_relay_recommends_splice() {
         let c = with(&[
-            ("recvfrom", 10, 5000, Some(TCP), None),
-            ("sendto", 10, 5000, None, Some(TCP)),
+            ("recvfrom", 80, 5 << 20, Some(TCP), None),
+            ("sendto", 80, 5 << 20, None, Some(TCP)),
         ]);
         let f = sentence("socat", 9, &c);
         assert!(
@@ -172,14 +209,59 @@ mod tests {
         assert!(f.contains("0.0% zero copy of 2.9 KiB moved"), "{f}");
     }
 
+    /// 256 MSG_ZEROCOPY sends of 16 MiB, and notices read for `notified` of them, `copied`
+    /// of which the kernel copied.
+    fn zerocopy_sender(notified: u64, copied: u64) -> ProcessCounters {
+        let mut c = with(&[
+            ("sendto", 256, 16 << 20, None, Some(TCP)),
+            ("recvmsg", 4, 0, Some(TCP), None),
+        ]);
+        let sendto = &mut c.syscalls[syscall_id("sendto").expect("traced")];
+        (sendto.msg_zerocopy_bytes, sendto.zerocopy_sends) = (16 << 20, 256);
+        let recvmsg = &mut c.syscalls[syscall_id("recvmsg").expect("traced")];
+        (recvmsg.zerocopy_notified, recvmsg.zerocopy_copied) = (notified, copied);
+        c
+    }
+
     #[test]
-    fn msg_zerocopy_sends_are_zero_copy_without_a_mover() {
-        let mut c = with(&[("sendto", 16, 1 << 20, None, Some(TCP))]);
-        c.syscalls[syscall_id("sendto").expect("traced")].msg_zerocopy_bytes = 1 << 20;
+    fn zero_copy_sends_are_judged_by_the_kernel() {
         assert_eq!(
-            sentence("srv", 3, &c),
-            "srv[3]: 100.0% of 1.0 MiB moved process->tcp with MSG_ZEROCOPY sends: zero copy achieved"
+            sentence("srv", 3, &zerocopy_sender(256, 0)),
+            "srv[3]: 100.0% of 16.0 MiB moved process->tcp with zero-copy sends the kernel confirmed: zero copy achieved"
         );
+        assert_eq!(
+            sentence("srv", 3, &zerocopy_sender(256, 256)),
+            "srv[3]: MSG_ZEROCOPY requested, but the kernel copied 256 of 256 sends: loopback, veth and NICs without scatter-gather fall back to copying"
+        );
+        assert_eq!(
+            sentence("srv", 3, &zerocopy_sender(200, 200)),
+            "srv[3]: MSG_ZEROCOPY requested, but the kernel copied 200 of 256 sends: loopback, veth and NICs without scatter-gather fall back to copying; 56 unconfirmed (no completion notice read from the socket's error queue), counted as copied"
+        );
+        assert_eq!(
+            sentence("srv", 3, &zerocopy_sender(0, 0)),
+            "srv[3]: MSG_ZEROCOPY requested on 256 sends (16.0 MiB), none confirmed by the kernel; 256 unconfirmed (no completion notice read from the socket's error queue), counted as copied"
+        );
+    }
+
+    #[test]
+    fn direct_io_is_zero_copy() {
+        let mut c = with(&[("pread64", 1024, 64 << 20, Some(FILE), None)]);
+        c.syscalls[syscall_id("pread64").expect("traced")].direct_bytes = 64 << 20;
+        assert_eq!(
+            sentence("fio", 7, &c),
+            "fio[7]: 100.0% of 64.0 MiB moved file->process by direct I/O: zero copy achieved"
+        );
+    }
+
+    #[test]
+    fn a_download_to_dev_null_is_not_told_to_splice() {
+        let c = with(&[
+            ("recvfrom", 1024, 64 << 20, Some(TCP), None),
+            ("write", 1024, 64 << 20, None, Some(CHAR)),
+        ]);
+        let f = sentence("curl", 5, &c);
+        assert!(!f.contains("splice"), "{f}");
+        assert!(f.contains("(largest: tcp->char, 64.0 MiB)"), "{f}");
     }
 
     #[test]

@@ -34,6 +34,10 @@ pub fn from_btf(btf: &Btf) -> Result<KernelOffsets> {
         size("sock", &["sk_protocol"])? == 2,
         "sock.sk_protocol is not a 16-bit member"
     );
+    ensure!(
+        size("file", &["f_flags"])? == 4,
+        "file.f_flags is not 32 bits"
+    );
     Ok(KernelOffsets {
         resolve: 1,
         task_files: at("task_struct", &["files"])?,
@@ -46,7 +50,62 @@ pub fn from_btf(btf: &Btf) -> Result<KernelOffsets> {
         socket_sk: at("socket", &["sk"])?,
         sock_family: at("sock", &["__sk_common", "skc_family"])?,
         sock_protocol: at("sock", &["sk_protocol"])?,
-        _reserved: 0,
+        file_flags: at("file", &["f_flags"])?,
+    })
+}
+
+/// Where an io_uring request (`struct io_kiocb`) keeps what the io_uring programs read, as
+/// byte offsets from the request's address.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IoUringStructs {
+    /// `io_kiocb.file`: the request's file, still held at completion.
+    pub file: u16,
+    /// `io_kiocb.opcode`.
+    pub opcode: u16,
+    /// SPLICE and TEE: `io_splice.splice_fd_in` and `io_splice.flags` in the command area.
+    pub splice_fd_in: u16,
+    pub splice_flags: u16,
+    /// SEND_ZC: `io_sr_msg.notif`, the notification request, in the command area.
+    pub send_zc_notif: u16,
+    /// A notification's `io_notif_data.zc_report` (usage reports asked for).
+    pub notif_zc_report: u16,
+}
+
+/// The io_uring request offsets, from BTF. These are the kernel's private structures
+/// (`io_uring/*.h`); where they differ, fd kinds of operations are `unknown` and zero-copy
+/// notifications stay unconfirmed, and every count stays exact.
+pub fn io_uring_from_btf(btf: &Btf) -> Result<IoUringStructs> {
+    let at = |structure: &str, member: &str| -> Result<u16> {
+        let offset = btf
+            .member_offset(structure, &[member])
+            .with_context(|| format!("locating {structure}.{member}"))?;
+        Ok(u16::try_from(offset)?)
+    };
+    let size = |structure: &str, member: &str| -> Result<u32> {
+        btf.member_size(structure, &[member])
+            .with_context(|| format!("sizing {structure}.{member}"))
+    };
+    ensure!(
+        size("io_kiocb", "opcode")? == 1,
+        "io_kiocb.opcode is not a u8"
+    );
+    ensure!(
+        size("io_splice", "splice_fd_in")? == 4 && size("io_splice", "flags")? == 4,
+        "io_splice.splice_fd_in or flags is not 32 bits"
+    );
+    ensure!(
+        size("io_notif_data", "zc_report")? == 1,
+        "io_notif_data.zc_report is not a bool"
+    );
+    // Each operation's own struct sits in the request's command area (`io_kiocb_to_cmd`).
+    let cmd = at("io_kiocb", "cmd")?;
+    Ok(IoUringStructs {
+        file: at("io_kiocb", "file")?,
+        opcode: at("io_kiocb", "opcode")?,
+        splice_fd_in: cmd + at("io_splice", "splice_fd_in")?,
+        splice_flags: cmd + at("io_splice", "flags")?,
+        send_zc_notif: cmd + at("io_sr_msg", "notif")?,
+        notif_zc_report: cmd + at("io_notif_data", "zc_report")?,
     })
 }
 
@@ -103,6 +162,8 @@ pub struct KernelLayout {
     pub registers: Option<Registers>,
     /// For the typed hook: the BTF id of `SYS_EXIT_TYPEDEF`; `None` when unknown.
     pub sys_exit_typedef: Option<u32>,
+    /// For fd kinds and notices of io_uring operations; `None` when unknown.
+    pub io_uring: Option<IoUringStructs>,
 }
 
 /// The layout of the running kernel, from its BTF; what cannot be known is left out with a
@@ -128,10 +189,14 @@ pub fn of_running_kernel() -> KernelLayout {
         .typedef_id(SYS_EXIT_TYPEDEF)
         .map_err(|e| log::info!("the typed hook is unavailable: {e}"))
         .ok();
+    let io_uring = io_uring_from_btf(&btf)
+        .map_err(|e| log::warn!("io_uring operations' fd kinds and notices unavailable: {e:#}"))
+        .ok();
     KernelLayout {
         offsets,
         registers,
         sys_exit_typedef,
+        io_uring,
     }
 }
 
@@ -151,6 +216,13 @@ mod tests {
         assert_eq!((o.fdtable_max_fds, o.fdtable_fd), (0, 8));
         assert!(o.task_files > 0 && o.file_inode > 0 && o.socket_sk > 0);
         assert_ne!(o.sock_family, o.sock_protocol);
+        assert_ne!(o.file_flags, o.file_inode);
+        let uring = io_uring_from_btf(&btf).unwrap();
+        // The file pointer comes first in io_kiocb (a union with the command area), so every
+        // command struct's first member is the file too.
+        assert_eq!(uring.file, 0);
+        assert!(uring.splice_fd_in > 0 && uring.send_zc_notif > 0 && uring.notif_zc_report > 0);
+        assert_eq!(uring.splice_flags, uring.splice_fd_in + 4);
         let r = registers_from_btf(&btf).unwrap();
         // Six distinct argument registers, none of them the syscall number's.
         let mut all = r.args.to_vec();

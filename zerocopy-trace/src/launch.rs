@@ -25,9 +25,19 @@ pub struct RunningChild {
     pid: libc::pid_t,
 }
 
+/// Where the command's standard output goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CommandStdout {
+    /// Ours, shared.
+    Inherit,
+    /// Our standard error: our standard output carries only the report (`run --json`, so
+    /// `| jq` works whatever the command prints).
+    ToStderr,
+}
+
 /// Forks a child that stops itself and, once continued, execs `argv` (searching PATH).
 /// Call before any thread is started: the child only makes async-signal-safe calls.
-pub fn spawn_stopped(argv: &[String]) -> Result<StoppedChild> {
+pub fn spawn_stopped(argv: &[String], stdout: CommandStdout) -> Result<StoppedChild> {
     let Some(program) = argv.first() else {
         bail!("no command given to run");
     };
@@ -49,7 +59,8 @@ pub fn spawn_stopped(argv: &[String]) -> Result<StoppedChild> {
         unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
 
     // SAFETY: the caller guarantees a single-threaded process; the child below only calls
-    // async-signal-safe functions (raise, execvp, write, _exit) on memory prepared before fork.
+    // async-signal-safe functions (dup2, raise, execvp, write, _exit) on memory prepared
+    // before fork.
     let pid = unsafe { libc::fork() };
     if pid < 0 {
         return Err(io::Error::last_os_error()).context("fork");
@@ -57,6 +68,9 @@ pub fn spawn_stopped(argv: &[String]) -> Result<StoppedChild> {
     if pid == 0 {
         // SAFETY: see above; this branch never returns.
         unsafe {
+            if stdout == CommandStdout::ToStderr {
+                libc::dup2(libc::STDERR_FILENO, libc::STDOUT_FILENO);
+            }
             libc::raise(libc::SIGSTOP);
             libc::execvp(arg_ptrs[0], arg_ptrs.as_ptr());
             let errno = *libc::__errno_location();
@@ -156,7 +170,11 @@ mod tests {
     // calls async-signal-safe functions, which is what makes fork safe there.
     #[test]
     fn runs_a_command_and_reports_its_status() {
-        let child = spawn_stopped(&["sh".into(), "-c".into(), "exit 7".into()]).unwrap();
+        let child = spawn_stopped(
+            &["sh".into(), "-c".into(), "exit 7".into()],
+            CommandStdout::Inherit,
+        )
+        .unwrap();
         assert!(child.pid() > 0);
         let running = child.resume().unwrap();
         assert_eq!(running.wait().unwrap(), 7);
@@ -164,7 +182,11 @@ mod tests {
 
     #[test]
     fn a_missing_command_is_an_error() {
-        let child = spawn_stopped(&["/nonexistent/zerocopy-trace-nope".into()]).unwrap();
+        let child = spawn_stopped(
+            &["/nonexistent/zerocopy-trace-nope".into()],
+            CommandStdout::Inherit,
+        )
+        .unwrap();
         let err = child.resume().err().unwrap().to_string();
         assert!(
             err.contains("cannot run /nonexistent/zerocopy-trace-nope"),
@@ -174,7 +196,7 @@ mod tests {
 
     #[test]
     fn an_unresumed_child_is_killed() {
-        let child = spawn_stopped(&["sleep".into(), "100".into()]).unwrap();
+        let child = spawn_stopped(&["sleep".into(), "100".into()], CommandStdout::Inherit).unwrap();
         let pid = child.pid();
         drop(child);
         assert!(!crate::procfs::exists(pid));

@@ -126,7 +126,15 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Some(Command::Run(args)) => {
             // Fork before any thread exists (the runtime, aya): the child stops itself and is
             // registered with the kernel filter before it execs, so none of its syscalls escape.
-            let child = launch::spawn_stopped(&args.command)?;
+            // With --json (or --format prom) on stdout, the command's own output goes to
+            // stderr: stdout is then one document whatever the command prints.
+            let machine_readable = args.output.format() != ReportFormat::Table;
+            let stdout = if machine_readable && args.output.output.is_none() {
+                launch::CommandStdout::ToStderr
+            } else {
+                launch::CommandStdout::Inherit
+            };
+            let child = launch::spawn_stopped(&args.command, stdout)?;
             let targets = Targets {
                 follow_children: true,
                 ..Targets::default()

@@ -3,11 +3,18 @@
 
 use anyhow::{bail, Context, Result};
 use zerocopy_trace_common::{
-    Arch, Config, RawSyscallConfig, SyscallConfig, COMM_LEN, MAX_COMMS, MAX_CPUS, MAX_SYSCALL_NR,
+    io_uring_op_flags, syscall_flags, Arch, Config, Counting, IoUringConfig, Method,
+    RawSyscallConfig, SyscallConfig, COMM_LEN, IO_URING_OPS, MAX_COMMS, MAX_CPUS, MAX_SYSCALL_NR,
     SYSCALLS,
 };
 
-use crate::{kernel_offsets::KernelLayout, tracefs::Format};
+use crate::{
+    kernel_offsets::{IoUringStructs, KernelLayout},
+    tracefs::Format,
+};
+
+/// What `not_covered` calls the io_uring tracepoints when the kernel lacks them.
+pub const IO_URING: &str = "io_uring";
 
 /// What to attach and with which configuration.
 #[derive(Clone, Debug)]
@@ -15,8 +22,11 @@ pub struct Plan {
     pub config: Config,
     /// Syscall names whose enter and exit tracepoints both exist: these get attached.
     pub covered: Vec<&'static str>,
-    /// Syscalls this kernel has no tracepoints for: not counted, and said so.
+    /// Syscalls this kernel has no tracepoints for (and `io_uring` when its tracepoints are
+    /// missing): not counted, and said so.
     pub not_covered: Vec<&'static str>,
+    /// The io_uring tracepoints exist: their programs get attached.
+    pub io_uring: bool,
     /// The hook to attach, after falling back from one this kernel's BTF cannot support.
     pub hook: Hook,
     /// The BTF id of `btf_trace_sys_exit`, which names the tracepoint to the typed hook.
@@ -50,7 +60,7 @@ pub enum Hook {
     Typed,
     /// The raw `sys_exit` tracepoint: the same program, with a checked probe read per step.
     Raw,
-    /// The 21 syscalls' own `syscalls/sys_{enter,exit}_*` tracepoints.
+    /// The 22 syscalls' own `syscalls/sys_{enter,exit}_*` tracepoints.
     Tracepoints,
 }
 
@@ -134,11 +144,26 @@ pub fn plan(
 
         let optional =
             |field: Option<&str>| -> Result<u16> { field.map_or(Ok(0), |name| enter.offset(name)) };
+        let mut flags = 0;
+        if desc.counting == Counting::MmsgLengths {
+            flags |= syscall_flags::MMSG;
+        }
+        if desc.counting == Counting::CallsOnly {
+            flags |= syscall_flags::CALLS_ONLY;
+        }
+        if desc.errqueue_msghdr.is_some() {
+            flags |= syscall_flags::ERRQUEUE;
+        }
+        if desc.is_send() {
+            flags |= syscall_flags::SEND;
+        }
         config.syscalls[id] = SyscallConfig {
             source_fd_offset: optional(desc.source_fd)?,
             destination_fd_offset: optional(desc.destination_fd)?,
             msg_flags_offset: optional(desc.msg_flags)?,
-            mmsg_vector_offset: optional(desc.mmsg_vector)?,
+            vector_offset: optional(desc.mmsg_vector.or(desc.errqueue_msghdr))?,
+            flags,
+            _reserved: [0; 3],
         };
         covered.push(desc.name);
     }
@@ -193,6 +218,20 @@ pub fn plan(
         .context("tracepoint sched/sched_process_fork is missing")?;
     config.fork_child_pid_offset = fork.offset("child_pid")?;
 
+    let submit = format("io_uring", "io_uring_submit_req")?;
+    let complete = format("io_uring", "io_uring_complete")?;
+    let io_uring = match (submit, complete) {
+        (Some(submit), Some(complete)) => {
+            config.io_uring = io_uring_config(&submit, &complete, layout.io_uring.as_ref())?;
+            true
+        }
+        _ => {
+            not_covered.push(IO_URING);
+            false
+        }
+    };
+    config.o_direct = libc::O_DIRECT as u32;
+
     config.filter_enabled = scope.filtered as u16;
     config.follow_children = scope.follow_children as u16;
     config.offsets = layout.offsets;
@@ -213,9 +252,61 @@ pub fn plan(
         config,
         covered,
         not_covered,
+        io_uring,
         hook,
         sys_exit_typedef: layout.sys_exit_typedef,
     })
+}
+
+/// The io_uring programs' configuration: the operation table, the tracepoints' field offsets
+/// and, when BTF gave them, the request's.
+fn io_uring_config(
+    submit: &Format,
+    complete: &Format,
+    structs: Option<&IoUringStructs>,
+) -> Result<IoUringConfig> {
+    let mut c = IoUringConfig::empty();
+    for (index, op) in IO_URING_OPS.iter().enumerate() {
+        c.op_of_opcode[usize::from(op.opcode)] = index as u8;
+        let mut flags = 0;
+        if op.file_is_source() {
+            flags |= io_uring_op_flags::FILE_IS_SOURCE;
+        }
+        if op.input_fd {
+            flags |= io_uring_op_flags::INPUT_FD;
+        }
+        if op.method == Method::ZeroCopySend {
+            flags |= io_uring_op_flags::ZEROCOPY_SEND;
+        }
+        c.op_flags[index] = flags;
+    }
+    c.enabled = 1;
+    c.submit_req_offset = submit.offset("req")?;
+    c.submit_opcode_offset = submit.offset("opcode")?;
+    c.complete_req_offset = complete.offset("req")?;
+    c.complete_res_offset = complete.offset("res")?;
+    c.complete_cflags_offset = complete.offset("cflags")?;
+    // The programs read `req` as a whole 8-byte slot and `res`/`cflags` within one.
+    let within_slot = |offset: u16| offset % 8 <= 4;
+    if !c.submit_req_offset.is_multiple_of(8)
+        || !c.complete_req_offset.is_multiple_of(8)
+        || !within_slot(c.complete_res_offset)
+        || !within_slot(c.complete_cflags_offset)
+        || c.complete_cflags_offset >= 64
+        || c.submit_opcode_offset >= 64
+    {
+        bail!("the io_uring tracepoints' fields are laid out in a way the programs cannot read");
+    }
+    if let Some(s) = structs {
+        c.structs = 1;
+        c.req_file = s.file;
+        c.req_opcode = s.opcode;
+        c.splice_fd_in = s.splice_fd_in;
+        c.splice_flags = s.splice_flags;
+        c.send_zc_notif = s.send_zc_notif;
+        c.notif_zc_report = s.notif_zc_report;
+    }
+    Ok(c)
 }
 
 /// Plans a trace of `scope` on the running kernel: its tracepoint formats, its BTF, its CPUs.
@@ -278,6 +369,13 @@ mod tests {
                 ("sched", "sched_process_fork") => Some(
                     parse_format("name: sched_process_fork\n\tfield:pid_t child_pid;\toffset:20;\tsize:4;\tsigned:1;\n").unwrap(),
                 ),
+                ("io_uring", _) if missing.contains(&"io_uring") => None,
+                ("io_uring", "io_uring_submit_req") => Some(
+                    parse_format("name: io_uring_submit_req\n\tfield:void * ctx;\toffset:8;\tsize:8;\tsigned:0;\n\tfield:void * req;\toffset:16;\tsize:8;\tsigned:0;\n\tfield:u8 opcode;\toffset:32;\tsize:1;\tsigned:0;\n").unwrap(),
+                ),
+                ("io_uring", "io_uring_complete") => Some(
+                    parse_format("name: io_uring_complete\n\tfield:void * req;\toffset:16;\tsize:8;\tsigned:0;\n\tfield:int res;\toffset:32;\tsize:4;\tsigned:1;\n\tfield:unsigned cflags;\toffset:36;\tsize:4;\tsigned:0;\n").unwrap(),
+                ),
                 (_, n) if missing.iter().any(|m| n.ends_with(m)) => None,
                 (_, n) if n.starts_with("sys_exit_") => Some(syscall_format(n, &["ret"])),
                 (_, "sys_enter_splice") => Some(syscall_format("sys_enter_splice", &["fd_in", "off_in", "fd_out", "off_out", "len", "flags"])),
@@ -288,6 +386,7 @@ mod tests {
                 (_, "sys_enter_sendmsg") => Some(syscall_format("sys_enter_sendmsg", &["fd", "msg", "flags"])),
                 (_, "sys_enter_recvfrom") => Some(syscall_format("sys_enter_recvfrom", &["fd", "ubuf", "size", "flags"])),
                 (_, "sys_enter_recvmsg") => Some(syscall_format("sys_enter_recvmsg", &["fd", "msg", "flags"])),
+                (_, "sys_enter_io_uring_enter") => Some(syscall_format("sys_enter_io_uring_enter", &["fd", "to_submit", "min_complete", "flags", "argp", "argsz"])),
                 (_, "sys_enter_tee") => Some(syscall_format("sys_enter_tee", &["fdin", "fdout", "len", "flags"])),
                 (_, "sys_enter_copy_file_range") => Some(syscall_format("sys_enter_copy_file_range", &["fd_in", "off_in", "fd_out", "off_out", "len", "flags"])),
                 (_, n) => Some(syscall_format(n, &["fd", "buf", "count"])),
@@ -331,14 +430,45 @@ mod tests {
         );
         let sendmmsg = c.syscalls[syscall_id("sendmmsg").unwrap()];
         assert_eq!(
-            (sendmmsg.mmsg_vector_offset, sendmmsg.msg_flags_offset),
+            (sendmmsg.vector_offset, sendmmsg.msg_flags_offset),
             (24, 40)
         );
-        // Receives keep no flags: MSG_ZEROCOPY is a send-side flag.
+        assert_eq!(sendmmsg.flags, syscall_flags::MMSG | syscall_flags::SEND);
+        // Receives keep no flags, but recvmsg, which may read zero-copy notices.
         assert_eq!(
             c.syscalls[syscall_id("recvfrom").unwrap()].msg_flags_offset,
             0
         );
+        let recvmsg = c.syscalls[syscall_id("recvmsg").unwrap()];
+        assert_eq!(
+            (
+                recvmsg.vector_offset,
+                recvmsg.msg_flags_offset,
+                recvmsg.flags
+            ),
+            (24, 32, syscall_flags::ERRQUEUE)
+        );
+        assert_eq!(
+            c.syscalls[syscall_id("io_uring_enter").unwrap()].flags,
+            syscall_flags::CALLS_ONLY
+        );
+        // io_uring: offsets from its formats, every operation's opcode mapped.
+        assert!(plan.io_uring);
+        let u = &c.io_uring;
+        assert_eq!(
+            (
+                u.submit_req_offset,
+                u.submit_opcode_offset,
+                u.complete_res_offset,
+                u.complete_cflags_offset
+            ),
+            (16, 32, 32, 36)
+        );
+        assert_eq!(u.op_of_opcode[22], 0, "READ is operation 0");
+        assert_eq!(u.op_of_opcode[0], NOT_TRACED, "NOP moves no data");
+        assert_eq!(u.op_flags[0], io_uring_op_flags::FILE_IS_SOURCE);
+        assert_eq!(u.structs, 0, "no BTF given: kinds unknown");
+        assert_eq!(c.o_direct, libc::O_DIRECT as u32);
         assert_eq!(c.nr_cpus, 4);
         let read_nr = libc::SYS_read as usize;
         assert_eq!(c.syscall_of_nr[read_nr], 0);
@@ -355,6 +485,16 @@ mod tests {
         )
         .unwrap();
         assert_eq!(plan.not_covered, vec!["tee"]);
+        let without_uring = super::plan(
+            fake_kernel(&["io_uring"]),
+            &Scope::default(),
+            &KernelLayout::default(),
+            1,
+        )
+        .unwrap();
+        assert_eq!(without_uring.not_covered, vec![IO_URING]);
+        assert!(!without_uring.io_uring);
+        assert_eq!(without_uring.config.io_uring.enabled, 0);
         assert_eq!(
             plan.config.syscall_of_nr[libc::SYS_tee as usize],
             NOT_TRACED
@@ -384,6 +524,14 @@ mod tests {
             offsets,
             registers: Some(registers),
             sys_exit_typedef: None,
+            io_uring: Some(IoUringStructs {
+                file: 0,
+                opcode: 64,
+                splice_fd_in: 32,
+                splice_flags: 36,
+                send_zc_notif: 56,
+                notif_zc_report: 44,
+            }),
         };
         let plan = plan(fake_kernel(&[]), &scope, &layout, 100_000).unwrap();
         assert_eq!(plan.hook, Hook::Raw);
@@ -408,6 +556,11 @@ mod tests {
         assert_eq!(&plan.config.comms[0][..6], b"nginx\0");
         assert_eq!(plan.config.comms[2], [0; COMM_LEN]);
         assert_eq!((plan.config.cgroup_id, plan.config.cgroup_level), (4242, 2));
+        let u = &plan.config.io_uring;
+        assert_eq!(
+            (u.structs, u.req_opcode, u.splice_fd_in, u.send_zc_notif),
+            (1, 64, 32, 56)
+        );
     }
 
     /// The table's numbers are the ones libc knows for the architecture we run on.
@@ -436,6 +589,7 @@ mod tests {
             libc::SYS_tee,
             libc::SYS_vmsplice,
             libc::SYS_copy_file_range,
+            libc::SYS_io_uring_enter,
         ];
         for (desc, nr) in SYSCALLS.iter().zip(libc_numbers) {
             assert_eq!(i64::from(desc.number(arch)), nr, "{}", desc.name);
@@ -456,6 +610,7 @@ mod tests {
             offsets: KernelOffsets::default(),
             registers: Some(registers),
             sys_exit_typedef: typedef,
+            io_uring: None,
         };
         let plan_with = |typedef| plan(fake_kernel(&[]), &typed, &with(typedef), 1).unwrap();
         let full = plan_with(Some(11328));

@@ -12,11 +12,13 @@ use common::{
 };
 
 /// Starts `zerocopy-trace report --hook <hook>` and returns it with the ids of the programs it
-/// loaded: fork, exec and exit, plus the raw exit program or the enter and exit pair.
+/// loaded: fork, exec and exit, io_uring's submit and complete, plus the raw exit program or
+/// the enter and exit pair.
 fn start_agent(hook: &str) -> (Agent, Vec<u32>) {
     let (agent, ids) = spawn_agent(&["report", "--json", "--hook", hook]);
-    // Three sched programs, plus one exit program or the tracepoints' enter and exit pair.
-    let expected = if hook == "tracepoints" { 5 } else { 4 };
+    // Three sched programs and io_uring's submit and complete, plus one exit program or the
+    // tracepoints' enter and exit pair.
+    let expected = if hook == "tracepoints" { 7 } else { 6 };
     assert_eq!(ids.len(), expected, "{hook}: {ids:?}");
     (agent, ids)
 }

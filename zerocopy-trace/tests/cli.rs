@@ -117,3 +117,35 @@ fn run_reports_the_whole_tree_and_exits_with_the_command_status() {
     assert_eq!(out_bytes, 300_000, "{cat:#}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `run --json -- CMD | jq`: stdout is one JSON document whatever CMD prints; CMD's own
+/// output comes out on stderr instead, and its writes are still counted.
+#[test]
+fn run_json_stays_parseable_when_the_command_prints() {
+    if !privileged() {
+        return;
+    }
+    let (code, stdout, stderr) = agent(&[
+        "run",
+        "--json",
+        "--",
+        "sh",
+        "-c",
+        "echo hello from the command; printf '{not json'",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let report: serde_json::Value = serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("stdout is not one JSON document ({e}):\n{stdout}"));
+    assert!(
+        stderr.contains("hello from the command") && stderr.contains("{not json"),
+        "{stderr}"
+    );
+    let shell = report["processes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["comm"] == "sh")
+        .unwrap_or_else(|| panic!("no sh in {report:#}"));
+    // "hello from the command\n" (23 bytes) and "{not json" (9), written to stderr now.
+    assert_eq!(shell["syscalls"]["write"]["bytes"], 32, "{shell:#}");
+}

@@ -57,7 +57,8 @@ fn dashboard_shows_the_workload_and_quits_clean() {
     });
     let ids = logged_program_ids(&std::fs::read_to_string(&log).expect("agent log"))
         .expect("the agent logs its program ids on attach");
-    assert_eq!(loaded(&ids).len(), 4, "our 4 programs are loaded: {ids:?}");
+    // sched fork, exec and exit, io_uring submit and complete, the raw exit hook.
+    assert_eq!(loaded(&ids).len(), 6, "our 6 programs are loaded: {ids:?}");
 
     let truth_path = dir.join("truth.json");
     let status = Command::new(WORKLOAD)

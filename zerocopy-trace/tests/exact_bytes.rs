@@ -1,7 +1,9 @@
 //! The tracer against ground truth: the workload helper moves exactly known bytes in every
 //! mode of the data path, in forked children that make no other data-path syscall, and records
-//! what each call returned. Under `zerocopy-trace run --json`, every child's per-syscall calls,
-//! bytes and errors must match exactly, and so must the verdict of its mode.
+//! what each call and io_uring completion returned. Under `zerocopy-trace run --json`, every
+//! child's per-syscall calls, bytes and errors, per-operation completions, bytes and errors,
+//! its zero-copy sends and the notices it read, its transitions, and the verdict of its mode
+//! must match exactly.
 
 mod common;
 
@@ -13,9 +15,12 @@ use common::{assert_nothing_dropped, privileged, process, scratch, trace_run_wit
 fn expected_verdict(mode: &str, role: &str) -> &'static str {
     match (mode, role) {
         (_, "receiver") => "copying",
-        ("sendfile" | "splice" | "copy-file-range" | "pipe-zero-copy" | "msg-zerocopy", _) => {
-            "zero-copy"
-        }
+        (
+            "sendfile" | "splice" | "copy-file-range" | "pipe-zero-copy" | "uring-direct-read"
+            | "uring-splice",
+            _,
+        ) => "zero-copy",
+        // MSG_ZEROCOPY and SEND_ZC over loopback: the kernel copies, and says so.
         _ => "copying",
     }
 }
@@ -23,8 +28,8 @@ fn expected_verdict(mode: &str, role: &str) -> &'static str {
 /// The largest flow each (mode, role) must show: (source, destination, via).
 fn expected_flow(mode: &str, role: &str) -> (&'static str, &'static str, &'static str) {
     match (mode, role) {
-        ("mmsg", "receiver") => ("udp", "process", "user space"),
-        ("mmsg", _) => ("process", "udp", "user space"),
+        ("mmsg" | "msg-zerocopy-udp", "receiver") => ("udp", "process", "user space"),
+        ("mmsg" | "msg-zerocopy-udp", _) => ("process", "udp", "user space"),
         (_, "receiver") => ("tcp", "process", "user space"),
         ("read-write" | "readv-writev", _) => ("file", "tcp", "user space"),
         ("sendfile", _) => ("file", "tcp", "sendfile"),
@@ -34,23 +39,34 @@ fn expected_flow(mode: &str, role: &str) -> (&'static str, &'static str, &'stati
         ("pipe-zero-copy", _) => ("process", "char", "splice+tee+vmsplice"),
         ("send-recv" | "msg-zerocopy", _) => ("process", "tcp", "user space"),
         ("errors", _) => ("pipe", "pipe", "user space"),
+        ("uring-read-write", _) => ("file", "file", "user space"),
+        ("uring-direct-read", _) => ("file", "process", "direct I/O"),
+        ("uring-send-recv", _) => ("process", "tcp", "user space"),
+        ("uring-splice", _) => ("file", "tcp", "io_uring SPLICE"),
+        ("uring-send-zc", _) => ("process", "tcp", "io_uring SEND_ZC"),
+        ("uring-sqpoll", _) => ("file", "process", "user space"),
         other => panic!("no expected flow for {other:?}"),
     }
 }
 
-/// The ground truth's entry for the workload's sender.
-fn truth_sender(truth: &Value) -> &Value {
+/// The ground truth's entry for the workload's child of this role.
+fn truth_of<'a>(truth: &'a Value, role: &str) -> &'a Value {
     truth["processes"]
         .as_array()
         .expect("processes")
         .iter()
-        .find(|p| p["role"] == "sender")
-        .expect("a sender")
+        .find(|p| p["role"] == role)
+        .unwrap_or_else(|| panic!("a {role}"))
 }
 
 /// The report's entry for the workload's sender.
 fn sender<'a>(truth: &Value, report: &'a Value) -> &'a Value {
-    process(report, truth_sender(truth)["pid"].as_u64().expect("pid"))
+    sender_or(truth, report, "sender")
+}
+
+/// The report's entry for the workload's child of this role.
+fn sender_or<'a>(truth: &Value, report: &'a Value, role: &str) -> &'a Value {
+    process(report, truth_of(truth, role)["pid"].as_u64().expect("pid"))
 }
 
 fn run_mode(mode: &str, extra: &[&str]) -> (Value, Value) {
@@ -114,6 +130,48 @@ fn assert_matches(truth: &Value, report: &Value) {
                 );
             }
         }
+        // io_uring: every operation's completions, bytes and errors.
+        let none = serde_json::Map::new();
+        let want_ops = child["io_uring"].as_object().unwrap_or(&none);
+        let got_ops = seen["io_uring"].as_object().unwrap_or(&none);
+        assert_eq!(
+            names(got_ops),
+            names(want_ops),
+            "{mode}/{role} (pid {pid}): io_uring operations differ"
+        );
+        for (name, w) in want_ops {
+            assert_eq!(
+                (
+                    &got_ops[name]["ops"],
+                    &got_ops[name]["bytes"],
+                    &got_ops[name]["errors"]
+                ),
+                (&w["calls"], &w["bytes"], &w["errors"]),
+                "{mode}/{role} (pid {pid}) io_uring {name}"
+            );
+        }
+        // Zero-copy sends, and what the notices the sender read said of them.
+        assert_eq!(
+            seen["msg_zerocopy"].is_null(),
+            child["msg_zerocopy"].is_null(),
+            "{mode}/{role} (pid {pid}) msg_zerocopy: {}",
+            seen["msg_zerocopy"]
+        );
+        if let Some(w) = child["msg_zerocopy"].as_object() {
+            for field in ["sends", "bytes", "completions", "kernel_copied"] {
+                assert_eq!(
+                    seen["msg_zerocopy"][field], w[field],
+                    "{mode}/{role} (pid {pid}) msg_zerocopy.{field}"
+                );
+            }
+        }
+        // Transitions: 2 per syscall (io_uring_enter included), none per io_uring operation.
+        let syscalls: u64 = want.values().map(|w| w["calls"].as_u64().unwrap()).sum();
+        assert_eq!(
+            seen["transitions"].as_u64(),
+            Some(2 * syscalls),
+            "{mode}/{role} (pid {pid}) transitions"
+        );
         assert_eq!(
             seen["verdict"],
             expected_verdict(mode, role),
@@ -132,7 +190,7 @@ fn assert_matches(truth: &Value, report: &Value) {
             seen["flows"]
         );
         // Every fd these children use is resolvable: nothing may land in `unknown`.
-        for (name, sc) in got {
+        for (name, sc) in got.iter().chain(got_ops) {
             for end in ["source", "destination"] {
                 assert!(
                     sc["fd_kinds"][end].get("unknown").is_none(),
@@ -155,7 +213,7 @@ fn every_mode_counts_exactly() {
     let (truth, report) = run_mode("all", &["--bytes", "1048576", "--chunk", "65536"]);
     assert_matches(&truth, &report);
     assert_nothing_dropped(&report);
-    // Every one of the 21 syscalls was exercised and seen.
+    // Every one of the 22 syscalls was exercised and seen.
     let mut seen: Vec<&str> = truth["processes"]
         .as_array()
         .unwrap()
@@ -170,7 +228,7 @@ fn every_mode_counts_exactly() {
         .collect();
     seen.sort();
     seen.dedup();
-    assert_eq!(seen.len(), 21, "modes cover {seen:?}");
+    assert_eq!(seen.len(), 22, "modes cover {seen:?}");
 }
 
 /// Every hook counts the same calls and bytes: the classic per-syscall tracepoints (enter and
@@ -248,22 +306,136 @@ fn read_write_relay_copies_every_byte_twice() {
     );
 }
 
+/// MSG_ZEROCOPY over loopback: the kernel copies every send and says so on the error queue.
+/// What the tracer counts as copied is what the sender itself read there.
+fn assert_kernel_copied(mode: &str, bytes: u64) {
+    let (truth, report) = run_mode(mode, &["--bytes", &bytes.to_string()]);
+    assert_matches(&truth, &report);
+    let seen = sender(&truth, &report);
+    let own = truth_of(&truth, "sender");
+    let sends = own["msg_zerocopy"]["sends"].as_u64().unwrap();
+    // The workload recorded which of its sends carried MSG_ZEROCOPY: every byte of them.
+    assert_eq!(
+        own["syscalls"]["sendto"]["msg_zerocopy_bytes"], bytes,
+        "{own}"
+    );
+    assert!(sends > 0, "{own}");
+    assert_eq!(seen["msg_zerocopy"]["kernel_copied"], sends, "{seen:#}");
+    assert_eq!(own["msg_zerocopy"]["kernel_copied"], sends, "{own}");
+    assert_eq!(seen["msg_zerocopy"]["unconfirmed"], 0);
+    assert_eq!(seen["syscalls"]["sendto"]["msg_zerocopy_bytes"], bytes);
+    assert_eq!(
+        (
+            seen["copied_bytes"].as_u64(),
+            seen["zero_copy_bytes"].as_u64()
+        ),
+        (Some(bytes), Some(0))
+    );
+    assert_eq!(seen["verdict"], "copying");
+    let finding = seen["finding"].as_str().unwrap();
+    assert!(
+        finding.ends_with(&format!(
+            "MSG_ZEROCOPY requested, but the kernel copied {sends} of {sends} sends: loopback, veth and NICs without scatter-gather fall back to copying"
+        )),
+        "{finding}"
+    );
+}
+
 #[test]
-fn msg_zerocopy_sends_are_counted_as_zero_copy() {
+fn msg_zerocopy_over_tcp_is_judged_by_the_kernel_s_notices() {
     if !privileged() {
         return;
     }
-    let (truth, report) = run_mode("msg-zerocopy", &["--bytes", "1048576"]);
-    assert_matches(&truth, &report);
-    // The workload recorded which of its sends carried MSG_ZEROCOPY: every byte of them.
-    let sent = &truth_sender(&truth)["syscalls"]["sendto"];
-    assert_eq!(sent["msg_zerocopy_bytes"], 1048576, "{sent}");
-    let seen = sender(&truth, &report);
+    // 16 sends of 64 KiB.
+    assert_kernel_copied("msg-zerocopy", 1048576);
+}
+
+#[test]
+fn msg_zerocopy_over_udp_is_judged_by_the_kernel_s_notices() {
+    if !privileged() {
+        return;
+    }
+    // 128 datagrams of 8 KiB.
+    assert_kernel_copied("msg-zerocopy-udp", 1048576);
+}
+
+/// Each io_uring mode with every hook: operations, bytes, verdict, flows and transitions
+/// exactly as the workload recorded them.
+#[test]
+fn io_uring_modes_count_exactly_with_every_hook() {
+    if !privileged() {
+        return;
+    }
+    for hook in ["btf", "raw", "tracepoints"] {
+        for mode in [
+            "uring-read-write",
+            "uring-direct-read",
+            "uring-send-recv",
+            "uring-splice",
+            "uring-send-zc",
+            "uring-sqpoll",
+        ] {
+            let (truth, report) = run_mode_with(&["--hook", hook], mode, &["--bytes", "2097152"]);
+            assert_matches(&truth, &report);
+            assert_nothing_dropped(&report);
+            assert_eq!(
+                report["maps"]["io_uring"], 0,
+                "{mode}: requests left in flight"
+            );
+        }
+    }
+}
+
+#[test]
+fn io_uring_figures() {
+    if !privileged() {
+        return;
+    }
+    // 2 MiB in 64 KiB chunks: 32 operations each way.
+    let (truth, report) = run_mode("uring-read-write", &["--bytes", "2097152"]);
+    let seen = sender_or(&truth, &report, "copier");
+    assert_eq!(seen["io_uring"]["READ"]["ops"], 32);
+    assert_eq!(seen["io_uring"]["WRITE"]["bytes"], 2097152);
+    assert_eq!(seen["syscalls"]["io_uring_enter"]["calls"], 64);
+    assert_eq!(seen["copied_bytes"], 2 * 2097152);
+    assert_eq!(seen["transitions"], 128);
+    assert!(seen["finding"]
+        .as_str()
+        .unwrap()
+        .contains("copy_file_range() would copy none of it"));
+
+    // O_DIRECT: DMA into user memory, zero copy, its own method.
+    let (truth, report) = run_mode("uring-direct-read", &["--bytes", "2097152"]);
+    let seen = sender_or(&truth, &report, "reader");
+    assert_eq!(seen["io_uring"]["READ"]["direct_bytes"], 2097152);
     assert_eq!(
-        seen["syscalls"]["sendto"]["msg_zerocopy_bytes"],
-        sent["msg_zerocopy_bytes"]
+        (
+            seen["zero_copy_bytes"].as_u64(),
+            seen["copied_bytes"].as_u64()
+        ),
+        (Some(2097152), Some(0))
     );
-    assert_eq!(seen["zero_copy_bytes"], 1048576);
+    assert!(seen["finding"]
+        .as_str()
+        .unwrap()
+        .ends_with("moved file->process by direct I/O: zero copy achieved"));
+
+    // SEND_ZC with usage reports: every notification says the kernel copied.
+    let (truth, report) = run_mode("uring-send-zc", &["--bytes", "2097152"]);
+    let seen = sender(&truth, &report);
+    assert_eq!(seen["msg_zerocopy"]["sends"], 32);
+    assert_eq!(seen["msg_zerocopy"]["kernel_copied"], 32);
+    assert_eq!(seen["verdict"], "copying");
+    assert!(seen["finding"]
+        .as_str()
+        .unwrap()
+        .contains("SEND_ZC requested, but the kernel copied 32 of 32 sends"));
+
+    // SQPOLL: the kernel thread submits; the reader itself enters the kernel at most to wake it.
+    let (truth, report) = run_mode("uring-sqpoll", &["--bytes", "2097152"]);
+    let seen = sender_or(&truth, &report, "reader");
+    assert_eq!(seen["io_uring"]["READ"]["ops"], 32);
+    assert!(seen["transitions"].as_u64().unwrap() <= 4, "{seen:#}");
 }
 
 #[test]
@@ -291,7 +463,7 @@ fn the_default_hook_is_the_typed_one() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(
-        stderr.contains("attached 21 syscalls (btf hook)"),
+        stderr.contains("attached 22 syscalls (btf hook)"),
         "{stderr}"
     );
 }

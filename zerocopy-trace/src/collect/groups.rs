@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use zerocopy_trace_common::{Counters, SYSCALL_COUNT};
+use zerocopy_trace_common::Counters;
 
 use crate::model::ProcessCounters;
 
@@ -154,9 +154,10 @@ impl GroupTable {
     }
 }
 
-fn add_syscall(into: &mut ProcessCounters, syscall: u8, counters: &Counters) {
-    if (syscall as usize) < SYSCALL_COUNT {
-        into.syscalls[syscall as usize].add(counters);
+/// Adds the counters of id `id` (a syscall's or an io_uring operation's) into `into`.
+fn add_syscall(into: &mut ProcessCounters, id: u8, counters: &Counters) {
+    if let Some(slot) = into.slot_mut(usize::from(id)) {
+        slot.add(counters);
     }
 }
 

@@ -12,9 +12,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use anyhow::{Context, Result};
 use aya::maps::{MapData, RingBuf};
-use zerocopy_trace_common::{
-    drop_reason, Counters, DropCounters, ExitRecord, ProcKey, SYSCALL_COUNT,
-};
+use zerocopy_trace_common::{drop_reason, Counters, DropCounters, ExitRecord, ProcKey, ID_COUNT};
 
 use self::{
     exits::{Exits, NewExit},
@@ -81,13 +79,15 @@ pub fn fold_counters(
 ) -> BTreeMap<u32, ProcessCounters> {
     let mut by_key: BTreeMap<(u32, u32), Counters> = BTreeMap::new();
     for (key, counters) in entries {
-        if (key.syscall as usize) < SYSCALL_COUNT {
+        if (key.syscall as usize) < ID_COUNT {
             by_key.insert((key.tgid, key.syscall), counters);
         }
     }
     let mut out: BTreeMap<u32, ProcessCounters> = BTreeMap::new();
-    for ((tgid, syscall), counters) in by_key {
-        out.entry(tgid).or_default().syscalls[syscall as usize] = counters;
+    for ((tgid, id), counters) in by_key {
+        if let Some(slot) = out.entry(tgid).or_default().slot_mut(id as usize) {
+            *slot = counters;
+        }
     }
     out
 }

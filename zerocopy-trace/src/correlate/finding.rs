@@ -1,13 +1,21 @@
 //! The finding: did this process achieve zero copy, and if not, what would. A structured value
 //! carrying its numbers; `describe` turns it into the sentence every output prints.
 
-use zerocopy_trace_common::SYSCALLS;
+use zerocopy_trace_common::Method;
 
 use super::flows::{End, Flow};
-use crate::model::{Cost, ProcessCounters, ZERO_COPY_THRESHOLD};
+use crate::model::{Cost, ProcessCounters, ZeroCopySends, ZERO_COPY_THRESHOLD};
 
-/// A relay matters when it carries at least this share (1 / N) of what the process moved.
-const RELAY_SHARE: u64 = 10;
+/// A finding is about a path that matters: one that carries at least this share (1 / N) of
+/// what the process moved...
+pub const SHARE: u64 = 10;
+/// ...and at least this many bytes (a shell relaying 39 bytes is not worth a remedy).
+pub const MIN_BYTES: u64 = 1 << 20;
+
+/// `bytes` of `moved` matter enough for a finding.
+fn matters(bytes: u64, moved: u64) -> bool {
+    bytes >= MIN_BYTES && bytes.saturating_mul(SHARE) >= moved
+}
 
 /// The syscall that would move a relay's bytes without the copies.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -21,12 +29,19 @@ pub enum Remedy {
 }
 
 impl Remedy {
-    fn for_relay(flow: &Flow) -> Remedy {
-        match (flow.source.is_storage(), flow.destination.is_storage()) {
-            (true, true) => Remedy::CopyFileRange,
-            (true, false) => Remedy::Sendfile,
-            (false, _) => Remedy::Splice,
+    /// The call that would move this relay's bytes in the kernel; `None` where none applies:
+    /// an end the kernel cannot move pages to or from (a terminal, /dev/null, an unknown fd).
+    fn for_relay(flow: &Flow) -> Option<Remedy> {
+        if !(flow.source.can_splice() && flow.destination.can_splice()) {
+            return None;
         }
+        Some(
+            match (flow.source.is_storage(), flow.destination.is_storage()) {
+                (true, true) => Remedy::CopyFileRange,
+                (true, false) => Remedy::Sendfile,
+                (false, _) => Remedy::Splice,
+            },
+        )
     }
 
     pub fn call(self) -> &'static str {
@@ -53,8 +68,12 @@ pub enum Finding {
     },
     /// Zero copy achieved, mostly by this in-kernel flow.
     ZeroCopy { ratio: f64, moved: u64, flow: Flow },
-    /// Zero copy achieved without an in-kernel flow: sends that pinned their pages
-    /// (`MSG_ZEROCOPY`, `pinned` gives the ends of the largest flow), or in-kernel moves whose
+    /// Zero-copy sends (`MSG_ZEROCOPY`, io_uring `SEND_ZC`) that the kernel's notices do not
+    /// confirm, enough of them to matter: it copied `sends.kernel_copied()` of them, and
+    /// `sends.unconfirmed()` have no notice either way.
+    ZeroCopySendsNotConfirmed { sends: ZeroCopySends },
+    /// Zero copy achieved without an in-kernel flow: sends whose pages the kernel confirmed
+    /// it did not copy (`pinned` gives the ends of the largest flow), or in-kernel moves whose
     /// fd kinds are unknown (`pinned` is `None`).
     ZeroCopyWithoutMover {
         ratio: f64,
@@ -77,10 +96,21 @@ pub fn finding(counters: &ProcessCounters, cost: &Cost, flows: &[Flow]) -> Findi
         return Finding::NothingMoved { calls: cost.calls };
     };
     let moved = cost.moved_bytes();
+    let sends = cost.zero_copy_sends;
+    if ratio < ZERO_COPY_THRESHOLD
+        && sends.kernel_copied() + sends.unconfirmed() > 0
+        && matters(sends.bytes, moved)
+    {
+        return Finding::ZeroCopySendsNotConfirmed { sends };
+    }
     let top_kernel = flows.iter().find(|f| f.in_kernel());
-    let top_relay = flows.iter().find(|f| f.is_relay());
+    let top_relay = flows
+        .iter()
+        .find(|f| f.is_relay())
+        .filter(|relay| matters(relay.bytes, moved))
+        .and_then(|relay| Some((relay, Remedy::for_relay(relay)?)));
     match (top_relay, top_kernel) {
-        (Some(relay), _) if relay.bytes.saturating_mul(RELAY_SHARE) >= moved => {
+        (Some((relay, remedy)), _) => {
             // The relay's share of the user-space data path: 2 copies per byte relayed, and
             // its share of the transitions (read + write per chunk: 4).
             let cpu_copied_bytes = relay.bytes.saturating_mul(2);
@@ -91,7 +121,7 @@ pub fn finding(counters: &ProcessCounters, cost: &Cost, flows: &[Flow]) -> Findi
                 flow: relay.clone(),
                 cpu_copied_bytes,
                 transitions,
-                remedy: Remedy::for_relay(relay),
+                remedy,
                 remedy_transitions: transitions / 2,
             }
         }
@@ -101,12 +131,7 @@ pub fn finding(counters: &ProcessCounters, cost: &Cost, flows: &[Flow]) -> Findi
             flow: kernel.clone(),
         },
         (_, None) if ratio >= ZERO_COPY_THRESHOLD => {
-            let pinned = counters
-                .syscalls
-                .iter()
-                .map(|c| c.msg_zerocopy_bytes)
-                .sum::<u64>()
-                > 0;
+            let pinned = cost.pinned_bytes > 0;
             Finding::ZeroCopyWithoutMover {
                 ratio,
                 moved,
@@ -125,11 +150,11 @@ pub fn finding(counters: &ProcessCounters, cost: &Cost, flows: &[Flow]) -> Findi
     }
 }
 
+/// Transitions of the user-copy syscalls (io_uring operations have none of their own).
 fn user_space_transitions(counters: &ProcessCounters) -> u64 {
-    SYSCALLS
-        .iter()
-        .zip(&counters.syscalls)
-        .filter(|(d, _)| d.method.copies())
+    counters
+        .rows()
+        .filter(|(p, _)| p.method == Method::UserCopy && !p.io_uring)
         .map(|(_, c)| c.calls.saturating_mul(2))
         .sum()
 }
@@ -138,7 +163,7 @@ fn user_space_transitions(counters: &ProcessCounters) -> u64 {
 mod tests {
     use super::*;
     use crate::correlate::{
-        fixtures::{with, CHAR, FILE, TCP},
+        fixtures::{with, CHAR, FILE, PIPE, TCP},
         flows,
     };
 
@@ -150,32 +175,90 @@ mod tests {
     #[test]
     fn the_remedy_follows_the_relay_s_ends() {
         let remedy = |source, destination| match of(&with(&[
-            ("read", 1, 1000, Some(source), None),
-            ("write", 1, 1000, None, Some(destination)),
+            ("read", 1, MIN_BYTES, Some(source), None),
+            ("write", 1, MIN_BYTES, None, Some(destination)),
         ])) {
-            Finding::Relay { remedy, .. } => remedy,
-            other => panic!("not a relay: {other:?}"),
+            Finding::Relay { remedy, .. } => Some(remedy),
+            Finding::Copying { .. } => None,
+            other => panic!("neither a relay nor copying: {other:?}"),
         };
-        assert_eq!(remedy(FILE, FILE), Remedy::CopyFileRange);
-        assert_eq!(remedy(FILE, TCP), Remedy::Sendfile);
-        assert_eq!(remedy(TCP, TCP), Remedy::Splice);
-        assert_eq!(remedy(TCP, CHAR), Remedy::Splice);
+        assert_eq!(remedy(FILE, FILE), Some(Remedy::CopyFileRange));
+        assert_eq!(remedy(FILE, TCP), Some(Remedy::Sendfile));
+        assert_eq!(remedy(TCP, TCP), Some(Remedy::Splice));
+        assert_eq!(remedy(PIPE, FILE), Some(Remedy::Splice));
+        // curl -o /dev/null, a terminal, an fd of unknown kind: no remedy applies.
+        assert_eq!(remedy(TCP, CHAR), None);
+        assert_eq!(remedy(0, TCP), None);
     }
 
     #[test]
     fn a_relay_too_small_to_matter_gets_no_remedy() {
-        // 100 B relayed beside 1 MiB received for the process itself: under a tenth.
+        // A 39-byte pipe -> file relay in a shell: nothing else moved, but 39 bytes.
+        match of(&with(&[
+            ("read", 1, 39, Some(PIPE), None),
+            ("write", 1, 39, None, Some(FILE)),
+        ])) {
+            Finding::Copying { .. } => {}
+            other => panic!("{other:?}"),
+        }
+        // 2 MiB relayed beside 32 MiB received for the process itself: under a tenth.
         let c = with(&[
-            ("recvfrom", 10, (1 << 20) + 100, Some(TCP), None),
-            ("write", 1, 100, None, Some(FILE)),
+            ("recvfrom", 10, (32 << 20) + (2 << 20), Some(TCP), None),
+            ("write", 1, 2 << 20, None, Some(FILE)),
         ]);
         match of(&c) {
             Finding::Copying { largest, .. } => {
                 let largest = largest.expect("a user-space flow");
-                assert_eq!(largest.bytes, 1 << 20);
+                assert_eq!(largest.bytes, 32 << 20);
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn zero_copy_sends_the_kernel_copied_are_said_so() {
+        let mut c = with(&[("sendto", 256, 16 << 20, None, Some(TCP))]);
+        let sendto =
+            &mut c.syscalls[zerocopy_trace_common::syscalls::syscall_id("sendto").unwrap()];
+        (sendto.zerocopy_sends, sendto.msg_zerocopy_bytes) = (256, 16 << 20);
+        // Notices read: all 256 copied.
+        let mut copied = c.clone();
+        let recvmsg =
+            &mut copied.syscalls[zerocopy_trace_common::syscalls::syscall_id("recvmsg").unwrap()];
+        (
+            recvmsg.calls,
+            recvmsg.zerocopy_notified,
+            recvmsg.zerocopy_copied,
+        ) = (4, 256, 256);
+        match of(&copied) {
+            Finding::ZeroCopySendsNotConfirmed { sends } => {
+                assert_eq!(
+                    (sends.sends, sends.kernel_copied(), sends.unconfirmed()),
+                    (256, 256, 0)
+                );
+                assert!(sends.by_syscall && !sends.by_io_uring);
+            }
+            other => panic!("{other:?}"),
+        }
+        // No notice read: all unconfirmed.
+        match of(&c) {
+            Finding::ZeroCopySendsNotConfirmed { sends } => {
+                assert_eq!((sends.kernel_copied(), sends.unconfirmed()), (0, 256));
+            }
+            other => panic!("{other:?}"),
+        }
+        // Confirmed not copied: zero copy.
+        let mut confirmed = c.clone();
+        let recvmsg = &mut confirmed.syscalls
+            [zerocopy_trace_common::syscalls::syscall_id("recvmsg").unwrap()];
+        (recvmsg.calls, recvmsg.zerocopy_notified) = (4, 256);
+        assert!(matches!(
+            of(&confirmed),
+            Finding::ZeroCopyWithoutMover {
+                pinned: Some(_),
+                ..
+            }
+        ));
     }
 
     #[test]
@@ -183,6 +266,7 @@ mod tests {
         let c = with(&[
             ("read", 16, 1 << 20, Some(FILE), None),
             ("write", 16, 1 << 20, None, Some(TCP)),
+            ("io_uring_enter", 5, 0, None, None),
         ]);
         assert_eq!(
             of(&c),

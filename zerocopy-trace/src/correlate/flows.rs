@@ -1,13 +1,16 @@
-//! From per-syscall, per-fd-kind byte counts to flows ("file -> tcp via sendfile").
+//! From per-syscall and per-operation, per-fd-kind byte counts to flows ("file -> tcp via
+//! sendfile").
 //!
 //! How reads and writes are paired: counters are totals over the trace, so a flow is inferred,
-//! not observed. Within one process and one method (the syscall table's `Method`), bytes that
-//! came in from each fd kind are paired with bytes that went out to each fd kind, largest with
-//! largest, a flow taking the smaller of the two and the rest pairing on. The methods are: user
-//! space (the read and recv families in, the write and send families out), sendfile,
-//! copy_file_range, and the pipe movers together (splice, tee, vmsplice), where bytes that went
-//! into a pipe and came out of one cancel out, so `file -> pipe -> tcp` by two splices is one
-//! `file -> tcp` flow. Where it can be wrong: a process that reads one thing and writes another
+//! not observed. Within one process and one method (the tables' `Method`), bytes that came in
+//! from each fd kind are paired with bytes that went out to each fd kind, largest with largest,
+//! a flow taking the smaller of the two and the rest pairing on. The methods are: user space
+//! (the read and recv families in, the write and send families out, syscalls and io_uring
+//! operations alike), direct I/O (the bytes of those calls on an `O_DIRECT` file, taken off
+//! its `file` end first, then `block`), sendfile, copy_file_range, io_uring's zero-copy sends,
+//! and the pipe movers together (splice, tee, vmsplice, io_uring SPLICE and TEE), where bytes
+//! that went into a pipe and came out of one cancel out, so `file -> pipe -> tcp` by two
+//! splices is one `file -> tcp` flow. Where it can be wrong: a process that reads one thing and writes another
 //! unrelated thing (a config file in, logs out) shows a flow between them; a process relaying
 //! two streams of different kinds in parallel may have them paired crosswise. Bytes without a
 //! partner are a flow from or to the process itself (`process`), e.g. a client that only
@@ -15,7 +18,7 @@
 
 use std::collections::BTreeMap;
 
-use zerocopy_trace_common::{fd_kind, Method, SYSCALLS};
+use zerocopy_trace_common::{fd_kind, Method};
 
 use crate::model::ProcessCounters;
 
@@ -43,6 +46,23 @@ impl End {
     pub fn is_storage(self) -> bool {
         matches!(self, End::Fd(fd_kind::FILE | fd_kind::BLOCK))
     }
+
+    /// An fd the kernel can move pages to or from (through a pipe): files, block devices,
+    /// sockets, pipes. Not a terminal or /dev/null (a char device: the data ends there), nor
+    /// an fd whose kind is unknown.
+    pub fn can_splice(self) -> bool {
+        matches!(
+            self,
+            End::Fd(
+                fd_kind::FILE
+                    | fd_kind::BLOCK
+                    | fd_kind::TCP
+                    | fd_kind::UDP
+                    | fd_kind::UNIX
+                    | fd_kind::PIPE
+            )
+        )
+    }
 }
 
 /// How bytes moved between the two ends.
@@ -59,6 +79,13 @@ impl Via {
         Via {
             method: Method::UserCopy,
             label: "user space".to_string(),
+        }
+    }
+
+    pub fn direct_io() -> Via {
+        Via {
+            method: Method::DirectIo,
+            label: "direct I/O".to_string(),
         }
     }
 }
@@ -79,8 +106,10 @@ impl Flow {
             && self.destination != End::Process
     }
 
+    /// Moved without a CPU copy by construction (in the kernel, or by DMA); zero-copy sends
+    /// are not: the kernel's notices judge those.
     pub fn in_kernel(&self) -> bool {
-        !self.via.method.copies()
+        self.via.method.in_kernel()
     }
 }
 
@@ -97,6 +126,12 @@ fn end_at(i: usize) -> End {
 }
 
 fn add_ends(into: &mut Ends, from: &[u64; fd_kind::COUNT]) {
+    for (a, b) in into.iter_mut().zip(from) {
+        *a = a.saturating_add(*b);
+    }
+}
+
+fn add_ends_all(into: &mut Ends, from: &Ends) {
     for (a, b) in into.iter_mut().zip(from) {
         *a = a.saturating_add(*b);
     }
@@ -142,7 +177,7 @@ fn pair(mut sources: Ends, mut destinations: Ends, via: &Via, out: &mut Vec<Flow
 }
 
 /// What one method moved: bytes in from each end, bytes out to each end, and the syscalls
-/// that did it (their display names, in table order).
+/// and operations that did it (their display names, in table order).
 #[derive(Default)]
 struct MethodBytes {
     sources: Ends,
@@ -150,30 +185,56 @@ struct MethodBytes {
     syscalls: Vec<&'static str>,
 }
 
+/// Takes up to `bytes` off the `file` end of `ends`, then off `block`: the bytes of a
+/// user-copy call on an `O_DIRECT` file (its one fd end is a file or a block device).
+fn take_direct(ends: &mut [u64; fd_kind::COUNT], bytes: u64) -> Ends {
+    let mut taken = [0; fd_kind::COUNT + 1];
+    let mut left = bytes;
+    for kind in [fd_kind::FILE as usize, fd_kind::BLOCK as usize] {
+        let t = ends[kind].min(left);
+        ends[kind] -= t;
+        taken[kind] = t;
+        left -= t;
+    }
+    taken
+}
+
 /// The flows of one process, largest first.
 pub fn flows(counters: &ProcessCounters) -> Vec<Flow> {
     // Keyed so the in-kernel methods come first: of two flows of equal size, the in-kernel
     // one is listed first.
     let mut by_method: BTreeMap<(bool, Method), MethodBytes> = BTreeMap::new();
-    for (desc, c) in SYSCALLS.iter().zip(&counters.syscalls) {
+    for (path, c) in counters.rows() {
         if c.bytes == 0 {
             continue;
         }
+        let (mut sources, mut destinations) = (c.source_kind_bytes, c.destination_kind_bytes);
+        let direct = c.direct_bytes.min(c.bytes);
+        if path.method == Method::UserCopy && direct > 0 {
+            let d = by_method.entry((false, Method::DirectIo)).or_default();
+            if path.source_fd {
+                add_ends_all(&mut d.sources, &take_direct(&mut sources, direct));
+            } else {
+                add_ends_all(&mut d.destinations, &take_direct(&mut destinations, direct));
+            }
+            d.syscalls.push(path.display);
+        }
         let m = by_method
-            .entry((desc.method.copies(), desc.method))
+            .entry((!path.method.in_kernel(), path.method))
             .or_default();
-        add_ends(&mut m.sources, &c.source_kind_bytes);
-        add_ends(&mut m.destinations, &c.destination_kind_bytes);
-        if desc.method == Method::PipeMover && desc.source_fd.is_none() {
+        add_ends(&mut m.sources, &sources);
+        add_ends(&mut m.destinations, &destinations);
+        if path.method == Method::PipeMover && !path.source_fd {
             // vmsplice: user pages mapped into a pipe.
             m.sources[PROCESS_END] = m.sources[PROCESS_END].saturating_add(c.bytes);
         }
-        m.syscalls.push(desc.display);
+        m.syscalls.push(path.display);
     }
     let mut out = Vec::new();
     for ((_, method), mut m) in by_method {
         let via = match method {
             Method::UserCopy => Via::user_space(),
+            Method::DirectIo => Via::direct_io(),
             _ => Via {
                 method,
                 label: m.syscalls.join("+"),
@@ -289,6 +350,36 @@ mod tests {
     fn nothing_moved_is_no_flow() {
         assert!(flows(&with(&[("read", 3, 0, None, None)])).is_empty());
         assert!(flows(&ProcessCounters::default()).is_empty());
+    }
+
+    #[test]
+    fn direct_io_is_its_own_method_and_io_uring_ops_join_theirs() {
+        use crate::correlate::fixtures::with_ops;
+        // 64 MiB read by O_DIRECT pread64, 1 MiB by a buffered one; an io_uring READ of a
+        // file and SEND to tcp (a relay through user space), and SPLICE file -> pipe -> tcp.
+        let mut c = with(&[("pread64", 2, 65 << 20, Some(FILE), None)]);
+        c.syscalls[zerocopy_trace_common::syscalls::syscall_id("pread64").unwrap()].direct_bytes =
+            64 << 20;
+        with_ops(
+            &mut c,
+            &[
+                ("READ", 8, 1 << 20, Some(FILE), None),
+                ("SEND", 8, 1 << 20, None, Some(TCP)),
+                ("SPLICE", 2, 4096, Some(FILE), Some(PIPE)),
+                ("SPLICE", 2, 4096, Some(PIPE), Some(TCP)),
+            ],
+        );
+        assert_eq!(
+            seen(&c),
+            vec![
+                flow("file", "process", "direct I/O", 64 << 20),
+                flow("file", "tcp", "user space", 1 << 20),
+                flow("file", "process", "user space", 1 << 20),
+                flow("file", "tcp", "io_uring SPLICE", 4096),
+            ]
+        );
+        let flows = flows(&c);
+        assert!(flows[0].in_kernel() && flows[1].is_relay() && flows[3].in_kernel());
     }
 
     #[test]

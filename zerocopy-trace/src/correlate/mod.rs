@@ -1,5 +1,5 @@
-//! Correlation: from per-syscall, per-fd-kind byte counts to flows ("file -> tcp via
-//! sendfile") and a finding an operator can act on. Pure functions over plain data.
+//! Correlation: from per-syscall and per-operation, per-fd-kind byte counts to flows ("file ->
+//! tcp via sendfile") and a finding an operator can act on. Pure functions over plain data.
 
 pub mod finding;
 pub mod flows;
@@ -22,6 +22,23 @@ pub mod fixtures {
 
     /// (syscall, calls, bytes, source kind, destination kind)
     pub type Entry<'a> = (&'a str, u64, u64, Option<usize>, Option<usize>);
+
+    /// Adds io_uring operations (by `op_str` name) to `counters`, as `with` does syscalls.
+    pub fn with_ops(counters: &mut ProcessCounters, entries: &[Entry]) {
+        for &(name, calls, bytes, source, destination) in entries {
+            let op = zerocopy_trace_common::io_uring::io_uring_op_index(name)
+                .expect("a traced io_uring operation");
+            let c = &mut counters.io_uring[op];
+            c.calls += calls;
+            c.bytes += bytes;
+            if let Some(s) = source {
+                c.source_kind_bytes[s] += bytes;
+            }
+            if let Some(d) = destination {
+                c.destination_kind_bytes[d] += bytes;
+            }
+        }
+    }
 
     pub fn with(entries: &[Entry]) -> ProcessCounters {
         let mut counters = ProcessCounters::default();

@@ -14,8 +14,6 @@ use std::{
     time::Duration,
 };
 
-use zerocopy_trace_common::SYSCALLS;
-
 use crate::{
     collect::{Dropped, Snapshot},
     model::{analyse, rates::per_second, Analysis, Cost, ProcessCounters, Verdict},
@@ -368,19 +366,25 @@ impl App {
             Show::Rates => per_second(n, seconds),
             Show::Totals => n as f64,
         };
-        let busiest = SYSCALLS
-            .iter()
-            .zip(&counters.syscalls)
+        let busiest = counters
+            .rows()
             .filter(|(_, c)| c.calls > 0)
             .max_by_key(|(_, c)| (c.bytes, c.calls))
-            .map(|(desc, _)| desc.name);
+            .map(|(path, _)| {
+                if path.io_uring {
+                    path.display
+                } else {
+                    path.name
+                }
+            });
         Figures {
             copied: per(cost.copied_bytes),
             zero_copy: per(cost.zero_copy_bytes),
             transitions: per(cost.transitions),
             ratio: cost.zero_copy_ratio(),
             verdict: cost.verdict(),
-            bytes_per_call: (cost.calls > 0).then(|| cost.moved_bytes() as f64 / cost.calls as f64),
+            bytes_per_call: (cost.calls + cost.ops > 0)
+                .then(|| cost.moved_bytes() as f64 / (cost.calls + cost.ops) as f64),
             busiest,
         }
     }

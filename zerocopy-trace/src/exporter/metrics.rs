@@ -13,7 +13,7 @@ use prometheus_client::{
     metrics::{counter::Counter, family::Family, gauge::Gauge},
     registry::{Registry, Unit},
 };
-use zerocopy_trace_common::{drop_reason, SYSCALLS};
+use zerocopy_trace_common::{drop_reason, Method};
 
 use crate::{
     collect::{groups::GroupId, Snapshot},
@@ -202,30 +202,39 @@ pub fn exposition(snapshot: Snapshot, labels: Labels, format: Format) -> String 
     for (key, counters) in &series {
         let base = group_labels(key.group, key.pid);
         let analysis = analyse(counters);
-        if analysis.cost.calls == 0 {
+        if analysis.cost.calls == 0 && analysis.cost.ops == 0 {
             continue;
         }
         families
             .transitions
             .get_or_create(&base)
             .inc_by(analysis.cost.transitions);
-        for (desc, c) in SYSCALLS.iter().zip(&counters.syscalls) {
+        // io_uring operations are series of their own under `syscall`, named as flows name
+        // them (`io_uring READ`): a sum over the label stays every data path's.
+        let sends = &analysis.cost.zero_copy_sends;
+        for (path, c) in counters.rows() {
             if c.calls == 0 {
                 continue;
             }
+            let name = if path.io_uring {
+                path.display
+            } else {
+                path.name
+            };
             let mut with_syscall = base.clone();
-            with_syscall.push(("syscall", desc.name.to_string()));
+            with_syscall.push(("syscall", name.to_string()));
             families.calls.get_or_create(&with_syscall).inc_by(c.calls);
             families
                 .errors
                 .get_or_create(&with_syscall)
                 .inc_by(c.errors);
-            let split = MethodBytes::of(desc, c);
+            let split = MethodBytes::of(&path, c, sends);
             // The path a syscall takes by nature always has a series (so a sum over it starts
-            // at 0); the other only once bytes took it (a MSG_ZEROCOPY send).
+            // at 0); the other only once bytes took it (a confirmed zero-copy send, O_DIRECT).
+            let copies = matches!(path.method, Method::UserCopy | Method::ZeroCopySend);
             for (method, bytes, natural) in [
-                ("copied", split.copied, desc.method.copies()),
-                ("zero_copy", split.zero_copy, !desc.method.copies()),
+                ("copied", split.copied, copies),
+                ("zero_copy", split.zero_copy, !copies),
             ] {
                 if natural || bytes > 0 {
                     let mut with_method = with_syscall.clone();

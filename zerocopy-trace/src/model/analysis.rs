@@ -45,9 +45,9 @@ pub struct FoldedAnalysis {
     pub analysis: Analysis,
 }
 
-/// A snapshot analysed: the processes that made data-path calls, largest movers first (then
-/// most calls, then pid), the folded groups of exited processes ranked the same way, and
-/// what could not be attributed.
+/// A snapshot analysed: the processes that made data-path calls or io_uring operations,
+/// largest movers first (then most calls and operations, then pid), the folded groups of
+/// exited processes ranked the same way, and what could not be attributed.
 #[derive(Clone, Debug)]
 pub struct Analysed {
     pub processes: Vec<ProcessAnalysis>,
@@ -84,13 +84,13 @@ impl Analysed {
                 let analysis = analyse(&record.counters);
                 ProcessAnalysis { record, analysis }
             })
-            .filter(|p| p.analysis.cost.calls > 0)
+            .filter(|p| p.analysis.cost.calls > 0 || p.analysis.cost.ops > 0)
             .collect();
         processes.sort_by(|a, b| {
             let (ca, cb) = (&a.analysis.cost, &b.analysis.cost);
             cb.moved_bytes()
                 .cmp(&ca.moved_bytes())
-                .then(cb.calls.cmp(&ca.calls))
+                .then((cb.calls + cb.ops).cmp(&(ca.calls + ca.ops)))
                 .then(a.record.pid.cmp(&b.record.pid))
         });
         Analysed {

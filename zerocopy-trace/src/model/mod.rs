@@ -9,5 +9,5 @@ pub mod counters;
 pub mod rates;
 
 pub use analysis::{analyse, Analysed, Analysis, FoldedAnalysis, ProcessAnalysis};
-pub use cost::{Cost, MethodBytes, Verdict, ZERO_COPY_THRESHOLD};
-pub use counters::ProcessCounters;
+pub use cost::{Cost, MethodBytes, Verdict, ZeroCopySends, ZERO_COPY_THRESHOLD};
+pub use counters::{path, ProcessCounters};

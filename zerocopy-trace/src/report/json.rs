@@ -1,25 +1,28 @@
 //! The JSON report: a contract for tests and other tools.
 //! `{"duration_s", "processes": [{"pid", "ppid", "comm", "exited", "syscalls": {"<name>":
-//! {"calls", "bytes", "errors", "msg_zerocopy_bytes"}}, "copied_bytes", "zero_copy_bytes",
-//! "transitions", "zero_copy_ratio", "verdict", "flows": [{"source", "destination", "via", "bytes",
-//! "relay"}], "finding"}], "dropped": {"<reason>": {"calls", "bytes"}}, "not_covered": [...]}`.
-//! Each syscall also has `"fd_kinds": {"source": {"<kind>": bytes}, "destination": {...}}`.
-//! Syscalls a process never called are left out of its map.
+//! {"calls", "bytes", "errors", "msg_zerocopy_bytes", "direct_bytes"}}, "io_uring": {"<OP>":
+//! {"ops", "bytes", "errors", "direct_bytes"}}, "msg_zerocopy": {"sends", "bytes",
+//! "completions", "kernel_copied", "unconfirmed"}, "copied_bytes", "zero_copy_bytes",
+//! "transitions", "zero_copy_ratio", "verdict", "flows": [{"source", "destination", "via",
+//! "bytes", "relay"}], "finding"}], "dropped": {"<reason>": {"calls", "bytes"}}, "not_covered":
+//! [...]}`. Each syscall and operation also has `"fd_kinds": {"source": {"<kind>": bytes},
+//! "destination": {...}}`. Syscalls and operations a process never used are left out of its
+//! maps; `io_uring` and `msg_zerocopy` are left out when empty.
 //! Exited processes beyond `--max-rows` are summed per group in `"folded": [{"comm", "unit",
-//! "cgroup", "processes", "syscalls", "copied_bytes", "zero_copy_bytes", "transitions",
-//! "zero_copy_ratio", "verdict"}]`, with `"folded_processes"` their number and
+//! "cgroup", "processes", "syscalls", "io_uring", "copied_bytes", "zero_copy_bytes",
+//! "transitions", "zero_copy_ratio", "verdict"}]`, with `"folded_processes"` their number and
 //! `"groups_overflowed"` the processes counted under the `other` group.
 
 use std::collections::BTreeMap;
 
 use serde::Serialize;
-use zerocopy_trace_common::{drop_reason, fd_kind, SYSCALLS};
+use zerocopy_trace_common::{drop_reason, fd_kind, Counters, IO_URING_OPS, SYSCALLS};
 
 use super::Report;
 use crate::{
     attach::Occupancy,
     describe,
-    model::{FoldedAnalysis, ProcessAnalysis, ProcessCounters, Verdict},
+    model::{FoldedAnalysis, ProcessAnalysis, ProcessCounters, Verdict, ZeroCopySends},
 };
 
 #[derive(Serialize)]
@@ -46,6 +49,10 @@ struct JsonProcess<'a> {
     comm: &'a str,
     exited: bool,
     syscalls: BTreeMap<&'static str, JsonSyscall>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    io_uring: BTreeMap<&'static str, JsonOp>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    msg_zerocopy: Option<JsonZeroCopySends>,
     copied_bytes: u64,
     zero_copy_bytes: u64,
     transitions: u64,
@@ -64,6 +71,8 @@ struct JsonFolded<'a> {
     cgroup: &'a str,
     processes: u64,
     syscalls: BTreeMap<&'static str, JsonSyscall>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    io_uring: BTreeMap<&'static str, JsonOp>,
     copied_bytes: u64,
     zero_copy_bytes: u64,
     transitions: u64,
@@ -103,7 +112,51 @@ struct JsonSyscall {
     bytes: u64,
     errors: u64,
     msg_zerocopy_bytes: u64,
+    direct_bytes: u64,
     fd_kinds: JsonFdKinds,
+}
+
+/// An io_uring operation: its completions (`ops`), the bytes of its positive results, its
+/// failed completions.
+#[derive(Serialize)]
+struct JsonOp {
+    ops: u64,
+    bytes: u64,
+    errors: u64,
+    direct_bytes: u64,
+    fd_kinds: JsonFdKinds,
+}
+
+/// Sends that asked for zero copy and what the kernel's notices said of them.
+#[derive(Serialize)]
+struct JsonZeroCopySends {
+    sends: u64,
+    bytes: u64,
+    /// Sends covered by a notice the process read (io_uring: a notification with a usage
+    /// report).
+    completions: u64,
+    kernel_copied: u64,
+    /// Sends no notice covered: counted as copied.
+    unconfirmed: u64,
+}
+
+impl JsonZeroCopySends {
+    fn of(z: &ZeroCopySends) -> Option<JsonZeroCopySends> {
+        (z.sends > 0 || z.notified > 0).then_some(JsonZeroCopySends {
+            sends: z.sends,
+            bytes: z.bytes,
+            completions: z.notified,
+            kernel_copied: z.kernel_copied(),
+            unconfirmed: z.unconfirmed(),
+        })
+    }
+}
+
+fn fd_kinds(c: &Counters) -> JsonFdKinds {
+    JsonFdKinds {
+        source: by_kind(&c.source_kind_bytes),
+        destination: by_kind(&c.destination_kind_bytes),
+    }
 }
 
 #[derive(Serialize)]
@@ -126,10 +179,28 @@ fn json_syscalls(counters: &ProcessCounters) -> BTreeMap<&'static str, JsonSysca
                     bytes: c.bytes,
                     errors: c.errors,
                     msg_zerocopy_bytes: c.msg_zerocopy_bytes,
-                    fd_kinds: JsonFdKinds {
-                        source: by_kind(&c.source_kind_bytes),
-                        destination: by_kind(&c.destination_kind_bytes),
-                    },
+                    direct_bytes: c.direct_bytes,
+                    fd_kinds: fd_kinds(c),
+                },
+            )
+        })
+        .collect()
+}
+
+fn json_io_uring(counters: &ProcessCounters) -> BTreeMap<&'static str, JsonOp> {
+    IO_URING_OPS
+        .iter()
+        .zip(&counters.io_uring)
+        .filter(|(_, c)| c.calls > 0)
+        .map(|(op, c)| {
+            (
+                op.name,
+                JsonOp {
+                    ops: c.calls,
+                    bytes: c.bytes,
+                    errors: c.errors,
+                    direct_bytes: c.direct_bytes,
+                    fd_kinds: fd_kinds(c),
                 },
             )
         })
@@ -144,6 +215,7 @@ fn json_folded(f: &FoldedAnalysis) -> JsonFolded<'_> {
         cgroup: &f.key.cgroup,
         processes: f.processes,
         syscalls: json_syscalls(&f.counters),
+        io_uring: json_io_uring(&f.counters),
         copied_bytes: cost.copied_bytes,
         zero_copy_bytes: cost.zero_copy_bytes,
         transitions: cost.transitions,
@@ -162,6 +234,8 @@ fn json_process(process: &ProcessAnalysis) -> JsonProcess<'_> {
         comm: &p.comm,
         exited: p.exited,
         syscalls: json_syscalls(&p.counters),
+        io_uring: json_io_uring(&p.counters),
+        msg_zerocopy: JsonZeroCopySends::of(&cost.zero_copy_sends),
         copied_bytes: cost.copied_bytes,
         zero_copy_bytes: cost.zero_copy_bytes,
         transitions: cost.transitions,
@@ -230,6 +304,20 @@ mod tests {
         model::{Analysed, ProcessCounters},
     };
 
+    /// 4 io_uring READ completions of 4 KiB from an O_DIRECT file.
+    fn with_read_op() -> [Counters; zerocopy_trace_common::IO_URING_OP_COUNT] {
+        let mut ops = [Counters::default(); zerocopy_trace_common::IO_URING_OP_COUNT];
+        let mut read = Counters {
+            calls: 4,
+            bytes: 16384,
+            direct_bytes: 16384,
+            ..Default::default()
+        };
+        read.source_kind_bytes[fd_kind::FILE as usize] = 16384;
+        ops[0] = read;
+        ops
+    }
+
     #[test]
     fn contract_fields() {
         let mut syscalls = [Counters::default(); SYSCALL_COUNT];
@@ -256,7 +344,10 @@ mod tests {
                     exited: true,
                     seq: 1,
                     group: 1,
-                    counters: ProcessCounters { syscalls },
+                    counters: ProcessCounters {
+                        syscalls,
+                        io_uring: with_read_op(),
+                    },
                 },
                 ProcessRecord {
                     pid: 11,
@@ -284,7 +375,10 @@ mod tests {
                         cgroup: String::new(),
                     },
                     exited: 7,
-                    counters: ProcessCounters { syscalls },
+                    counters: ProcessCounters {
+                        syscalls,
+                        ..ProcessCounters::default()
+                    },
                 },
             ],
             groups_overflowed: 2,
@@ -311,7 +405,16 @@ mod tests {
         assert_eq!(p["syscalls"]["read"]["errors"], 2);
         assert!(p["syscalls"].get("write").is_none());
         assert_eq!(p["copied_bytes"], 0);
-        assert_eq!(p["zero_copy_bytes"], 1 << 20);
+        assert_eq!(p["zero_copy_bytes"], (1 << 20) + 16384);
+        assert_eq!(p["io_uring"]["READ"]["ops"], 4);
+        assert_eq!(p["io_uring"]["READ"]["bytes"], 16384);
+        assert_eq!(p["io_uring"]["READ"]["direct_bytes"], 16384);
+        assert_eq!(p["io_uring"]["READ"]["fd_kinds"]["source"]["file"], 16384);
+        assert!(p["io_uring"].get("WRITE").is_none());
+        assert!(
+            p.get("msg_zerocopy").is_none(),
+            "no zero-copy sends: left out"
+        );
         assert_eq!(p["transitions"], 36);
         assert_eq!(p["zero_copy_ratio"], 1.0);
         assert_eq!(p["verdict"], "zero-copy");
@@ -320,6 +423,7 @@ mod tests {
             1 << 20
         );
         assert_eq!(p["flows"][0]["via"], "sendfile");
+        assert_eq!(p["flows"][1]["via"], "direct I/O");
         assert_eq!(p["flows"][0]["relay"], false);
         assert_eq!(v["dropped"]["missing_enter"]["calls"], 0);
         assert_eq!(v["not_covered"][0], "tee");

@@ -14,7 +14,7 @@ use crate::{
 /// Findings printed under the table, for the largest movers.
 const FINDINGS: usize = 10;
 
-const HEADER: [&str; 8] = [
+const HEADER: [&str; 9] = [
     "PID",
     "COMM",
     "VERDICT",
@@ -23,10 +23,11 @@ const HEADER: [&str; 8] = [
     "ZERO-COPY",
     "TRANSITIONS",
     "CALLS",
+    "URING-OPS",
 ];
 
 /// The cells of one row after its first two (PID, COMM).
-fn figures(cost: &Cost) -> [String; 6] {
+fn figures(cost: &Cost) -> [String; 7] {
     [
         cost.verdict().as_str().to_string(),
         units::percent(cost.zero_copy_ratio()),
@@ -34,6 +35,7 @@ fn figures(cost: &Cost) -> [String; 6] {
         units::bytes(cost.zero_copy_bytes),
         units::count(cost.transitions),
         units::count(cost.calls),
+        units::count(cost.ops),
     ]
 }
 
@@ -57,7 +59,7 @@ pub fn to_table(report: &Report) -> String {
     let processes = &report.analysed.processes;
     let folded = &report.analysed.folded;
     // Processes and folded groups ranked together: largest movers first, then most calls.
-    let mut ranked: Vec<(&Cost, [String; 8])> = processes
+    let mut ranked: Vec<(&Cost, [String; 9])> = processes
         .iter()
         .map(|process| {
             let p = &process.record;
@@ -67,21 +69,21 @@ pub fn to_table(report: &Report) -> String {
                 p.comm.clone()
             };
             let cost = &process.analysis.cost;
-            let [a, b, c, d, e, f] = figures(cost);
-            (cost, [p.pid.to_string(), comm, a, b, c, d, e, f])
+            let [a, b, c, d, e, f, g] = figures(cost);
+            (cost, [p.pid.to_string(), comm, a, b, c, d, e, f, g])
         })
         .collect();
     ranked.extend(folded.iter().map(|f| {
         let cost = &f.analysis.cost;
-        let [a, b, c, d, e, g] = figures(cost);
-        (cost, ["-".to_string(), folded_name(f), a, b, c, d, e, g])
+        let [a, b, c, d, e, g, h] = figures(cost);
+        (cost, ["-".to_string(), folded_name(f), a, b, c, d, e, g, h])
     }));
     ranked.sort_by(|(a, _), (b, _)| {
         b.moved_bytes()
             .cmp(&a.moved_bytes())
             .then(b.calls.cmp(&a.calls))
     });
-    let rows: Vec<[String; 8]> = ranked.into_iter().map(|(_, row)| row).collect();
+    let rows: Vec<[String; 9]> = ranked.into_iter().map(|(_, row)| row).collect();
     let folded_processes: u64 = folded.iter().map(|f| f.processes).sum();
 
     let mut widths = HEADER.map(str::len);

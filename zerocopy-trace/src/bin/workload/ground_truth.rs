@@ -9,7 +9,9 @@ use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use anyhow::{bail, Context, Result};
 use libc::c_long;
 use serde::Serialize;
-use zerocopy_trace_common::{Arch, SYSCALLS, SYSCALL_COUNT};
+use zerocopy_trace_common::{
+    Arch, Counting, IO_URING_OPS, IO_URING_OP_COUNT, SYSCALLS, SYSCALL_COUNT,
+};
 
 /// A traced syscall. The discriminant is the syscall's index in the common crate's `SYSCALLS`
 /// table, so the names in our JSON are the tracer's names by construction.
@@ -36,6 +38,7 @@ pub enum Syscall {
     Tee,
     Vmsplice,
     CopyFileRange,
+    IoUringEnter,
 }
 
 impl Syscall {
@@ -62,6 +65,7 @@ impl Syscall {
         Syscall::Tee,
         Syscall::Vmsplice,
         Syscall::CopyFileRange,
+        Syscall::IoUringEnter,
     ];
 
     pub const fn id(self) -> usize {
@@ -115,6 +119,34 @@ impl<T> OrFail<T> for Result<T, Errno> {
     }
 }
 
+/// An io_uring operation, by its index in the common crate's `IO_URING_OPS`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Op(usize);
+
+impl Op {
+    /// The operation `op_str` calls `name`; panics on a name the table lacks (a typo in a
+    /// mode, caught by its first run).
+    pub fn named(name: &str) -> Op {
+        let index = zerocopy_trace_common::io_uring::io_uring_op_index(name);
+        Op(index.unwrap_or_else(|| panic!("{name} is not a traced io_uring operation")))
+    }
+
+    pub fn name(self) -> &'static str {
+        IO_URING_OPS[self.0].name
+    }
+}
+
+/// Zero-copy sends as the sender itself saw them: what it sent, and what the kernel's
+/// completion notices it read said.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ZeroCopyCounts {
+    pub sends: u64,
+    pub bytes: u64,
+    /// Sends covered by the notices read.
+    pub completions: u64,
+    pub kernel_copied: u64,
+}
+
 /// The counters of one syscall, as the tracer defines them.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Counts {
@@ -150,6 +182,10 @@ pub struct Slot {
     pub progress: AtomicU64,
     /// `[calls, bytes, errors, msg_zerocopy_bytes]` per syscall id.
     counters: [[AtomicU64; 4]; SYSCALL_COUNT],
+    /// `[completions, bytes, errors]` per io_uring operation.
+    ops: [[AtomicU64; 3]; IO_URING_OP_COUNT],
+    /// `[sends, bytes, completions, kernel_copied]` of zero-copy sends.
+    zerocopy: [AtomicU64; 4],
 }
 
 /// How a child ended, according to its slot.
@@ -173,6 +209,35 @@ impl Slot {
         }
     }
 
+    /// Completions of io_uring operation `op`: `calls` are its completions.
+    pub fn op_counts(&self, op: Op) -> Counts {
+        let [calls, bytes, errors] = &self.ops[op.0];
+        Counts {
+            calls: calls.load(Ordering::Acquire),
+            bytes: bytes.load(Ordering::Acquire),
+            errors: errors.load(Ordering::Acquire),
+            // Zero-copy sends of io_uring are in `zerocopy`.
+            msg_zerocopy_bytes: 0,
+        }
+    }
+
+    /// Every operation the child completed at least once.
+    pub fn ops_used(&self) -> impl Iterator<Item = (Op, Counts)> + '_ {
+        (0..IO_URING_OP_COUNT)
+            .map(|i| (Op(i), self.op_counts(Op(i))))
+            .filter(|(_, c)| c.calls > 0)
+    }
+
+    pub fn zerocopy(&self) -> ZeroCopyCounts {
+        let [sends, bytes, completions, copied] = &self.zerocopy;
+        ZeroCopyCounts {
+            sends: sends.load(Ordering::Acquire),
+            bytes: bytes.load(Ordering::Acquire),
+            completions: completions.load(Ordering::Acquire),
+            kernel_copied: copied.load(Ordering::Acquire),
+        }
+    }
+
     /// Empties the slot for the next child, as a fresh mapping would be. Only the parent calls
     /// this, between reaping one child and forking the next into the slot, when no process
     /// uses it.
@@ -184,7 +249,13 @@ impl Slot {
             b.store(0, Ordering::Relaxed);
         }
         self.progress.store(0, Ordering::Relaxed);
-        for counter in self.counters.iter().flatten() {
+        for counter in self
+            .counters
+            .iter()
+            .flatten()
+            .chain(self.ops.iter().flatten())
+            .chain(&self.zerocopy)
+        {
             counter.store(0, Ordering::Relaxed);
         }
         // fork() orders these stores before anything the next child does.
@@ -236,6 +307,8 @@ impl<'a> Recorder<'a> {
     pub fn call_send(&self, syscall: Syscall, ret: c_long, flags: i32) -> Result<usize, Errno> {
         let result = returned(ret);
         let bytes = match result {
+            // io_uring_enter returns the entries it consumed, not bytes.
+            Ok(_) if SYSCALLS[syscall.id()].counting == Counting::CallsOnly => 0,
             Ok(n) => n as u64,
             Err(_) => 0,
         };
@@ -280,6 +353,33 @@ impl<'a> Recorder<'a> {
         }
         if msg_zerocopy {
             zerocopy_bytes.fetch_add(bytes, Ordering::Release);
+        }
+    }
+
+    /// Records one completion of io_uring operation `op` with result `res` (a byte count, or
+    /// a negative errno).
+    pub fn op(&self, op: Op, res: i32) {
+        let [calls, bytes, errors] = &self.slot.ops[op.0];
+        calls.fetch_add(1, Ordering::Release);
+        if res > 0 {
+            bytes.fetch_add(res as u64, Ordering::Release);
+        }
+        if res < 0 {
+            errors.fetch_add(1, Ordering::Release);
+        }
+    }
+
+    /// Records one send that asked for zero copy and took `bytes`.
+    pub fn zerocopy_send(&self, bytes: usize) {
+        self.slot.zerocopy[0].fetch_add(1, Ordering::Release);
+        self.slot.zerocopy[1].fetch_add(bytes as u64, Ordering::Release);
+    }
+
+    /// Records a completion notice covering `sends` sends, which the kernel copied or not.
+    pub fn notice(&self, sends: u64, copied: bool) {
+        self.slot.zerocopy[2].fetch_add(sends, Ordering::Release);
+        if copied {
+            self.slot.zerocopy[3].fetch_add(sends, Ordering::Release);
         }
     }
 

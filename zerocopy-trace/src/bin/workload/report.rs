@@ -1,12 +1,13 @@
 //! The JSON document the integration tests read: per measured process, the counts of every
-//! traced syscall it made (syscalls it never called are left out).
+//! traced syscall it made and io_uring operation it completed (those it never used are left
+//! out), and its zero-copy sends with the notices it read about them.
 
 use std::collections::BTreeMap;
 
 use libc::pid_t;
 use serde::Serialize;
 
-use crate::ground_truth::{Counts, Slot, Syscall};
+use crate::ground_truth::{Counts, Slot, Syscall, ZeroCopyCounts};
 
 #[derive(Serialize)]
 pub struct Report {
@@ -22,6 +23,12 @@ pub struct ProcessReport {
     pub mode: &'static str,
     pub role: &'static str,
     pub syscalls: BTreeMap<&'static str, Counts>,
+    /// io_uring operations by `op_str` name: `calls` are completions.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub io_uring: BTreeMap<&'static str, Counts>,
+    /// Zero-copy sends and the notices the sender read about them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub msg_zerocopy: Option<ZeroCopyCounts>,
 }
 
 impl ProcessReport {
@@ -31,11 +38,14 @@ impl ProcessReport {
             .map(|&s| (s.name(), slot.counts(s)))
             .filter(|(_, c)| c.calls > 0)
             .collect();
+        let zerocopy = slot.zerocopy();
         ProcessReport {
             pid,
             mode,
             role,
             syscalls,
+            io_uring: slot.ops_used().map(|(op, c)| (op.name(), c)).collect(),
+            msg_zerocopy: (zerocopy != ZeroCopyCounts::default()).then_some(zerocopy),
         }
     }
 }

@@ -236,6 +236,56 @@ pub fn recvmsg(
     rec.call(Syscall::Recvmsg, ret)
 }
 
+/// `recvmsg(..., MSG_ERRQUEUE | MSG_DONTWAIT)` into `control`: one zero-copy completion
+/// notice (or EAGAIN when none is queued). Returns the byte count (0 for a notice) and the
+/// length of control data the kernel wrote.
+pub fn recvmsg_errqueue(
+    rec: &Recorder,
+    f: RawFd,
+    control: &mut [u8],
+) -> Result<(usize, usize), Errno> {
+    let mut msg = empty_msghdr();
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = control.len() as _;
+    // SAFETY: `msg` points at `control`, writable and borrowed for the call; no iov, no name.
+    let ret = unsafe {
+        libc::syscall(
+            Syscall::Recvmsg.number(),
+            fd(f),
+            mut_ptr(&mut msg as *mut libc::msghdr),
+            c_long::from(libc::MSG_ERRQUEUE | libc::MSG_DONTWAIT),
+        )
+    };
+    let n = rec.call(Syscall::Recvmsg, ret)?;
+    Ok((n, msg.msg_controllen))
+}
+
+/// `io_uring_enter` on ring `f`: submits `to_submit` entries the caller already published in
+/// the submission queue, and with `IORING_ENTER_GETEVENTS` in `flags` waits for
+/// `min_complete` completions. Returns the entries consumed.
+pub fn io_uring_enter(
+    rec: &Recorder,
+    f: RawFd,
+    to_submit: u32,
+    min_complete: u32,
+    flags: u32,
+) -> Result<usize, Errno> {
+    // SAFETY: no memory is passed (no signal mask, no extended argument); the rings the
+    // kernel reads and writes are the caller's mapped io_uring.
+    let ret = unsafe {
+        libc::syscall(
+            Syscall::IoUringEnter.number(),
+            fd(f),
+            c_long::from(to_submit),
+            c_long::from(min_complete),
+            c_long::from(flags),
+            0 as c_long,
+            0 as c_long,
+        )
+    };
+    rec.call(Syscall::IoUringEnter, ret)
+}
+
 /// `sendto` without a destination address (what glibc's `send` issues).
 pub fn sendto(rec: &Recorder, f: RawFd, buf: &[u8], flags: i32) -> Result<usize, Errno> {
     // SAFETY: `buf` is readable for `buf.len()` bytes; NULL address and length are allowed.

@@ -1,5 +1,5 @@
-//! The selected process up close: its syscalls, its throughput over time, and the classic
-//! read+write versus sendfile picture with its own numbers.
+//! The selected process up close: its syscalls and io_uring operations, its throughput over
+//! time, and the classic read+write versus sendfile picture with its own numbers.
 
 use ratatui::{
     buffer::Buffer,
@@ -8,20 +8,29 @@ use ratatui::{
     text::{Line, Span},
     widgets::{Block, Cell, Paragraph, Row, Sparkline, Table, Widget},
 };
-use zerocopy_trace_common::SYSCALLS;
 
 use super::table::verdict_color;
 use crate::{
     dashboard::app::{App, Row as ProcessRow},
     describe,
-    model::{rates::per_second, Cost},
+    model::{path, rates::per_second, Cost, ProcessCounters},
     units,
 };
 
+/// The ids (syscalls, then io_uring operations) the process used.
+fn used(totals: &ProcessCounters) -> Vec<usize> {
+    totals
+        .rows()
+        .enumerate()
+        .filter(|(_, (_, c))| c.calls > 0)
+        .map(|(id, _)| id)
+        .collect()
+}
+
 /// Width of the sparklines' labels.
 const LABEL: u16 = 18;
-/// Lines besides the syscall rows: borders (2), table header, sparklines (2), picture (4),
-/// flows and finding (2).
+/// Lines besides the syscall and operation rows: borders (2), table header, sparklines (2),
+/// picture (4), flows and finding (2).
 const FIXED_LINES: u16 = 11;
 /// Most syscall rows shown (a process rarely uses more).
 const MAX_SYSCALL_ROWS: u16 = 8;
@@ -29,15 +38,9 @@ const MAX_SYSCALL_ROWS: u16 = 8;
 /// The height the pane wants for the selected process.
 pub fn height(app: &App) -> u16 {
     let visible = app.visible();
-    let used = app.selected_index(&visible).map_or(0, |i| {
-        visible[i]
-            .0
-            .totals
-            .syscalls
-            .iter()
-            .filter(|c| c.calls > 0)
-            .count()
-    });
+    let used = app
+        .selected_index(&visible)
+        .map_or(0, |i| used(&visible[i].0.totals).len());
     FIXED_LINES + (used as u16).clamp(1, MAX_SYSCALL_ROWS)
 }
 
@@ -64,9 +67,7 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     let inner = block.inner(area);
     block.render(area, buf);
 
-    let used: Vec<usize> = (0..SYSCALLS.len())
-        .filter(|&i| row.totals.syscalls[i].calls > 0)
-        .collect();
+    let used = used(&row.totals);
     // Sparklines (2), the picture (4) and flows and finding (2) keep their room; the syscall
     // table gets the rest, at least its header and one row.
     let table_rows = (used.len() as u16)
@@ -89,17 +90,20 @@ fn syscall_table(app: &App, row: &ProcessRow, used: &[usize], area: Rect, buf: &
     let seconds = app.sample.as_secs_f64();
     let right = |text: String| Cell::from(Line::from(text).right_aligned());
     let header = Row::new([
-        Cell::from("SYSCALL"),
+        Cell::from("SYSCALL / OP"),
         right("CALLS".into()),
         right("BYTES".into()),
         right("ERRORS".into()),
         right("NOW".into()),
     ])
     .add_modifier(Modifier::BOLD);
-    let rows = used.iter().map(|&i| {
-        let (total, delta) = (&row.totals.syscalls[i], &row.delta.syscalls[i]);
-        Row::new([
-            Cell::from(SYSCALLS[i].name),
+    let totals: Vec<_> = row.totals.rows().map(|(_, c)| c).collect();
+    let deltas: Vec<_> = row.delta.rows().map(|(_, c)| c).collect();
+    let rows = used.iter().filter_map(|&i| {
+        let (total, delta) = (totals.get(i)?, deltas.get(i)?);
+        let p = path(i)?;
+        Some(Row::new([
+            Cell::from(if p.io_uring { p.display } else { p.name }),
             right(units::count(total.calls)),
             right(units::bytes(total.bytes)),
             right(units::count(total.errors)),
@@ -107,10 +111,10 @@ fn syscall_table(app: &App, row: &ProcessRow, used: &[usize], area: Rect, buf: &
                 "{}/s",
                 units::bytes_compact(per_second(delta.bytes, seconds))
             )),
-        ])
+        ]))
     });
     let widths = [
-        Constraint::Length(15),
+        Constraint::Length(23),
         Constraint::Length(11),
         Constraint::Length(10),
         Constraint::Length(7),
@@ -171,17 +175,28 @@ fn sparklines(row: &ProcessRow, area: Rect, buf: &mut Buffer) {
 fn paths_picture(paths: &Cost, area: Rect, buf: &mut Buffer) {
     let here =
         |text: String| Line::from(vec![Span::raw("  this pid  ").dark_gray(), Span::raw(text)]);
+    let ops = |n: u64| {
+        if n > 0 {
+            format!(" + {} io_uring ops", units::count(n))
+        } else {
+            String::new()
+        }
+    };
     let mut copy_line = format!(
-        "{} calls, {} copied by the CPU, {} transitions",
+        "{} calls{}, {} copied by the CPU, {} transitions",
         units::count(paths.copy_calls),
+        ops(paths.copy_ops),
         units::bytes(paths.copied_bytes),
         units::count(paths.copy_calls.saturating_mul(2))
     );
     if paths.pinned_bytes > 0 {
         copy_line += &format!(
-            ", {} pinned (MSG_ZEROCOPY)",
+            ", {} pinned (zero-copy sends)",
             units::bytes(paths.pinned_bytes)
         );
+    }
+    if paths.direct_bytes > 0 {
+        copy_line += &format!(", {} by DMA (O_DIRECT)", units::bytes(paths.direct_bytes));
     }
     let lines = vec![
         Line::from(vec![
@@ -194,8 +209,9 @@ fn paths_picture(paths: &Cost, area: Rect, buf: &mut Buffer) {
             Span::raw("  0 copies by the CPU, 2 transitions a chunk"),
         ]),
         here(format!(
-            "{} calls, {} moved in the kernel, {} transitions",
+            "{} calls{}, {} moved in the kernel, {} transitions",
             units::count(paths.kernel_calls),
+            ops(paths.kernel_ops),
             units::bytes(paths.kernel_bytes),
             units::count(paths.kernel_calls.saturating_mul(2))
         )),

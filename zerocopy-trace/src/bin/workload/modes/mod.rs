@@ -11,6 +11,7 @@ mod read_write;
 mod send;
 mod tcp;
 mod threads;
+mod uring;
 
 use std::os::fd::RawFd;
 use std::time::Duration;
@@ -43,8 +44,24 @@ pub enum Mode {
     Positional,
     /// splicer: vmsplice into a pipe, tee to a second pipe, splice both to /dev/null
     PipeZeroCopy,
-    /// sender: sendto with MSG_ZEROCOPY; receiver: read
+    /// sender: sendto with MSG_ZEROCOPY, then reads the completion notices from its error
+    /// queue; receiver: read
     MsgZerocopy,
+    /// UDP: sender: sendto with MSG_ZEROCOPY, one datagram at a time, then reads the
+    /// completion notices; receiver: recvfrom
+    MsgZerocopyUdp,
+    /// copier: io_uring READ of a file and WRITE to another
+    UringReadWrite,
+    /// reader: io_uring READ of a file opened O_DIRECT
+    UringDirectRead,
+    /// sender: io_uring SEND; receiver: io_uring RECV
+    UringSendRecv,
+    /// sender: io_uring SPLICE file -> pipe -> socket; receiver: read
+    UringSplice,
+    /// sender: io_uring SEND_ZC with usage reports; receiver: read
+    UringSendZc,
+    /// reader: io_uring READ of a file through an SQPOLL ring
+    UringSqpoll,
     /// failer: known failing and succeeding read/write/pread64/sendto calls
     Errors,
     /// every mode above, one after another
@@ -62,7 +79,7 @@ pub enum Mode {
 
 impl Mode {
     /// Every mode `all` runs, in order.
-    pub const EACH: [Mode; 11] = [
+    pub const EACH: [Mode; 18] = [
         Mode::ReadWrite,
         Mode::Sendfile,
         Mode::Splice,
@@ -73,7 +90,14 @@ impl Mode {
         Mode::Positional,
         Mode::PipeZeroCopy,
         Mode::MsgZerocopy,
+        Mode::MsgZerocopyUdp,
         Mode::Errors,
+        Mode::UringReadWrite,
+        Mode::UringDirectRead,
+        Mode::UringSendRecv,
+        Mode::UringSplice,
+        Mode::UringSendZc,
+        Mode::UringSqpoll,
     ];
 
     /// The modes `all` leaves out: they test process and thread lifecycles, not data paths.
@@ -93,6 +117,13 @@ impl Mode {
             Mode::Positional => "positional",
             Mode::PipeZeroCopy => "pipe-zero-copy",
             Mode::MsgZerocopy => "msg-zerocopy",
+            Mode::MsgZerocopyUdp => "msg-zerocopy-udp",
+            Mode::UringReadWrite => "uring-read-write",
+            Mode::UringDirectRead => "uring-direct-read",
+            Mode::UringSendRecv => "uring-send-recv",
+            Mode::UringSplice => "uring-splice",
+            Mode::UringSendZc => "uring-send-zc",
+            Mode::UringSqpoll => "uring-sqpoll",
             Mode::Errors => "errors",
             Mode::All => "all",
             Mode::Churn => "churn",
@@ -143,6 +174,13 @@ pub fn run(mode: Mode, params: &Params) -> Result<Vec<ProcessReport>> {
         Mode::Splice => in_kernel::splice(params),
         Mode::SendRecv => send::send_recv(params),
         Mode::MsgZerocopy => send::msg_zerocopy(params),
+        Mode::MsgZerocopyUdp => send::msg_zerocopy_udp(params),
+        Mode::UringReadWrite => uring::uring_read_write(params),
+        Mode::UringDirectRead => uring::uring_direct_read(params),
+        Mode::UringSendRecv => uring::uring_send_recv(params),
+        Mode::UringSplice => uring::uring_splice(params),
+        Mode::UringSendZc => uring::uring_send_zc(params),
+        Mode::UringSqpoll => uring::uring_sqpoll(params),
         Mode::CopyFileRange => files::copy_file_range(params),
         Mode::Positional => files::positional(params),
         Mode::Mmsg => mmsg::mmsg(params),
