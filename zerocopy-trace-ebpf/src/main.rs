@@ -18,6 +18,7 @@ mod floor;
 mod io_uring;
 mod maps;
 mod process;
+mod stage;
 mod syscall;
 
 #[cfg(not(test))]

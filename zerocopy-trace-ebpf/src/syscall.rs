@@ -21,7 +21,7 @@ use aya_ebpf::{
 };
 use zerocopy_trace_common::{
     drop_reason,
-    fd_kind::NO_FD,
+    fd_kind::{NO_FD, UNKNOWN},
     notices::{
         zerocopy_notice, CmsgHeader, Notice, CMSG_HEADER_SIZE, EXTENDED_ERR_SIZE,
         MSGHDR_CONTROL_OFFSET, MSG_ERRQUEUE,
@@ -35,6 +35,7 @@ use crate::{
     fd_kind,
     fields::Slots,
     maps::{MMSG_BATCH, MMSG_SCRATCH, PENDING, TRACED},
+    stage::{self, Staged},
 };
 
 /// Slots of an enter record: `__syscall_nr` and up to six arguments.
@@ -170,13 +171,31 @@ fn describe_without_kinds(id: u32, args: &impl Arguments) -> PendingCall {
     }
 }
 
-/// The kinds of the call's source and destination fds (`NO_FD` where it has none).
+/// The kinds of the call's source and destination fds (`NO_FD` where it has none). With a
+/// staging slot, the source's kind is parked there while the destination's is resolved (see
+/// `stage`).
 #[inline(always)]
 fn fd_kinds(id: u32, args: &impl Arguments, kind_of: fn(i32) -> u8) -> (u8, u8) {
     let offsets = config::syscall(id);
+    let Some(slot) = stage::slot() else {
+        return (UNKNOWN, UNKNOWN);
+    };
+    let source = fd_kind_arg(args, offsets.source_fd_offset, kind_of);
+    // SAFETY: the slot comes from `stage::slot`.
+    unsafe { stage::park_kind(slot, source) };
+    let destination = fd_kind_arg(args, offsets.destination_fd_offset, kind_of);
+    // SAFETY: as above.
+    (unsafe { stage::parked_kind(slot) }, destination)
+}
+
+/// The kinds of the call's fds, by probe reads, for the tracepoint hook's enter (no staging:
+/// it is a program of its own, with one path to count).
+#[inline(always)]
+fn fd_kinds_unstaged(id: u32, args: &impl Arguments) -> (u8, u8) {
+    let offsets = config::syscall(id);
     (
-        fd_kind_arg(args, offsets.source_fd_offset, kind_of),
-        fd_kind_arg(args, offsets.destination_fd_offset, kind_of),
+        fd_kind_arg(args, offsets.source_fd_offset, fd_kind::of_fd),
+        fd_kind_arg(args, offsets.destination_fd_offset, fd_kind::of_fd),
     )
 }
 
@@ -184,7 +203,7 @@ fn fd_kinds(id: u32, args: &impl Arguments, kind_of: fn(i32) -> u8) -> (u8, u8) 
 #[inline(always)]
 fn describe(id: u32, args: &impl Arguments) -> PendingCall {
     let mut call = describe_without_kinds(id, args);
-    (call.source_kind, call.destination_kind) = fd_kinds(id, args, fd_kind::of_fd);
+    (call.source_kind, call.destination_kind) = fd_kinds_unstaged(id, args);
     call
 }
 
@@ -368,18 +387,41 @@ fn count(tgid: u32, id: u32, ret: i64, pending: &PendingCall, kinds: impl FnOnce
         (flags & syscall_flags::SEND != 0) & (pending.msg_flags & MSG_ZEROCOPY != 0) & (ret > 0);
     let messages = (mmsg as u64).wrapping_mul(ret as u64) + (!mmsg as u64);
     let zerocopy_sends = (asked as u64).wrapping_mul(messages);
+    // Parked while the kinds are resolved, so the verifier's paths merge (see `stage`).
+    // The slot of a one-entry per-CPU array is always there. Were it not, the call could not
+    // be counted, and is counted as dropped like one that found no counter slot: recording
+    // it here instead, with unknown kinds, would double what the verifier walks.
+    let Some(slot) = stage::slot() else {
+        dropped(drop_reason::COUNTERS_FULL, bytes);
+        return;
+    };
+    let staged = Staged {
+        key: ((tgid as u64) << 32) | id as u64,
+        bytes,
+        zerocopy_sends,
+        error: (ret < 0) as u64,
+        source_kind: 0,
+    };
+    // SAFETY: the slot comes from `stage::slot`.
+    unsafe { stage::park(slot, staged) };
     let (source_kind, destination_kind) = if bytes == 0 { (NO_FD, NO_FD) } else { kinds() };
-    record(
-        &key,
-        &Call {
-            bytes,
-            error: ret < 0,
-            zerocopy_sends,
-            source_kind,
-            destination_kind,
-            notice: None,
-        },
-    );
+    // SAFETY: as above.
+    let staged = unsafe { stage::read(slot) };
+    // Built from plain values read back, not borrowed from `staged`: the verifier keeps a
+    // borrowed stack copy apart per path (95 000 instructions to verify instead of 35 000).
+    let key = ProcKey {
+        tgid: (staged.key >> 32) as u32,
+        syscall: staged.key as u32,
+    };
+    let call = Call {
+        bytes: staged.bytes,
+        error: staged.error != 0,
+        zerocopy_sends: staged.zerocopy_sends,
+        source_kind,
+        destination_kind,
+        notice: None,
+    };
+    record(&key, &call);
 }
 
 /// The zero-copy completion notice a recvmsg with `MSG_ERRQUEUE` wrote into the control
