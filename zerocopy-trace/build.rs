@@ -1,13 +1,17 @@
 //! Builds the eBPF object the agent embeds, every time its sources change, so `cargo build`,
 //! `cargo test` and `cargo clippy` never embed a stale one. The compiler it needs (a rustc with
 //! the core library's source, and bpf-linker) is provisioned by `cargo xtask build`, which
-//! records it in `target/ebpf/toolchain`.
+//! records it in `target/ebpf/toolchain`. It also records the git revision `--version` prints.
 
 // The build command is shared with xtask, which lints the same crate the same way (and uses
 // the parts this script does not).
 #[allow(dead_code)]
 #[path = "../xtask/src/ebpf_command.rs"]
 mod ebpf_command;
+
+// The revision lookup is unit-tested in xtask, which shares it.
+#[path = "../xtask/src/git_revision.rs"]
+mod git_revision;
 
 use std::{
     env,
@@ -32,6 +36,8 @@ fn main() {
             workspace.join(watched).display()
         );
     }
+    record_revision(&workspace);
+
     let file = ebpf_command::toolchain_file(&workspace);
     println!("cargo:rerun-if-changed={}", file.display());
 
@@ -52,6 +58,20 @@ fn main() {
     println!(
         "cargo:rustc-env=ZEROCOPY_TRACE_EBPF_OBJECT_PATH={}",
         object.display()
+    );
+}
+
+/// `ZEROCOPY_TRACE_REVISION` for `--version`: the commit built, or "unknown" from a tarball;
+/// `ZEROCOPY_TRACE_REVISION_DATE`, its date for the man pages (empty when unknown).
+fn record_revision(workspace: &Path) {
+    let revision = git_revision::of_workspace(workspace);
+    for path in &revision.watch {
+        println!("cargo:rerun-if-changed={}", path.display());
+    }
+    println!("cargo:rustc-env=ZEROCOPY_TRACE_REVISION={}", revision.id);
+    println!(
+        "cargo:rustc-env=ZEROCOPY_TRACE_REVISION_DATE={}",
+        revision.date.unwrap_or_default()
     );
 }
 

@@ -60,6 +60,26 @@ pub fn run(cmd: &mut Command) -> Result<()> {
     }
 }
 
+/// Runs `cmd` as [`run`] does, but returns its stdout (trimmed) instead of passing it on; its
+/// stderr still shows.
+pub fn stdout(cmd: &mut Command) -> Result<String> {
+    let shown = describe(cmd);
+    eprintln!("xtask: {shown}");
+    let out = cmd
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit())
+        .output()
+        .with_context(|| format!("could not start `{shown}`"))?;
+    if !out.status.success() {
+        return Err(Failed {
+            command: shown,
+            status: out.status,
+        }
+        .into());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
 /// Runs `cmd` quietly and returns its trimmed stdout, or `None` if it could not start or failed.
 /// For probes whose failure just means "not this one" (is there a rustup nightly? ...).
 pub fn probe(cmd: &mut Command) -> Option<String> {
@@ -112,6 +132,16 @@ mod tests {
             describe(&cmd),
             "DEBIAN_FRONTEND=noninteractive apt-get install -y x"
         );
+    }
+
+    #[test]
+    fn stdout_is_returned_and_failure_is_an_error() {
+        assert_eq!(
+            stdout(Command::new("echo").arg(" out ")).unwrap(),
+            "out".to_owned()
+        );
+        let err = stdout(&mut Command::new("false")).unwrap_err();
+        assert_eq!(err.downcast_ref::<Failed>().map(Failed::code), Some(1));
     }
 
     #[test]

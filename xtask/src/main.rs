@@ -4,15 +4,18 @@
 //! Layout: `toolchain` finds or installs the eBPF compiler and bpf-linker (with `apt` for Debian
 //! packages), `ebpf` builds and lints the kernel crate, `test_programs` and `kafka` bring the
 //! programs the integration tests drive, `tasks` strings the steps of each subcommand together,
-//! and `cmd` runs child processes.
+//! `dist` builds the Debian package, and `cmd` runs child processes.
 
 mod apt;
 mod bench;
 mod cmd;
+mod dist;
 mod ebpf;
 // Shared with the agent's build.rs, which uses the other half of it.
 #[allow(dead_code)]
 mod ebpf_command;
+// Shared with the agent's build.rs, which embeds the revision in `--version`.
+mod git_revision;
 mod kafka;
 mod tasks;
 mod test_programs;
@@ -59,6 +62,10 @@ enum Task {
         #[arg(last = true)]
         args: Vec<String>,
     },
+    /// Build the release agent, then its Debian package (target/debian/*.deb): the binary, man
+    /// pages, bash/zsh/fish completions, the exporter's systemd unit (disabled) and the fleet
+    /// files.
+    Dist,
     /// Check formatting, then clippy (with -D warnings) on the host crates and the eBPF crate.
     Lint,
     /// Find or install the eBPF toolchain (rustc with core source, bpf-linker) and show it.
@@ -105,6 +112,11 @@ fn run(task: Task) -> Result<()> {
         }
         Task::Run { release, args } => tasks::run(&workspace, release, &args),
         Task::Test { args } => tasks::test(&workspace, &args),
+        Task::Dist => {
+            let deb = dist::dist(&workspace)?;
+            println!("{}", deb.display());
+            Ok(())
+        }
         Task::Lint => tasks::lint(&workspace),
         Task::Toolchain => tasks::toolchain(&workspace),
         Task::Bench {

@@ -10,6 +10,7 @@ use anyhow::{bail, Context, Result};
 
 use crate::apt::Apt;
 use crate::cmd;
+use crate::dist;
 use crate::ebpf;
 use crate::kafka;
 use crate::test_programs;
@@ -84,18 +85,57 @@ pub fn run(workspace: &Path, release: bool, args: &[OsString]) -> Result<()> {
 }
 
 /// `cargo xtask test`: the workspace's tests (the default members; the eBPF crate has no host
-/// build), one test at a time, with Apache Kafka fetched for the Kafka test.
+/// build), one test at a time, with Apache Kafka fetched for the Kafka test and the Debian
+/// package built (once) for the package test, when those tests are among the ones run.
 pub fn test(workspace: &Path, extra: &[String]) -> Result<()> {
     let mut apt = Apt::default();
     prepare(workspace, &mut apt)?;
     test_programs::ensure(&mut apt)?;
     let kafka = kafka::ensure(workspace, &mut apt)?;
-    cmd::run(
-        cmd::cargo()
-            .current_dir(workspace)
-            .env(kafka::DIR_ENV, &kafka)
-            .args(test_args(extra)),
-    )
+    let mut command = cmd::cargo();
+    command
+        .current_dir(workspace)
+        .env(kafka::DIR_ENV, &kafka)
+        .args(test_args(extra));
+    if runs_test(cargo_args(extra), PACKAGE_TEST) {
+        command.env(PACKAGE_ENV, dist::dist(workspace)?);
+    }
+    cmd::run(&mut command)
+}
+
+/// The integration test of the Debian package, and where it finds the package `dist` built.
+const PACKAGE_TEST: &str = "package";
+const PACKAGE_ENV: &str = "ZEROCOPY_TRACE_DEB";
+
+/// The `cargo test` part of `cargo xtask test -- EXTRA` (before a second `--`).
+fn cargo_args(extra: &[String]) -> &[String] {
+    match extra.iter().position(|a| a == "--") {
+        Some(i) => &extra[..i],
+        None => extra,
+    }
+}
+
+/// Whether these `cargo test` arguments run the agent's integration test `name`: the agent is
+/// tested, and either `--test name` is given, or no target is chosen at all (every test runs), or
+/// `--tests`/`--all-targets` asks for all of them.
+fn runs_test(cargo_args: &[String], name: &str) -> bool {
+    if !tests_the_agent(cargo_args) {
+        return false;
+    }
+    let mut named = Vec::new();
+    let mut chose_targets = false;
+    let mut all_tests = false;
+    let mut args = cargo_args.iter();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--test" => named.extend(args.next().map(String::as_str)),
+            "--tests" | "--all-targets" => all_tests = true,
+            "--lib" | "--bins" | "--bin" | "--doc" | "--examples" | "--example" | "--benches"
+            | "--bench" => chose_targets = true,
+            other => named.extend(other.strip_prefix("--test=")),
+        }
+    }
+    named.contains(&name) || all_tests || (named.is_empty() && !chose_targets)
 }
 
 /// `cargo xtask lint`: formatting everywhere, clippy on the host crates, then clippy on the eBPF
@@ -250,6 +290,23 @@ mod tests {
         assert!(tests_the_agent(&strings(&["--package=zerocopy-trace"])));
         assert!(tests_the_agent(&strings(&["--test", "exact_bytes"])));
         assert!(!tests_the_agent(&strings(&["-p", "zerocopy-trace-common"])));
+    }
+
+    #[test]
+    fn the_package_is_built_only_when_its_test_runs() {
+        let runs = |words: &[&str]| runs_test(&strings(words), PACKAGE_TEST);
+        assert!(runs(&[]));
+        assert!(runs(&["--test", "package"]));
+        assert!(runs(&["--test=package"]));
+        assert!(runs(&["--test", "exact_bytes", "--test", "package"]));
+        assert!(runs(&["-p", "zerocopy-trace", "--tests"]));
+        assert!(!runs(&["--test", "exact_bytes"]));
+        assert!(!runs(&["-p", "zerocopy-trace", "--bins"]));
+        assert!(!runs(&["-p", "xtask"]));
+        assert_eq!(
+            cargo_args(&strings(&["--test", "package", "--", "--nocapture"])),
+            strings(&["--test", "package"])
+        );
     }
 
     #[test]

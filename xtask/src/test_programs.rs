@@ -9,12 +9,23 @@ use anyhow::Result;
 use crate::apt::Apt;
 
 /// (command, Debian package that provides it, what needs it)
-const PROGRAMS: [(&str, &str, &str); 5] = [
+const PROGRAMS: [(&str, &str, &str); 8] = [
     ("nginx", "nginx-light", "the nginx sendfile on/off tests"),
     ("fio", "fio", "the io_uring and O_DIRECT tests"),
     ("socat", "socat", "the user-space proxy test"),
     ("curl", "curl", "the HTTP client of the server tests"),
     ("tmux", "tmux", "the dashboard's end-to-end test"),
+    (
+        "lintian",
+        "lintian",
+        "the package test: Debian's package checker",
+    ),
+    ("man", "man-db", "the package test: rendering the man pages"),
+    (
+        "systemd-analyze",
+        "systemd",
+        "the package test: checking the systemd unit",
+    ),
 ];
 
 /// Programs installed without their recommendations: (command, package, what needs it).

@@ -15,10 +15,19 @@ use crate::{
 /// (from Prometheus' default port allocations).
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9124";
 
+/// What `--version` prints after the name: the release and the commit it was built from
+/// ("unknown" when built from a tarball; see build.rs).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (revision ",
+    env!("ZEROCOPY_TRACE_REVISION"),
+    ")"
+);
+
 #[derive(Debug, Parser)]
 #[command(
     name = "zerocopy-trace",
-    version,
+    version = VERSION,
     about = "Does this server really move its data without copying it? Counts, per process, the bytes \
              copied through user space and the bytes moved in-kernel (sendfile, splice, ...), live, from eBPF."
 )]
@@ -47,6 +56,17 @@ pub enum Command {
     /// For `cargo xtask bench`: empty programs on the same hooks, until SIGINT.
     #[command(hide = true)]
     Floor(FloorArgs),
+    /// For packagers (`cargo xtask dist`): write the man pages and the bash, zsh and fish
+    /// completions, generated from this command line, under DIR.
+    #[command(hide = true)]
+    Assets(AssetsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AssetsArgs {
+    /// Where to write them (created if missing): DIR/man/*.8 and DIR/completions/*.
+    #[arg(value_name = "DIR")]
+    pub dir: PathBuf,
 }
 
 #[derive(Debug, Args)]

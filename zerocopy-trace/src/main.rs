@@ -6,8 +6,10 @@
 //! `preflight` checks privileges and tracefs, `targets` resolves what to trace, `plan`
 //! prepares without touching the kernel, `attach` is the one place that loads, attaches and
 //! detaches, `trace` holds an attached trace, and `driver` is the one loop that feeds its
-//! snapshots to an output. See ARCHITECTURE.md.
+//! snapshots to an output. `assets` writes the man pages and completions for packaging.
+//! See ARCHITECTURE.md.
 
+mod assets;
 mod attach;
 mod btf;
 mod btf_stub;
@@ -119,6 +121,15 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Some(Command::Exporter(args)) => exporter::run(args, runtime()?),
+        Some(Command::Assets(args)) => {
+            let written = assets::write(&args.dir)?;
+            eprintln!(
+                "zerocopy-trace: wrote {} files under {}",
+                written.len(),
+                args.dir.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Some(Command::Floor(args)) => {
             runtime()?.block_on(async { floor::run(args.hook, Signals::install()?).await })?;
             Ok(ExitCode::SUCCESS)
