@@ -216,9 +216,9 @@ mod tests {
             ("sendto", 256, 16 << 20, None, Some(TCP)),
             ("recvmsg", 4, 0, Some(TCP), None),
         ]);
-        let sendto = &mut c.syscalls[syscall_id("sendto").expect("traced")];
+        let sendto = c.syscall_mut(syscall_id("sendto").expect("traced"));
         (sendto.msg_zerocopy_bytes, sendto.zerocopy_sends) = (16 << 20, 256);
-        let recvmsg = &mut c.syscalls[syscall_id("recvmsg").expect("traced")];
+        let recvmsg = c.syscall_mut(syscall_id("recvmsg").expect("traced"));
         (recvmsg.zerocopy_notified, recvmsg.zerocopy_copied) = (notified, copied);
         c
     }
@@ -246,7 +246,8 @@ mod tests {
     #[test]
     fn direct_io_is_zero_copy() {
         let mut c = with(&[("pread64", 1024, 64 << 20, Some(FILE), None)]);
-        c.syscalls[syscall_id("pread64").expect("traced")].direct_bytes = 64 << 20;
+        c.syscall_mut(syscall_id("pread64").expect("traced"))
+            .direct_bytes = 64 << 20;
         assert_eq!(
             sentence("fio", 7, &c),
             "fio[7]: 100.0% of 64.0 MiB moved file->process by direct I/O: zero copy achieved"

@@ -185,11 +185,11 @@ mod tests {
         assert_eq!((recent[0].seq, recent[1].seq), (1, 2));
         let first = recent[0].counters();
         assert_eq!(
-            (first.syscalls[0], first.syscalls[16]),
+            (*first.syscall(0), *first.syscall(16)),
             (c(3, 30), c(1, 4096))
         );
-        assert!(first.syscalls[1].is_zero());
-        assert_eq!(recent[1].counters().syscalls[1], c(5, 50));
+        assert!(first.syscall(1).is_zero());
+        assert_eq!(*recent[1].counters().syscall(1), c(5, 50));
         // An id past the table is ignored, not a panic; so is a record of an exit not begun.
         file(&mut exits, &mut groups, (9, 200, 999), c(1, 1), g);
         exits.add(77, 1, 0, &c(1, 1), &mut groups);
@@ -218,8 +218,8 @@ mod tests {
         assert_eq!(recent, [998, 999, 1000]);
         let group = &groups.groups()[g as usize];
         assert_eq!(group.exited, 997);
-        assert_eq!(group.counters.syscalls[1].bytes, 997 * 1000);
-        assert_eq!(group.counters.syscalls[0].bytes, 7);
+        assert_eq!(group.counters.syscall(1).bytes, 997 * 1000);
+        assert_eq!(group.counters.syscall(0).bytes, 7);
     }
 
     #[test]
@@ -234,8 +234,8 @@ mod tests {
         assert_eq!(
             (
                 group.exited,
-                group.counters.syscalls[0].bytes,
-                group.counters.syscalls[1].bytes
+                group.counters.syscall(0).bytes,
+                group.counters.syscall(1).bytes
             ),
             (1, 10, 20)
         );

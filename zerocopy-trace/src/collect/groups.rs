@@ -205,8 +205,8 @@ mod tests {
         table.fold(99, &[(0, c)]);
         let group = &table.groups()[a as usize];
         assert_eq!(group.exited, 3);
-        assert_eq!(group.counters.syscalls[0].bytes, 20);
-        assert_eq!(group.counters.syscalls[1].bytes, 20);
+        assert_eq!(group.counters.syscall(0).bytes, 20);
+        assert_eq!(group.counters.syscall(1).bytes, 20);
     }
 
     #[test]

@@ -413,9 +413,9 @@ mod tests {
             ),
         ]);
         assert_eq!(folded.len(), 2);
-        assert_eq!(folded[&7].syscalls[0], c(4, 40));
-        assert_eq!(folded[&7].syscalls[16], c(2, 20));
-        assert_eq!(folded[&9].syscalls[1], c(3, 30));
+        assert_eq!(*folded[&7].syscall(0), c(4, 40));
+        assert_eq!(*folded[&7].syscall(16), c(2, 20));
+        assert_eq!(*folded[&9].syscall(1), c(3, 30));
         assert!(fold_counters([]).is_empty());
     }
 
@@ -477,8 +477,8 @@ mod tests {
         assert_eq!(folded.exited, 1);
         assert_eq!(
             (
-                folded.counters.syscalls[0].bytes,
-                folded.counters.syscalls[1].bytes
+                folded.counters.syscall(0).bytes,
+                folded.counters.syscall(1).bytes
             ),
             (10, 20)
         );

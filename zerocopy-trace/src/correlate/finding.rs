@@ -154,8 +154,8 @@ pub fn finding(counters: &ProcessCounters, cost: &Cost, flows: &[Flow]) -> Findi
 fn user_space_transitions(counters: &ProcessCounters) -> u64 {
     counters
         .rows()
-        .filter(|(p, _)| p.method == Method::UserCopy && !p.io_uring)
-        .map(|(_, c)| c.calls.saturating_mul(2))
+        .filter(|(_, p, _)| p.method == Method::UserCopy && !p.io_uring)
+        .map(|(_, _, c)| c.calls.saturating_mul(2))
         .sum()
 }
 
@@ -218,13 +218,12 @@ mod tests {
     #[test]
     fn zero_copy_sends_the_kernel_copied_are_said_so() {
         let mut c = with(&[("sendto", 256, 16 << 20, None, Some(TCP))]);
-        let sendto =
-            &mut c.syscalls[zerocopy_trace_common::syscalls::syscall_id("sendto").unwrap()];
+        let sendto = c.syscall_mut(zerocopy_trace_common::syscalls::syscall_id("sendto").unwrap());
         (sendto.zerocopy_sends, sendto.msg_zerocopy_bytes) = (256, 16 << 20);
         // Notices read: all 256 copied.
         let mut copied = c.clone();
         let recvmsg =
-            &mut copied.syscalls[zerocopy_trace_common::syscalls::syscall_id("recvmsg").unwrap()];
+            copied.syscall_mut(zerocopy_trace_common::syscalls::syscall_id("recvmsg").unwrap());
         (
             recvmsg.calls,
             recvmsg.zerocopy_notified,
@@ -249,8 +248,8 @@ mod tests {
         }
         // Confirmed not copied: zero copy.
         let mut confirmed = c.clone();
-        let recvmsg = &mut confirmed.syscalls
-            [zerocopy_trace_common::syscalls::syscall_id("recvmsg").unwrap()];
+        let recvmsg =
+            confirmed.syscall_mut(zerocopy_trace_common::syscalls::syscall_id("recvmsg").unwrap());
         (recvmsg.calls, recvmsg.zerocopy_notified) = (4, 256);
         assert!(matches!(
             of(&confirmed),

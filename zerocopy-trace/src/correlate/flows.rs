@@ -204,7 +204,7 @@ pub fn flows(counters: &ProcessCounters) -> Vec<Flow> {
     // Keyed so the in-kernel methods come first: of two flows of equal size, the in-kernel
     // one is listed first.
     let mut by_method: BTreeMap<(bool, Method), MethodBytes> = BTreeMap::new();
-    for (path, c) in counters.rows() {
+    for (_, path, c) in counters.rows() {
         if c.bytes == 0 {
             continue;
         }
@@ -358,8 +358,8 @@ mod tests {
         // 64 MiB read by O_DIRECT pread64, 1 MiB by a buffered one; an io_uring READ of a
         // file and SEND to tcp (a relay through user space), and SPLICE file -> pipe -> tcp.
         let mut c = with(&[("pread64", 2, 65 << 20, Some(FILE), None)]);
-        c.syscalls[zerocopy_trace_common::syscalls::syscall_id("pread64").unwrap()].direct_bytes =
-            64 << 20;
+        c.syscall_mut(zerocopy_trace_common::syscalls::syscall_id("pread64").unwrap())
+            .direct_bytes = 64 << 20;
         with_ops(
             &mut c,
             &[

@@ -28,7 +28,7 @@ pub mod fixtures {
         for &(name, calls, bytes, source, destination) in entries {
             let op = zerocopy_trace_common::io_uring::io_uring_op_index(name)
                 .expect("a traced io_uring operation");
-            let c = &mut counters.io_uring[op];
+            let c = counters.op_mut(op);
             c.calls += calls;
             c.bytes += bytes;
             if let Some(s) = source {
@@ -43,7 +43,7 @@ pub mod fixtures {
     pub fn with(entries: &[Entry]) -> ProcessCounters {
         let mut counters = ProcessCounters::default();
         for &(name, calls, bytes, source, destination) in entries {
-            let c = &mut counters.syscalls[syscall_id(name).expect("a traced syscall")];
+            let c = counters.syscall_mut(syscall_id(name).expect("a traced syscall"));
             c.calls += calls;
             c.bytes += bytes;
             if let Some(s) = source {

@@ -368,9 +368,9 @@ impl App {
         };
         let busiest = counters
             .rows()
-            .filter(|(_, c)| c.calls > 0)
-            .max_by_key(|(_, c)| (c.bytes, c.calls))
-            .map(|(path, _)| {
+            .filter(|(_, _, c)| c.calls > 0)
+            .max_by_key(|(_, _, c)| (c.bytes, c.calls))
+            .map(|(_, path, _)| {
                 if path.io_uring {
                     path.display
                 } else {
@@ -627,7 +627,7 @@ pub mod tests {
         );
         assert!(app.visible().is_empty(), "gone after EXITED_LINGER");
         // It still counts machine-wide, and a new process reusing the pid starts afresh.
-        assert_eq!(app.machine_totals.syscalls[0].bytes, 300);
+        assert_eq!(app.machine_totals.syscall(0).bytes, 300);
         app.ingest(
             snapshot(vec![
                 record(5, "cat", true, &[("read", 3, 300)]),
@@ -762,13 +762,13 @@ pub mod tests {
         app.ingest(first, secs(1));
         assert_eq!(app.folded, 10);
         assert_eq!(app.process_counts(), (0, 1));
-        assert_eq!(app.machine_totals.syscalls[0].bytes, 1100);
+        assert_eq!(app.machine_totals.syscall(0).bytes, 1100);
         // The exit of pid 3 is folded in turn, with 40 more: no row, but in the rate.
         let mut second = snapshot(vec![]);
         second.groups = vec![folded(51, 5100)];
         app.ingest(second, secs(2));
         assert_eq!((app.folded, app.process_counts()), (51, (0, 0)));
-        assert_eq!(app.machine_delta.syscalls[0].bytes, 4000);
+        assert_eq!(app.machine_delta.syscall(0).bytes, 4000);
         let f = app.machine_figures();
         assert_eq!(f.copied, 4000.0);
 

@@ -212,7 +212,7 @@ pub fn exposition(snapshot: Snapshot, labels: Labels, format: Format) -> String 
         // io_uring operations are series of their own under `syscall`, named as flows name
         // them (`io_uring READ`): a sum over the label stays every data path's.
         let sends = &analysis.cost.zero_copy_sends;
-        for (path, c) in counters.rows() {
+        for (_, path, c) in counters.rows() {
             if c.calls == 0 {
                 continue;
             }

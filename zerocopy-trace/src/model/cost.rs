@@ -60,7 +60,7 @@ pub struct ZeroCopySends {
 impl ZeroCopySends {
     pub fn of(counters: &ProcessCounters) -> ZeroCopySends {
         let mut z = ZeroCopySends::default();
-        for (path, c) in counters.rows() {
+        for (_, path, c) in counters.rows() {
             z.sends = z.sends.saturating_add(c.zerocopy_sends);
             z.bytes = z.bytes.saturating_add(c.msg_zerocopy_bytes.min(c.bytes));
             z.notified = z.notified.saturating_add(c.zerocopy_notified);
@@ -188,7 +188,7 @@ impl Cost {
     pub fn of(counters: &ProcessCounters) -> Cost {
         let mut cost = Cost::default();
         let sends = ZeroCopySends::of(counters);
-        for (path, c) in counters.rows() {
+        for (_, path, c) in counters.rows() {
             let (calls, copy_calls, kernel_calls) = if path.io_uring {
                 (&mut cost.ops, &mut cost.copy_ops, &mut cost.kernel_ops)
             } else {
@@ -249,7 +249,7 @@ mod tests {
     fn with(entries: &[(&str, u64, u64)]) -> ProcessCounters {
         let mut counters = ProcessCounters::default();
         for &(name, calls, bytes) in entries {
-            let c = &mut counters.syscalls[syscall_id(name).unwrap()];
+            let c = counters.syscall_mut(syscall_id(name).unwrap());
             c.calls += calls;
             c.bytes += bytes;
         }
@@ -308,9 +308,9 @@ mod tests {
     /// the notices the process read said.
     fn zerocopy(sends: u64, bytes: u64, notified: u64, copied: u64) -> Cost {
         let mut counters = with(&[("sendmsg", 4, 4000)]);
-        let c = &mut counters.syscalls[syscall_id("sendmsg").unwrap()];
+        let c = counters.syscall_mut(syscall_id("sendmsg").unwrap());
         (c.zerocopy_sends, c.msg_zerocopy_bytes) = (sends, bytes);
-        let r = &mut counters.syscalls[syscall_id("recvmsg").unwrap()];
+        let r = counters.syscall_mut(syscall_id("recvmsg").unwrap());
         (r.calls, r.zerocopy_notified, r.zerocopy_copied) = (1, notified, copied);
         Cost::of(&counters)
     }
@@ -351,10 +351,12 @@ mod tests {
     fn direct_io_is_zero_copy_and_io_uring_ops_cost_no_transitions() {
         use zerocopy_trace_common::io_uring::io_uring_op_index;
         let mut counters = with(&[("pread64", 4, 4096), ("io_uring_enter", 3, 0)]);
-        counters.syscalls[syscall_id("pread64").unwrap()].direct_bytes = 4096;
-        let read = &mut counters.io_uring[io_uring_op_index("READ").unwrap()];
+        counters
+            .syscall_mut(syscall_id("pread64").unwrap())
+            .direct_bytes = 4096;
+        let read = counters.op_mut(io_uring_op_index("READ").unwrap());
         (read.calls, read.bytes, read.direct_bytes) = (8, 8192, 2048);
-        let splice = &mut counters.io_uring[io_uring_op_index("SPLICE").unwrap()];
+        let splice = counters.op_mut(io_uring_op_index("SPLICE").unwrap());
         (splice.calls, splice.bytes) = (2, 500);
         let cost = Cost::of(&counters);
         assert_eq!(cost.direct_bytes, 4096 + 2048);
@@ -373,7 +375,7 @@ mod tests {
             ("splice", 2, 800),
             ("sendmsg", 1, 100),
         ]);
-        let sendmsg = &mut c.syscalls[syscall_id("sendmsg").unwrap()];
+        let sendmsg = c.syscall_mut(syscall_id("sendmsg").unwrap());
         (
             sendmsg.msg_zerocopy_bytes,
             sendmsg.zerocopy_sends,
@@ -407,7 +409,7 @@ mod tests {
             (None, Verdict::Idle)
         );
         let mut failing = with(&[("read", 3, 0)]);
-        failing.syscalls[0].errors = 3;
+        failing.syscall_mut(0).errors = 3;
         let cost = Cost::of(&failing);
         assert_eq!(
             (cost.transitions, cost.errors, cost.verdict()),

@@ -2,30 +2,33 @@
 //! processes (all those of one name, say) adds up to the same shape.
 
 use zerocopy_trace_common::{
-    Counters, FileRole, Method, IO_URING_OPS, IO_URING_OP_COUNT, SYSCALLS, SYSCALL_COUNT,
+    Counters, FileRole, Method, ID_COUNT, IO_URING_OPS, SYSCALLS, SYSCALL_COUNT,
 };
 
-/// Per-syscall counters, indexed by syscall id.
-pub type SyscallCounters = [Counters; SYSCALL_COUNT];
-/// Per-operation counters of io_uring, indexed like `IO_URING_OPS`.
-pub type IoUringCounters = [Counters; IO_URING_OP_COUNT];
-
-/// Everything counted of one process, or of several added together. A new data path adds its
-/// counters here, and to `add` and `difference`, which every sum and rate goes through.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Everything counted of one process, or of several added together: the counters of each id
+/// it used (syscalls, then io_uring operations, the kernel's numbering). Sparse on purpose: a
+/// process uses a few of the 39 ids, and a full table would be 8 KiB a process, which a
+/// dashboard holding a thousand rows (totals and deltas) and a snapshot of them would pay for
+/// in tens of megabytes. Every sum and rate goes through `add` and `difference`.
+#[derive(Clone, Debug, Default)]
 pub struct ProcessCounters {
-    pub syscalls: SyscallCounters,
-    pub io_uring: IoUringCounters,
+    /// The ids used, in order, with their counters.
+    used: Vec<(u8, Counters)>,
 }
 
-impl Default for ProcessCounters {
-    fn default() -> Self {
-        ProcessCounters {
-            syscalls: [Counters::default(); SYSCALL_COUNT],
-            io_uring: [Counters::default(); IO_URING_OP_COUNT],
-        }
+/// What an unused id reads as.
+static ZERO: Counters = Counters::ZERO;
+
+impl PartialEq for ProcessCounters {
+    /// Equal when every id reads the same (an id present with zero counters equals absent).
+    fn eq(&self, other: &Self) -> bool {
+        let differs =
+            |a: &Self, b: &Self| a.used.iter().any(|(id, c)| b.get(usize::from(*id)) != c);
+        !differs(self, other) && !differs(other, self)
     }
 }
+
+impl Eq for ProcessCounters {}
 
 /// One data path, a syscall or an io_uring operation, as the model sees it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -97,53 +100,81 @@ fn difference(n: &Counters, b: &Counters) -> Counters {
 }
 
 impl ProcessCounters {
-    /// The counters of id `id` (syscalls, then io_uring operations), if there is such an id.
-    pub fn slot_mut(&mut self, id: usize) -> Option<&mut Counters> {
-        match id.checked_sub(SYSCALL_COUNT) {
-            None => self.syscalls.get_mut(id),
-            Some(op) => self.io_uring.get_mut(op),
+    /// The counters of id `id`: zero when unused (or past the tables).
+    pub fn get(&self, id: usize) -> &Counters {
+        match self.position(id) {
+            Ok(at) => &self.used[at].1,
+            Err(_) => &ZERO,
         }
     }
 
-    /// Every path with its counters, syscalls first.
-    pub fn rows(&self) -> impl Iterator<Item = (Path, &Counters)> {
-        self.syscalls
-            .iter()
-            .chain(&self.io_uring)
-            .enumerate()
-            .filter_map(|(id, c)| Some((path(id)?, c)))
+    /// The counters of syscall `id` (as in `SYSCALLS`).
+    pub fn syscall(&self, id: usize) -> &Counters {
+        self.get(id)
+    }
+
+    /// The counters of io_uring operation `index` (as in `IO_URING_OPS`).
+    pub fn op(&self, index: usize) -> &Counters {
+        self.get(SYSCALL_COUNT + index)
+    }
+
+    /// The counters of id `id` (syscalls, then io_uring operations), made on first use; `None`
+    /// past the tables.
+    pub fn slot_mut(&mut self, id: usize) -> Option<&mut Counters> {
+        let key = u8::try_from(id).ok().filter(|_| id < ID_COUNT)?;
+        let at = match self.position(id) {
+            Ok(at) => at,
+            Err(at) => {
+                self.used.insert(at, (key, Counters::default()));
+                at
+            }
+        };
+        Some(&mut self.used[at].1)
+    }
+
+    /// `slot_mut` of syscall `id`, which must be in the table.
+    pub fn syscall_mut(&mut self, id: usize) -> &mut Counters {
+        self.slot_mut(id).expect("a syscall id of the table")
+    }
+
+    /// `slot_mut` of io_uring operation `index`, which must be in the table.
+    pub fn op_mut(&mut self, index: usize) -> &mut Counters {
+        self.slot_mut(SYSCALL_COUNT + index)
+            .expect("an io_uring operation of the table")
+    }
+
+    fn position(&self, id: usize) -> Result<usize, usize> {
+        self.used
+            .binary_search_by_key(&id, |(used, _)| usize::from(*used))
+    }
+
+    /// Every path used, with its id and counters, syscalls first.
+    pub fn rows(&self) -> impl Iterator<Item = (usize, Path, &Counters)> {
+        self.used.iter().filter_map(|(id, c)| {
+            let id = usize::from(*id);
+            Some((id, path(id)?, c))
+        })
     }
 
     /// Adds `other` in, field by field (64-bit byte counts do not wrap in any real trace).
     pub fn add(&mut self, other: &ProcessCounters) {
-        for (s, o) in self.syscalls.iter_mut().zip(&other.syscalls) {
-            s.add(o);
-        }
-        for (s, o) in self.io_uring.iter_mut().zip(&other.io_uring) {
-            s.add(o);
+        for (id, c) in &other.used {
+            if let Some(slot) = self.slot_mut(usize::from(*id)) {
+                slot.add(c);
+            }
         }
     }
 
     /// `self - before`, field by field; a counter that went backwards gives 0, not a wrap.
+    /// Ids with nothing new are left out.
     pub fn difference(&self, before: &ProcessCounters) -> ProcessCounters {
-        let mut out = ProcessCounters::default();
-        for ((o, n), b) in out
-            .syscalls
-            .iter_mut()
-            .zip(&self.syscalls)
-            .zip(&before.syscalls)
-        {
-            *o = difference(n, b);
-        }
-        for ((o, n), b) in out
-            .io_uring
-            .iter_mut()
-            .zip(&self.io_uring)
-            .zip(&before.io_uring)
-        {
-            *o = difference(n, b);
-        }
-        out
+        let used = self
+            .used
+            .iter()
+            .map(|(id, now)| (*id, difference(now, before.get(usize::from(*id)))))
+            .filter(|(_, d)| !d.is_zero())
+            .collect();
+        ProcessCounters { used }
     }
 }
 
@@ -157,21 +188,21 @@ mod tests {
     fn differences_saturate_and_cover_every_field() {
         let mut before = ProcessCounters::default();
         let mut now = ProcessCounters::default();
-        before.syscalls[0].calls = 9;
-        before.syscalls[0].bytes = u64::MAX;
-        now.syscalls[0].calls = 12;
-        now.syscalls[0].bytes = 5;
-        now.syscalls[3].msg_zerocopy_bytes = 7;
-        now.syscalls[3].zerocopy_sends = 2;
-        now.syscalls[3].zerocopy_notified = 3;
-        now.syscalls[3].zerocopy_copied = 1;
-        now.syscalls[3].direct_bytes = 8;
-        now.syscalls[3].source_kind_bytes[fd_kind::FILE as usize] = 4;
-        now.syscalls[3].destination_kind_bytes[fd_kind::TCP as usize] = 6;
-        now.io_uring[2].bytes = 11;
+        before.syscall_mut(0).calls = 9;
+        before.syscall_mut(0).bytes = u64::MAX;
+        now.syscall_mut(0).calls = 12;
+        now.syscall_mut(0).bytes = 5;
+        now.syscall_mut(3).msg_zerocopy_bytes = 7;
+        now.syscall_mut(3).zerocopy_sends = 2;
+        now.syscall_mut(3).zerocopy_notified = 3;
+        now.syscall_mut(3).zerocopy_copied = 1;
+        now.syscall_mut(3).direct_bytes = 8;
+        now.syscall_mut(3).source_kind_bytes[fd_kind::FILE as usize] = 4;
+        now.syscall_mut(3).destination_kind_bytes[fd_kind::TCP as usize] = 6;
+        now.op_mut(2).bytes = 11;
         let d = now.difference(&before);
-        assert_eq!((d.syscalls[0].calls, d.syscalls[0].bytes), (3, 0));
-        let c = &d.syscalls[3];
+        assert_eq!((d.syscall(0).calls, d.syscall(0).bytes), (3, 0));
+        let c = d.syscall(3);
         assert_eq!(
             (
                 c.msg_zerocopy_bytes,
@@ -184,13 +215,28 @@ mod tests {
         );
         assert_eq!(c.source_kind_bytes[fd_kind::FILE as usize], 4);
         assert_eq!(c.destination_kind_bytes[fd_kind::TCP as usize], 6);
-        assert_eq!(d.io_uring[2].bytes, 11);
+        assert_eq!(d.op(2).bytes, 11);
         assert_eq!(before.difference(&before), ProcessCounters::default());
         let mut sum = ProcessCounters::default();
         sum.add(&now);
         sum.add(&now);
-        assert_eq!(sum.syscalls[0].calls, 24);
-        assert_eq!(sum.io_uring[2].bytes, 22);
+        assert_eq!(sum.syscall(0).calls, 24);
+        assert_eq!(sum.op(2).bytes, 22);
+    }
+
+    #[test]
+    fn unused_ids_read_as_zero_and_equality_ignores_zero_entries() {
+        let mut a = ProcessCounters::default();
+        a.syscall_mut(4);
+        assert_eq!(a, ProcessCounters::default());
+        a.syscall_mut(4).calls = 1;
+        assert_ne!(a, ProcessCounters::default());
+        let mut b = ProcessCounters::default();
+        b.syscall_mut(4).calls = 1;
+        b.op_mut(1);
+        assert_eq!(a, b);
+        // A process with nothing new between two snapshots holds nothing in its difference.
+        assert!(a.difference(&a).rows().next().is_none());
     }
 
     #[test]
@@ -200,12 +246,18 @@ mod tests {
         c.slot_mut(read_op).unwrap().calls = 5;
         c.slot_mut(0).unwrap().calls = 1;
         assert!(c.slot_mut(ID_COUNT).is_none());
-        assert_eq!(c.io_uring[0].calls, 5);
-        let rows: Vec<_> = c.rows().filter(|(_, c)| c.calls > 0).collect();
-        assert_eq!(rows.len(), 2);
-        assert_eq!((rows[0].0.name, rows[0].0.io_uring), ("read", false));
-        assert_eq!((rows[1].0.name, rows[1].0.io_uring), ("READ", true));
-        assert_eq!(c.rows().count(), ID_COUNT);
+        assert_eq!(c.op(0).calls, 5);
+        let rows: Vec<_> = c.rows().collect();
+        assert_eq!(rows.len(), 2, "only the ids used");
+        assert_eq!(
+            (rows[0].0, rows[0].1.name, rows[0].1.io_uring),
+            (0, "read", false)
+        );
+        assert_eq!(
+            (rows[1].0, rows[1].1.name, rows[1].1.io_uring),
+            (read_op, "READ", true)
+        );
+        assert!(c.get(7).is_zero() && c.get(ID_COUNT + 5).is_zero());
         let splice = path(SYSCALL_COUNT + io_uring_op_index("SPLICE").unwrap()).unwrap();
         assert!(splice.source_fd && splice.destination_fd);
         assert!(path(ID_COUNT).is_none());

@@ -169,7 +169,8 @@ struct JsonDropped {
 fn json_syscalls(counters: &ProcessCounters) -> BTreeMap<&'static str, JsonSyscall> {
     SYSCALLS
         .iter()
-        .zip(&counters.syscalls)
+        .enumerate()
+        .map(|(id, desc)| (desc, counters.syscall(id)))
         .filter(|(_, c)| c.calls > 0)
         .map(|(desc, c)| {
             (
@@ -190,7 +191,8 @@ fn json_syscalls(counters: &ProcessCounters) -> BTreeMap<&'static str, JsonSysca
 fn json_io_uring(counters: &ProcessCounters) -> BTreeMap<&'static str, JsonOp> {
     IO_URING_OPS
         .iter()
-        .zip(&counters.io_uring)
+        .enumerate()
+        .map(|(index, op)| (op, counters.op(index)))
         .filter(|(_, c)| c.calls > 0)
         .map(|(op, c)| {
             (
@@ -293,7 +295,7 @@ mod tests {
     use std::time::Duration;
 
     use serde_json::Value;
-    use zerocopy_trace_common::{syscalls::syscall_id, Counters, SYSCALL_COUNT};
+    use zerocopy_trace_common::{syscalls::syscall_id, Counters};
 
     use super::*;
     use crate::{
@@ -305,8 +307,7 @@ mod tests {
     };
 
     /// 4 io_uring READ completions of 4 KiB from an O_DIRECT file.
-    fn with_read_op() -> [Counters; zerocopy_trace_common::IO_URING_OP_COUNT] {
-        let mut ops = [Counters::default(); zerocopy_trace_common::IO_URING_OP_COUNT];
+    fn read_op() -> Counters {
         let mut read = Counters {
             calls: 4,
             bytes: 16384,
@@ -314,13 +315,12 @@ mod tests {
             ..Default::default()
         };
         read.source_kind_bytes[fd_kind::FILE as usize] = 16384;
-        ops[0] = read;
-        ops
+        read
     }
 
     #[test]
     fn contract_fields() {
-        let mut syscalls = [Counters::default(); SYSCALL_COUNT];
+        let mut syscalls = ProcessCounters::default();
         let mut sendfile = Counters {
             calls: 16,
             bytes: 1 << 20,
@@ -328,8 +328,8 @@ mod tests {
         };
         sendfile.source_kind_bytes[fd_kind::FILE as usize] = 1 << 20;
         sendfile.destination_kind_bytes[fd_kind::TCP as usize] = 1 << 20;
-        syscalls[syscall_id("sendfile64").unwrap()] = sendfile;
-        syscalls[syscall_id("read").unwrap()] = Counters {
+        *syscalls.syscall_mut(syscall_id("sendfile64").unwrap()) = sendfile;
+        *syscalls.syscall_mut(syscall_id("read").unwrap()) = Counters {
             calls: 2,
             bytes: 0,
             errors: 2,
@@ -344,9 +344,10 @@ mod tests {
                     exited: true,
                     seq: 1,
                     group: 1,
-                    counters: ProcessCounters {
-                        syscalls,
-                        io_uring: with_read_op(),
+                    counters: {
+                        let mut counters = syscalls.clone();
+                        *counters.op_mut(0) = read_op();
+                        counters
                     },
                 },
                 ProcessRecord {
@@ -375,10 +376,7 @@ mod tests {
                         cgroup: String::new(),
                     },
                     exited: 7,
-                    counters: ProcessCounters {
-                        syscalls,
-                        ..ProcessCounters::default()
-                    },
+                    counters: syscalls,
                 },
             ],
             groups_overflowed: 2,

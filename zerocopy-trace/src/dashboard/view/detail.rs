@@ -21,9 +21,8 @@ use crate::{
 fn used(totals: &ProcessCounters) -> Vec<usize> {
     totals
         .rows()
-        .enumerate()
-        .filter(|(_, (_, c))| c.calls > 0)
-        .map(|(id, _)| id)
+        .filter(|(_, _, c)| c.calls > 0)
+        .map(|(id, _, _)| id)
         .collect()
 }
 
@@ -97,10 +96,8 @@ fn syscall_table(app: &App, row: &ProcessRow, used: &[usize], area: Rect, buf: &
         right("NOW".into()),
     ])
     .add_modifier(Modifier::BOLD);
-    let totals: Vec<_> = row.totals.rows().map(|(_, c)| c).collect();
-    let deltas: Vec<_> = row.delta.rows().map(|(_, c)| c).collect();
     let rows = used.iter().filter_map(|&i| {
-        let (total, delta) = (totals.get(i)?, deltas.get(i)?);
+        let (total, delta) = (row.totals.get(i), row.delta.get(i));
         let p = path(i)?;
         Some(Row::new([
             Cell::from(if p.io_uring { p.display } else { p.name }),
