@@ -356,8 +356,27 @@ pub struct Config {
     pub io_uring: IoUringConfig,
     /// This architecture's `O_DIRECT` (it differs between x86-64 and aarch64).
     pub o_direct: u32,
+    /// For the typed hook: what `typed_cast` makes of a `struct file *` and a `struct socket *`.
+    pub typed_casts: TypedCasts,
     pub _reserved2: u32,
 }
+
+/// The BTF type ids the typed hook casts untyped kernel pointers to (with the kernel's
+/// `bpf_rdonly_cast`), so that it reads their members with plain loads instead of a helper
+/// call each. 0: unknown (the typed hook is then not used).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TypedCasts {
+    /// `struct file` (an fd array slot holds an untyped pointer to one).
+    pub file: u32,
+    /// `struct socket` (a socket file's `private_data`, a `void *`).
+    pub socket: u32,
+}
+
+/// The helper number the eBPF object calls in place of the `bpf_rdonly_cast` kfunc, whose
+/// call instruction needs the function's BTF id in this kernel: the agent rewrites each such
+/// call before loading (`kfunc_calls`). Not a helper any kernel has.
+pub const RDONLY_CAST_PLACEHOLDER: u32 = 0x7a63_0001;
 
 /// For the raw `sys_enter`/`sys_exit` hook: where a syscall's arguments are in `struct
 /// pt_regs`. Offsets come from the kernel's BTF; the format files still say which argument is
@@ -428,6 +447,7 @@ impl Config {
             },
             io_uring: IoUringConfig::empty(),
             o_direct: 0,
+            typed_casts: TypedCasts { file: 0, socket: 0 },
             _reserved2: 0,
         }
     }
@@ -513,7 +533,7 @@ const _: () = assert!(
             + COMM_LEN * MAX_COMMS
             + 24
             + core::mem::size_of::<IoUringConfig>()
-            + 8
+            + 16
 );
 const _: () =
     assert!(core::mem::size_of::<ExitRecord>() == 32 + COMM_LEN + core::mem::size_of::<Counters>());

@@ -5,8 +5,8 @@
 use core::ptr::{addr_of, read_volatile};
 
 use zerocopy_trace_common::{
-    io_uring::MAX_IO_URING_OPCODE, Config, IoUringConfig, KernelOffsets, SyscallConfig, COMM_LEN,
-    IO_URING_OP_COUNT, MAX_COMMS, MAX_CPUS, MAX_SYSCALL_NR, NOT_TRACED, SYSCALL_COUNT,
+    io_uring::MAX_IO_URING_OPCODE, Config, IoUringConfig, KernelOffsets, SyscallConfig, TypedCasts,
+    COMM_LEN, IO_URING_OP_COUNT, MAX_COMMS, MAX_CPUS, MAX_SYSCALL_NR, NOT_TRACED, SYSCALL_COUNT,
 };
 
 #[no_mangle]
@@ -145,6 +145,12 @@ pub fn raw_arg_register(index: usize) -> Option<u16> {
 #[inline(always)]
 pub fn o_direct() -> u32 {
     field!(o_direct)
+}
+
+/// The BTF type ids the typed hook casts to.
+#[inline(always)]
+pub fn typed_casts() -> TypedCasts {
+    field!(typed_casts)
 }
 
 /// Where the io_uring tracepoints and requests keep their fields.

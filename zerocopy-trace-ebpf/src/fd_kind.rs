@@ -4,13 +4,15 @@
 //! The offsets come from the kernel's BTF through `CONFIG`; a closed fd or a changing table
 //! gives `UNKNOWN`, never a fault.
 //!
-//! Two ways to the `struct file`: programs with a BTF-typed context (the tp_btf hook) walk
-//! task -> files -> fdtable -> fd array with direct loads the verifier checks against BTF
-//! (a fault reads as 0); the others use a checked probe read per step. From the file on, the
-//! pointer is untyped to the verifier, so both use probe reads.
+//! Two ways through: programs with a BTF-typed context (the tp_btf hook) walk with plain loads
+//! the verifier checks against BTF (a fault reads as 0), casting the two untyped pointers on
+//! the way (the fd array's `struct file *` and the socket file's `void *private_data`) with
+//! the kernel's `bpf_rdonly_cast`; the others use a checked probe read per step. A probe read
+//! is a helper call of some 20 to 30 ns; a plain load is one instruction, and the walk of a
+//! socket has seven steps.
 
 use aya_ebpf::helpers::{bpf_get_current_task, bpf_get_current_task_btf, bpf_probe_read_kernel};
-use zerocopy_trace_common::fd_kind;
+use zerocopy_trace_common::{fd_kind, RDONLY_CAST_PLACEHOLDER};
 
 use crate::config;
 
@@ -71,9 +73,88 @@ pub fn of_fd(fd: i32) -> u8 {
 /// programs whose context is BTF-typed (tp_btf): others are rejected by the verifier.
 #[inline(always)]
 pub fn of_fd_typed(fd: i32) -> u8 {
-    typed_file_of_fd(fd)
-        .and_then(kind_of_file)
-        .unwrap_or(fd_kind::UNKNOWN)
+    match typed_file_of_fd(fd) {
+        // SAFETY: `file` is typed by `typed_file_of_fd`.
+        Some(file) => unsafe { typed_kind_of_file(file) },
+        None => fd_kind::UNKNOWN,
+    }
+}
+
+/// `pointer` as a read-only pointer of BTF type `type_id`: the kernel's `bpf_rdonly_cast`
+/// kfunc, which the verifier inlines to a move (the agent patches the call in, see
+/// `RDONLY_CAST_PLACEHOLDER`). Loads through the result are checked against that type and
+/// read 0 where the memory is not there.
+///
+/// # Safety
+/// `type_id` must be a constant of the frozen `CONFIG` naming a struct in the kernel's BTF.
+#[inline(always)]
+unsafe fn typed_cast(pointer: *const u8, type_id: u32) -> *const u8 {
+    // SAFETY: the placeholder is rewritten into the kfunc call before load; the program is
+    // only loaded with the typed hook, which needs that rewrite.
+    let cast: unsafe extern "C" fn(*const u8, u32) -> *const u8 =
+        unsafe { core::mem::transmute(RDONLY_CAST_PLACEHOLDER as usize) };
+    unsafe { cast(pointer, type_id) }
+}
+
+/// The kind of the open file at `file`, with plain loads (as `kind_of_file`).
+///
+/// # Safety
+/// `file` must be a `struct file *` typed by `typed_cast`.
+#[inline(always)]
+unsafe fn typed_kind_of_file(file: *const u8) -> u8 {
+    let o = config::offsets();
+    // SAFETY: each load is a member of its typed struct, at its BTF offset and size.
+    unsafe {
+        let inode: *const u8 = member(file, o.file_inode);
+        if inode.is_null() {
+            return fd_kind::UNKNOWN;
+        }
+        let direct = || {
+            let flags: u32 = member(file, o.file_flags);
+            let o_direct = config::o_direct();
+            if o_direct != 0 && flags & o_direct != 0 {
+                fd_kind::DIRECT
+            } else {
+                0
+            }
+        };
+        match member::<u16>(inode, o.inode_mode) & S_IFMT {
+            S_IFREG => fd_kind::FILE | direct(),
+            S_IFBLK => fd_kind::BLOCK | direct(),
+            S_IFCHR => fd_kind::CHAR,
+            S_IFIFO => fd_kind::PIPE,
+            S_IFSOCK => typed_socket_kind(file),
+            _ => fd_kind::OTHER,
+        }
+    }
+}
+
+/// # Safety
+/// As `typed_kind_of_file`.
+#[inline(always)]
+unsafe fn typed_socket_kind(file: *const u8) -> u8 {
+    let o = config::offsets();
+    // SAFETY: as in `typed_kind_of_file`; `private_data` of a socket's file is its socket.
+    unsafe {
+        let private: *const u8 = member(file, o.file_private_data);
+        if private.is_null() {
+            return fd_kind::SOCKET;
+        }
+        let socket = typed_cast(private, config::typed_casts().socket);
+        let sock: *const u8 = member(socket, o.socket_sk);
+        if sock.is_null() {
+            return fd_kind::SOCKET;
+        }
+        match member::<u16>(sock, o.sock_family) {
+            AF_UNIX => fd_kind::UNIX,
+            AF_INET | AF_INET6 => match member::<u16>(sock, o.sock_protocol) {
+                IPPROTO_TCP | IPPROTO_MPTCP => fd_kind::TCP,
+                IPPROTO_UDP | IPPROTO_UDPLITE => fd_kind::UDP,
+                _ => fd_kind::SOCKET,
+            },
+            _ => fd_kind::SOCKET,
+        }
+    }
 }
 
 #[inline(always)]
@@ -95,16 +176,17 @@ fn file_of_fd(fd: i32) -> Option<u64> {
 }
 
 #[inline(always)]
-fn typed_file_of_fd(fd: i32) -> Option<u64> {
+fn typed_file_of_fd(fd: i32) -> Option<*const u8> {
     let o = config::offsets();
     if o.resolve == 0 || fd < 0 {
         return None;
     }
     // SAFETY: the task is BTF-typed (trusted); `files` and `fdt` are typed struct pointers
     // (`fdt` is RCU-protected, and tp_btf programs run under RCU); the fd array is memory the
-    // verifier lets the program read untrusted, bounded by `max_fds` as the kernel does. A
-    // NULL or stale pointer anywhere reads as 0.
-    let file: u64 = unsafe {
+    // verifier lets the program read untrusted, bounded by `max_fds` as the kernel does, and
+    // its slot an untyped pointer, typed by the cast. A NULL or stale pointer anywhere reads
+    // as 0.
+    let file: *const u8 = unsafe {
         let task = bpf_get_current_task_btf() as *const u8;
         let files: *const u8 = member(task, o.task_files);
         let fdt: *const u8 = member(files, o.files_fdt);
@@ -112,10 +194,14 @@ fn typed_file_of_fd(fd: i32) -> Option<u64> {
         if fd as u32 >= max_fds {
             return None;
         }
-        let fd_array: *const u64 = member(fdt, o.fdtable_fd);
+        let fd_array: *const *const u8 = member(fdt, o.fdtable_fd);
         *fd_array.add(fd as usize)
     };
-    (file != 0).then_some(file)
+    if file.is_null() {
+        return None;
+    }
+    // SAFETY: the id is the frozen CONFIG's `struct file`.
+    Some(unsafe { typed_cast(file, config::typed_casts().file) })
 }
 
 /// The kind of the open file at `file`.

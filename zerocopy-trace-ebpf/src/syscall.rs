@@ -1,9 +1,10 @@
 //! The programs that count data-path syscalls. Three hooks do the same work:
 //! - the BTF-typed `sys_exit` tracepoint (tp_btf, the default): one program for every syscall,
-//!   filtered by number first, reading the saved registers and walking to the fds' files with
-//!   direct loads the verifier checks against the kernel's BTF;
+//!   filtered by number first, reading the saved registers and walking to the fds' kinds with
+//!   plain loads the verifier checks against the kernel's BTF (Linux 6.2 and later: the walk
+//!   casts two untyped pointers with `bpf_rdonly_cast`);
 //! - the raw `sys_exit` tracepoint: the same program with a checked probe read per step, for
-//!   kernels that refuse tp_btf;
+//!   kernels that refuse tp_btf or lack that kfunc;
 //! - the classic `syscalls/sys_{enter,exit}_*` tracepoints: an enter program stores what the
 //!   exit needs per thread (`on_enter`, `on_exit`).
 //!

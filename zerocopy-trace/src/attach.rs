@@ -1,21 +1,48 @@
 //! The one place that touches the kernel to start and stop tracing: load the object with its
 //! configuration, attach the programs, hand out the maps, and detach.
 
+use std::borrow::Cow;
+
 use anyhow::{anyhow, Context, Result};
 use aya::{
     maps::{HashMap, MapData, PerCpuArray, PerCpuHashMap, RingBuf},
     programs::{trace_point::TracePointLinkId, BtfTracePoint, RawTracePoint, TracePoint},
     Ebpf, EbpfLoader,
 };
-use zerocopy_trace_common::{names, Counters, DropCounters, InflightOp, PendingCall, ProcKey};
+use zerocopy_trace_common::{
+    names, Counters, DropCounters, InflightOp, PendingCall, ProcKey, RDONLY_CAST_PLACEHOLDER,
+};
 
 use crate::{
-    btf_stub, kernel_offsets,
+    btf_stub, kernel_offsets, kfunc_calls,
     plan::{Hook, Plan},
 };
 
 /// The eBPF object built by `cargo xtask build`, embedded at compile time.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(env!("ZEROCOPY_TRACE_EBPF_OBJECT_PATH"));
+
+/// The embedded eBPF object, as built.
+#[cfg(test)]
+pub fn object() -> &'static [u8] {
+    OBJECT
+}
+
+/// The object `plan` loads: with the typed hook, its placeholder calls made calls of this
+/// kernel's `bpf_rdonly_cast` (see `kfunc_calls`).
+fn object_for(plan: &Plan) -> Result<Cow<'static, [u8]>> {
+    match (plan.hook, plan.typed) {
+        (Hook::Typed, Some(typed)) => {
+            let (object, count) =
+                kfunc_calls::rewrite(OBJECT, RDONLY_CAST_PLACEHOLDER, typed.rdonly_cast)?;
+            log::debug!(
+                "{count} bpf_rdonly_cast calls linked to BTF id {}",
+                typed.rdonly_cast
+            );
+            Ok(Cow::Owned(object))
+        }
+        _ => Ok(Cow::Borrowed(OBJECT)),
+    }
+}
 
 /// Map sizes, from the command line.
 #[derive(Clone, Copy, Debug)]
@@ -121,7 +148,7 @@ pub fn attach(plan: &Plan, limits: Limits) -> Result<(Tracer, Maps)> {
         .map_max_entries(names::MAP_PROC_COUNTERS, limits.counter_entries)
         .map_max_entries(names::MAP_PENDING, limits.pending_entries)
         .map_max_entries(names::MAP_TRACED, limits.traced_entries)
-        .load(OBJECT)
+        .load(&object_for(plan)?)
         .map_err(|e| load_error(e, "loading the eBPF object"))?;
     let logger = match aya_log::EbpfLogger::init(&mut ebpf) {
         Ok(logger) => Some(logger),
@@ -237,7 +264,7 @@ pub fn attach_floor(plan: &Plan) -> Result<Tracer> {
     let mut ebpf = EbpfLoader::new()
         .btf(None)
         .override_global(names::GLOBAL_CONFIG, &plan.config, true)
-        .load(OBJECT)
+        .load(&object_for(plan)?)
         .map_err(|e| load_error(e, "loading the eBPF object"))?;
     let (mut program_ids, mut links) = (Vec::new(), Vec::new());
     let mut targets: Vec<(&str, String)> = [
@@ -287,7 +314,7 @@ fn attach_exit_only(
     ids: &mut Vec<u32>,
 ) -> Result<Hook> {
     if plan.hook == Hook::Typed {
-        match attach_typed(ebpf, typed, plan.sys_exit_typedef, ids) {
+        match attach_typed(ebpf, typed, plan.typed.map(|t| t.sys_exit_typedef), ids) {
             Ok(()) => return Ok(Hook::Typed),
             Err(e) => log::warn!("the btf hook is unavailable here ({e:#}): using --hook raw"),
         }

@@ -88,6 +88,8 @@ pub enum BtfError {
     NoSuchStruct(String),
     #[error("no typedef named {0}")]
     NoSuchTypedef(String),
+    #[error("no function named {0} (the kernel lacks this kfunc)")]
+    NoSuchFunc(String),
     #[error("empty member path for struct {0}")]
     EmptyPath(String),
     #[error("struct {struct_name} has no member `{member}`")]
@@ -130,6 +132,8 @@ pub enum BtfError {
         member: String,
         definitions: usize,
     },
+    #[error("struct or union {name} is defined {definitions} times in BTF")]
+    SeveralDefinitions { name: String, definitions: usize },
 }
 
 fn malformed(what: impl Into<String>) -> BtfError {
@@ -268,12 +272,43 @@ impl Btf {
     /// The type id of the typedef called `name` (tp_btf programs name their tracepoint by the
     /// id of its `btf_trace_<name>` typedef).
     pub fn typedef_id(&self, name: &str) -> Result<u32, BtfError> {
+        self.first_named(kind::TYPEDEF, name)?
+            .ok_or_else(|| BtfError::NoSuchTypedef(name.to_owned()))
+    }
+
+    /// The type id of the function called `name` (a kfunc call names its function by it).
+    pub fn func_id(&self, name: &str) -> Result<u32, BtfError> {
+        self.first_named(kind::FUNC, name)?
+            .ok_or_else(|| BtfError::NoSuchFunc(name.to_owned()))
+    }
+
+    /// The type id of the one struct called `name`; several definitions are an error, since a
+    /// pointer cast to the wrong one would read the wrong members.
+    pub fn struct_id(&self, name: &str) -> Result<u32, BtfError> {
+        let ids = self
+            .composites_by_name
+            .get(name.as_bytes())
+            .ok_or_else(|| BtfError::NoSuchStruct(name.to_owned()))?;
+        match ids.as_slice() {
+            [id] if self.types.get(*id as usize).map(|t| t.kind) == Some(kind::STRUCT) => Ok(*id),
+            [_] => Err(BtfError::NoSuchStruct(name.to_owned())),
+            _ => Err(BtfError::SeveralDefinitions {
+                name: name.to_owned(),
+                definitions: ids.len(),
+            }),
+        }
+    }
+
+    /// The id of the first type of `kind` called `name`.
+    fn first_named(&self, kind: u8, name: &str) -> Result<Option<u32>, BtfError> {
         for (id, record) in self.types.iter().enumerate().skip(1) {
-            if record.kind == kind::TYPEDEF && self.name(record.name_off)? == name.as_bytes() {
-                return u32::try_from(id).map_err(|_| malformed("type id past u32"));
+            if record.kind == kind && self.name(record.name_off)? == name.as_bytes() {
+                return u32::try_from(id)
+                    .map(Some)
+                    .map_err(|_| malformed("type id past u32"));
             }
         }
-        Err(BtfError::NoSuchTypedef(name.to_owned()))
+        Ok(None)
     }
 
     /// Byte offset of a member path inside a struct, e.g. `member_offset("sock",

@@ -3,7 +3,7 @@
 //! only the attribution to files, sockets and pipes is lost, and a warning says so.
 
 use anyhow::{ensure, Context, Result};
-use zerocopy_trace_common::KernelOffsets;
+use zerocopy_trace_common::{KernelOffsets, TypedCasts};
 
 use crate::btf::Btf;
 
@@ -153,6 +153,32 @@ pub fn registers_from_btf(btf: &Btf) -> Result<Registers> {
 /// The typedef that names the `sys_exit` tracepoint to a tp_btf program.
 pub const SYS_EXIT_TYPEDEF: &str = "btf_trace_sys_exit";
 
+/// The kfunc that types a pointer for the typed hook's plain loads (Linux 6.2 and later).
+pub const RDONLY_CAST: &str = "bpf_rdonly_cast";
+
+/// What the typed hook needs of this kernel's BTF, besides the offsets.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TypedHook {
+    /// The id of `SYS_EXIT_TYPEDEF`, which names the tracepoint.
+    pub sys_exit_typedef: u32,
+    /// The id of the `RDONLY_CAST` function, which its call instructions name.
+    pub rdonly_cast: u32,
+    /// The struct ids it casts to.
+    pub casts: TypedCasts,
+}
+
+/// The typed hook's ids, or why this kernel cannot have it.
+pub fn typed_hook_from_btf(btf: &Btf) -> Result<TypedHook> {
+    Ok(TypedHook {
+        sys_exit_typedef: btf.typedef_id(SYS_EXIT_TYPEDEF)?,
+        rdonly_cast: btf.func_id(RDONLY_CAST)?,
+        casts: TypedCasts {
+            file: btf.struct_id("file")?,
+            socket: btf.struct_id("socket")?,
+        },
+    })
+}
+
 /// What the kernel programs need to know of this kernel's structures.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct KernelLayout {
@@ -160,8 +186,8 @@ pub struct KernelLayout {
     pub offsets: KernelOffsets,
     /// For the exit-only hooks (typed and raw); `None` when unknown.
     pub registers: Option<Registers>,
-    /// For the typed hook: the BTF id of `SYS_EXIT_TYPEDEF`; `None` when unknown.
-    pub sys_exit_typedef: Option<u32>,
+    /// For the typed hook; `None` when this kernel cannot have it.
+    pub typed: Option<TypedHook>,
     /// For fd kinds and notices of io_uring operations; `None` when unknown.
     pub io_uring: Option<IoUringStructs>,
 }
@@ -185,9 +211,8 @@ pub fn of_running_kernel() -> KernelLayout {
     let registers = registers_from_btf(&btf)
         .map_err(|e| log::info!("the exit-only hooks are unavailable: {e:#}"))
         .ok();
-    let sys_exit_typedef = btf
-        .typedef_id(SYS_EXIT_TYPEDEF)
-        .map_err(|e| log::info!("the typed hook is unavailable: {e}"))
+    let typed = typed_hook_from_btf(&btf)
+        .map_err(|e| log::info!("the typed hook is unavailable: {e:#}"))
         .ok();
     let io_uring = io_uring_from_btf(&btf)
         .map_err(|e| log::warn!("io_uring operations' fd kinds and notices unavailable: {e:#}"))
@@ -195,7 +220,7 @@ pub fn of_running_kernel() -> KernelLayout {
     KernelLayout {
         offsets,
         registers,
-        sys_exit_typedef,
+        typed,
         io_uring,
     }
 }
@@ -232,5 +257,16 @@ mod tests {
         assert_eq!(all.len(), 7, "{r:?}");
         assert!(btf.typedef_id(SYS_EXIT_TYPEDEF).unwrap() > 0);
         assert!(btf.typedef_id("no_such_typedef_here").is_err());
+        let typed = typed_hook_from_btf(&btf).unwrap();
+        let ids = [
+            typed.sys_exit_typedef,
+            typed.rdonly_cast,
+            typed.casts.file,
+            typed.casts.socket,
+        ];
+        assert!(ids.iter().all(|&id| id > 0), "{typed:?}");
+        assert!(btf.func_id("no_such_function_here").is_err());
+        // `sock` is defined once in vmlinux; a name defined nowhere is an error.
+        assert!(btf.struct_id("no_such_struct_here").is_err());
     }
 }

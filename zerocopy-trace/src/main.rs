@@ -25,6 +25,7 @@ mod floor;
 #[cfg(test)]
 mod fuzz;
 mod kernel_offsets;
+mod kfunc_calls;
 mod launch;
 mod model;
 mod plan;

@@ -9,7 +9,7 @@ use zerocopy_trace_common::{
 };
 
 use crate::{
-    kernel_offsets::{IoUringStructs, KernelLayout},
+    kernel_offsets::{IoUringStructs, KernelLayout, TypedHook},
     tracefs::Format,
 };
 
@@ -29,8 +29,9 @@ pub struct Plan {
     pub io_uring: bool,
     /// The hook to attach, after falling back from one this kernel's BTF cannot support.
     pub hook: Hook,
-    /// The BTF id of `btf_trace_sys_exit`, which names the tracepoint to the typed hook.
-    pub sys_exit_typedef: Option<u32>,
+    /// What the typed hook needs of the kernel's BTF (the tracepoint's typedef, the cast
+    /// kfunc); `None` when this kernel cannot have it.
+    pub typed: Option<TypedHook>,
 }
 
 /// Filters chosen on the command line.
@@ -191,10 +192,17 @@ pub fn plan(
                 arg_registers: registers.args,
                 _reserved: [0; 2],
             };
-            match (scope.hook, layout.sys_exit_typedef) {
+            match (scope.hook, layout.typed) {
                 (Hook::Typed, None) => {
-                    log::info!("the kernel's BTF has no btf_trace_sys_exit: using --hook raw");
+                    log::info!(
+                        "the kernel's BTF lacks what the btf hook needs (btf_trace_sys_exit, \
+                         bpf_rdonly_cast): using --hook raw"
+                    );
                     Hook::Raw
+                }
+                (Hook::Typed, Some(typed)) => {
+                    config.typed_casts = typed.casts;
+                    Hook::Typed
                 }
                 (hook, _) => hook,
             }
@@ -254,7 +262,7 @@ pub fn plan(
         not_covered,
         io_uring,
         hook,
-        sys_exit_typedef: layout.sys_exit_typedef,
+        typed: layout.typed,
     })
 }
 
@@ -342,7 +350,7 @@ mod tests {
     use super::*;
     use crate::kernel_offsets::Registers;
     use crate::tracefs::parse_format;
-    use zerocopy_trace_common::{syscalls::syscall_id, KernelOffsets, NOT_TRACED};
+    use zerocopy_trace_common::{syscalls::syscall_id, KernelOffsets, TypedCasts, NOT_TRACED};
 
     /// A format as the kernel writes it: common fields, `__syscall_nr`, then 8-byte slots.
     fn syscall_format(name: &str, args: &[&str]) -> Format {
@@ -523,7 +531,7 @@ mod tests {
         let layout = KernelLayout {
             offsets,
             registers: Some(registers),
-            sys_exit_typedef: None,
+            typed: None,
             io_uring: Some(IoUringStructs {
                 file: 0,
                 opcode: 64,
@@ -597,7 +605,7 @@ mod tests {
     }
 
     #[test]
-    fn the_typed_hook_needs_its_typedef_and_falls_back_to_raw() {
+    fn the_typed_hook_needs_its_btf_ids_and_falls_back_to_raw() {
         let registers = Registers {
             args: [112, 104, 96, 56, 72, 64],
             nr: 120,
@@ -606,19 +614,25 @@ mod tests {
             hook: Hook::Typed,
             ..Scope::default()
         };
-        let with = |typedef| KernelLayout {
+        let with = |typed| KernelLayout {
             offsets: KernelOffsets::default(),
             registers: Some(registers),
-            sys_exit_typedef: typedef,
+            typed,
             io_uring: None,
         };
-        let plan_with = |typedef| plan(fake_kernel(&[]), &typed, &with(typedef), 1).unwrap();
-        let full = plan_with(Some(11328));
-        assert_eq!(
-            (full.hook, full.sys_exit_typedef),
-            (Hook::Typed, Some(11328))
-        );
+        let plan_with = |ids| plan(fake_kernel(&[]), &typed, &with(ids), 1).unwrap();
+        let ids = TypedHook {
+            sys_exit_typedef: 11328,
+            rdonly_cast: 70000,
+            casts: TypedCasts {
+                file: 1200,
+                socket: 1300,
+            },
+        };
+        let full = plan_with(Some(ids));
+        assert_eq!((full.hook, full.typed), (Hook::Typed, Some(ids)));
         assert_eq!(full.config.raw.enabled, 1);
+        assert_eq!(full.config.typed_casts, ids.casts);
         assert_eq!(plan_with(None).hook, Hook::Raw);
         let no_registers = plan(fake_kernel(&[]), &typed, &KernelLayout::default(), 1).unwrap();
         assert_eq!(no_registers.hook, Hook::Tracepoints);
