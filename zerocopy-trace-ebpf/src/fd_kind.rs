@@ -109,23 +109,11 @@ unsafe fn typed_kind_of_file(file: *const u8) -> u8 {
         if inode.is_null() {
             return fd_kind::UNKNOWN;
         }
-        let direct = || {
-            let flags: u32 = member(file, o.file_flags);
-            let o_direct = config::o_direct();
-            if o_direct != 0 && flags & o_direct != 0 {
-                fd_kind::DIRECT
-            } else {
-                0
-            }
-        };
-        match member::<u16>(inode, o.inode_mode) & S_IFMT {
-            S_IFREG => fd_kind::FILE | direct(),
-            S_IFBLK => fd_kind::BLOCK | direct(),
-            S_IFCHR => fd_kind::CHAR,
-            S_IFIFO => fd_kind::PIPE,
-            S_IFSOCK => typed_socket_kind(file),
-            _ => fd_kind::OTHER,
-        }
+        by_mode(
+            member::<u16>(inode, o.inode_mode),
+            || direct_bit(member(file, o.file_flags)),
+            || typed_socket_kind(file),
+        )
     }
 }
 
@@ -145,15 +133,10 @@ unsafe fn typed_socket_kind(file: *const u8) -> u8 {
         if sock.is_null() {
             return fd_kind::SOCKET;
         }
-        match member::<u16>(sock, o.sock_family) {
-            AF_UNIX => fd_kind::UNIX,
-            AF_INET | AF_INET6 => match member::<u16>(sock, o.sock_protocol) {
-                IPPROTO_TCP | IPPROTO_MPTCP => fd_kind::TCP,
-                IPPROTO_UDP | IPPROTO_UDPLITE => fd_kind::UDP,
-                _ => fd_kind::SOCKET,
-            },
-            _ => fd_kind::SOCKET,
-        }
+        by_family(member::<u16>(sock, o.sock_family), || {
+            Some(member::<u16>(sock, o.sock_protocol))
+        })
+        .unwrap_or(fd_kind::SOCKET)
     }
 }
 
@@ -210,24 +193,57 @@ fn kind_of_file(file: u64) -> Option<u8> {
     let o = config::offsets();
     let inode: u64 = read(file + o.file_inode as u64)?;
     let mode: u16 = read(inode + o.inode_mode as u64)?;
-    Some(match mode & S_IFMT {
-        S_IFREG => fd_kind::FILE | direct(file),
-        S_IFBLK => fd_kind::BLOCK | direct(file),
+    Some(by_mode(
+        mode,
+        || direct(file),
+        || socket_kind(file).unwrap_or(fd_kind::SOCKET),
+    ))
+}
+
+/// The kind a file's mode says; `direct` is asked for files and block devices (the
+/// `fd_kind::DIRECT` bit or 0), `socket` for sockets (their family and protocol).
+#[inline(always)]
+fn by_mode(mode: u16, direct: impl FnOnce() -> u8, socket: impl FnOnce() -> u8) -> u8 {
+    match mode & S_IFMT {
+        S_IFREG => fd_kind::FILE | direct(),
+        S_IFBLK => fd_kind::BLOCK | direct(),
         S_IFCHR => fd_kind::CHAR,
         S_IFIFO => fd_kind::PIPE,
-        S_IFSOCK => socket_kind(file).unwrap_or(fd_kind::SOCKET),
+        S_IFSOCK => socket(),
         _ => fd_kind::OTHER,
+    }
+}
+
+/// The kind a socket's family says; `protocol` is asked for internet sockets (`None`: it
+/// could not be read, and nor can the kind).
+#[inline(always)]
+fn by_family(family: u16, protocol: impl FnOnce() -> Option<u16>) -> Option<u8> {
+    Some(match family {
+        AF_UNIX => fd_kind::UNIX,
+        AF_INET | AF_INET6 => match protocol()? {
+            IPPROTO_TCP | IPPROTO_MPTCP => fd_kind::TCP,
+            IPPROTO_UDP | IPPROTO_UDPLITE => fd_kind::UDP,
+            _ => fd_kind::SOCKET,
+        },
+        _ => fd_kind::SOCKET,
     })
 }
 
-/// `fd_kind::DIRECT` when the file was opened `O_DIRECT` (only files and block devices: on a
-/// pipe the same flag means packet mode, not DMA).
+/// `fd_kind::DIRECT` when the file was opened `O_DIRECT` (asked only for files and block
+/// devices: on a pipe the same flag means packet mode, not DMA).
 #[inline(always)]
 fn direct(file: u64) -> u8 {
+    read::<u32>(file + config::offsets().file_flags as u64).map_or(0, direct_bit)
+}
+
+/// `fd_kind::DIRECT` if a file's `f_flags` have `O_DIRECT`, else 0.
+#[inline(always)]
+fn direct_bit(flags: u32) -> u8 {
     let o_direct = config::o_direct();
-    match read::<u32>(file + config::offsets().file_flags as u64) {
-        Some(flags) if o_direct != 0 && flags & o_direct != 0 => fd_kind::DIRECT,
-        _ => 0,
+    if o_direct != 0 && flags & o_direct != 0 {
+        fd_kind::DIRECT
+    } else {
+        0
     }
 }
 
@@ -237,13 +253,5 @@ fn socket_kind(file: u64) -> Option<u8> {
     let socket: u64 = read(file + o.file_private_data as u64)?;
     let sock: u64 = read(socket + o.socket_sk as u64)?;
     let family: u16 = read(sock + o.sock_family as u64)?;
-    Some(match family {
-        AF_UNIX => fd_kind::UNIX,
-        AF_INET | AF_INET6 => match read::<u16>(sock + o.sock_protocol as u64)? {
-            IPPROTO_TCP | IPPROTO_MPTCP => fd_kind::TCP,
-            IPPROTO_UDP | IPPROTO_UDPLITE => fd_kind::UDP,
-            _ => fd_kind::SOCKET,
-        },
-        _ => fd_kind::SOCKET,
-    })
+    by_family(family, || read::<u16>(sock + o.sock_protocol as u64))
 }
