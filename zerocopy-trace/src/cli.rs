@@ -133,7 +133,8 @@ pub struct TraceArgs {
     pub max_processes: Option<u32>,
     /// Where the programs hook in: `btf` (one program on the BTF-typed sys_exit tracepoint, for
     /// every syscall, filtered by number; the cheapest, see the README), `raw` (the same on the
-    /// raw tracepoint, for kernels that refuse tp_btf; `btf` falls back to it) or `tracepoints`
+    /// raw tracepoint, for kernels that refuse tp_btf or lack bpf_rdonly_cast, before 6.2;
+    /// `btf` falls back to it) or `tracepoints`
     /// (an enter and an exit program on each of the 22 syscalls' own tracepoints).
     #[arg(long, value_enum, default_value_t = Hook::Typed)]
     pub hook: Hook,

@@ -53,9 +53,9 @@ pub struct Scope {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum Hook {
     /// The BTF-typed `sys_exit` tracepoint (tp_btf): one program runs for every syscall and
-    /// filters by number; the saved registers and the walk to the fds' files are direct loads
+    /// filters by number; the saved registers and the walk to the fds' kinds are plain loads
     /// the verifier checks against the kernel's BTF. Falls back to `raw` where the kernel
-    /// refuses it.
+    /// refuses it or lacks `bpf_rdonly_cast` (before 6.2).
     #[default]
     #[value(name = "btf")]
     Typed,
