@@ -30,8 +30,9 @@ const IPPROTO_UDP: u16 = 17;
 const IPPROTO_UDPLITE: u16 = 136;
 const IPPROTO_MPTCP: u16 = 262;
 
+/// A checked read of kernel memory at `address` (`None` for NULL or a fault).
 #[inline(always)]
-fn read<T>(address: u64) -> Option<T> {
+pub fn read<T>(address: u64) -> Option<T> {
     if address == 0 {
         return None;
     }

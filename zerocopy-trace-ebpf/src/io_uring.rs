@@ -8,9 +8,7 @@
 //! completion is counted as a notice, not an operation.
 
 use aya_ebpf::{
-    helpers::{bpf_get_current_pid_tgid, bpf_probe_read_kernel},
-    macros::tracepoint,
-    programs::TracePointContext,
+    helpers::bpf_get_current_pid_tgid, macros::tracepoint, programs::TracePointContext,
 };
 use zerocopy_trace_common::{
     fd_kind, inflight,
@@ -23,7 +21,7 @@ use zerocopy_trace_common::{
 use crate::{
     config,
     counters::{record, record_notice, Call},
-    fd_kind::{of_fd, of_file},
+    fd_kind::{of_fd, of_file, read},
     fields::Slots,
     maps::IO_URING_INFLIGHT,
     syscall::is_traced,
@@ -33,15 +31,6 @@ use crate::{
 /// filed.
 const SEND_ZC: u8 = 13;
 const _: () = assert!(zerocopy_trace_common::IO_URING_OPS[SEND_ZC as usize].opcode == 47);
-
-#[inline(always)]
-fn read<T>(address: u64) -> Option<T> {
-    if address == 0 {
-        return None;
-    }
-    // SAFETY: a checked read of kernel memory; a bad address returns an error.
-    unsafe { bpf_probe_read_kernel(address as *const T) }.ok()
-}
 
 #[inline(always)]
 fn current_tgid() -> u32 {
