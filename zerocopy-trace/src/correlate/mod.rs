@@ -11,7 +11,7 @@ pub use flows::{flows, End, Flow};
 /// every byte also counted under the fd kinds of its ends.
 #[cfg(test)]
 pub mod fixtures {
-    use zerocopy_trace_common::{fd_kind, syscalls::syscall_id};
+    use zerocopy_trace_common::{fd_kind, syscalls::syscall_id, Counters};
 
     use crate::model::ProcessCounters;
 
@@ -28,32 +28,35 @@ pub mod fixtures {
         for &(name, calls, bytes, source, destination) in entries {
             let op = zerocopy_trace_common::io_uring::io_uring_op_index(name)
                 .expect("a traced io_uring operation");
-            let c = counters.op_mut(op);
-            c.calls += calls;
-            c.bytes += bytes;
-            if let Some(s) = source {
-                c.source_kind_bytes[s] += bytes;
-            }
-            if let Some(d) = destination {
-                c.destination_kind_bytes[d] += bytes;
-            }
+            add(counters.op_mut(op), calls, bytes, source, destination);
         }
     }
 
     pub fn with(entries: &[Entry]) -> ProcessCounters {
         let mut counters = ProcessCounters::default();
         for &(name, calls, bytes, source, destination) in entries {
-            let c = counters.syscall_mut(syscall_id(name).expect("a traced syscall"));
-            c.calls += calls;
-            c.bytes += bytes;
-            if let Some(s) = source {
-                c.source_kind_bytes[s] += bytes;
-            }
-            if let Some(d) = destination {
-                c.destination_kind_bytes[d] += bytes;
-            }
+            let id = syscall_id(name).expect("a traced syscall");
+            add(counters.syscall_mut(id), calls, bytes, source, destination);
         }
         counters
+    }
+
+    /// One entry's figures, its bytes also under the kinds of its ends.
+    fn add(
+        c: &mut Counters,
+        calls: u64,
+        bytes: u64,
+        source: Option<usize>,
+        destination: Option<usize>,
+    ) {
+        c.calls += calls;
+        c.bytes += bytes;
+        if let Some(s) = source {
+            c.source_kind_bytes[s] += bytes;
+        }
+        if let Some(d) = destination {
+            c.destination_kind_bytes[d] += bytes;
+        }
     }
 
     /// Counters for (syscall, calls, bytes) entries, with each byte also under the fd kinds a
