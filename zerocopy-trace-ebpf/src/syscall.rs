@@ -22,7 +22,7 @@ use aya_ebpf::{
 };
 use zerocopy_trace_common::{
     drop_reason,
-    fd_kind::{NO_FD, UNKNOWN},
+    fd_kind::NO_FD,
     notices::{
         zerocopy_notice, CmsgHeader, Notice, CMSG_HEADER_SIZE, EXTENDED_ERR_SIZE,
         MSGHDR_CONTROL_OFFSET, MSG_ERRQUEUE,
@@ -172,15 +172,20 @@ fn describe_without_kinds(id: u32, args: &impl Arguments) -> PendingCall {
     }
 }
 
-/// The kinds of the call's source and destination fds (`NO_FD` where it has none). With a
-/// staging slot, the source's kind is parked there while the destination's is resolved (see
-/// `stage`).
+/// The kinds of the call's source and destination fds (`NO_FD` where it has none). The
+/// source's kind is parked in the call's staging slot while the destination's is resolved
+/// (see `stage`).
+///
+/// # Safety
+/// `slot` must come from `stage::slot`.
 #[inline(always)]
-fn fd_kinds(id: u32, args: &impl Arguments, kind_of: fn(i32) -> u8) -> (u8, u8) {
+unsafe fn fd_kinds(
+    slot: *mut Staged,
+    id: u32,
+    args: &impl Arguments,
+    kind_of: fn(i32) -> u8,
+) -> (u8, u8) {
     let offsets = config::syscall(id);
-    let Some(slot) = stage::slot() else {
-        return (UNKNOWN, UNKNOWN);
-    };
     let source = fd_kind_arg(args, offsets.source_fd_offset, kind_of);
     // SAFETY: the slot comes from `stage::slot`.
     unsafe { stage::park_kind(slot, source) };
@@ -294,8 +299,9 @@ fn count_from_registers(
     kind_of: fn(i32) -> u8,
 ) {
     // Kinds resolved after the bytes are counted (see `count`).
-    count(tgid, id, ret, &describe_without_kinds(id, args), || {
-        fd_kinds(id, args, kind_of)
+    count(tgid, id, ret, &describe_without_kinds(id, args), |slot| {
+        // SAFETY: `count` passes its staging slot.
+        unsafe { fd_kinds(slot, id, args, kind_of) }
     });
 }
 
@@ -329,17 +335,23 @@ fn on_exit(id: u32, ret: i64) {
         dropped(drop_reason::MISSING_ENTER, bytes);
         return;
     }
-    count(tgid, id, ret, &pending, || {
+    count(tgid, id, ret, &pending, |_| {
         (pending.source_kind, pending.destination_kind)
     });
 }
 
-/// Adds one completed call to its process's counters. `kinds` resolves the fds' kinds; it
-/// runs after the bytes are known, so the verifier walks the `msg_len` loop once rather than
+/// Adds one completed call to its process's counters. `kinds` resolves the fds' kinds, given
+/// the staging slot the call is parked in; it runs after the bytes are known, so the verifier walks the `msg_len` loop once rather than
 /// once per kind, and only when there are bytes to attribute to a kind: a failed or empty call
 /// (EAGAIN on a non-blocking socket, say) skips the walk.
 #[inline(always)]
-fn count(tgid: u32, id: u32, ret: i64, pending: &PendingCall, kinds: impl FnOnce() -> (u8, u8)) {
+fn count(
+    tgid: u32,
+    id: u32,
+    ret: i64,
+    pending: &PendingCall,
+    kinds: impl FnOnce(*mut Staged) -> (u8, u8),
+) {
     let flags = config::syscall(id).flags;
     let key = ProcKey { tgid, syscall: id };
     // An error-queue read (recvmsg with MSG_ERRQUEUE) may carry a zero-copy completion
@@ -405,7 +417,11 @@ fn count(tgid: u32, id: u32, ret: i64, pending: &PendingCall, kinds: impl FnOnce
     };
     // SAFETY: the slot comes from `stage::slot`.
     unsafe { stage::park(slot, staged) };
-    let (source_kind, destination_kind) = if bytes == 0 { (NO_FD, NO_FD) } else { kinds() };
+    let (source_kind, destination_kind) = if bytes == 0 {
+        (NO_FD, NO_FD)
+    } else {
+        kinds(slot)
+    };
     // SAFETY: as above.
     let staged = unsafe { stage::read(slot) };
     // Built from plain values read back, not borrowed from `staged`: the verifier keeps a
