@@ -91,9 +91,18 @@ pub fn agent_tgid() -> u32 {
     field!(agent_tgid)
 }
 
+/// `CONFIG` behind a pointer the compiler cannot see through, for the structs read a member
+/// here and there: a volatile read of a whole struct copies every member on each call, while
+/// through this only the members used are loaded, and still never folded.
 #[inline(always)]
-pub fn offsets() -> KernelOffsets {
-    field!(offsets)
+fn opaque() -> &'static Config {
+    // SAFETY: reading a local that holds CONFIG's address.
+    unsafe { &*read_volatile(&addr_of!(CONFIG)) }
+}
+
+#[inline(always)]
+pub fn offsets() -> &'static KernelOffsets {
+    &opaque().offsets
 }
 
 #[inline(always)]
@@ -155,8 +164,8 @@ pub fn typed_casts() -> TypedCasts {
 
 /// Where the io_uring tracepoints and requests keep their fields.
 #[inline(always)]
-pub fn io_uring() -> IoUringConfig {
-    field!(io_uring)
+pub fn io_uring() -> &'static IoUringConfig {
+    &opaque().io_uring
 }
 
 /// The index in `IO_URING_OPS` of the operation with this opcode, if it is followed.

@@ -56,7 +56,7 @@ fn on_submit(ctx: &TracePointContext) -> Option<()> {
     let req = slots.at(cfg.submit_req_offset as usize)?;
     let flags = config::io_uring_op_flags(op);
     let source_kind = if flags & io_uring_op_flags::INPUT_FD != 0 {
-        input_fd_kind(&cfg, req)
+        input_fd_kind(cfg, req)
     } else {
         fd_kind::NO_FD
     };
@@ -115,7 +115,7 @@ fn on_complete(ctx: &TracePointContext) -> Option<()> {
     match entry {
         Some(e) if e.kind == inflight::NOTIFICATION => {
             let _ = IO_URING_INFLIGHT.remove(req);
-            notice(&cfg, e.tgid, e.op, req, res);
+            notice(cfg, e.tgid, e.op, req, res);
         }
         Some(e) => {
             let zerocopy_send =
@@ -124,7 +124,7 @@ fn on_complete(ctx: &TracePointContext) -> Option<()> {
             if cflags & IORING_CQE_F_MORE == 0 || zerocopy_send {
                 let _ = IO_URING_INFLIGHT.remove(req);
             }
-            operation(&cfg, e.tgid, e.op, req, res, e.source_kind);
+            operation(cfg, e.tgid, e.op, req, res, e.source_kind);
         }
         None => {
             // Submitted before attach, pushed out of the map, or failed before submission
@@ -134,7 +134,7 @@ fn on_complete(ctx: &TracePointContext) -> Option<()> {
                 return None;
             }
             if cflags & IORING_CQE_F_NOTIF != 0 {
-                notice(&cfg, tgid, SEND_ZC, req, res);
+                notice(cfg, tgid, SEND_ZC, req, res);
             } else if cfg.structs != 0 {
                 let op = config::io_uring_op_of(read(req + cfg.req_opcode as u64)?)?;
                 let flags = config::io_uring_op_flags(op);
@@ -143,7 +143,7 @@ fn on_complete(ctx: &TracePointContext) -> Option<()> {
                 } else {
                     fd_kind::NO_FD
                 };
-                operation(&cfg, tgid, op, req, res, source);
+                operation(cfg, tgid, op, req, res, source);
             }
         }
     }
@@ -154,8 +154,12 @@ fn on_complete(ctx: &TracePointContext) -> Option<()> {
 #[inline(always)]
 fn operation(cfg: &IoUringConfig, tgid: u32, op: u8, req: u64, res: i32, input_kind: u8) {
     let flags = config::io_uring_op_flags(op);
-    // The request's file is still held at completion.
-    let file_kind = if cfg.structs != 0 {
+    let bytes = if res > 0 { res as u64 } else { 0 };
+    // The request's file is still held at completion. Kinds only weigh bytes: a completion
+    // that moved none skips the walk, as a syscall does (`syscall::count`).
+    let file_kind = if bytes == 0 {
+        fd_kind::NO_FD
+    } else if cfg.structs != 0 {
         match read::<u64>(req + cfg.req_file as u64) {
             Some(file) => of_file(file),
             None => fd_kind::UNKNOWN,
@@ -168,7 +172,6 @@ fn operation(cfg: &IoUringConfig, tgid: u32, op: u8, req: u64, res: i32, input_k
     } else {
         (input_kind, file_kind)
     };
-    let bytes = if res > 0 { res as u64 } else { 0 };
     let zerocopy_sends = (flags & io_uring_op_flags::ZEROCOPY_SEND != 0 && res > 0) as u64;
     record(
         &ProcKey {
