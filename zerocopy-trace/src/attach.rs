@@ -30,8 +30,8 @@ pub fn object() -> &'static [u8] {
 /// The object `plan` loads: with the typed hook, its placeholder calls made calls of this
 /// kernel's `bpf_rdonly_cast` (see `kfunc_calls`).
 fn object_for(plan: &Plan) -> Result<Cow<'static, [u8]>> {
-    match (plan.hook, plan.typed) {
-        (Hook::Typed, Some(typed)) => {
+    match plan.typed {
+        Some(typed) => {
             let (object, count) =
                 kfunc_calls::rewrite(OBJECT, RDONLY_CAST_PLACEHOLDER, typed.rdonly_cast)?;
             log::debug!(
@@ -40,7 +40,7 @@ fn object_for(plan: &Plan) -> Result<Cow<'static, [u8]>> {
             );
             Ok(Cow::Owned(object))
         }
-        _ => Ok(Cow::Borrowed(OBJECT)),
+        None => Ok(Cow::Borrowed(OBJECT)),
     }
 }
 
@@ -313,8 +313,8 @@ fn attach_exit_only(
     [typed, raw]: [&str; 2],
     ids: &mut Vec<u32>,
 ) -> Result<Hook> {
-    if plan.hook == Hook::Typed {
-        match attach_typed(ebpf, typed, plan.typed.map(|t| t.sys_exit_typedef), ids) {
+    if let Some(typed_hook) = plan.typed {
+        match attach_typed(ebpf, typed, typed_hook.sys_exit_typedef, ids) {
             Ok(()) => return Ok(Hook::Typed),
             Err(e) => log::warn!("the btf hook is unavailable here ({e:#}): using --hook raw"),
         }
@@ -326,13 +326,7 @@ fn attach_exit_only(
 /// Loads `program` as a tp_btf program on `sys_exit` and attaches it. aya names the tracepoint
 /// by its typedef's id in a `Btf`: a stub holding just that typedef (`btf_stub`) spares
 /// parsing the kernel's whole BTF a second time.
-fn attach_typed(
-    ebpf: &mut Ebpf,
-    program: &str,
-    typedef: Option<u32>,
-    ids: &mut Vec<u32>,
-) -> Result<()> {
-    let typedef = typedef.context("the kernel's BTF has no btf_trace_sys_exit")?;
+fn attach_typed(ebpf: &mut Ebpf, program: &str, typedef: u32, ids: &mut Vec<u32>) -> Result<()> {
     let btf = btf_stub::typedef_only(kernel_offsets::SYS_EXIT_TYPEDEF, typedef)
         .context("building the BTF stub for tp_btf")?;
     let tp: &mut BtfTracePoint = ebpf

@@ -30,7 +30,7 @@ pub struct Plan {
     /// The hook to attach, after falling back from one this kernel's BTF cannot support.
     pub hook: Hook,
     /// What the typed hook needs of the kernel's BTF (the tracepoint's typedef, the cast
-    /// kfunc); `None` when this kernel cannot have it.
+    /// kfunc): set exactly when `hook` is `Hook::Typed`.
     pub typed: Option<TypedHook>,
 }
 
@@ -262,7 +262,7 @@ pub fn plan(
         not_covered,
         io_uring,
         hook,
-        typed: layout.typed,
+        typed: layout.typed.filter(|_| hook == Hook::Typed),
     })
 }
 
@@ -633,6 +633,12 @@ mod tests {
         assert_eq!((full.hook, full.typed), (Hook::Typed, Some(ids)));
         assert_eq!(full.config.raw.enabled, 1);
         assert_eq!(full.config.typed_casts, ids.casts);
+        let raw = Scope {
+            hook: Hook::Raw,
+            ..Scope::default()
+        };
+        let raw_plan = plan(fake_kernel(&[]), &raw, &with(Some(ids)), 1).unwrap();
+        assert_eq!((raw_plan.hook, raw_plan.typed), (Hook::Raw, None));
         assert_eq!(plan_with(None).hook, Hook::Raw);
         let no_registers = plan(fake_kernel(&[]), &typed, &KernelLayout::default(), 1).unwrap();
         assert_eq!(no_registers.hook, Hook::Tracepoints);
