@@ -1,10 +1,8 @@
 //! The finding: did this process achieve zero copy, and if not, what would. A structured value
 //! carrying its numbers; `describe` turns it into the sentence every output prints.
 
-use zerocopy_trace_common::Method;
-
 use super::flows::{End, Flow};
-use crate::model::{Cost, ProcessCounters, ZeroCopySends, ZERO_COPY_THRESHOLD};
+use crate::model::{Cost, ZeroCopySends, ZERO_COPY_THRESHOLD};
 
 /// A finding is about a path that matters: one that carries at least this share (1 / N) of
 /// what the process moved...
@@ -90,8 +88,8 @@ pub enum Finding {
     },
 }
 
-/// The finding of a process with these counters, cost and flows (flows largest first).
-pub fn finding(counters: &ProcessCounters, cost: &Cost, flows: &[Flow]) -> Finding {
+/// The finding of a process with this cost and these flows (flows largest first).
+pub fn finding(cost: &Cost, flows: &[Flow]) -> Finding {
     let Some(ratio) = cost.zero_copy_ratio() else {
         return Finding::NothingMoved { calls: cost.calls };
     };
@@ -115,7 +113,10 @@ pub fn finding(counters: &ProcessCounters, cost: &Cost, flows: &[Flow]) -> Findi
             // its share of the transitions (read + write per chunk: 4).
             let cpu_copied_bytes = relay.bytes.saturating_mul(2);
             let share = cpu_copied_bytes as f64 / cost.copied_bytes.max(1) as f64;
-            let transitions = (user_space_transitions(counters) as f64 * share.min(1.0)).round();
+            // The user-space path's transitions: 2 per read/write/recv/send call (io_uring
+            // operations have none of their own).
+            let path_transitions = cost.copy_calls.saturating_mul(2);
+            let transitions = (path_transitions as f64 * share.min(1.0)).round();
             let transitions = transitions as u64;
             Finding::Relay {
                 flow: relay.clone(),
@@ -150,15 +151,6 @@ pub fn finding(counters: &ProcessCounters, cost: &Cost, flows: &[Flow]) -> Findi
     }
 }
 
-/// Transitions of the user-copy syscalls (io_uring operations have none of their own).
-fn user_space_transitions(counters: &ProcessCounters) -> u64 {
-    counters
-        .rows()
-        .filter(|(_, p, _)| p.method == Method::UserCopy && !p.io_uring)
-        .map(|(_, _, c)| c.calls.saturating_mul(2))
-        .sum()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -166,10 +158,11 @@ mod tests {
         fixtures::{with, CHAR, FILE, PIPE, TCP},
         flows,
     };
+    use crate::model::ProcessCounters;
 
     fn of(counters: &ProcessCounters) -> Finding {
         let cost = Cost::of(counters);
-        finding(counters, &cost, &flows(counters))
+        finding(&cost, &flows(counters))
     }
 
     #[test]

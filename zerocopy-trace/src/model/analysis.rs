@@ -20,7 +20,7 @@ pub struct Analysis {
 pub fn analyse(counters: &ProcessCounters) -> Analysis {
     let cost = Cost::of(counters);
     let flows = correlate::flows(counters);
-    let finding = correlate::finding(counters, &cost, &flows);
+    let finding = correlate::finding(&cost, &flows);
     Analysis {
         cost,
         flows,
