@@ -131,12 +131,6 @@ fn add_ends(into: &mut Ends, from: &[u64; fd_kind::COUNT]) {
     }
 }
 
-fn add_ends_all(into: &mut Ends, from: &Ends) {
-    for (a, b) in into.iter_mut().zip(from) {
-        *a = a.saturating_add(*b);
-    }
-}
-
 /// Pairs sources with destinations largest-first (see the module doc).
 fn pair(mut sources: Ends, mut destinations: Ends, via: &Via, out: &mut Vec<Flow>) {
     loop {
@@ -187,8 +181,8 @@ struct MethodBytes {
 
 /// Takes up to `bytes` off the `file` end of `ends`, then off `block`: the bytes of a
 /// user-copy call on an `O_DIRECT` file (its one fd end is a file or a block device).
-fn take_direct(ends: &mut [u64; fd_kind::COUNT], bytes: u64) -> Ends {
-    let mut taken = [0; fd_kind::COUNT + 1];
+fn take_direct(ends: &mut [u64; fd_kind::COUNT], bytes: u64) -> [u64; fd_kind::COUNT] {
+    let mut taken = [0; fd_kind::COUNT];
     let mut left = bytes;
     for kind in [fd_kind::FILE as usize, fd_kind::BLOCK as usize] {
         let t = ends[kind].min(left);
@@ -213,9 +207,9 @@ pub fn flows(counters: &ProcessCounters) -> Vec<Flow> {
         if path.method == Method::UserCopy && direct > 0 {
             let d = by_method.entry((false, Method::DirectIo)).or_default();
             if path.source_fd {
-                add_ends_all(&mut d.sources, &take_direct(&mut sources, direct));
+                add_ends(&mut d.sources, &take_direct(&mut sources, direct));
             } else {
-                add_ends_all(&mut d.destinations, &take_direct(&mut destinations, direct));
+                add_ends(&mut d.destinations, &take_direct(&mut destinations, direct));
             }
             d.syscalls.push(path.display);
         }
