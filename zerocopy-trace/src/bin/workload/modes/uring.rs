@@ -12,7 +12,7 @@ use anyhow::{bail, Context, Result};
 use io_uring::{cqueue, opcode, squeue, types::Fd, IoUring};
 
 use super::tcp::{run_stream, Receive};
-use super::{piece, shutdown_write, Mode, Params, Sizes};
+use super::{loff, piece, shutdown_write, Mode, Params, Sizes};
 use crate::child::{ChildResult, Children};
 use crate::ground_truth::{Failure, Op, OrFail, Recorder, SharedSlots};
 use crate::net;
@@ -312,7 +312,7 @@ pub fn uring_splice(params: &Params) -> Result<Vec<ProcessReport>> {
             let mut at = 0u64;
             while at < sizes.bytes {
                 let want = piece(sizes.chunk, sizes.bytes - at);
-                let offset = i64::try_from(at).map_err(|_| Failure::new("offset out of range"))?;
+                let offset = loff(at)?;
                 let into_pipe =
                     opcode::Splice::new(Fd(file), offset, Fd(pipe_write), -1, len32(want)).build();
                 let n = moved(
