@@ -10,7 +10,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use common::{assert_nothing_dropped, privileged, scratch, trace_run};
+use common::{assert_nothing_dropped, privileged, scratch, trace_run, write_file};
 
 const SIZE: u64 = 32 << 20;
 const BLOCK: u64 = 64 << 10;
@@ -18,12 +18,7 @@ const BLOCK: u64 = 64 << 10;
 /// A file of `SIZE` bytes fio can read without laying it out first.
 fn data_file(dir: &Path) -> String {
     let path = dir.join("data");
-    let chunk: Vec<u8> = (0..1 << 20).map(|i| (i % 251) as u8).collect();
-    let mut data = Vec::with_capacity(SIZE as usize);
-    while (data.len() as u64) < SIZE {
-        data.extend_from_slice(&chunk);
-    }
-    std::fs::write(&path, data).expect("writing fio's file");
+    write_file(&path, SIZE);
     path.to_str().expect("utf-8 path").to_string()
 }
 

@@ -12,20 +12,10 @@ use std::{
 
 use serde_json::Value;
 
-use common::{free_port, privileged, scratch, spawn_agent, stop_agent};
+use common::{free_port, privileged, scratch, spawn_agent, stop_agent, write_file};
 
 const FILE_SIZE: u64 = 64 << 20;
 const REQUESTS: u64 = 2;
-
-fn write_file(path: &Path, size: u64) {
-    let chunk: Vec<u8> = (0..1 << 20).map(|i| (i % 251) as u8).collect();
-    let mut data = Vec::with_capacity(size as usize);
-    while (data.len() as u64) < size {
-        data.extend_from_slice(&chunk);
-    }
-    data.truncate(size as usize);
-    std::fs::write(path, data).unwrap();
-}
 
 fn wait_for_port(port: u16) {
     let deadline = Instant::now() + Duration::from_secs(10);

@@ -59,6 +59,17 @@ extern "C" fn say_how_many_skipped() {
     ));
 }
 
+/// Writes `size` bytes of a fixed pattern to `path` (a file servers and fio read).
+pub fn write_file(path: &std::path::Path, size: u64) {
+    let chunk: Vec<u8> = (0..1 << 20).map(|i| (i % 251) as u8).collect();
+    let mut data = Vec::with_capacity(size as usize);
+    while (data.len() as u64) < size {
+        data.extend_from_slice(&chunk);
+    }
+    data.truncate(size as usize);
+    std::fs::write(path, data).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
+}
+
 /// Free loopback ports, distinct: all are held until all are known, then released for the
 /// servers to bind.
 pub fn free_ports<const N: usize>() -> [u16; N] {
