@@ -47,9 +47,16 @@ const HOST_TOOLS: [(&str, &str, &str); 5] = [
 /// `cargo xtask dist`: builds the package and returns its path.
 pub fn dist(workspace: &Path) -> Result<PathBuf> {
     let mut apt = Apt::default();
-    ensure_host_tools(&mut apt)?;
+    tasks::prepare(workspace, &mut apt)?;
+    dist_prepared(workspace, &mut apt)
+}
+
+/// `dist` for a task that has run `tasks::prepare` already (`cargo xtask test`): the toolchain
+/// is not looked for twice, and apt's package lists are read once.
+pub fn dist_prepared(workspace: &Path, apt: &mut Apt) -> Result<PathBuf> {
+    ensure_host_tools(apt)?;
     check_changelog(workspace)?;
-    let agent = tasks::build(workspace, true)?;
+    let agent = tasks::build_prepared(workspace, true)?;
     say_what_is_packaged(workspace);
 
     let release_dir = agent

@@ -60,8 +60,12 @@ pub fn toolchain(workspace: &Path) -> Result<()> {
 /// `cargo xtask build`: the agent, whose `build.rs` builds the eBPF object it embeds with the
 /// toolchain recorded here. Returns the agent binary.
 pub fn build(workspace: &Path, release: bool) -> Result<PathBuf> {
-    let mut apt = Apt::default();
-    prepare(workspace, &mut apt)?;
+    prepare(workspace, &mut Apt::default())?;
+    build_prepared(workspace, release)
+}
+
+/// The agent's build alone, for a task that has run `prepare` already.
+pub fn build_prepared(workspace: &Path, release: bool) -> Result<PathBuf> {
     let mut command = cmd::cargo();
     command
         .current_dir(workspace)
@@ -98,7 +102,7 @@ pub fn test(workspace: &Path, extra: &[String]) -> Result<()> {
         .env(kafka::DIR_ENV, &kafka)
         .args(test_args(extra));
     if runs_test(cargo_args(extra), PACKAGE_TEST) {
-        command.env(PACKAGE_ENV, dist::dist(workspace)?);
+        command.env(PACKAGE_ENV, dist::dist_prepared(workspace, &mut apt)?);
     }
     cmd::run(&mut command)
 }
@@ -187,7 +191,7 @@ pub fn lint(workspace: &Path) -> Result<()> {
 
 /// The ensure step every task starts with: finds or installs the eBPF toolchain, records it for
 /// the agent's `build.rs`, and logs what the eBPF build will use.
-fn prepare(workspace: &Path, apt: &mut Apt) -> Result<Toolchain> {
+pub fn prepare(workspace: &Path, apt: &mut Apt) -> Result<Toolchain> {
     let tc = toolchain::ensure(workspace, apt)?;
     ebpf::record_toolchain(workspace, &tc)?;
     eprintln!("xtask: {}", tc.summary());
