@@ -9,8 +9,8 @@ use zerocopy_trace_common::{Counters, ID_COUNT};
 use super::groups::{GroupId, GroupTable};
 use crate::model::ProcessCounters;
 
-/// Final counts of an exited process, kept compact: only the ids it used (a full record is
-/// some 8 KiB; most processes use 2 to 5 of the 22 syscalls and 17 io_uring operations).
+/// Final counts of an exited process (`ProcessCounters` keeps only the ids it used: most
+/// processes use 2 to 5 of the 22 syscalls and 17 io_uring operations).
 #[derive(Clone, Debug)]
 pub struct ExitedProcess {
     /// Order of exit, from 1: tells apart processes that had the same pid.
@@ -19,19 +19,7 @@ pub struct ExitedProcess {
     pub ppid: u32,
     pub comm: String,
     pub group: GroupId,
-    pub syscalls: Vec<(u8, Counters)>,
-}
-
-impl ExitedProcess {
-    pub fn counters(&self) -> ProcessCounters {
-        let mut counters = ProcessCounters::default();
-        for (id, c) in &self.syscalls {
-            if let Some(slot) = counters.slot_mut(usize::from(*id)) {
-                *slot = *c;
-            }
-        }
-        counters
-    }
+    pub counters: ProcessCounters,
 }
 
 /// How long after an exit its records are still matched to it. One exit's records are written
@@ -83,7 +71,7 @@ impl Exits {
             ppid: who.ppid,
             comm: who.comm,
             group: who.group,
-            syscalls: Vec::new(),
+            counters: ProcessCounters::default(),
         });
     }
 
@@ -104,8 +92,11 @@ impl Exits {
             let syscall = syscall as u8;
             match self.window.front().map(|front| front.seq) {
                 Some(first) if seq >= first => {
-                    if let Some(process) = self.window.get_mut((seq - first) as usize) {
-                        process.syscalls.push((syscall, *counters));
+                    let process = self.window.get_mut((seq - first) as usize);
+                    if let Some(slot) =
+                        process.and_then(|p| p.counters.slot_mut(usize::from(syscall)))
+                    {
+                        *slot = *counters;
                     }
                 }
                 // Already folded: the rest of its counts go to its group.
@@ -119,7 +110,7 @@ impl Exits {
     fn fold_overflow(&mut self, groups: &mut GroupTable) {
         while self.window.len() > self.keep {
             if let Some(oldest) = self.window.pop_front() {
-                groups.fold(oldest.group, &oldest.syscalls);
+                groups.fold(oldest.group, oldest.counters.entries());
             }
         }
     }
@@ -183,17 +174,17 @@ mod tests {
         assert_eq!(recent.len(), 2);
         assert_eq!(recent.len(), exits.recent().count());
         assert_eq!((recent[0].seq, recent[1].seq), (1, 2));
-        let first = recent[0].counters();
+        let first = &recent[0].counters;
         assert_eq!(
             (*first.syscall(0), *first.syscall(16)),
             (c(3, 30), c(1, 4096))
         );
         assert!(first.syscall(1).is_zero());
-        assert_eq!(*recent[1].counters().syscall(1), c(5, 50));
+        assert_eq!(*recent[1].counters.syscall(1), c(5, 50));
         // An id past the table is ignored, not a panic; so is a record of an exit not begun.
         file(&mut exits, &mut groups, (9, 200, 999), c(1, 1), g);
         exits.add(77, 1, 0, &c(1, 1), &mut groups);
-        assert_eq!(exits.recent().nth(1).unwrap().syscalls.len(), 1);
+        assert_eq!(exits.recent().nth(1).unwrap().counters.entries().len(), 1);
         exits.close_older_than(100 + EXIT_RECORDS_WINDOW_NS + 1);
         assert!(!exits.is_open(9, 100) && exits.is_open(9, 200));
     }

@@ -335,7 +335,7 @@ impl Collector {
             exited: true,
             seq: p.seq,
             group: p.group,
-            counters: p.counters(),
+            counters: p.counters.clone(),
         }));
         Ok(Snapshot {
             processes,

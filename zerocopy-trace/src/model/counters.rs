@@ -165,6 +165,11 @@ impl ProcessCounters {
         }
     }
 
+    /// The ids used, in order, with their counters.
+    pub fn entries(&self) -> &[(u8, Counters)] {
+        &self.used
+    }
+
     /// `self - before`, field by field; a counter that went backwards gives 0, not a wrap.
     /// Ids with nothing new are left out.
     pub fn difference(&self, before: &ProcessCounters) -> ProcessCounters {
