@@ -27,6 +27,7 @@ mod fuzz;
 mod kernel_offsets;
 mod kfunc_calls;
 mod launch;
+mod map_batch;
 mod model;
 mod plan;
 mod preflight;

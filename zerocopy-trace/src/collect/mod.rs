@@ -11,7 +11,7 @@ pub mod groups;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use anyhow::{Context, Result};
-use aya::maps::{MapData, RingBuf};
+use aya::maps::{IterableMap, MapData, RingBuf};
 use zerocopy_trace_common::{drop_reason, Counters, DropCounters, ExitRecord, ProcKey, ID_COUNT};
 
 use self::{
@@ -21,6 +21,7 @@ use self::{
 use crate::{
     attach::Maps,
     cgroup::{self, CgroupPaths},
+    map_batch,
     model::ProcessCounters,
     procfs::{self, ProcessInfo},
 };
@@ -219,7 +220,8 @@ impl Collector {
     /// Learns a live process: name and parent from /proc, its group from its cgroup.
     fn learn(&mut self, pid: u32) -> Option<&Known> {
         if !self.known.contains_key(&pid) {
-            let info = procfs::process_info(pid)?;
+            // Keys of the live map are thread groups: the cheaper leader read is enough.
+            let info = procfs::leader_info(pid)?;
             let path = cgroup::of_process(pid).unwrap_or_default();
             let key = self.groups.grouping().key(&info.comm, &path);
             let group = self.groups.admit(key);
@@ -247,17 +249,33 @@ impl Collector {
 
     /// Reads the live counters of every process that has any (summed over CPUs).
     fn read_live(maps: &Maps) -> Vec<(ProcKey, Counters)> {
+        if let Some(entries) = Self::read_live_batched(maps) {
+            return entries;
+        }
         let mut entries = Vec::new();
         for item in maps.counters.iter() {
             // An entry deleted while iterating is expected (its process just exited).
             let Ok((key, per_cpu)) = item else { continue };
-            let mut sum = Counters::default();
-            for c in per_cpu.iter() {
-                sum.add(c);
-            }
-            entries.push((key, sum));
+            entries.push((key, sum_over_cpus(per_cpu.iter())));
         }
         entries
+    }
+
+    /// `read_live` in a few syscalls, where the kernel has batch lookups (`map_batch`).
+    fn read_live_batched(maps: &Maps) -> Option<Vec<(ProcKey, Counters)>> {
+        let cpus = aya::util::nr_cpus().ok()?;
+        match map_batch::per_cpu_entries::<ProcKey, Counters>(maps.counters.map(), cpus) {
+            Ok(entries) => Some(
+                entries?
+                    .into_iter()
+                    .map(|(key, per_cpu)| (key, sum_over_cpus(per_cpu.iter())))
+                    .collect(),
+            ),
+            Err(e) => {
+                log::debug!("batch read of the live counters failed ({e}): reading one by one");
+                None
+            }
+        }
     }
 
     /// Records of the live processes among `entries`.
@@ -285,10 +303,14 @@ impl Collector {
         out
     }
 
-    /// Reads /proc once for each process with counters whose name is not known yet. Walks only
-    /// the map's keys: values (a few hundred bytes per CPU each) are not needed for names.
+    /// Reads /proc once for each process with counters whose name is not known yet. In
+    /// batches where it can: the values come along (a few hundred bytes per CPU and entry),
+    /// but one syscall per few hundred entries costs far less than two per entry.
     pub fn learn_names(&mut self, maps: &Maps) {
-        let pids: HashSet<u32> = maps.counters.keys().flatten().map(|k| k.tgid).collect();
+        let pids: HashSet<u32> = match Self::read_live_batched(maps) {
+            Some(entries) => entries.iter().map(|(key, _)| key.tgid).collect(),
+            None => maps.counters.keys().flatten().map(|k| k.tgid).collect(),
+        };
         for pid in pids {
             self.learn(pid);
         }
@@ -344,6 +366,15 @@ impl Collector {
             dropped: self.dropped(maps)?,
         })
     }
+}
+
+/// One process's counters of one id, summed over the CPUs' slots.
+fn sum_over_cpus<'a>(per_cpu: impl Iterator<Item = &'a Counters>) -> Counters {
+    let mut sum = Counters::default();
+    for c in per_cpu {
+        sum.add(c);
+    }
+    sum
 }
 
 /// CLOCK_MONOTONIC in nanoseconds: the clock of `bpf_ktime_get_ns`, so of `exit_ns`.
