@@ -4,7 +4,10 @@
 
 use std::path::PathBuf;
 
-use procfs::{process::Process, MountEntry};
+use procfs::{
+    process::{Process, Stat},
+    FromRead, MountEntry,
+};
 
 /// Name and parent of a live process.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -30,6 +33,19 @@ fn info_of(process: &Process) -> Option<ProcessInfo> {
         comm: stat.comm,
         ppid: u32::try_from(stat.ppid).ok()?,
         tgid: u32::try_from(status.tgid).ok()?,
+    })
+}
+
+/// Name and parent of thread-group leader `tgid`, from /proc/TGID/stat alone. The collector
+/// learns every new process of the live map this way: its keys are thread groups already, so
+/// `process_info`'s directory handle and `status` parse (two thirds of the cost, and most of
+/// the agent's CPU when many processes start) are not needed.
+pub fn leader_info(tgid: u32) -> Option<ProcessInfo> {
+    let stat = Stat::from_file(format!("/proc/{tgid}/stat")).ok()?;
+    Some(ProcessInfo {
+        comm: stat.comm,
+        ppid: u32::try_from(stat.ppid).ok()?,
+        tgid,
     })
 }
 
@@ -163,6 +179,7 @@ mod tests {
         assert!(exists(me));
         let info = process_info(me).unwrap();
         assert_eq!(info.tgid, me);
+        assert_eq!(leader_info(me), Some(info.clone()));
         // SAFETY: getppid has no preconditions.
         let parent = unsafe { libc::getppid() };
         assert_eq!(i64::from(info.ppid), i64::from(parent));
@@ -202,5 +219,6 @@ mod tests {
         assert!(process_info(u32::MAX).is_none());
         assert!(!exists(999_999_999));
         assert!(process_info(999_999_999).is_none());
+        assert!(leader_info(u32::MAX).is_none());
     }
 }
