@@ -12,7 +12,7 @@ use crate::{
     targets::Targets,
 };
 
-/// Process names are learned every this many ticks (1 s).
+/// Process names are learned at least every this many ticks (1 s).
 const NAME_REFRESH_TICKS: u64 = 10;
 
 /// How the kernel side is set up.
@@ -32,6 +32,8 @@ pub struct Trace {
     /// Syscalls this kernel has no tracepoints for.
     not_covered: Vec<&'static str>,
     ticks: u64,
+    /// The tick of the last walk of the live map (a snapshot, or `learn_names`).
+    last_walk: u64,
 }
 
 /// A finished trace: everything counted, and the state the kernel maps were left in.
@@ -85,6 +87,8 @@ impl Trace {
             collector,
             not_covered: plan.not_covered,
             ticks: 0,
+            // The first tick walks the map.
+            last_walk: 0u64.wrapping_sub(NAME_REFRESH_TICKS),
         })
     }
 
@@ -96,9 +100,12 @@ impl Trace {
         // Learn names while processes are alive (a process that dies after detach is still
         // reported under its name), but only once a second: walking the map costs a syscall
         // per entry, while draining the ring buffer costs none.
+        // A snapshot learns the names of every live process too, so a second walk is skipped
+        // when one was taken within the second (every refresh of a dashboard or report).
         self.ticks = self.ticks.wrapping_add(1);
-        if self.ticks % NAME_REFRESH_TICKS == 1 {
+        if self.ticks.wrapping_sub(self.last_walk) >= NAME_REFRESH_TICKS {
             self.collector.learn_names(&self.maps);
+            self.last_walk = self.ticks;
         }
         Ok(())
     }
@@ -111,6 +118,7 @@ impl Trace {
 
     /// Everything counted so far, while staying attached.
     pub fn snapshot(&mut self) -> Result<Snapshot> {
+        self.last_walk = self.ticks;
         self.collector.snapshot(&mut self.maps)
     }
 
