@@ -21,6 +21,9 @@ const MAX_BATCH: usize = 1 << 16;
 /// The kernel's ENOTSUPP (not in libc): a map type without batch operations.
 const ENOTSUPP: i32 = 524;
 
+/// A per-CPU map's entries: each key with its value on every possible CPU.
+pub type PerCpuEntries<K, V> = Vec<(K, Vec<V>)>;
+
 /// Every entry of per-CPU hash map `map` with its values on each of `cpus` possible CPUs.
 /// `Ok(None)` when this kernel or map has no batch lookup: the caller iterates instead.
 /// An entry deleted or added meanwhile may be missed or seen, never torn: each bucket is
@@ -28,7 +31,7 @@ const ENOTSUPP: i32 = 524;
 pub fn per_cpu_entries<K: Pod, V: Pod>(
     map: &MapData,
     cpus: usize,
-) -> io::Result<Option<Vec<(K, Vec<V>)>>> {
+) -> io::Result<Option<PerCpuEntries<K, V>>> {
     let fd = map.fd().as_fd().as_raw_fd();
     let stride = per_cpu_stride::<V>();
     let mut batch = BATCH;
@@ -95,7 +98,7 @@ fn decode<K: Pod, V: Pod>(
     values: &[u8],
     count: usize,
     cpus: usize,
-) -> Vec<(K, Vec<V>)> {
+) -> PerCpuEntries<K, V> {
     let stride = per_cpu_stride::<V>();
     (0..count)
         .filter_map(|i| {
