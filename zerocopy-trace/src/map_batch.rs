@@ -14,9 +14,10 @@ use aya::{maps::MapData, Pod};
 use aya_obj::generated::{bpf_attr, bpf_cmd};
 
 /// Entries asked for per call at first. A call fails with ENOSPC when a hash bucket holds
-/// more entries than that; the size then doubles, up to `MAX_BATCH`.
+/// more entries than that; the size then doubles, up to `MAX_BATCH` (a bucket that full is
+/// not a hash table any more: the caller then reads entry by entry).
 const BATCH: usize = 256;
-const MAX_BATCH: usize = 1 << 16;
+const MAX_BATCH: usize = 4096;
 
 /// The kernel's ENOTSUPP (not in libc): a map type without batch operations.
 const ENOTSUPP: i32 = 524;
@@ -26,8 +27,8 @@ pub type PerCpuEntries<K, V> = Vec<(K, Vec<V>)>;
 
 /// Every entry of per-CPU hash map `map` with its values on each of `cpus` possible CPUs.
 /// `Ok(None)` when this kernel or map has no batch lookup: the caller iterates instead.
-/// An entry deleted or added meanwhile may be missed or seen, never torn: each bucket is
-/// copied under its lock.
+/// Like any walk of a map that changes meanwhile, an entry deleted or added during the read
+/// may or may not be in it (a snapshot covers deleted ones by their exit records).
 pub fn per_cpu_entries<K: Pod, V: Pod>(
     map: &MapData,
     cpus: usize,

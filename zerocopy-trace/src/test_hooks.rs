@@ -14,3 +14,12 @@ pub fn on_tick(ticks: u64) {
         panic!("{PANIC_AT_TICK} is set: panicking on purpose while attached");
     }
 }
+
+/// Set in the environment (to anything): the live counters are read one entry at a time, as on
+/// kernels without batch lookups (tests/servers.rs counts a live server exactly both ways).
+pub const ENTRY_BY_ENTRY: &str = "ZEROCOPY_TRACE_TEST_ENTRY_BY_ENTRY";
+
+/// Whether `ENTRY_BY_ENTRY` is set.
+pub fn entry_by_entry() -> bool {
+    std::env::var_os(ENTRY_BY_ENTRY).is_some()
+}

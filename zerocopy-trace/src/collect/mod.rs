@@ -263,6 +263,10 @@ impl Collector {
 
     /// `read_live` in a few syscalls, where the kernel has batch lookups (`map_batch`).
     fn read_live_batched(maps: &Maps) -> Option<Vec<(ProcKey, Counters)>> {
+        #[cfg(feature = "test-hooks")]
+        if crate::test_hooks::entry_by_entry() {
+            return None;
+        }
         let cpus = aya::util::nr_cpus().ok()?;
         match map_batch::per_cpu_entries::<ProcKey, Counters>(maps.counters.map(), cpus) {
             Ok(entries) => Some(
