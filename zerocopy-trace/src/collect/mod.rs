@@ -21,7 +21,7 @@ use self::{
 use crate::{
     attach::Maps,
     cgroup::{self, CgroupPaths},
-    map_batch,
+    map_batch::{self, PerCpuEntries},
     model::ProcessCounters,
     procfs::{self, ProcessInfo},
 };
@@ -250,7 +250,10 @@ impl Collector {
     /// Reads the live counters of every process that has any (summed over CPUs).
     fn read_live(maps: &Maps) -> Vec<(ProcKey, Counters)> {
         if let Some(entries) = Self::read_live_batched(maps) {
-            return entries;
+            return entries
+                .into_iter()
+                .map(|(key, per_cpu)| (key, sum_over_cpus(per_cpu.iter())))
+                .collect();
         }
         let mut entries = Vec::new();
         for item in maps.counters.iter() {
@@ -261,20 +264,16 @@ impl Collector {
         entries
     }
 
-    /// `read_live` in a few syscalls, where the kernel has batch lookups (`map_batch`).
-    fn read_live_batched(maps: &Maps) -> Option<Vec<(ProcKey, Counters)>> {
+    /// The live map's entries, each CPU's counters apart, in a few syscalls where the kernel
+    /// has batch lookups (`map_batch`); `None` where it has not.
+    fn read_live_batched(maps: &Maps) -> Option<PerCpuEntries<ProcKey, Counters>> {
         #[cfg(feature = "test-hooks")]
         if crate::test_hooks::entry_by_entry() {
             return None;
         }
         let cpus = aya::util::nr_cpus().ok()?;
-        match map_batch::per_cpu_entries::<ProcKey, Counters>(maps.counters.map(), cpus) {
-            Ok(entries) => Some(
-                entries?
-                    .into_iter()
-                    .map(|(key, per_cpu)| (key, sum_over_cpus(per_cpu.iter())))
-                    .collect(),
-            ),
+        match map_batch::per_cpu_entries(maps.counters.map(), cpus) {
+            Ok(entries) => entries,
             Err(e) => {
                 log::debug!("batch read of the live counters failed ({e}): reading one by one");
                 None
