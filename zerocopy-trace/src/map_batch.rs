@@ -36,14 +36,14 @@ pub fn per_cpu_entries<K: Pod, V: Pod>(
     let fd = map.fd().as_fd().as_raw_fd();
     let stride = per_cpu_stride::<V>();
     let mut batch = BATCH;
+    let mut keys = vec![0u8; batch * size_of::<K>()];
+    let mut values = vec![0u8; batch * stride * cpus];
     let mut entries = Vec::new();
     // The position to resume from, as the kernel hands it back (a bucket index for a hash).
     let mut token = 0u64;
     let mut next = 0u64;
     let mut first = true;
     loop {
-        let mut keys = vec![0u8; batch * size_of::<K>()];
-        let mut values = vec![0u8; batch * stride * cpus];
         // SAFETY: an all-zero bpf_attr is its valid empty state.
         let mut attr: bpf_attr = unsafe { std::mem::zeroed() };
         // Writing a union's member is safe; reading one back is not.
@@ -80,7 +80,11 @@ pub fn per_cpu_entries<K: Pod, V: Pod>(
                 token = next;
                 first = false;
             }
-            Some(libc::ENOSPC) if batch < MAX_BATCH => batch *= 2,
+            Some(libc::ENOSPC) if batch < MAX_BATCH => {
+                batch *= 2;
+                keys.resize(batch * size_of::<K>(), 0);
+                values.resize(batch * stride * cpus, 0);
+            }
             Some(libc::EINVAL | libc::EOPNOTSUPP | ENOTSUPP) if first => return Ok(None),
             _ => return Err(error.unwrap_or_else(|| io::Error::other("unexpected batch result"))),
         }
