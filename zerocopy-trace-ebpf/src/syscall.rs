@@ -341,9 +341,10 @@ fn on_exit(id: u32, ret: i64) {
 }
 
 /// Adds one completed call to its process's counters. `kinds` resolves the fds' kinds, given
-/// the staging slot the call is parked in; it runs after the bytes are known, so the verifier walks the `msg_len` loop once rather than
-/// once per kind, and only when there are bytes to attribute to a kind: a failed or empty call
-/// (EAGAIN on a non-blocking socket, say) skips the walk.
+/// the staging slot the call is parked in; it runs after the bytes are known, so the verifier
+/// walks the `msg_len` loop once rather than once per kind, and only when there are bytes to
+/// attribute to a kind: a failed or empty call (EAGAIN on a non-blocking socket, say) skips
+/// the walk.
 #[inline(always)]
 fn count(
     tgid: u32,
