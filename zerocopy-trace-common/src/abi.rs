@@ -358,7 +358,8 @@ pub struct Config {
     pub o_direct: u32,
     /// For the typed hook: what `typed_cast` makes of a `struct file *` and a `struct socket *`.
     pub typed_casts: TypedCasts,
-    pub _reserved2: u32,
+    /// The hot slots per CPU are `1 << hot_slot_bits` (see `hot`).
+    pub hot_slot_bits: u32,
 }
 
 /// The BTF type ids the typed hook casts untyped kernel pointers to (with the kernel's
@@ -448,7 +449,7 @@ impl Config {
             io_uring: IoUringConfig::empty(),
             o_direct: 0,
             typed_casts: TypedCasts { file: 0, socket: 0 },
-            _reserved2: 0,
+            hot_slot_bits: crate::hot::MAX_HOT_SLOT_BITS,
         }
     }
 }
@@ -553,6 +554,7 @@ mod pod {
     unsafe impl aya::Pod for Config {}
     unsafe impl aya::Pod for ExitRecord {}
     unsafe impl aya::Pod for InflightOp {}
+    unsafe impl aya::Pod for crate::hot::HotCounters {}
     unsafe impl aya::Pod for IoUringConfig {}
     unsafe impl aya::Pod for DropCounters {}
 }

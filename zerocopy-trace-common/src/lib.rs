@@ -4,11 +4,13 @@
 #![no_std]
 
 pub mod abi;
+pub mod hot;
 pub mod io_uring;
 pub mod names;
 pub mod notices;
 pub mod syscalls;
 
 pub use abi::*;
+pub use hot::HotCounters;
 pub use io_uring::{FileRole, IoUringOpDesc, IO_URING_OPS, IO_URING_OP_COUNT};
 pub use syscalls::{Arch, Counting, Method, SyscallDesc, SYSCALLS, SYSCALL_COUNT};

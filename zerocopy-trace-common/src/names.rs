@@ -29,6 +29,9 @@ pub const PROG_IO_URING_COMPLETE: &str = "io_uring_complete";
 
 /// Per-CPU hash `ProcKey -> Counters`: the live per-process, per-syscall totals.
 pub const MAP_PROC_COUNTERS: &str = "PROC_COUNTERS";
+/// Per-CPU array of `HotCounters`: the live counters of the keys that claimed a slot (see
+/// `hot`).
+pub const MAP_HOT_COUNTERS: &str = "HOT_COUNTERS";
 /// Hash `tid -> EnterRecord`: what the exit tracepoint needs from the enter one.
 pub const MAP_PENDING: &str = "PENDING";
 /// Hash `tgid -> parent tgid`: the processes to trace when a filter is on.

@@ -5,8 +5,9 @@
 use core::ptr::{addr_of, read_volatile};
 
 use zerocopy_trace_common::{
-    io_uring::MAX_IO_URING_OPCODE, Config, IoUringConfig, KernelOffsets, SyscallConfig, TypedCasts,
-    COMM_LEN, IO_URING_OP_COUNT, MAX_COMMS, MAX_CPUS, MAX_SYSCALL_NR, NOT_TRACED, SYSCALL_COUNT,
+    hot::MAX_HOT_SLOT_BITS, io_uring::MAX_IO_URING_OPCODE, Config, IoUringConfig, KernelOffsets,
+    SyscallConfig, TypedCasts, COMM_LEN, IO_URING_OP_COUNT, MAX_COMMS, MAX_CPUS, MAX_SYSCALL_NR,
+    NOT_TRACED, SYSCALL_COUNT,
 };
 
 #[no_mangle]
@@ -84,6 +85,12 @@ pub fn nr_cpus() -> u32 {
     } else {
         n
     }
+}
+
+/// Bits of a hot slot's index: 1 to `MAX_HOT_SLOT_BITS`, whatever the loader wrote.
+#[inline(always)]
+pub fn hot_slot_bits() -> u32 {
+    field!(hot_slot_bits).clamp(1, MAX_HOT_SLOT_BITS)
 }
 
 #[inline(always)]

@@ -1,8 +1,11 @@
 //! Adding to the per-CPU counters, and counting what could not be added.
 
-use zerocopy_trace_common::{drop_reason, fd_kind, notices::Notice, Counters, ProcKey};
+use zerocopy_trace_common::{drop_reason, fd_kind, hot, notices::Notice, Counters, ProcKey};
 
-use crate::maps::{DROPPED, PROC_COUNTERS};
+use crate::{
+    config,
+    maps::{DROPPED, HOT_COUNTERS, PROC_COUNTERS},
+};
 
 /// Adds `delta` to `*slot`. The slot is this CPU's, so there is no cross-CPU traffic, and a
 /// plain add is enough: the kernel never runs a second tracing program on a CPU while one is
@@ -31,10 +34,36 @@ pub struct Call {
 /// What a new entry starts from, in read-only data.
 static ZERO: Counters = Counters::ZERO;
 
-/// This CPU's counters of `key`, created at the first call. `None` (and `bytes` counted as
-/// dropped) when the map is full.
+/// This CPU's counters of `key`: its hot slot where it owns it or can claim it, else its entry
+/// in `PROC_COUNTERS`. `None` (and `bytes` counted as dropped) when the map is full.
 #[inline(always)]
 fn slot(key: &ProcKey, bytes: u64) -> Option<*mut Counters> {
+    let owner = hot::owner(key);
+    if let Some(hot) = HOT_COUNTERS.get_ptr_mut(hot::index(key, config::hot_slot_bits())) {
+        // SAFETY: `hot` is this CPU's element of a per-CPU array. Only programs on this CPU
+        // claim it or count in it, and they do not interleave; the exit program, on any CPU,
+        // frees only slots whose process has no thread left to count.
+        unsafe {
+            if (*hot).owner == owner {
+                return Some(&raw mut (*hot).counters);
+            }
+            if (*hot).owner == 0 {
+                // The key's shared entry exists before it claims the slot: it tells the exit
+                // program the id was used, so the exit looks for its slots only then. A free
+                // slot's counters are zero (the exit zeroes them before it frees it).
+                shared_slot(key, bytes)?;
+                (*hot).owner = owner;
+                return Some(&raw mut (*hot).counters);
+            }
+        }
+    }
+    shared_slot(key, bytes)
+}
+
+/// This CPU's counters of `key` in `PROC_COUNTERS`, created at the first call. `None` (and
+/// `bytes` counted as dropped) when the map is full.
+#[inline(always)]
+fn shared_slot(key: &ProcKey, bytes: u64) -> Option<*mut Counters> {
     if let Some(slot) = PROC_COUNTERS.get_ptr_mut(key) {
         return Some(slot);
     }

@@ -8,6 +8,11 @@
 //! need no syscall, are counted from the io_uring tracepoints into the same counters
 //! (`io_uring`).
 #![no_std]
+// The BPF target has atomic loads and stores but no `AtomicU64::swap` (no compare-and-swap);
+// freeing a hot slot needs one exchange (see `process::take_hot_slots`), which the intrinsic
+// gives (`xchg_64`, kernel 5.12 and later). xtask builds with RUSTC_BOOTSTRAP for build-std.
+#![feature(core_intrinsics)]
+#![allow(internal_features)]
 #![no_main]
 
 mod config;

@@ -7,7 +7,8 @@ use aya_ebpf::{
     maps::{HashMap, LruHashMap, PerCpuArray, PerCpuHashMap, RingBuf},
 };
 use zerocopy_trace_common::{
-    drop_reason, Counters, DropCounters, InflightOp, PendingCall, ProcKey,
+    drop_reason, hot::MAX_HOT_SLOT_BITS, Counters, DropCounters, HotCounters, InflightOp,
+    PendingCall, ProcKey,
 };
 
 /// Live totals per (process, syscall); per-CPU so the hot path never contends across CPUs.
@@ -17,6 +18,13 @@ use zerocopy_trace_common::{
 #[map]
 pub static PROC_COUNTERS: PerCpuHashMap<ProcKey, Counters> =
     PerCpuHashMap::with_max_entries(16384, 0);
+
+/// Each CPU's hot slots, in front of `PROC_COUNTERS` (see `zerocopy_trace_common::hot`): an
+/// array lookup is inlined into the program, a hash lookup hashes and walks a bucket. The
+/// loader sizes it to `1 << Config::hot_slot_bits`.
+#[map]
+pub static HOT_COUNTERS: PerCpuArray<HotCounters> =
+    PerCpuArray::with_max_entries(1 << MAX_HOT_SLOT_BITS, 0);
 
 /// The call in flight per thread id, written at enter and consumed at exit.
 #[map]

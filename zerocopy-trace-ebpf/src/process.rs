@@ -11,12 +11,19 @@ use aya_ebpf::{
     programs::TracePointContext,
 };
 use aya_log_ebpf::warn;
-use zerocopy_trace_common::{drop_reason, Counters, ExitRecord, ProcKey, ID_COUNT};
+use core::{
+    mem::size_of,
+    ptr::{read_volatile, write_volatile},
+};
+
+use zerocopy_trace_common::{
+    drop_reason, hot, Counters, ExitRecord, HotCounters, ProcKey, ID_COUNT,
+};
 
 use crate::{
     config,
     counters::dropped_batch,
-    maps::{EXITS, PARENTS, PENDING, PROC_COUNTERS, TRACED},
+    maps::{EXITS, HOT_COUNTERS, PARENTS, PENDING, PROC_COUNTERS, TRACED},
     syscall::is_traced,
 };
 
@@ -117,8 +124,8 @@ fn on_exit(ctx: &TracePointContext) {
     let _ = TRACED.remove(tgid);
 }
 
-/// Moves the process's counters out of `PROC_COUNTERS`: each used id's per-CPU values are
-/// summed into one `ExitRecord` on the ring buffer, then freed. What does not fit in the ring
+/// Moves the process's counters out of `PROC_COUNTERS` and the hot slots: each used id's
+/// per-CPU values and slots are summed into one `ExitRecord` on the ring buffer, then freed. What does not fit in the ring
 /// buffer is counted as dropped (`exit_lost`, in every report). No kernel log line here: the
 /// logging macro doubled this program's size and tripled its verification time, which every
 /// start pays.
@@ -152,15 +159,63 @@ fn deliver_final_counts(tgid: u32) {
                     (*record).cgroup_id = cgroup_id;
                     (*record).comm = comm;
                     sum_counters(&key, nr_cpus, &raw mut (*record).counters);
+                    take_hot_slots(&key, nr_cpus, |hot| (*record).counters.add(hot));
                 }
                 entry.submit(0);
             }
             None => {
-                let (calls, bytes) = sum_calls_and_bytes(&key, nr_cpus);
+                let (mut calls, mut bytes) = sum_calls_and_bytes(&key, nr_cpus);
+                take_hot_slots(&key, nr_cpus, |hot| {
+                    calls = calls.wrapping_add(hot.calls);
+                    bytes = bytes.wrapping_add(hot.bytes);
+                });
                 dropped_batch(drop_reason::EXIT_LOST, calls, bytes);
             }
         }
         let _ = PROC_COUNTERS.remove(key);
+    }
+}
+
+/// Shows `take` the counters of every CPU's hot slot `key` owns, then frees the slot. No thread
+/// of the process is left to count in it; another process may claim it once `owner` reads 0,
+/// so the counters are zeroed first, and the owner is cleared by an atomic exchange, which
+/// orders it after them on every architecture.
+#[inline(always)]
+fn take_hot_slots(key: &ProcKey, nr_cpus: u32, mut take: impl FnMut(&Counters)) {
+    let owner = hot::owner(key);
+    let index = hot::index(key, config::hot_slot_bits());
+    let mut cpu = 0u32;
+    while cpu < nr_cpus {
+        // SAFETY: the helper takes the map and a pointer to a key of its key type; it returns
+        // null or a pointer to that CPU's element.
+        let slot: *mut HotCounters = unsafe {
+            bpf_map_lookup_percpu_elem(
+                &raw const HOT_COUNTERS as *mut core::ffi::c_void,
+                &index as *const u32 as *const core::ffi::c_void,
+                cpu,
+            )
+        }
+        .cast();
+        if slot.is_null() {
+            break;
+        }
+        // SAFETY: non-null: a live element of a per-CPU array, 8-byte aligned.
+        unsafe {
+            if read_volatile(&raw const (*slot).owner) == owner {
+                take(&(*slot).counters);
+                let words = (&raw mut (*slot).counters).cast::<u64>();
+                let mut i = 0;
+                while i < size_of::<Counters>() / 8 {
+                    write_volatile(words.add(i), 0);
+                    i += 1;
+                }
+                core::intrinsics::atomic_xchg::<u64, { core::intrinsics::AtomicOrdering::SeqCst }>(
+                    &raw mut (*slot).owner,
+                    0,
+                );
+            }
+        }
+        cpu += 1;
     }
 }
 

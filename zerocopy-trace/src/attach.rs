@@ -10,7 +10,8 @@ use aya::{
     Ebpf, EbpfLoader,
 };
 use zerocopy_trace_common::{
-    names, Counters, DropCounters, InflightOp, PendingCall, ProcKey, RDONLY_CAST_PLACEHOLDER,
+    names, Counters, DropCounters, HotCounters, InflightOp, PendingCall, ProcKey,
+    RDONLY_CAST_PLACEHOLDER,
 };
 
 use crate::{
@@ -84,6 +85,8 @@ pub fn default_max_processes(cpus: u32) -> u32 {
 /// The maps the agent reads, owned apart from the programs so they stay readable after detach.
 pub struct Maps {
     pub counters: PerCpuHashMap<MapData, ProcKey, Counters>,
+    /// Each CPU's hot slots, in front of `counters` (see `zerocopy_trace_common::hot`).
+    pub hot: PerCpuArray<MapData, HotCounters>,
     pub traced: HashMap<MapData, u32, u32>,
     /// Final counts of exited processes; read as soon as they arrive.
     pub exits: RingBuf<MapData>,
@@ -98,6 +101,8 @@ pub struct Maps {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Occupancy {
     pub counters: usize,
+    /// Hot slots still claimed, over all CPUs.
+    pub hot: usize,
     pub pending: usize,
     pub traced: usize,
     pub parents: usize,
@@ -110,11 +115,20 @@ impl Maps {
     pub fn occupancy(&self) -> Occupancy {
         Occupancy {
             counters: self.counters.keys().flatten().count(),
+            hot: self.claimed_hot_slots(),
             pending: self.pending.keys().flatten().count(),
             traced: self.traced.keys().flatten().count(),
             parents: self.parents.keys().flatten().count(),
             io_uring: self.io_uring_inflight.keys().flatten().count(),
         }
+    }
+
+    /// Hot slots claimed on any CPU (a slot is one element on one CPU).
+    fn claimed_hot_slots(&self) -> usize {
+        (0..self.hot.len())
+            .filter_map(|i| self.hot.get(&i, 0).ok())
+            .map(|per_cpu| per_cpu.iter().filter(|slot| slot.owner != 0).count())
+            .sum()
     }
 }
 
@@ -146,6 +160,7 @@ pub fn attach(plan: &Plan, limits: Limits) -> Result<(Tracer, Maps)> {
         .btf(None)
         .override_global(names::GLOBAL_CONFIG, &plan.config, true)
         .map_max_entries(names::MAP_PROC_COUNTERS, limits.counter_entries)
+        .map_max_entries(names::MAP_HOT_COUNTERS, 1 << plan.config.hot_slot_bits)
         .map_max_entries(names::MAP_PENDING, limits.pending_entries)
         .map_max_entries(names::MAP_TRACED, limits.traced_entries)
         .load(&object_for(plan)?)
@@ -369,6 +384,7 @@ fn take_maps(ebpf: &mut Ebpf) -> Result<Maps> {
     };
     Ok(Maps {
         counters: PerCpuHashMap::try_from(take(names::MAP_PROC_COUNTERS)?)?,
+        hot: PerCpuArray::try_from(take(names::MAP_HOT_COUNTERS)?)?,
         traced: HashMap::try_from(take(names::MAP_TRACED)?)?,
         exits: RingBuf::try_from(take(names::MAP_EXITS)?)?,
         dropped: PerCpuArray::try_from(take(names::MAP_DROPPED)?)?,

@@ -25,7 +25,8 @@ const ENOTSUPP: i32 = 524;
 /// A per-CPU map's entries: each key with its value on every possible CPU.
 pub type PerCpuEntries<K, V> = Vec<(K, Vec<V>)>;
 
-/// Every entry of per-CPU hash map `map` with its values on each of `cpus` possible CPUs.
+/// Every entry of per-CPU map `map` (a hash or an array) with its values on each of `cpus`
+/// possible CPUs.
 /// `Ok(None)` when this kernel or map has no batch lookup: the caller iterates instead.
 /// Like any walk of a map that changes meanwhile, an entry deleted or added during the read
 /// may or may not be in it (a snapshot covers deleted ones by their exit records).

@@ -3,7 +3,7 @@
 
 use anyhow::{bail, Context, Result};
 use zerocopy_trace_common::{
-    io_uring_op_flags, syscall_flags, Arch, Config, Counting, IoUringConfig, Method,
+    hot, io_uring_op_flags, syscall_flags, Arch, Config, Counting, IoUringConfig, Method,
     RawSyscallConfig, SyscallConfig, COMM_LEN, IO_URING_OPS, MAX_COMMS, MAX_CPUS, MAX_SYSCALL_NR,
     SYSCALLS,
 };
@@ -255,6 +255,7 @@ pub fn plan(
         config.cgroup_level = cgroup.level;
     }
     config.nr_cpus = nr_cpus.min(MAX_CPUS);
+    config.hot_slot_bits = hot::slot_bits(nr_cpus);
     config.agent_tgid = std::process::id();
     Ok(Plan {
         config,

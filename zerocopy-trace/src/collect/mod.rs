@@ -12,7 +12,9 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use anyhow::{Context, Result};
 use aya::maps::{IterableMap, MapData, RingBuf};
-use zerocopy_trace_common::{drop_reason, Counters, DropCounters, ExitRecord, ProcKey, ID_COUNT};
+use zerocopy_trace_common::{
+    drop_reason, hot, Counters, DropCounters, ExitRecord, HotCounters, ProcKey, ID_COUNT,
+};
 
 use self::{
     exits::{Exits, NewExit},
@@ -91,6 +93,30 @@ pub fn fold_counters(
         }
     }
     out
+}
+
+/// `entries` (from the shared map; a repeated key replaces) with the counts of the hot slots
+/// added to their owners' (a key may own a slot on each CPU). Each key once.
+pub fn with_hot_slots(
+    entries: impl IntoIterator<Item = (ProcKey, Counters)>,
+    slots: impl IntoIterator<Item = HotCounters>,
+) -> Vec<(ProcKey, Counters)> {
+    let mut by_key: BTreeMap<(u32, u32), Counters> = entries
+        .into_iter()
+        .map(|(key, counters)| ((key.tgid, key.syscall), counters))
+        .collect();
+    for slot in slots {
+        if let Some(key) = hot::owner_key(slot.owner) {
+            by_key
+                .entry((key.tgid, key.syscall))
+                .or_default()
+                .add(&slot.counters);
+        }
+    }
+    by_key
+        .into_iter()
+        .map(|((tgid, syscall), counters)| (ProcKey { tgid, syscall }, counters))
+        .collect()
 }
 
 /// Decodes one ring buffer item; `None` if it is not an `ExitRecord`'s size.
@@ -247,8 +273,16 @@ impl Collector {
         self.walks += 1;
     }
 
-    /// Reads the live counters of every process that has any (summed over CPUs).
+    /// Reads the live counters of every (process, id) that has any: its entry in the shared
+    /// map and the hot slots it owns, summed over CPUs. The shared map is read first: a slot
+    /// claimed meanwhile is in the second read, and neither ever loses counts it had.
     fn read_live(maps: &Maps) -> Vec<(ProcKey, Counters)> {
+        let shared = Self::read_shared(maps);
+        with_hot_slots(shared, Self::read_hot(maps))
+    }
+
+    /// The shared map's entries, summed over CPUs.
+    fn read_shared(maps: &Maps) -> Vec<(ProcKey, Counters)> {
         if let Some(entries) = Self::read_live_batched(maps) {
             return entries
                 .into_iter()
@@ -264,11 +298,44 @@ impl Collector {
         entries
     }
 
+    /// Every CPU's claimed hot slots: in one batch where the kernel has batch lookups, else
+    /// slot by slot.
+    fn read_hot(maps: &Maps) -> Vec<HotCounters> {
+        let batched = Self::batches_allowed()
+            .then(|| aya::util::nr_cpus().ok())
+            .flatten()
+            .and_then(|cpus| {
+                map_batch::per_cpu_entries::<u32, HotCounters>(maps.hot.map(), cpus)
+                    .inspect_err(|e| log::debug!("batch read of the hot slots failed ({e})"))
+                    .ok()
+                    .flatten()
+            });
+        let slots: Vec<HotCounters> = match batched {
+            Some(entries) => entries
+                .into_iter()
+                .flat_map(|(_, per_cpu)| per_cpu)
+                .collect(),
+            None => (0..maps.hot.len())
+                .filter_map(|i| maps.hot.get(&i, 0).ok())
+                .flat_map(|per_cpu| per_cpu.iter().copied().collect::<Vec<_>>())
+                .collect(),
+        };
+        slots.into_iter().filter(|slot| slot.owner != 0).collect()
+    }
+
+    /// Whether maps may be read in batches (a test hook forces the one-by-one reads).
+    fn batches_allowed() -> bool {
+        #[cfg(feature = "test-hooks")]
+        if crate::test_hooks::entry_by_entry() {
+            return false;
+        }
+        true
+    }
+
     /// The live map's entries, each CPU's counters apart, in a few syscalls where the kernel
     /// has batch lookups (`map_batch`); `None` where it has not.
     fn read_live_batched(maps: &Maps) -> Option<PerCpuEntries<ProcKey, Counters>> {
-        #[cfg(feature = "test-hooks")]
-        if crate::test_hooks::entry_by_entry() {
+        if !Self::batches_allowed() {
             return None;
         }
         let cpus = aya::util::nr_cpus().ok()?;
@@ -571,5 +638,39 @@ mod tests {
         );
         assert!(decode_exit(&bytes[..10]).is_none());
         assert!(decode_exit(&[]).is_none());
+    }
+
+    #[test]
+    fn hot_slots_add_to_their_owners_shared_counts() {
+        let key = |tgid, syscall| ProcKey { tgid, syscall };
+        let slot = |k: ProcKey, calls, bytes| HotCounters {
+            owner: hot::owner(&k),
+            counters: c(calls, bytes),
+        };
+        let merged = with_hot_slots(
+            [
+                (key(7, 1), c(1, 10)),
+                // A repeat of the shared walk replaces.
+                (key(7, 1), c(2, 20)),
+                (key(9, 0), c(5, 50)),
+            ],
+            [
+                // Process 7's id 1 owns a slot on two CPUs.
+                slot(key(7, 1), 3, 300),
+                slot(key(7, 1), 4, 4000),
+                // A slot claimed after the shared map was read.
+                slot(key(8, 2), 1, 1),
+                // A free slot adds nothing.
+                HotCounters::default(),
+            ],
+        );
+        assert_eq!(
+            merged,
+            vec![
+                (key(7, 1), c(9, 4320)),
+                (key(8, 2), c(1, 1)),
+                (key(9, 0), c(5, 50)),
+            ]
+        );
     }
 }
