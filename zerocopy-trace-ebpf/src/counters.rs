@@ -3,7 +3,7 @@
 use zerocopy_trace_common::{drop_reason, fd_kind, hot, notices::Notice, Counters, ProcKey};
 
 use crate::{
-    config,
+    config, hot_slot,
     maps::{DROPPED, HOT_COUNTERS, PROC_COUNTERS},
 };
 
@@ -42,17 +42,16 @@ fn slot(key: &ProcKey, bytes: u64) -> Option<*mut Counters> {
     if let Some(hot) = HOT_COUNTERS.get_ptr_mut(hot::index(key, config::hot_slot_bits())) {
         // SAFETY: `hot` is this CPU's element of a per-CPU array. Only programs on this CPU
         // claim it or count in it, and they do not interleave; the exit program, on any CPU,
-        // frees only slots whose process has no thread left to count.
+        // frees only slots whose process has no thread left to count (see `hot_slot`).
         unsafe {
             if (*hot).owner == owner {
                 return Some(&raw mut (*hot).counters);
             }
             if (*hot).owner == 0 {
                 // The key's shared entry exists before it claims the slot: it tells the exit
-                // program the id was used, so the exit looks for its slots only then. A free
-                // slot's counters are zero (the exit zeroes them before it frees it).
+                // program the id was used, so the exit looks for its slots only then.
                 shared_slot(key, bytes)?;
-                (*hot).owner = owner;
+                hot_slot::claim(hot, owner);
                 return Some(&raw mut (*hot).counters);
             }
         }

@@ -8,9 +8,8 @@
 //! need no syscall, are counted from the io_uring tracepoints into the same counters
 //! (`io_uring`).
 #![no_std]
-// The BPF target has atomic loads and stores but no `AtomicU64::swap` (no compare-and-swap);
-// freeing a hot slot needs one exchange (see `process::take_hot_slots`), which the intrinsic
-// gives (`xchg_64`, kernel 5.12 and later). xtask builds with RUSTC_BOOTSTRAP for build-std.
+// For one atomic exchange (`hot_slot`): the BPF target has no `AtomicU64::swap`. xtask builds
+// with RUSTC_BOOTSTRAP for build-std already.
 #![feature(core_intrinsics)]
 #![allow(internal_features)]
 #![no_main]
@@ -20,6 +19,7 @@ mod counters;
 mod fd_kind;
 mod fields;
 mod floor;
+mod hot_slot;
 mod io_uring;
 mod maps;
 mod process;

@@ -11,10 +11,7 @@ use aya_ebpf::{
     programs::TracePointContext,
 };
 use aya_log_ebpf::warn;
-use core::{
-    mem::size_of,
-    ptr::{read_volatile, write_volatile},
-};
+use core::ptr::read_volatile;
 
 use zerocopy_trace_common::{
     drop_reason, hot, Counters, ExitRecord, HotCounters, ProcKey, ID_COUNT,
@@ -23,6 +20,7 @@ use zerocopy_trace_common::{
 use crate::{
     config,
     counters::dropped_batch,
+    hot_slot,
     maps::{EXITS, HOT_COUNTERS, PARENTS, PENDING, PROC_COUNTERS, TRACED},
     syscall::is_traced,
 };
@@ -125,8 +123,8 @@ fn on_exit(ctx: &TracePointContext) {
 }
 
 /// Moves the process's counters out of `PROC_COUNTERS` and the hot slots: each used id's
-/// per-CPU values and slots are summed into one `ExitRecord` on the ring buffer, then freed. What does not fit in the ring
-/// buffer is counted as dropped (`exit_lost`, in every report). No kernel log line here: the
+/// per-CPU values and slots are summed into one `ExitRecord` on the ring buffer, then freed.
+/// What does not fit in the ring buffer is counted as dropped (`exit_lost`, in every report). No kernel log line here: the
 /// logging macro doubled this program's size and tripled its verification time, which every
 /// start pays.
 #[inline(always)]
@@ -176,10 +174,8 @@ fn deliver_final_counts(tgid: u32) {
     }
 }
 
-/// Shows `take` the counters of every CPU's hot slot `key` owns, then frees the slot. No thread
-/// of the process is left to count in it; another process may claim it once `owner` reads 0,
-/// so the counters are zeroed first, and the owner is cleared by an atomic exchange, which
-/// orders it after them on every architecture.
+/// Shows `take` the counters of every CPU's hot slot `key` owns, then frees the slot (no
+/// thread of the process is left to count in it).
 #[inline(always)]
 fn take_hot_slots(key: &ProcKey, nr_cpus: u32, mut take: impl FnMut(&Counters)) {
     let owner = hot::owner(key);
@@ -199,20 +195,12 @@ fn take_hot_slots(key: &ProcKey, nr_cpus: u32, mut take: impl FnMut(&Counters)) 
         if slot.is_null() {
             break;
         }
-        // SAFETY: non-null: a live element of a per-CPU array, 8-byte aligned.
+        // SAFETY: non-null: a live element of a per-CPU array, 8-byte aligned; its owner, if
+        // `key`, has no thread left.
         unsafe {
             if read_volatile(&raw const (*slot).owner) == owner {
                 take(&(*slot).counters);
-                let words = (&raw mut (*slot).counters).cast::<u64>();
-                let mut i = 0;
-                while i < size_of::<Counters>() / 8 {
-                    write_volatile(words.add(i), 0);
-                    i += 1;
-                }
-                core::intrinsics::atomic_xchg::<u64, { core::intrinsics::AtomicOrdering::SeqCst }>(
-                    &raw mut (*slot).owner,
-                    0,
-                );
+                hot_slot::free(slot);
             }
         }
         cpu += 1;
