@@ -111,24 +111,17 @@ pub struct Occupancy {
 }
 
 impl Maps {
-    /// Counts the entries of every per-process and per-thread map (a walk of the keys).
+    /// Counts the entries of every per-process and per-thread map (a walk of the keys), and the
+    /// hot slots still claimed.
     pub fn occupancy(&self) -> Occupancy {
         Occupancy {
             counters: self.counters.keys().flatten().count(),
-            hot: self.claimed_hot_slots(),
+            hot: crate::collect::claimed_hot_slots(self).len(),
             pending: self.pending.keys().flatten().count(),
             traced: self.traced.keys().flatten().count(),
             parents: self.parents.keys().flatten().count(),
             io_uring: self.io_uring_inflight.keys().flatten().count(),
         }
-    }
-
-    /// Hot slots claimed on any CPU (a slot is one element on one CPU).
-    fn claimed_hot_slots(&self) -> usize {
-        (0..self.hot.len())
-            .filter_map(|i| self.hot.get(&i, 0).ok())
-            .map(|per_cpu| per_cpu.iter().filter(|slot| slot.owner != 0).count())
-            .sum()
     }
 }
 

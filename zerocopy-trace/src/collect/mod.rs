@@ -278,7 +278,7 @@ impl Collector {
     /// claimed meanwhile is in the second read, and neither ever loses counts it had.
     fn read_live(maps: &Maps) -> Vec<(ProcKey, Counters)> {
         let shared = Self::read_shared(maps);
-        with_hot_slots(shared, Self::read_hot(maps))
+        with_hot_slots(shared, claimed_hot_slots(maps))
     }
 
     /// The shared map's entries, summed over CPUs.
@@ -298,44 +298,10 @@ impl Collector {
         entries
     }
 
-    /// Every CPU's claimed hot slots: in one batch where the kernel has batch lookups, else
-    /// slot by slot.
-    fn read_hot(maps: &Maps) -> Vec<HotCounters> {
-        let batched = Self::batches_allowed()
-            .then(|| aya::util::nr_cpus().ok())
-            .flatten()
-            .and_then(|cpus| {
-                map_batch::per_cpu_entries::<u32, HotCounters>(maps.hot.map(), cpus)
-                    .inspect_err(|e| log::debug!("batch read of the hot slots failed ({e})"))
-                    .ok()
-                    .flatten()
-            });
-        let slots: Vec<HotCounters> = match batched {
-            Some(entries) => entries
-                .into_iter()
-                .flat_map(|(_, per_cpu)| per_cpu)
-                .collect(),
-            None => (0..maps.hot.len())
-                .filter_map(|i| maps.hot.get(&i, 0).ok())
-                .flat_map(|per_cpu| per_cpu.iter().copied().collect::<Vec<_>>())
-                .collect(),
-        };
-        slots.into_iter().filter(|slot| slot.owner != 0).collect()
-    }
-
-    /// Whether maps may be read in batches (a test hook forces the one-by-one reads).
-    fn batches_allowed() -> bool {
-        #[cfg(feature = "test-hooks")]
-        if crate::test_hooks::entry_by_entry() {
-            return false;
-        }
-        true
-    }
-
     /// The live map's entries, each CPU's counters apart, in a few syscalls where the kernel
     /// has batch lookups (`map_batch`); `None` where it has not.
     fn read_live_batched(maps: &Maps) -> Option<PerCpuEntries<ProcKey, Counters>> {
-        if !Self::batches_allowed() {
+        if !batches_allowed() {
             return None;
         }
         let cpus = aya::util::nr_cpus().ok()?;
@@ -436,6 +402,40 @@ impl Collector {
             dropped: self.dropped(maps)?,
         })
     }
+}
+
+/// Every CPU's claimed hot slots: in one batch where the kernel has batch lookups, else slot
+/// by slot.
+pub fn claimed_hot_slots(maps: &Maps) -> Vec<HotCounters> {
+    let batched = batches_allowed()
+        .then(|| aya::util::nr_cpus().ok())
+        .flatten()
+        .and_then(|cpus| {
+            map_batch::per_cpu_entries::<u32, HotCounters>(maps.hot.map(), cpus)
+                .inspect_err(|e| log::debug!("batch read of the hot slots failed ({e})"))
+                .ok()
+                .flatten()
+        });
+    let slots: Vec<HotCounters> = match batched {
+        Some(entries) => entries
+            .into_iter()
+            .flat_map(|(_, per_cpu)| per_cpu)
+            .collect(),
+        None => (0..maps.hot.len())
+            .filter_map(|i| maps.hot.get(&i, 0).ok())
+            .flat_map(|per_cpu| per_cpu.iter().copied().collect::<Vec<_>>())
+            .collect(),
+    };
+    slots.into_iter().filter(|slot| slot.owner != 0).collect()
+}
+
+/// Whether maps may be read in batches (a test hook forces the one-by-one reads).
+fn batches_allowed() -> bool {
+    #[cfg(feature = "test-hooks")]
+    if crate::test_hooks::entry_by_entry() {
+        return false;
+    }
+    true
 }
 
 /// One process's counters of one id, summed over the CPUs' slots.
