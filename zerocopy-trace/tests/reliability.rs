@@ -1,6 +1,6 @@
 //! Counts survive what busy machines do: thousands of short-lived processes, pid reuse,
-//! threads that outlive their leader, more processes than the kernel maps hold, two agents at
-//! once, and a traced pid that exits. Every figure is checked against the workload's ground
+//! threads that outlive their leader, more processes than the kernel maps hold, more live
+//! processes than the hot slots hold, two agents at once, and a traced pid that exits. Every figure is checked against the workload's ground
 //! truth, and the kernel maps are checked empty afterwards.
 
 mod common;
@@ -276,5 +276,56 @@ fn a_traced_pid_that_exits_ends_the_trace_with_its_report() {
         let seen = common::process(&report, holder["pid"].as_u64().unwrap());
         assert_eq!(figures(seen, "write"), figures(holder, "write"));
     }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn live_counts_are_exact_when_processes_outnumber_the_hot_slots() {
+    if !privileged() {
+        return;
+    }
+    // 1 000 holders alive at once, one `write` each: more keys than the 256 hot slots of each
+    // of this machine's CPUs hold, so some count in hot slots and the rest (at least 1 000 -
+    // 256 x CPUs, with 2 CPUs 488) in the shared map. The agent stops while they are alive, so
+    // every figure comes from the live maps, not from exit records.
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let holders = 1000;
+    assert!(
+        holders > 256 * cpus,
+        "this test needs more holders than hot slots on {cpus} CPUs"
+    );
+    let dir = scratch("live-overflow");
+    let truth_path = dir.join("truth.json");
+    let script = format!(
+        "sleep 1; exec {WORKLOAD} hold --processes {holders} --hold-ms 8000 --chunk 1000 \
+         --out {}",
+        truth_path.display()
+    );
+    let mut workload = Command::new("sh").args(["-c", &script]).spawn().unwrap();
+    let pid = workload.id().to_string();
+    let (mut agent, _) = spawn_agent(&["report", "--json", "--max-rows", "5000", "--pid", &pid]);
+    // Every holder has written within a second of the exec; they live 8 s more.
+    std::thread::sleep(std::time::Duration::from_secs(4));
+    let (status, stdout) = common::signal_agent(&mut agent, libc::SIGINT);
+    assert!(status.success(), "{stdout}");
+    assert!(workload.wait().unwrap().success());
+    let report: Value = serde_json::from_str(&stdout).unwrap();
+    let truth: Value =
+        serde_json::from_str(&std::fs::read_to_string(&truth_path).unwrap()).unwrap();
+    let truth = truth["processes"].as_array().unwrap();
+    assert_eq!(truth.len(), holders);
+    for holder in truth {
+        let seen = common::process(&report, holder["pid"].as_u64().unwrap());
+        assert_eq!(seen["exited"], false, "read live: {seen:#}");
+        assert_eq!(figures(seen, "write"), (1, 1000));
+    }
+    // Still alive at the end: both places hold their counts.
+    let maps = &report["maps"];
+    assert!(maps["hot"].as_u64().unwrap() > 0, "{maps}");
+    assert!(
+        maps["counters"].as_u64().unwrap() >= holders as u64,
+        "{maps}"
+    );
+    assert_eq!(dropped_calls(&report), 0, "{:#}", report["dropped"]);
     let _ = std::fs::remove_dir_all(&dir);
 }
