@@ -299,19 +299,9 @@ impl Collector {
     }
 
     /// The live map's entries, each CPU's counters apart, in a few syscalls where the kernel
-    /// has batch lookups (`map_batch`); `None` where it has not.
+    /// has batch lookups; `None` where it has not.
     fn read_live_batched(maps: &Maps) -> Option<PerCpuEntries<ProcKey, Counters>> {
-        if !batches_allowed() {
-            return None;
-        }
-        let cpus = aya::util::nr_cpus().ok()?;
-        match map_batch::per_cpu_entries(maps.counters.map(), cpus) {
-            Ok(entries) => entries,
-            Err(e) => {
-                log::debug!("batch read of the live counters failed ({e}): reading one by one");
-                None
-            }
-        }
+        read_batched(maps.counters.map(), "live counters")
     }
 
     /// Records of the live processes among `entries`.
@@ -407,35 +397,39 @@ impl Collector {
 /// Every CPU's claimed hot slots: in one batch where the kernel has batch lookups, else slot
 /// by slot.
 pub fn claimed_hot_slots(maps: &Maps) -> Vec<HotCounters> {
-    let batched = batches_allowed()
-        .then(|| aya::util::nr_cpus().ok())
-        .flatten()
-        .and_then(|cpus| {
-            map_batch::per_cpu_entries::<u32, HotCounters>(maps.hot.map(), cpus)
-                .inspect_err(|e| log::debug!("batch read of the hot slots failed ({e})"))
-                .ok()
-                .flatten()
-        });
-    let slots: Vec<HotCounters> = match batched {
-        Some(entries) => entries
-            .into_iter()
-            .flat_map(|(_, per_cpu)| per_cpu)
-            .collect(),
-        None => (0..maps.hot.len())
-            .filter_map(|i| maps.hot.get(&i, 0).ok())
-            .flat_map(|per_cpu| per_cpu.iter().copied().collect::<Vec<_>>())
-            .collect(),
-    };
+    let slots: Vec<HotCounters> =
+        match read_batched::<u32, HotCounters>(maps.hot.map(), "hot slots") {
+            Some(entries) => entries
+                .into_iter()
+                .flat_map(|(_, per_cpu)| per_cpu)
+                .collect(),
+            None => (0..maps.hot.len())
+                .filter_map(|i| maps.hot.get(&i, 0).ok())
+                .flat_map(|per_cpu| per_cpu.iter().copied().collect::<Vec<_>>())
+                .collect(),
+        };
     slots.into_iter().filter(|slot| slot.owner != 0).collect()
 }
 
-/// Whether maps may be read in batches (a test hook forces the one-by-one reads).
-fn batches_allowed() -> bool {
+/// Every entry of per-CPU map `map` (`what`, for the log), each CPU's value apart, in a few
+/// syscalls (`map_batch`). `None` where the kernel has no batch lookups, the read failed, or a
+/// test hook forces the one-by-one reads: the caller then reads entry by entry.
+fn read_batched<K: aya::Pod, V: aya::Pod>(
+    map: &MapData,
+    what: &str,
+) -> Option<PerCpuEntries<K, V>> {
     #[cfg(feature = "test-hooks")]
     if crate::test_hooks::entry_by_entry() {
-        return false;
+        return None;
     }
-    true
+    let cpus = aya::util::nr_cpus().ok()?;
+    match map_batch::per_cpu_entries(map, cpus) {
+        Ok(entries) => entries,
+        Err(e) => {
+            log::debug!("batch read of the {what} failed ({e}): reading one by one");
+            None
+        }
+    }
 }
 
 /// One process's counters of one id, summed over the CPUs' slots.
