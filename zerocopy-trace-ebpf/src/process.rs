@@ -182,16 +182,7 @@ fn take_hot_slots(key: &ProcKey, nr_cpus: u32, mut take: impl FnMut(&Counters)) 
     let index = hot::index(key, config::hot_slot_bits());
     let mut cpu = 0u32;
     while cpu < nr_cpus {
-        // SAFETY: the helper takes the map and a pointer to a key of its key type; it returns
-        // null or a pointer to that CPU's element.
-        let slot: *mut HotCounters = unsafe {
-            bpf_map_lookup_percpu_elem(
-                &raw const HOT_COUNTERS as *mut core::ffi::c_void,
-                &index as *const u32 as *const core::ffi::c_void,
-                cpu,
-            )
-        }
-        .cast();
+        let slot: *mut HotCounters = percpu_value(&raw const HOT_COUNTERS, &index, cpu);
         if slot.is_null() {
             break;
         }
@@ -210,12 +201,19 @@ fn take_hot_slots(key: &ProcKey, nr_cpus: u32, mut take: impl FnMut(&Counters)) 
 /// This CPU slot's counters of `key` in `PROC_COUNTERS`, or null.
 #[inline(always)]
 fn percpu_counters(key: &ProcKey, cpu: u32) -> *const Counters {
+    percpu_value(&raw const PROC_COUNTERS, key, cpu)
+}
+
+/// CPU `cpu`'s value of `key` in per-CPU map `map`, or null. `K` and `V` must be the map's
+/// key and value types.
+#[inline(always)]
+fn percpu_value<M, K, V>(map: *const M, key: &K, cpu: u32) -> *mut V {
     // SAFETY: the helper takes the map and a pointer to a key of its key type; it returns null
     // or a pointer to that CPU's value.
     unsafe {
         bpf_map_lookup_percpu_elem(
-            &raw const PROC_COUNTERS as *mut core::ffi::c_void,
-            key as *const ProcKey as *const core::ffi::c_void,
+            map as *mut core::ffi::c_void,
+            key as *const K as *const core::ffi::c_void,
             cpu,
         )
     }
