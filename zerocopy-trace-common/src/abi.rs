@@ -234,7 +234,45 @@ pub struct SyscallConfig {
     pub vector_offset: u16,
     /// `syscall_flags` bits.
     pub flags: u16,
-    pub _reserved: [u16; 3],
+    /// The same four arguments as argument numbers (0 to 5), for the exit-only hooks, which
+    /// find argument `i` in the `i`-th argument register: `argument::pack`ed, computed once by
+    /// the loader rather than from the offsets at every call.
+    pub argument_numbers: u16,
+    pub _reserved: [u16; 2],
+}
+
+/// The arguments a syscall's `SyscallConfig` locates, and their numbers packed in
+/// `SyscallConfig::argument_numbers`: four bits each, `NONE` where the syscall has no such
+/// argument.
+pub mod argument {
+    pub const SOURCE_FD: u32 = 0;
+    pub const DESTINATION_FD: u32 = 1;
+    pub const MSG_FLAGS: u32 = 2;
+    pub const VECTOR: u32 = 3;
+    /// No such argument (any number past 5 reads as none).
+    pub const NONE: u16 = 0xf;
+    /// Packs the numbers of `SOURCE_FD`, `DESTINATION_FD`, `MSG_FLAGS` and `VECTOR`, in order.
+    pub const fn pack(numbers: [Option<u8>; 4]) -> u16 {
+        let mut packed = 0;
+        let mut role = 0;
+        while role < 4 {
+            let number = match numbers[role] {
+                Some(n) if n < 6 => n as u16,
+                _ => NONE,
+            };
+            packed |= number << (4 * role);
+            role += 1;
+        }
+        packed
+    }
+    /// The number of argument `role` in `packed`, `None` where there is none.
+    #[inline(always)]
+    pub fn number(packed: u16, role: u32) -> Option<usize> {
+        let number = ((packed >> (4 * (role & 3))) & NONE) as usize;
+        (number < 6).then_some(number)
+    }
+    /// Nothing located.
+    pub const UNUSED: u16 = pack([None; 4]);
 }
 
 /// Bits of `SyscallConfig::flags`.
@@ -408,7 +446,8 @@ impl Config {
                 msg_flags_offset: 0,
                 vector_offset: 0,
                 flags: 0,
-                _reserved: [0; 3],
+                argument_numbers: argument::UNUSED,
+                _reserved: [0; 2],
             }; SYSCALL_COUNT],
             nr_offset: 0,
             ret_offset: 0,
@@ -557,4 +596,25 @@ mod pod {
     unsafe impl aya::Pod for crate::hot::HotCounters {}
     unsafe impl aya::Pod for IoUringConfig {}
     unsafe impl aya::Pod for DropCounters {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::argument;
+
+    #[test]
+    fn argument_numbers_round_trip_and_none_stays_none() {
+        let packed = argument::pack([Some(1), Some(0), None, Some(5)]);
+        assert_eq!(argument::number(packed, argument::SOURCE_FD), Some(1));
+        assert_eq!(argument::number(packed, argument::DESTINATION_FD), Some(0));
+        assert_eq!(argument::number(packed, argument::MSG_FLAGS), None);
+        assert_eq!(argument::number(packed, argument::VECTOR), Some(5));
+        // A number past the six argument registers is no argument, not a wrong one.
+        let past = argument::pack([Some(6), Some(200), None, None]);
+        assert_eq!(argument::number(past, argument::SOURCE_FD), None);
+        assert_eq!(argument::number(past, argument::DESTINATION_FD), None);
+        for role in 0..4 {
+            assert_eq!(argument::number(argument::UNUSED, role), None);
+        }
+    }
 }

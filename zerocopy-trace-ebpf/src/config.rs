@@ -5,9 +5,9 @@
 use core::ptr::{addr_of, read_volatile};
 
 use zerocopy_trace_common::{
-    hot::MAX_HOT_SLOT_BITS, io_uring::MAX_IO_URING_OPCODE, Config, IoUringConfig, KernelOffsets,
-    SyscallConfig, TypedCasts, COMM_LEN, IO_URING_OP_COUNT, MAX_COMMS, MAX_CPUS, MAX_SYSCALL_NR,
-    NOT_TRACED, SYSCALL_COUNT,
+    argument, hot::MAX_HOT_SLOT_BITS, io_uring::MAX_IO_URING_OPCODE, Config, IoUringConfig,
+    KernelOffsets, SyscallConfig, TypedCasts, COMM_LEN, IO_URING_OP_COUNT, MAX_COMMS, MAX_CPUS,
+    MAX_SYSCALL_NR, NOT_TRACED, SYSCALL_COUNT,
 };
 
 #[no_mangle]
@@ -32,15 +32,28 @@ pub fn syscall_of_nr(nr: i32) -> Option<u32> {
     (id != NOT_TRACED && (id as usize) < SYSCALL_COUNT).then_some(id as u32)
 }
 
+/// What syscall `id` needs read, by reference like `offsets`: each use loads only the members
+/// it reads (a copy would load all eight, at every use).
 #[inline(always)]
-pub fn syscall(id: u32) -> SyscallConfig {
+pub fn syscall(id: u32) -> &'static SyscallConfig {
     // A plain comparison the verifier can follow (a modulo loses the bound on the way).
     let id = id as usize;
     if id >= SYSCALL_COUNT {
-        return SyscallConfig::default();
+        return &UNKNOWN_SYSCALL;
     }
-    field!(syscalls[id])
+    &opaque().syscalls[id]
 }
+
+/// The configuration of an id out of range: nothing to read, nothing counted.
+static UNKNOWN_SYSCALL: SyscallConfig = SyscallConfig {
+    source_fd_offset: 0,
+    destination_fd_offset: 0,
+    msg_flags_offset: 0,
+    vector_offset: 0,
+    flags: 0,
+    argument_numbers: argument::UNUSED,
+    _reserved: [0; 2],
+};
 
 #[inline(always)]
 pub fn nr_offset() -> usize {
@@ -126,12 +139,6 @@ pub fn comm(i: usize) -> Option<[u8; COMM_LEN]> {
     Some(field!(comms[i]))
 }
 
-/// Offset of the first argument in the `sys_enter_*` formats (raw hook).
-#[inline(always)]
-pub fn raw_args_base() -> u16 {
-    field!(raw.args_base)
-}
-
 /// Offset in `pt_regs` of the first register slot the raw hook copies.
 #[inline(always)]
 pub fn raw_window_start() -> u16 {
@@ -142,6 +149,14 @@ pub fn raw_window_start() -> u16 {
 #[inline(always)]
 pub fn raw_nr_register() -> u16 {
     field!(raw.nr_register)
+}
+
+/// Offset in `pt_regs` of argument register `INDEX` (0 to 5), for the typed hook's loads:
+/// a constant index, so a single load the verifier reads from the frozen map as a constant.
+#[inline(always)]
+pub fn raw_arg_register_at<const INDEX: usize>() -> u16 {
+    const { assert!(INDEX < 6) };
+    field!(raw.arg_registers[INDEX])
 }
 
 /// Offset in `pt_regs` of argument register `index` (0 to 5).

@@ -10,8 +10,6 @@
 //!
 //! All three count through `count`.
 
-use core::ptr::read_volatile;
-
 use aya_ebpf::{
     helpers::{
         bpf_get_current_ancestor_cgroup_id, bpf_get_current_pid_tgid, bpf_probe_read_kernel,
@@ -21,13 +19,14 @@ use aya_ebpf::{
     programs::{BtfTracePointContext, RawTracePointContext, TracePointContext},
 };
 use zerocopy_trace_common::{
-    drop_reason,
+    argument, drop_reason,
     fd_kind::NO_FD,
     notices::{
         zerocopy_notice, CmsgHeader, Notice, CMSG_HEADER_SIZE, EXTENDED_ERR_SIZE,
         MSGHDR_CONTROL_OFFSET, MSG_ERRQUEUE,
     },
-    syscall_flags, PendingCall, ProcKey, MAX_MMSG, MMSGHDR_LEN_OFFSET, MMSGHDR_SIZE, MSG_ZEROCOPY,
+    syscall_flags, PendingCall, ProcKey, SyscallConfig, MAX_MMSG, MMSGHDR_LEN_OFFSET, MMSGHDR_SIZE,
+    MSG_ZEROCOPY,
 };
 
 use crate::{
@@ -44,16 +43,22 @@ type EnterSlots = Slots<8>;
 /// Slots of an exit record: `__syscall_nr` and `ret` (and one spare: a power of two).
 type ExitSlots = Slots<4>;
 
-/// A syscall's arguments, found by their offset in the `sys_enter_*` format files (0: the
-/// syscall has no such argument), whichever hook delivered them.
+/// A syscall's arguments, whichever hook delivered them: `role` is one of `argument`'s, and
+/// `syscall` says where that argument is, if the syscall has it.
 trait Arguments {
-    fn at_format_offset(&self, offset: u16) -> Option<u64>;
+    fn get(&self, syscall: &SyscallConfig, role: u32) -> Option<u64>;
 }
 
 /// The classic tracepoint: the record itself is laid out as its format file says.
 impl Arguments for EnterSlots {
     #[inline(always)]
-    fn at_format_offset(&self, offset: u16) -> Option<u64> {
+    fn get(&self, syscall: &SyscallConfig, role: u32) -> Option<u64> {
+        let offset = match role {
+            argument::SOURCE_FD => syscall.source_fd_offset,
+            argument::DESTINATION_FD => syscall.destination_fd_offset,
+            argument::MSG_FLAGS => syscall.msg_flags_offset,
+            _ => syscall.vector_offset,
+        };
         if offset == 0 {
             return None;
         }
@@ -61,60 +66,53 @@ impl Arguments for EnterSlots {
     }
 }
 
-/// The raw hook: argument `i` of the format file is in the `i`-th argument register.
+/// The raw hook: argument `i` is in the `i`-th argument register.
 struct Registers(Slots<8>);
 
 impl Arguments for Registers {
     #[inline(always)]
-    fn at_format_offset(&self, offset: u16) -> Option<u64> {
-        let base = config::raw_args_base();
-        if offset == 0 || offset < base {
-            return None;
-        }
-        let register = config::raw_arg_register(((offset - base) / 8) as usize)?;
+    fn get(&self, syscall: &SyscallConfig, role: u32) -> Option<u64> {
+        let number = argument::number(syscall.argument_numbers, role)?;
+        let register = config::raw_arg_register(number)?;
         self.0
             .at(register.checked_sub(config::raw_window_start())? as usize)
     }
 }
 
-/// The typed hook: argument `i` of the format file is the `i`-th argument register, each
-/// loaded directly from the BTF-typed `pt_regs` (the verifier needs constant offsets, so all
-/// six are loaded, then picked from the stack).
-struct TypedRegisters([u64; 6]);
-
-impl TypedRegisters {
-    /// # Safety
-    /// `regs` must be the BTF-typed `struct pt_regs *` of a tp_btf program's context.
-    #[inline(always)]
-    unsafe fn load(regs: *const u8) -> TypedRegisters {
-        let at = |i: usize| match config::raw_arg_register(i) {
-            // SAFETY: `regs` is typed, and each offset is an 8-byte member of pt_regs.
-            Some(offset) => unsafe { *(regs.add(offset as usize) as *const u64) },
-            None => 0,
-        };
-        TypedRegisters([at(0), at(1), at(2), at(3), at(4), at(5)])
-    }
-}
+/// The typed hook: argument `i` is the `i`-th argument register, loaded directly from the
+/// BTF-typed `pt_regs` when asked for: a call reads one to three of its six arguments, and each
+/// typed load is checked at run time. The verifier needs a constant offset for each load, so
+/// the argument's number picks one of six loads.
+struct TypedRegisters(*const u8);
 
 impl Arguments for TypedRegisters {
     #[inline(always)]
-    fn at_format_offset(&self, offset: u16) -> Option<u64> {
-        let base = config::raw_args_base();
-        if offset == 0 || offset < base {
-            return None;
-        }
-        // Through a volatile local: the verifier must see the bound check on the index used.
-        // SAFETY: reading a local.
-        let index = unsafe { read_volatile(&(((offset - base) / 8) as usize)) };
-        self.0.get(index).copied()
+    fn get(&self, syscall: &SyscallConfig, role: u32) -> Option<u64> {
+        let regs = self.0;
+        // SAFETY: `regs` is the typed pt_regs of a tp_btf program's context (see
+        // `btf_syscall_exit`), and each offset is an 8-byte member of it.
+        let at = |offset: u16| unsafe { *(regs.add(offset as usize) as *const u64) };
+        Some(match argument::number(syscall.argument_numbers, role)? {
+            0 => at(config::raw_arg_register_at::<0>()),
+            1 => at(config::raw_arg_register_at::<1>()),
+            2 => at(config::raw_arg_register_at::<2>()),
+            3 => at(config::raw_arg_register_at::<3>()),
+            4 => at(config::raw_arg_register_at::<4>()),
+            _ => at(config::raw_arg_register_at::<5>()),
+        })
     }
 }
 
-/// The `fd_kind` of the fd argument at `offset` (by `kind_of`), or `NO_FD` when the syscall
-/// has none there.
+/// The `fd_kind` of the fd argument `role` (by `kind_of`), or `NO_FD` when the syscall has
+/// none.
 #[inline(always)]
-fn fd_kind_arg(args: &impl Arguments, offset: u16, kind_of: fn(i32) -> u8) -> u8 {
-    match args.at_format_offset(offset) {
+fn fd_kind_arg(
+    args: &impl Arguments,
+    syscall: &SyscallConfig,
+    role: u32,
+    kind_of: fn(i32) -> u8,
+) -> u8 {
+    match args.get(syscall, role) {
         Some(fd) => kind_of(fd as i32),
         None => NO_FD,
     }
@@ -161,14 +159,14 @@ pub fn syscall_enter(ctx: TracePointContext) -> u32 {
 /// fill in.
 #[inline(always)]
 fn describe_without_kinds(id: u32, args: &impl Arguments) -> PendingCall {
-    let offsets = config::syscall(id);
+    let syscall = config::syscall(id);
     PendingCall {
         syscall: id,
         in_flight: 1,
         source_kind: NO_FD,
         destination_kind: NO_FD,
-        msg_flags: args.at_format_offset(offsets.msg_flags_offset).unwrap_or(0),
-        vector: args.at_format_offset(offsets.vector_offset).unwrap_or(0),
+        msg_flags: args.get(syscall, argument::MSG_FLAGS).unwrap_or(0),
+        vector: args.get(syscall, argument::VECTOR).unwrap_or(0),
     }
 }
 
@@ -185,11 +183,11 @@ unsafe fn fd_kinds(
     args: &impl Arguments,
     kind_of: fn(i32) -> u8,
 ) -> (u8, u8) {
-    let offsets = config::syscall(id);
-    let source = fd_kind_arg(args, offsets.source_fd_offset, kind_of);
+    let syscall = config::syscall(id);
+    let source = fd_kind_arg(args, syscall, argument::SOURCE_FD, kind_of);
     // SAFETY: the slot comes from `stage::slot`.
     unsafe { stage::park_kind(slot, source) };
-    let destination = fd_kind_arg(args, offsets.destination_fd_offset, kind_of);
+    let destination = fd_kind_arg(args, syscall, argument::DESTINATION_FD, kind_of);
     // SAFETY: as above.
     (unsafe { stage::parked_kind(slot) }, destination)
 }
@@ -198,10 +196,10 @@ unsafe fn fd_kinds(
 /// it is a program of its own, with one path to count).
 #[inline(always)]
 fn fd_kinds_unstaged(id: u32, args: &impl Arguments) -> (u8, u8) {
-    let offsets = config::syscall(id);
+    let syscall = config::syscall(id);
     (
-        fd_kind_arg(args, offsets.source_fd_offset, fd_kind::of_fd),
-        fd_kind_arg(args, offsets.destination_fd_offset, fd_kind::of_fd),
+        fd_kind_arg(args, syscall, argument::SOURCE_FD, fd_kind::of_fd),
+        fd_kind_arg(args, syscall, argument::DESTINATION_FD, fd_kind::of_fd),
     )
 }
 
@@ -283,9 +281,13 @@ pub fn btf_syscall_exit(ctx: BtfTracePointContext) -> i32 {
     if !is_traced(tgid) {
         return 0;
     }
-    // SAFETY: `regs` is this program's typed pt_regs.
-    let args = unsafe { TypedRegisters::load(regs) };
-    count_from_registers(tgid, id, ctx.arg(1), &args, fd_kind::of_fd_typed);
+    count_from_registers(
+        tgid,
+        id,
+        ctx.arg(1),
+        &TypedRegisters(regs),
+        fd_kind::of_fd_typed,
+    );
     0
 }
 

@@ -3,7 +3,7 @@
 
 use anyhow::{bail, Context, Result};
 use zerocopy_trace_common::{
-    hot, io_uring_op_flags, syscall_flags, Arch, Config, Counting, IoUringConfig, Method,
+    argument, hot, io_uring_op_flags, syscall_flags, Arch, Config, Counting, IoUringConfig, Method,
     RawSyscallConfig, SyscallConfig, COMM_LEN, IO_URING_OPS, MAX_COMMS, MAX_CPUS, MAX_SYSCALL_NR,
     SYSCALLS,
 };
@@ -95,6 +95,15 @@ pub fn comm_bytes(name: &str) -> Result<[u8; COMM_LEN]> {
     Ok(out)
 }
 
+/// The number of the argument at format offset `offset` (0: none), given the first
+/// argument's offset: each argument takes an 8-byte slot.
+fn argument_number(offset: u16, first_arg: u16) -> Option<u8> {
+    if offset == 0 || offset < first_arg || !(offset - first_arg).is_multiple_of(8) {
+        return None;
+    }
+    u8::try_from((offset - first_arg) / 8).ok()
+}
+
 /// Builds the plan. `format(category, name)` returns a tracepoint's parsed format, or `None`
 /// when the kernel does not have it.
 pub fn plan(
@@ -158,13 +167,22 @@ pub fn plan(
         if desc.is_send() {
             flags |= syscall_flags::SEND;
         }
+        let offsets = [
+            optional(desc.source_fd)?,
+            optional(desc.destination_fd)?,
+            optional(desc.msg_flags)?,
+            optional(desc.mmsg_vector.or(desc.errqueue_msghdr))?,
+        ];
         config.syscalls[id] = SyscallConfig {
-            source_fd_offset: optional(desc.source_fd)?,
-            destination_fd_offset: optional(desc.destination_fd)?,
-            msg_flags_offset: optional(desc.msg_flags)?,
-            vector_offset: optional(desc.mmsg_vector.or(desc.errqueue_msghdr))?,
+            source_fd_offset: offsets[0],
+            destination_fd_offset: offsets[1],
+            msg_flags_offset: offsets[2],
+            vector_offset: offsets[3],
             flags,
-            _reserved: [0; 3],
+            argument_numbers: argument::pack(
+                offsets.map(|offset| argument_number(offset, first_arg)),
+            ),
+            _reserved: [0; 2],
         };
         covered.push(desc.name);
     }
@@ -437,6 +455,12 @@ mod tests {
             (sendfile.source_fd_offset, sendfile.destination_fd_offset),
             (24, 16)
         );
+        // The exit-only hooks' argument numbers: sendfile(out_fd, in_fd, ...).
+        let number = |config: &SyscallConfig, role| argument::number(config.argument_numbers, role);
+        assert_eq!(number(&sendfile, argument::SOURCE_FD), Some(1));
+        assert_eq!(number(&sendfile, argument::DESTINATION_FD), Some(0));
+        assert_eq!(number(&sendfile, argument::MSG_FLAGS), None);
+        assert_eq!(number(&sendfile, argument::VECTOR), None);
         let sendmmsg = c.syscalls[syscall_id("sendmmsg").unwrap()];
         assert_eq!(
             (sendmmsg.vector_offset, sendmmsg.msg_flags_offset),
@@ -456,6 +480,17 @@ mod tests {
                 recvmsg.flags
             ),
             (24, 32, syscall_flags::ERRQUEUE)
+        );
+        // recvmsg(fd, msg, flags): the fd is the source, nothing is the destination.
+        assert_eq!(
+            [
+                argument::SOURCE_FD,
+                argument::DESTINATION_FD,
+                argument::MSG_FLAGS,
+                argument::VECTOR
+            ]
+            .map(|role| number(&recvmsg, role)),
+            [Some(0), None, Some(2), Some(1)]
         );
         assert_eq!(
             c.syscalls[syscall_id("io_uring_enter").unwrap()].flags,
