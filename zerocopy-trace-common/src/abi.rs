@@ -398,6 +398,11 @@ pub struct Config {
     pub typed_casts: TypedCasts,
     /// The hot slots per CPU are `1 << hot_slot_bits` (see `hot`).
     pub hot_slot_bits: u32,
+    /// For the typed hook: offset of `task_struct.tgid`, which it loads from the task it walks
+    /// to the fds from, rather than calling a helper for it as well (a helper call costs more
+    /// than the rest of a short call's work where returns are mitigated).
+    pub typed_task_tgid: u32,
+    pub _reserved2: u32,
 }
 
 /// The BTF type ids the typed hook casts untyped kernel pointers to (with the kernel's
@@ -489,6 +494,8 @@ impl Config {
             o_direct: 0,
             typed_casts: TypedCasts { file: 0, socket: 0 },
             hot_slot_bits: crate::hot::MAX_HOT_SLOT_BITS,
+            typed_task_tgid: 0,
+            _reserved2: 0,
         }
     }
 }
@@ -573,7 +580,7 @@ const _: () = assert!(
             + COMM_LEN * MAX_COMMS
             + 24
             + core::mem::size_of::<IoUringConfig>()
-            + 16
+            + 24
 );
 const _: () =
     assert!(core::mem::size_of::<ExitRecord>() == 32 + COMM_LEN + core::mem::size_of::<Counters>());

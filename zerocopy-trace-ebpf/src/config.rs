@@ -178,6 +178,12 @@ pub fn o_direct() -> u32 {
     field!(o_direct)
 }
 
+/// For the typed hook: offset of `task_struct.tgid`.
+#[inline(always)]
+pub fn typed_task_tgid() -> u32 {
+    field!(typed_task_tgid)
+}
+
 /// The BTF type ids the typed hook casts to.
 #[inline(always)]
 pub fn typed_casts() -> TypedCasts {

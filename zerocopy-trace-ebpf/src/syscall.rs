@@ -110,7 +110,7 @@ fn fd_kind_arg(
     args: &impl Arguments,
     syscall: &SyscallConfig,
     role: u32,
-    kind_of: fn(i32) -> u8,
+    kind_of: &impl Fn(i32) -> u8,
 ) -> u8 {
     match args.get(syscall, role) {
         Some(fd) => kind_of(fd as i32),
@@ -181,7 +181,7 @@ unsafe fn fd_kinds(
     slot: *mut Staged,
     id: u32,
     args: &impl Arguments,
-    kind_of: fn(i32) -> u8,
+    kind_of: &impl Fn(i32) -> u8,
 ) -> (u8, u8) {
     let syscall = config::syscall(id);
     let source = fd_kind_arg(args, syscall, argument::SOURCE_FD, kind_of);
@@ -198,8 +198,8 @@ unsafe fn fd_kinds(
 fn fd_kinds_unstaged(id: u32, args: &impl Arguments) -> (u8, u8) {
     let syscall = config::syscall(id);
     (
-        fd_kind_arg(args, syscall, argument::SOURCE_FD, fd_kind::of_fd),
-        fd_kind_arg(args, syscall, argument::DESTINATION_FD, fd_kind::of_fd),
+        fd_kind_arg(args, syscall, argument::SOURCE_FD, &fd_kind::of_fd),
+        fd_kind_arg(args, syscall, argument::DESTINATION_FD, &fd_kind::of_fd),
     )
 }
 
@@ -260,7 +260,7 @@ pub fn raw_syscall_exit(ctx: RawTracePointContext) -> i32 {
     }
     if let Some(window) = Slots::<8>::read_kernel(regs + config::raw_window_start() as u64) {
         let ret: i64 = ctx.arg(1);
-        count_from_registers(tgid, id, ret, &Registers(window), fd_kind::of_fd);
+        count_from_registers(tgid, id, ret, &Registers(window), &fd_kind::of_fd);
     }
     0
 }
@@ -277,17 +277,16 @@ pub fn btf_syscall_exit(ctx: BtfTracePointContext) -> i32 {
     let Some(id) = config::syscall_of_nr(nr as i32) else {
         return 0;
     };
-    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    let task = fd_kind::current_task_typed();
+    // SAFETY: the task comes from `current_task_typed`.
+    let tgid = unsafe { fd_kind::tgid_typed(task) };
     if !is_traced(tgid) {
         return 0;
     }
-    count_from_registers(
-        tgid,
-        id,
-        ctx.arg(1),
-        &TypedRegisters(regs),
-        fd_kind::of_fd_typed,
-    );
+    count_from_registers(tgid, id, ctx.arg(1), &TypedRegisters(regs), &|fd| {
+        // SAFETY: as above.
+        unsafe { fd_kind::of_fd_typed(task, fd) }
+    });
     0
 }
 
@@ -298,7 +297,7 @@ fn count_from_registers(
     id: u32,
     ret: i64,
     args: &impl Arguments,
-    kind_of: fn(i32) -> u8,
+    kind_of: &impl Fn(i32) -> u8,
 ) {
     // Kinds resolved after the bytes are counted (see `count`).
     count(tgid, id, ret, &describe_without_kinds(id, args), |slot| {

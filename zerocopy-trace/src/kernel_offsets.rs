@@ -165,6 +165,8 @@ pub struct TypedHook {
     pub rdonly_cast: u32,
     /// The struct ids it casts to.
     pub casts: TypedCasts,
+    /// `task_struct.tgid`, loaded instead of calling `bpf_get_current_pid_tgid`.
+    pub task_tgid: u32,
 }
 
 /// The typed hook's ids, or why this kernel cannot have it.
@@ -175,6 +177,13 @@ pub fn typed_hook_from_btf(btf: &Btf) -> Result<TypedHook> {
         casts: TypedCasts {
             file: btf.struct_id("file")?,
             socket: btf.struct_id("socket")?,
+        },
+        task_tgid: {
+            ensure!(
+                btf.member_size("task_struct", &["tgid"])? == 4,
+                "task_struct.tgid is not 32 bits"
+            );
+            btf.member_offset("task_struct", &["tgid"])?
         },
     })
 }
@@ -265,6 +274,11 @@ mod tests {
             typed.casts.socket,
         ];
         assert!(ids.iter().all(|&id| id > 0), "{typed:?}");
+        // tgid follows pid in task_struct, far from its start.
+        assert_eq!(
+            typed.task_tgid,
+            btf.member_offset("task_struct", &["pid"]).unwrap() + 4
+        );
         assert!(btf.func_id("no_such_function_here").is_err());
         // `sock` is defined once in vmlinux; a name defined nowhere is an error.
         assert!(btf.struct_id("no_such_struct_here").is_err());

@@ -220,6 +220,7 @@ pub fn plan(
                 }
                 (Hook::Typed, Some(typed)) => {
                     config.typed_casts = typed.casts;
+                    config.typed_task_tgid = typed.task_tgid;
                     Hook::Typed
                 }
                 (hook, _) => hook,
@@ -664,11 +665,13 @@ mod tests {
                 file: 1200,
                 socket: 1300,
             },
+            task_tgid: 2476,
         };
         let full = plan_with(Some(ids));
         assert_eq!((full.hook, full.typed), (Hook::Typed, Some(ids)));
         assert_eq!(full.config.raw.enabled, 1);
         assert_eq!(full.config.typed_casts, ids.casts);
+        assert_eq!(full.config.typed_task_tgid, 2476);
         let raw = Scope {
             hook: Hook::Raw,
             ..Scope::default()
