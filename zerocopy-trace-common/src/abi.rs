@@ -398,11 +398,12 @@ pub struct Config {
     pub typed_casts: TypedCasts,
     /// The hot slots per CPU are `1 << hot_slot_bits` (see `hot`).
     pub hot_slot_bits: u32,
-    /// For the typed hook: offset of `task_struct.tgid`, which it loads from the task it walks
-    /// to the fds from, rather than calling a helper for it as well (a helper call costs more
-    /// than the rest of a short call's work where returns are mitigated).
+    /// For the typed hook: offsets of `task_struct.tgid`, which it loads from the running task
+    /// rather than calling a helper for it, and of `task_struct.stack`, by which it knows the
+    /// task it remembers on a CPU is still the one running (a helper call costs more than the
+    /// rest of a short call's work where returns are mitigated).
     pub typed_task_tgid: u32,
-    pub _reserved2: u32,
+    pub typed_task_stack: u32,
 }
 
 /// The BTF type ids the typed hook casts untyped kernel pointers to (with the kernel's
@@ -415,6 +416,9 @@ pub struct TypedCasts {
     pub file: u32,
     /// `struct socket` (a socket file's `private_data`, a `void *`).
     pub socket: u32,
+    /// `struct task_struct` (the task a CPU remembers as running, see `typed_task_stack`).
+    pub task: u32,
+    pub _reserved: u32,
 }
 
 /// The helper number the eBPF object calls in place of the `bpf_rdonly_cast` kfunc, whose
@@ -492,10 +496,15 @@ impl Config {
             },
             io_uring: IoUringConfig::empty(),
             o_direct: 0,
-            typed_casts: TypedCasts { file: 0, socket: 0 },
+            typed_casts: TypedCasts {
+                file: 0,
+                socket: 0,
+                task: 0,
+                _reserved: 0,
+            },
             hot_slot_bits: crate::hot::MAX_HOT_SLOT_BITS,
             typed_task_tgid: 0,
-            _reserved2: 0,
+            typed_task_stack: 0,
         }
     }
 }
@@ -580,7 +589,7 @@ const _: () = assert!(
             + COMM_LEN * MAX_COMMS
             + 24
             + core::mem::size_of::<IoUringConfig>()
-            + 24
+            + 32
 );
 const _: () =
     assert!(core::mem::size_of::<ExitRecord>() == 32 + COMM_LEN + core::mem::size_of::<Counters>());

@@ -184,6 +184,12 @@ pub fn typed_task_tgid() -> u32 {
     field!(typed_task_tgid)
 }
 
+/// For the typed hook: offset of `task_struct.stack`.
+#[inline(always)]
+pub fn typed_task_stack() -> u32 {
+    field!(typed_task_stack)
+}
+
 /// The BTF type ids the typed hook casts to.
 #[inline(always)]
 pub fn typed_casts() -> TypedCasts {

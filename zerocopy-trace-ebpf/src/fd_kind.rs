@@ -11,7 +11,7 @@
 //! is a helper call of some 20 to 30 ns; a plain load is one instruction, and the walk of a
 //! socket has seven steps.
 
-use aya_ebpf::helpers::{bpf_get_current_task, bpf_get_current_task_btf, bpf_probe_read_kernel};
+use aya_ebpf::helpers::{bpf_get_current_task, bpf_probe_read_kernel};
 use zerocopy_trace_common::{fd_kind, RDONLY_CAST_PLACEHOLDER};
 
 use crate::config;
@@ -47,7 +47,7 @@ pub fn read<T>(address: u64) -> Option<T> {
 /// `object` must be a pointer the verifier knows the BTF type of (or untrusted memory it lets
 /// the program read), and `offset` a member of that type of size `size_of::<T>()`.
 #[inline(always)]
-unsafe fn member<T: Copy>(object: *const u8, offset: u32) -> T {
+pub unsafe fn member<T: Copy>(object: *const u8, offset: u32) -> T {
     *(object.add(offset as usize) as *const T)
 }
 
@@ -70,31 +70,11 @@ pub fn of_fd(fd: i32) -> u8 {
         .unwrap_or(fd_kind::UNKNOWN)
 }
 
-/// The current task, BTF-typed, for `tgid_typed` and `of_fd_typed`. One helper call for
-/// both: where returns are mitigated (Safe RET, retpolines) a helper call costs more than
-/// the loads it saves.
-#[inline(always)]
-pub fn current_task_typed() -> *const u8 {
-    // SAFETY: the helper has no preconditions; it returns the current task, trusted.
-    unsafe { bpf_get_current_task_btf() as *const u8 }
-}
-
-/// The process (thread group) id of `task`.
-///
-/// # Safety
-/// `task` must come from `current_task_typed`.
-#[inline(always)]
-pub unsafe fn tgid_typed(task: *const u8) -> u32 {
-    // SAFETY: `typed_task_tgid` is the offset of the u32 `task_struct.tgid` (the loader checks
-    // its size).
-    unsafe { member(task, config::typed_task_tgid()) }
-}
-
 /// The `fd_kind` of `fd` in `task`, walking to its file by direct loads. Only for programs
 /// whose context is BTF-typed (tp_btf): others are rejected by the verifier.
 ///
 /// # Safety
-/// `task` must come from `current_task_typed`.
+/// `task` must come from `current::task_typed`.
 #[inline(always)]
 pub unsafe fn of_fd_typed(task: *const u8, fd: i32) -> u8 {
     // SAFETY: guaranteed by the caller.
@@ -113,7 +93,7 @@ pub unsafe fn of_fd_typed(task: *const u8, fd: i32) -> u8 {
 /// # Safety
 /// `type_id` must be a constant of the frozen `CONFIG` naming a struct in the kernel's BTF.
 #[inline(always)]
-unsafe fn typed_cast(pointer: *const u8, type_id: u32) -> *const u8 {
+pub unsafe fn typed_cast(pointer: *const u8, type_id: u32) -> *const u8 {
     // SAFETY: the placeholder is rewritten into the kfunc call before load; the program is
     // only loaded with the typed hook, which needs that rewrite.
     let cast: unsafe extern "C" fn(*const u8, u32) -> *const u8 =
@@ -184,14 +164,14 @@ fn file_of_fd(fd: i32) -> Option<u64> {
 }
 
 /// # Safety
-/// `task` must come from `current_task_typed`.
+/// `task` must come from `current::task_typed`.
 #[inline(always)]
 unsafe fn typed_file_of_fd(task: *const u8, fd: i32) -> Option<*const u8> {
     let o = config::offsets();
     if o.resolve == 0 || fd < 0 {
         return None;
     }
-    // SAFETY: the task is BTF-typed (trusted); `files` and `fdt` are typed struct pointers
+    // SAFETY: the task is BTF-typed (cast); `files` and `fdt` are typed struct pointers
     // (`fdt` is RCU-protected, and tp_btf programs run under RCU); the fd array is memory the
     // verifier lets the program read untrusted, bounded by `max_fds` as the kernel does, and
     // its slot an untyped pointer, typed by the cast. A NULL or stale pointer anywhere reads

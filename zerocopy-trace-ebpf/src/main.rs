@@ -16,6 +16,7 @@
 
 mod config;
 mod counters;
+mod current;
 mod fd_kind;
 mod fields;
 mod floor;

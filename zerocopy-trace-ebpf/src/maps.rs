@@ -1,7 +1,7 @@
 //! The maps shared with the agent. Sizes here are defaults: the loader resizes the process and
 //! thread maps from its `--max-processes` setting before load.
 
-use crate::stage::Staged;
+use crate::{current::Remembered, stage::Staged};
 use aya_ebpf::{
     macros::map,
     maps::{HashMap, LruHashMap, PerCpuArray, PerCpuHashMap, RingBuf},
@@ -57,6 +57,10 @@ pub const MMSG_BATCH: usize = 16;
 /// Scratch space for a batch of `struct mmsghdr`s: too large for the 512-byte stack.
 #[map]
 pub static MMSG_SCRATCH: PerCpuArray<[u8; MMSG_BATCH * 64]> = PerCpuArray::with_max_entries(1, 0);
+
+/// The thread each CPU last asked the kernel about, for the typed hook (see `current`).
+#[map]
+pub static CURRENT_THREAD: PerCpuArray<Remembered> = PerCpuArray::with_max_entries(1, 0);
 
 /// Where the exit programs park a call while its fds' kinds are resolved (see `stage`).
 #[map]

@@ -32,7 +32,7 @@ use zerocopy_trace_common::{
 use crate::{
     config,
     counters::{dropped, record, Call},
-    fd_kind,
+    current, fd_kind,
     fields::Slots,
     maps::{MMSG_BATCH, MMSG_SCRATCH, PENDING, TRACED},
     stage::{self, Staged},
@@ -277,9 +277,11 @@ pub fn btf_syscall_exit(ctx: BtfTracePointContext) -> i32 {
     let Some(id) = config::syscall_of_nr(nr as i32) else {
         return 0;
     };
-    let task = fd_kind::current_task_typed();
-    // SAFETY: the task comes from `current_task_typed`.
-    let tgid = unsafe { fd_kind::tgid_typed(task) };
+    let Some(task) = current::task_typed(regs) else {
+        return 0;
+    };
+    // SAFETY: the task comes from `task_typed`.
+    let tgid = unsafe { current::tgid(task) };
     if !is_traced(tgid) {
         return 0;
     }

@@ -167,6 +167,8 @@ pub struct TypedHook {
     pub casts: TypedCasts,
     /// `task_struct.tgid`, loaded instead of calling `bpf_get_current_pid_tgid`.
     pub task_tgid: u32,
+    /// `task_struct.stack`, which tells whether a remembered task is still the running one.
+    pub task_stack: u32,
 }
 
 /// The typed hook's ids, or why this kernel cannot have it.
@@ -177,6 +179,8 @@ pub fn typed_hook_from_btf(btf: &Btf) -> Result<TypedHook> {
         casts: TypedCasts {
             file: btf.struct_id("file")?,
             socket: btf.struct_id("socket")?,
+            task: btf.struct_id("task_struct")?,
+            _reserved: 0,
         },
         task_tgid: {
             ensure!(
@@ -184,6 +188,13 @@ pub fn typed_hook_from_btf(btf: &Btf) -> Result<TypedHook> {
                 "task_struct.tgid is not 32 bits"
             );
             btf.member_offset("task_struct", &["tgid"])?
+        },
+        task_stack: {
+            ensure!(
+                btf.member_size("task_struct", &["stack"])? == 8,
+                "task_struct.stack is not a 64-bit pointer"
+            );
+            btf.member_offset("task_struct", &["stack"])?
         },
     })
 }
@@ -272,6 +283,8 @@ mod tests {
             typed.rdonly_cast,
             typed.casts.file,
             typed.casts.socket,
+            typed.casts.task,
+            typed.task_stack,
         ];
         assert!(ids.iter().all(|&id| id > 0), "{typed:?}");
         // tgid follows pid in task_struct, far from its start.

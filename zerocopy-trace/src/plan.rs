@@ -221,6 +221,7 @@ pub fn plan(
                 (Hook::Typed, Some(typed)) => {
                     config.typed_casts = typed.casts;
                     config.typed_task_tgid = typed.task_tgid;
+                    config.typed_task_stack = typed.task_stack;
                     Hook::Typed
                 }
                 (hook, _) => hook,
@@ -664,14 +665,20 @@ mod tests {
             casts: TypedCasts {
                 file: 1200,
                 socket: 1300,
+                task: 1400,
+                _reserved: 0,
             },
             task_tgid: 2476,
+            task_stack: 24,
         };
         let full = plan_with(Some(ids));
         assert_eq!((full.hook, full.typed), (Hook::Typed, Some(ids)));
         assert_eq!(full.config.raw.enabled, 1);
         assert_eq!(full.config.typed_casts, ids.casts);
-        assert_eq!(full.config.typed_task_tgid, 2476);
+        assert_eq!(
+            (full.config.typed_task_tgid, full.config.typed_task_stack),
+            (2476, 24)
+        );
         let raw = Scope {
             hook: Hook::Raw,
             ..Scope::default()
