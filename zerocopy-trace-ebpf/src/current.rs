@@ -33,12 +33,16 @@ pub struct Remembered {
 }
 
 /// The running task, BTF-typed (untrusted: its members read as 0 where not there), given the
-/// address of the saved registers the sys_exit tracepoint passed. `None` only if this CPU's
-/// entry is missing, which a one-entry per-CPU array never is.
+/// address of the saved registers the sys_exit tracepoint passed.
 #[inline(always)]
-pub fn task_typed(regs: *const u8) -> Option<*const u8> {
-    let entry = CURRENT_THREAD.get_ptr_mut(0)?;
+pub fn task_typed(regs: *const u8) -> *const u8 {
     let casts = config::typed_casts();
+    let Some(entry) = CURRENT_THREAD.get_ptr_mut(0) else {
+        // A one-entry per-CPU array always has this CPU's entry; were it missing, ask. Cast
+        // like the remembered task, so the verifier follows one kind of pointer.
+        // SAFETY: the helper has no preconditions; the cast is to `struct task_struct`.
+        return unsafe { fd_kind::typed_cast(bpf_get_current_task_btf() as *const u8, casts.task) };
+    };
     let stack_offset = config::typed_task_stack();
     // SAFETY: `entry` is this CPU's element (see the module doc). The remembered task is only
     // read through `typed_cast`, whose loads read 0 where the memory is gone; `stack_offset` is
@@ -60,10 +64,10 @@ pub fn task_typed(regs: *const u8) -> Option<*const u8> {
             );
         }
         // Read back either way: one typed pointer for the verifier to follow, not two.
-        Some(fd_kind::typed_cast(
+        fd_kind::typed_cast(
             read_volatile(&raw const (*entry).task) as *const u8,
             casts.task,
-        ))
+        )
     }
 }
 

@@ -277,9 +277,7 @@ pub fn btf_syscall_exit(ctx: BtfTracePointContext) -> i32 {
     let Some(id) = config::syscall_of_nr(nr as i32) else {
         return 0;
     };
-    let Some(task) = current::task_typed(regs) else {
-        return 0;
-    };
+    let task = current::task_typed(regs);
     // SAFETY: the task comes from `task_typed`.
     let tgid = unsafe { current::tgid(task) };
     if !is_traced(tgid) {
