@@ -241,6 +241,19 @@ pub struct SyscallConfig {
     pub _reserved: [u16; 2],
 }
 
+impl SyscallConfig {
+    /// A syscall not traced: no arguments located, no flags.
+    pub const UNUSED: SyscallConfig = SyscallConfig {
+        source_fd_offset: 0,
+        destination_fd_offset: 0,
+        msg_flags_offset: 0,
+        vector_offset: 0,
+        flags: 0,
+        argument_numbers: argument::UNUSED,
+        _reserved: [0; 2],
+    };
+}
+
 /// The arguments a syscall's `SyscallConfig` locates, and their numbers packed in
 /// `SyscallConfig::argument_numbers`: four bits each, `NONE` where the syscall has no such
 /// argument.
@@ -426,15 +439,17 @@ pub struct TypedCasts {
 /// call before loading (`kfunc_calls`). Not a helper any kernel has.
 pub const RDONLY_CAST_PLACEHOLDER: u32 = 0x7a63_0001;
 
-/// For the raw `sys_enter`/`sys_exit` hook: where a syscall's arguments are in `struct
+/// For the exit-only hooks (raw and typed): where a syscall's arguments are in `struct
 /// pt_regs`. Offsets come from the kernel's BTF; the format files still say which argument is
-/// which (argument `i` is the `i`-th 8-byte slot from `args_base`).
+/// which (argument `i` is the `i`-th 8-byte slot from `args_base`), and the loader records it
+/// per syscall in `SyscallConfig::argument_numbers`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RawSyscallConfig {
     /// 1: the raw hook is in use and these offsets are valid.
     pub enabled: u16,
-    /// Offset of the first argument in the `sys_enter_*` format files.
+    /// Offset of the first argument in the `sys_enter_*` format files (the programs use the
+    /// argument numbers counted from it, not the offset).
     pub args_base: u16,
     /// Offset in `pt_regs` of the first of the 8 slots copied (the lowest argument register).
     pub window_start: u16,
@@ -449,15 +464,7 @@ impl Config {
     pub const fn empty() -> Self {
         Config {
             syscall_of_nr: [NOT_TRACED; MAX_SYSCALL_NR],
-            syscalls: [SyscallConfig {
-                source_fd_offset: 0,
-                destination_fd_offset: 0,
-                msg_flags_offset: 0,
-                vector_offset: 0,
-                flags: 0,
-                argument_numbers: argument::UNUSED,
-                _reserved: [0; 2],
-            }; SYSCALL_COUNT],
+            syscalls: [SyscallConfig::UNUSED; SYSCALL_COUNT],
             nr_offset: 0,
             ret_offset: 0,
             exit_pid_offset: 0,

@@ -5,9 +5,9 @@
 use core::ptr::{addr_of, read_volatile};
 
 use zerocopy_trace_common::{
-    argument, hot::MAX_HOT_SLOT_BITS, io_uring::MAX_IO_URING_OPCODE, Config, IoUringConfig,
-    KernelOffsets, SyscallConfig, TypedCasts, COMM_LEN, IO_URING_OP_COUNT, MAX_COMMS, MAX_CPUS,
-    MAX_SYSCALL_NR, NOT_TRACED, SYSCALL_COUNT,
+    hot::MAX_HOT_SLOT_BITS, io_uring::MAX_IO_URING_OPCODE, Config, IoUringConfig, KernelOffsets,
+    SyscallConfig, TypedCasts, COMM_LEN, IO_URING_OP_COUNT, MAX_COMMS, MAX_CPUS, MAX_SYSCALL_NR,
+    NOT_TRACED, SYSCALL_COUNT,
 };
 
 #[no_mangle]
@@ -45,15 +45,7 @@ pub fn syscall(id: u32) -> &'static SyscallConfig {
 }
 
 /// The configuration of an id out of range: nothing to read, nothing counted.
-static UNKNOWN_SYSCALL: SyscallConfig = SyscallConfig {
-    source_fd_offset: 0,
-    destination_fd_offset: 0,
-    msg_flags_offset: 0,
-    vector_offset: 0,
-    flags: 0,
-    argument_numbers: argument::UNUSED,
-    _reserved: [0; 2],
-};
+static UNKNOWN_SYSCALL: SyscallConfig = SyscallConfig::UNUSED;
 
 #[inline(always)]
 pub fn nr_offset() -> usize {
