@@ -5,9 +5,9 @@
 //! gives `UNKNOWN`, never a fault.
 //!
 //! Two ways through: programs with a BTF-typed context (the tp_btf hook) walk with plain loads
-//! the verifier checks against BTF (a fault reads as 0), casting the two untyped pointers on
-//! the way (the fd array's `struct file *` and the socket file's `void *private_data`) with
-//! the kernel's `bpf_rdonly_cast`; the others use a checked probe read per step. A probe read
+//! the verifier checks against BTF (a fault reads as 0), from the task `current` gives them,
+//! casting the two untyped pointers on the way (the fd array's `struct file *` and the socket
+//! file's `void *private_data`) with the kernel's `bpf_rdonly_cast`; the others use a checked probe read per step. A probe read
 //! is a helper call of some 20 to 30 ns; a plain load is one instruction, and the walk of a
 //! socket has seven steps.
 
