@@ -75,7 +75,7 @@ enum Task {
     /// and its memory while many processes exit. Prints tables and writes JSON under
     /// target/bench/ (needs root).
     Bench {
-        /// Runs of each tracer (alternating rounds); default 5, or 1 with --quick.
+        /// Runs of each tracer (alternating rounds); default 7, or 1 with --quick.
         #[arg(long, value_parser = clap::value_parser!(u64).range(1..=100))]
         runs: Option<u64>,
         /// Tiny workloads: a smoke test of the whole bench.
