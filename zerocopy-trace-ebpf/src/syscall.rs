@@ -267,7 +267,8 @@ pub fn raw_syscall_exit(ctx: RawTracePointContext) -> i32 {
 
 /// The typed hook: like `raw_syscall_exit`, with the saved registers and the walk to the fds'
 /// files loaded directly, checked by the verifier against the kernel's BTF, instead of one
-/// helper call per read.
+/// helper call per read; and the running task, which gives the process id and starts the
+/// walks, from `current`, without a helper call while the CPU runs the thread it last saw.
 #[btf_tracepoint(function = "sys_exit")]
 pub fn btf_syscall_exit(ctx: BtfTracePointContext) -> i32 {
     let regs: *const u8 = ctx.arg(0);
