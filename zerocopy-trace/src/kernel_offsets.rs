@@ -7,50 +7,47 @@ use zerocopy_trace_common::{KernelOffsets, TypedCasts};
 
 use crate::btf::Btf;
 
+/// The byte offset of `structure.path` (members of nested structs, in order) in this kernel.
+fn offset_of(btf: &Btf, structure: &str, path: &[&str]) -> Result<u32> {
+    btf.member_offset(structure, path)
+        .with_context(|| format!("locating {structure}.{}", path.join(".")))
+}
+
+/// The size in bytes of `structure.path` in this kernel.
+fn size_of(btf: &Btf, structure: &str, path: &[&str]) -> Result<u32> {
+    btf.member_size(structure, path)
+        .with_context(|| format!("sizing {structure}.{}", path.join(".")))
+}
+
+/// The offset of a member the kernel programs load with a fixed width of `bytes`; a layout
+/// where it has another size is refused.
+fn fixed_width_offset(btf: &Btf, structure: &str, path: &[&str], bytes: u32) -> Result<u32> {
+    let size = size_of(btf, structure, path)?;
+    ensure!(
+        size == bytes,
+        "{structure}.{} is {size} bytes, not {bytes}",
+        path.join(".")
+    );
+    offset_of(btf, structure, path)
+}
+
 /// Offsets for `fd_kind` resolution, read from the kernel's BTF.
 pub fn from_btf(btf: &Btf) -> Result<KernelOffsets> {
-    let at = |structure: &str, path: &[&str]| -> Result<u32> {
-        btf.member_offset(structure, path)
-            .with_context(|| format!("locating {structure}.{}", path.join(".")))
-    };
-    let size = |structure: &str, path: &[&str]| -> Result<u32> {
-        btf.member_size(structure, path)
-            .with_context(|| format!("sizing {structure}.{}", path.join(".")))
-    };
-    // The kernel program reads these with fixed widths; refuse a layout where they differ.
-    ensure!(
-        size("fdtable", &["max_fds"])? == 4,
-        "fdtable.max_fds is not 32 bits"
-    );
-    ensure!(
-        size("inode", &["i_mode"])? == 2,
-        "inode.i_mode is not 16 bits"
-    );
-    ensure!(
-        size("sock", &["__sk_common", "skc_family"])? == 2,
-        "skc_family is not 16 bits"
-    );
-    ensure!(
-        size("sock", &["sk_protocol"])? == 2,
-        "sock.sk_protocol is not a 16-bit member"
-    );
-    ensure!(
-        size("file", &["f_flags"])? == 4,
-        "file.f_flags is not 32 bits"
-    );
+    // The kernel program loads some members with a fixed width: a layout where one has
+    // another size is refused (`fixed_width_offset`).
     Ok(KernelOffsets {
         resolve: 1,
-        task_files: at("task_struct", &["files"])?,
-        files_fdt: at("files_struct", &["fdt"])?,
-        fdtable_max_fds: at("fdtable", &["max_fds"])?,
-        fdtable_fd: at("fdtable", &["fd"])?,
-        file_inode: at("file", &["f_inode"])?,
-        file_private_data: at("file", &["private_data"])?,
-        inode_mode: at("inode", &["i_mode"])?,
-        socket_sk: at("socket", &["sk"])?,
-        sock_family: at("sock", &["__sk_common", "skc_family"])?,
-        sock_protocol: at("sock", &["sk_protocol"])?,
-        file_flags: at("file", &["f_flags"])?,
+        task_files: offset_of(btf, "task_struct", &["files"])?,
+        files_fdt: offset_of(btf, "files_struct", &["fdt"])?,
+        fdtable_max_fds: fixed_width_offset(btf, "fdtable", &["max_fds"], 4)?,
+        fdtable_fd: offset_of(btf, "fdtable", &["fd"])?,
+        file_inode: offset_of(btf, "file", &["f_inode"])?,
+        file_private_data: offset_of(btf, "file", &["private_data"])?,
+        inode_mode: fixed_width_offset(btf, "inode", &["i_mode"], 2)?,
+        socket_sk: offset_of(btf, "socket", &["sk"])?,
+        sock_family: fixed_width_offset(btf, "sock", &["__sk_common", "skc_family"], 2)?,
+        sock_protocol: fixed_width_offset(btf, "sock", &["sk_protocol"], 2)?,
+        file_flags: fixed_width_offset(btf, "file", &["f_flags"], 4)?,
     })
 }
 
@@ -182,20 +179,8 @@ pub fn typed_hook_from_btf(btf: &Btf) -> Result<TypedHook> {
             task: btf.struct_id("task_struct")?,
             _reserved: 0,
         },
-        task_tgid: {
-            ensure!(
-                btf.member_size("task_struct", &["tgid"])? == 4,
-                "task_struct.tgid is not 32 bits"
-            );
-            btf.member_offset("task_struct", &["tgid"])?
-        },
-        task_stack: {
-            ensure!(
-                btf.member_size("task_struct", &["stack"])? == 8,
-                "task_struct.stack is not a 64-bit pointer"
-            );
-            btf.member_offset("task_struct", &["stack"])?
-        },
+        task_tgid: fixed_width_offset(btf, "task_struct", &["tgid"], 4)?,
+        task_stack: fixed_width_offset(btf, "task_struct", &["stack"], 8)?,
     })
 }
 
