@@ -1,8 +1,8 @@
-//! Reading a whole per-CPU map (hash or array) in a few syscalls. Iterating with aya costs two syscalls
-//! per entry (the next key, then its values): with 1 000 live processes of two syscalls each,
-//! 4 000 a refresh. The kernel's `BPF_MAP_LOOKUP_BATCH` (Linux 5.6) copies many entries per
-//! call; aya has no wrapper for it, so the syscall is made here, and everything it returns is
-//! decoded by the pure `decode`.
+//! Reading a whole per-CPU map (hash or array) in a few syscalls. Iterating with aya costs two
+//! syscalls per entry (the next key, then its values): with 1 000 live processes of two
+//! syscalls each, 4 000 a refresh. The kernel's `BPF_MAP_LOOKUP_BATCH` (Linux 5.6) copies many
+//! entries per call; aya has no wrapper for it, so the syscall is made here, and everything it
+//! returns is decoded by the pure `decode`.
 
 use std::{
     io,
