@@ -3,23 +3,17 @@
 //! the core library's source, and bpf-linker) is provisioned by `cargo xtask build`, which
 //! records it in `target/ebpf/toolchain`. It also records the git revision `--version` prints.
 
-// The build command is shared with xtask, which lints the same crate the same way (and uses
-// the parts this script does not).
-#[allow(dead_code)]
-#[path = "../xtask/src/ebpf_command.rs"]
-mod ebpf_command;
-
-// The revision lookup is unit-tested in xtask, which shares it.
-#[path = "../xtask/src/git_revision.rs"]
-mod git_revision;
-
 use std::{
     env,
     path::{Path, PathBuf},
     process::{exit, Command},
 };
 
-use ebpf_command::EbpfToolchain;
+// The build command is shared with xtask, which lints the same crate the same way.
+use dev_support::{
+    ebpf_build::{self, EbpfToolchain},
+    revision,
+};
 
 fn main() {
     let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
@@ -29,7 +23,6 @@ fn main() {
         "zerocopy-trace-ebpf/Cargo.toml",
         "zerocopy-trace-common/src",
         "zerocopy-trace-common/Cargo.toml",
-        "xtask/src/ebpf_command.rs",
     ] {
         println!(
             "cargo:rerun-if-changed={}",
@@ -38,7 +31,7 @@ fn main() {
     }
     record_revision(&workspace);
 
-    let file = ebpf_command::toolchain_file(&workspace);
+    let file = ebpf_build::toolchain_file(&workspace);
     println!("cargo:rerun-if-changed={}", file.display());
 
     let recorded = std::fs::read_to_string(&file).ok();
@@ -64,7 +57,7 @@ fn main() {
 /// `ZEROCOPY_TRACE_REVISION` for `--version`: the commit built, or "unknown" from a tarball;
 /// `ZEROCOPY_TRACE_REVISION_DATE`, its date for the man pages (empty when unknown).
 fn record_revision(workspace: &Path) {
-    let revision = git_revision::of_workspace(workspace);
+    let revision = revision::of_workspace(workspace);
     for path in &revision.watch {
         println!("cargo:rerun-if-changed={}", path.display());
     }
@@ -80,7 +73,7 @@ fn build(workspace: &Path, toolchain: &EbpfToolchain) -> PathBuf {
     let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut command = Command::new(cargo);
     command.arg("build");
-    ebpf_command::configure(&mut command, workspace, toolchain);
+    ebpf_build::configure(&mut command, workspace, toolchain);
     // The outer build's settings are for the host; the profile and target come from above.
     for (name, _) in env::vars_os() {
         if name
@@ -97,7 +90,7 @@ fn build(workspace: &Path, toolchain: &EbpfToolchain) -> PathBuf {
         )),
         Err(e) => fail(&format!("could not run cargo for the eBPF programs: {e}")),
     }
-    let object = ebpf_command::object_path(workspace);
+    let object = ebpf_build::object_path(workspace);
     if !object.is_file() {
         fail(&format!(
             "the eBPF build succeeded but left no object at {}",

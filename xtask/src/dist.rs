@@ -12,10 +12,10 @@ use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
-use crate::apt::Apt;
-use crate::cmd;
-use crate::git_revision;
-use crate::tasks;
+use dev_support::apt::Apt;
+use dev_support::{cmd, revision};
+
+use crate::build;
 use crate::toolchain;
 
 /// Pinned: its declared minimum Rust (1.85) is within the toolchain here; newer ones may not be.
@@ -44,19 +44,12 @@ const HOST_TOOLS: [(&str, &str, &str); 5] = [
     ("md5sum", "coreutils", "the package's checksums"),
 ];
 
-/// `cargo xtask dist`: builds the package and returns its path.
-pub fn dist(workspace: &Path) -> Result<PathBuf> {
-    let mut apt = Apt::default();
-    tasks::prepare(workspace, &mut apt)?;
-    dist_prepared(workspace, &mut apt)
-}
-
-/// `dist` for a task that has run `tasks::prepare` already (`cargo xtask test`): the toolchain
+/// `cargo xtask dist` for a task that has run `build::prepare` already (`cargo xtask test`): the toolchain
 /// is not looked for twice, and apt's package lists are read once.
 pub fn dist_prepared(workspace: &Path, apt: &mut Apt) -> Result<PathBuf> {
     ensure_host_tools(apt)?;
     check_changelog(workspace)?;
-    let agent = tasks::build_prepared(workspace, true)?;
+    let agent = build::agent(workspace, true)?;
     say_what_is_packaged(workspace);
 
     let release_dir = agent
@@ -326,7 +319,7 @@ fn check_changelog(workspace: &Path) -> Result<()> {
 /// What `--version` of the packaged binary will name, and a warning when the tree has changes
 /// that revision does not include.
 fn say_what_is_packaged(workspace: &Path) {
-    let revision = git_revision::of_workspace(workspace).id;
+    let revision = revision::of_workspace(workspace).id;
     eprintln!("xtask: packaging revision {revision}");
     let changes = cmd::probe(
         Command::new("git")

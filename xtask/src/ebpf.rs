@@ -1,5 +1,5 @@
 //! The eBPF crate, as xtask handles it: the agent's `build.rs` builds it (see
-//! `ebpf_command`), xtask records the toolchain for it and lints it. It only builds for
+//! `dev_support::ebpf_build`), xtask records the toolchain for it and lints it. It only builds for
 //! `bpfel-unknown-none`, always optimised (the verifier rejects what debug builds emit), with
 //! the toolchain from [`crate::toolchain`] rather than the workspace's own.
 
@@ -8,11 +8,12 @@ use std::process::Command;
 
 use anyhow::{Context, Result};
 
-use crate::cmd;
-use crate::ebpf_command::{self, EbpfToolchain};
+use dev_support::cmd;
+use dev_support::ebpf_build::{self, EbpfToolchain};
+
 use crate::toolchain::Toolchain;
 
-pub use crate::ebpf_command::object_path;
+pub use dev_support::ebpf_build::object_path;
 
 fn ebpf_toolchain(toolchain: &Toolchain) -> EbpfToolchain {
     EbpfToolchain {
@@ -24,7 +25,7 @@ fn ebpf_toolchain(toolchain: &Toolchain) -> EbpfToolchain {
 /// Records `toolchain` where the agent's `build.rs` looks for it (rewritten only when it
 /// changed, so cargo does not rebuild for nothing).
 pub fn record_toolchain(workspace: &Path, toolchain: &Toolchain) -> Result<()> {
-    let file = ebpf_command::toolchain_file(workspace);
+    let file = ebpf_build::toolchain_file(workspace);
     let text = ebpf_toolchain(toolchain).to_text();
     if std::fs::read_to_string(&file).ok().as_deref() == Some(text.as_str()) {
         return Ok(());
@@ -42,7 +43,7 @@ pub fn clippy(workspace: &Path, toolchain: &Toolchain, cargo_clippy: &Path) -> R
     // cargo-clippy runs `$CARGO check` with its own clippy-driver as the workspace wrapper; point
     // it at the cargo running this xtask.
     command.env("CARGO", cmd::cargo_program()).arg("clippy");
-    ebpf_command::configure(&mut command, workspace, &ebpf_toolchain(toolchain));
+    ebpf_build::configure(&mut command, workspace, &ebpf_toolchain(toolchain));
     command.args(["--", "-D", "warnings"]);
     cmd::run(&mut command)
 }
@@ -52,7 +53,7 @@ mod tests {
     use std::path::PathBuf;
 
     use super::*;
-    use crate::ebpf_command::SCRUBBED_ENV;
+    use dev_support::ebpf_build::SCRUBBED_ENV;
 
     fn toolchain() -> EbpfToolchain {
         EbpfToolchain {
@@ -84,7 +85,7 @@ mod tests {
     #[test]
     fn build_command_uses_the_ebpf_toolchain_and_a_clean_env() {
         let mut command = Command::new("cargo");
-        ebpf_command::configure(&mut command, Path::new("/ws"), &toolchain());
+        ebpf_build::configure(&mut command, Path::new("/ws"), &toolchain());
         let args: Vec<_> = command.get_args().map(|a| a.to_string_lossy()).collect();
         assert_eq!(
             args.join(" "),

@@ -12,8 +12,8 @@ use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
-use crate::apt::{self, Apt};
-use crate::cmd;
+use dev_support::apt::{self, Apt};
+use dev_support::cmd;
 
 /// Kafka's version: the newest 4.x that Maven Central serves here, with all its dependencies.
 pub const VERSION: &str = "4.4.0";

@@ -1,21 +1,15 @@
 //! `cargo xtask`: the one entry point that provisions the eBPF toolchain and drives the builds,
 //! tests and lints of this workspace.
 //!
-//! Layout: `toolchain` finds or installs the eBPF compiler and bpf-linker (with `apt` for Debian
-//! packages), `ebpf` builds and lints the kernel crate, `test_programs` and `kafka` bring the
-//! programs the integration tests drive, `tasks` strings the steps of each subcommand together,
-//! `dist` builds the Debian package, and `cmd` runs child processes.
+//! Layout, from the top down: `tasks` strings the steps of each subcommand together; `dist`
+//! builds the Debian package, `test_programs` and `kafka` bring the programs the integration
+//! tests drive; `build` prepares the toolchain and builds the agent; `toolchain` finds or
+//! installs the eBPF compiler and bpf-linker, `ebpf` records and lints the kernel crate's
+//! build. Running commands and apt come from `dev_support`, which build.rs and the bench share.
 
-mod apt;
-mod bench;
-mod cmd;
+mod build;
 mod dist;
 mod ebpf;
-// Shared with the agent's build.rs, which uses the other half of it.
-#[allow(dead_code)]
-mod ebpf_command;
-// Shared with the agent's build.rs, which embeds the revision in `--version`.
-mod git_revision;
 mod kafka;
 mod tasks;
 mod test_programs;
@@ -27,6 +21,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
+use dev_support::cmd;
 
 #[derive(Parser)]
 #[command(
@@ -113,7 +108,7 @@ fn run(task: Task) -> Result<()> {
         Task::Run { release, args } => tasks::run(&workspace, release, &args),
         Task::Test { args } => tasks::test(&workspace, &args),
         Task::Dist => {
-            let deb = dist::dist(&workspace)?;
+            let deb = tasks::dist(&workspace)?;
             println!("{}", deb.display());
             Ok(())
         }
@@ -123,12 +118,12 @@ fn run(task: Task) -> Result<()> {
             runs,
             quick,
             churn_processes,
-        } => bench::bench(
+        } => tasks::bench(
             &workspace,
-            bench::Options {
-                runs: runs.and_then(|n| usize::try_from(n).ok()),
+            &tasks::BenchOptions {
+                runs,
                 quick,
-                churn: churn_processes,
+                churn_processes,
             },
         ),
     }

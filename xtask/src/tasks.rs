@@ -8,19 +8,24 @@ use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
-use crate::apt::Apt;
-use crate::cmd;
+use dev_support::{apt::Apt, cmd};
+
+use crate::build::{self, prepare, AGENT, BENCH, WORKLOAD};
 use crate::dist;
 use crate::ebpf;
 use crate::kafka;
 use crate::test_programs;
-use crate::toolchain::{self, Toolchain, BPF_LINKER_VERSION};
-
-/// The agent's package and binary name.
-const AGENT: &str = "zerocopy-trace";
+use crate::toolchain::{self, BPF_LINKER_VERSION};
 
 /// The agent's hooks for its integration tests (a panic on purpose), never in the product.
 const TEST_HOOKS: &str = "zerocopy-trace/test-hooks";
+
+/// The agent's commands that only the bench drives (the empty programs, `report --refresh`),
+/// never in the product.
+const BENCH_HOOKS: &str = "bench";
+
+/// The crate that only builds for the BPF target: every host-side `cargo` run leaves it out.
+const EBPF_CRATE: &str = "zerocopy-trace-ebpf";
 
 /// Privileged integration tests attach to the same kernel hooks and count the same syscalls, so
 /// they must not run side by side.
@@ -61,20 +66,45 @@ pub fn toolchain(workspace: &Path) -> Result<()> {
 /// toolchain recorded here. Returns the agent binary.
 pub fn build(workspace: &Path, release: bool) -> Result<PathBuf> {
     prepare(workspace, &mut Apt::default())?;
-    build_prepared(workspace, release)
+    build::agent(workspace, release)
 }
 
-/// The agent's build alone, for a task that has run `prepare` already.
-pub fn build_prepared(workspace: &Path, release: bool) -> Result<PathBuf> {
-    let mut command = cmd::cargo();
+/// `cargo xtask dist`: the Debian package; returns its path.
+pub fn dist(workspace: &Path) -> Result<PathBuf> {
+    let mut apt = Apt::default();
+    prepare(workspace, &mut apt)?;
+    dist::dist_prepared(workspace, &mut apt)
+}
+
+/// What `cargo xtask bench` passes on to the bench.
+pub struct BenchOptions {
+    pub runs: Option<u64>,
+    pub quick: bool,
+    pub churn_processes: Option<u64>,
+}
+
+/// `cargo xtask bench`: the release agent with its bench-only commands, then the bench, which
+/// writes its results under `target/bench/` (never into the repository).
+pub fn bench(workspace: &Path, options: &BenchOptions) -> Result<()> {
+    prepare(workspace, &mut Apt::default())?;
+    let agent = build::binary(workspace, AGENT, true, &[BENCH_HOOKS])?;
+    let bench = build::binary(workspace, BENCH, true, &[])?;
+    let mut command = Command::new(bench);
     command
-        .current_dir(workspace)
-        .args(["build", "--package", AGENT]);
-    if release {
-        command.arg("--release");
+        .arg("--agent")
+        .arg(agent)
+        .arg("--results")
+        .arg(workspace.join("target").join("bench"));
+    if let Some(runs) = options.runs {
+        command.args(["--runs", &runs.to_string()]);
     }
-    cmd::run(&mut command)?;
-    Ok(agent_binary(workspace, release))
+    if options.quick {
+        command.arg("--quick");
+    }
+    if let Some(n) = options.churn_processes {
+        command.args(["--churn-processes", &n.to_string()]);
+    }
+    cmd::run(&mut command)
 }
 
 /// `cargo xtask run`: build, then become the agent, so its exit code and signals are the caller's.
@@ -88,19 +118,33 @@ pub fn run(workspace: &Path, release: bool, args: &[OsString]) -> Result<()> {
     Err(err).with_context(|| format!("could not start {}", binary.display()))
 }
 
-/// `cargo xtask test`: the workspace's tests (the default members; the eBPF crate has no host
-/// build), one test at a time, with Apache Kafka fetched for the Kafka test and the Debian
-/// package built (once) for the package test, when those tests are among the ones run.
+/// `cargo xtask test`: the workspace's tests (every crate but the eBPF one, which has no host
+/// build), one test at a time, with the workload helper built for the integration tests,
+/// Apache Kafka fetched for the Kafka test and the Debian package built (once) for the package
+/// test, when those tests are among the ones run.
 pub fn test(workspace: &Path, extra: &[String]) -> Result<()> {
     let mut apt = Apt::default();
     prepare(workspace, &mut apt)?;
     test_programs::ensure(&mut apt)?;
     let kafka = kafka::ensure(workspace, &mut apt)?;
+    if tests_the_agent(cargo_args(extra)) {
+        // The integration tests find it beside the agent they test, so in the same profile.
+        let release = cargo_args(extra).iter().any(|a| a == "--release");
+        build::binary(workspace, WORKLOAD, release, &[])?;
+    }
+    let mut args = test_args(extra);
+    if !names_a_package(cargo_args(extra)) {
+        // Every host crate (the default members are the product alone), right after `test`.
+        args.splice(
+            1..1,
+            ["--workspace", "--exclude", EBPF_CRATE].map(str::to_owned),
+        );
+    }
     let mut command = cmd::cargo();
     command
         .current_dir(workspace)
         .env(kafka::DIR_ENV, &kafka)
-        .args(test_args(extra));
+        .args(args);
     if runs_test(cargo_args(extra), PACKAGE_TEST) {
         command.env(PACKAGE_ENV, dist::dist_prepared(workspace, &mut apt)?);
     }
@@ -165,17 +209,26 @@ pub fn lint(workspace: &Path) -> Result<()> {
                 .args(["fmt", "--all", "--", "--check"]),
         ),
     );
-    // The agent's build.rs builds the eBPF object it embeds, so this compiles it too.
-    check(
-        "clippy",
-        cmd::run(cmd::cargo().current_dir(workspace).args([
-            "clippy",
-            "--all-targets",
-            "--",
-            "-D",
-            "warnings",
-        ])),
-    );
+    // The agent's build.rs builds the eBPF object it embeds, so this compiles it too. Once as
+    // shipped, once with the agent's test and bench hooks (code the first run does not see).
+    let clippy = |extra: &[&str]| {
+        let mut command = cmd::cargo();
+        command
+            .current_dir(workspace)
+            .args([
+                "clippy",
+                "--workspace",
+                "--exclude",
+                EBPF_CRATE,
+                "--all-targets",
+            ])
+            .args(extra)
+            .args(["--", "-D", "warnings"]);
+        cmd::run(&mut command)
+    };
+    check("clippy", clippy(&[]));
+    let hooks = format!("{TEST_HOOKS},{AGENT}/{BENCH_HOOKS}");
+    check("clippy with hooks", clippy(&["--features", &hooks]));
     // A missing eBPF clippy is the machine's gap, not a lint failure: say so and go on.
     match toolchain::ensure_clippy(&tc, &mut apt) {
         Ok(cargo_clippy) => check("eBPF clippy", ebpf::clippy(workspace, &tc, &cargo_clippy)),
@@ -187,25 +240,6 @@ pub fn lint(workspace: &Path) -> Result<()> {
     } else {
         bail!("lint failed: {}", failed.join(", "))
     }
-}
-
-/// The ensure step every task starts with: finds or installs the eBPF toolchain, records it for
-/// the agent's `build.rs`, and logs what the eBPF build will use.
-pub fn prepare(workspace: &Path, apt: &mut Apt) -> Result<Toolchain> {
-    let tc = toolchain::ensure(workspace, apt)?;
-    ebpf::record_toolchain(workspace, &tc)?;
-    eprintln!("xtask: {}", tc.summary());
-    Ok(tc)
-}
-
-/// Where `cargo build` leaves the agent: the host target directory, which `CARGO_TARGET_DIR` can
-/// move (relative to the workspace, where we run cargo).
-fn agent_binary(workspace: &Path, release: bool) -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(|dir| workspace.join(dir))
-        .unwrap_or_else(|| workspace.join("target"));
-    let profile = if release { "release" } else { "debug" };
-    target.join(profile).join(AGENT)
 }
 
 /// `cargo test` arguments for `cargo xtask test -- EXTRA`: EXTRA goes to cargo, and anything after
@@ -229,10 +263,21 @@ fn test_args(extra: &[String]) -> Vec<String> {
     args
 }
 
-/// Whether these `cargo test` arguments build the agent: no package named (the default
-/// members), or the agent among those named. Cargo refuses a feature of a package it does
+/// Whether these `cargo test` arguments build the agent: no package named (the whole
+/// workspace), or the agent among those named. Cargo refuses a feature of a package it does
 /// not build.
 fn tests_the_agent(cargo_args: &[String]) -> bool {
+    let named = named_packages(cargo_args);
+    named.is_empty() || named.contains(&AGENT)
+}
+
+/// Whether these `cargo test` arguments choose packages (else the whole workspace is tested).
+fn names_a_package(cargo_args: &[String]) -> bool {
+    !named_packages(cargo_args).is_empty() || cargo_args.iter().any(|a| a == "--workspace")
+}
+
+/// The packages named with `-p`/`--package`.
+fn named_packages(cargo_args: &[String]) -> Vec<&str> {
     let mut named = Vec::new();
     let mut args = cargo_args.iter();
     while let Some(arg) = args.next() {
@@ -242,7 +287,7 @@ fn tests_the_agent(cargo_args: &[String]) -> bool {
             named.push(package);
         }
     }
-    named.is_empty() || named.contains(&AGENT)
+    named
 }
 
 #[cfg(test)]
@@ -319,20 +364,5 @@ mod tests {
             test_args(&strings(&["--", "--test-threads=4"])),
             strings(&["test", "--features", TEST_HOOKS, "--", "--test-threads=4"])
         );
-    }
-
-    #[test]
-    fn agent_binary_follows_the_profile() {
-        // Only meaningful where the caller has not moved the target directory.
-        if std::env::var_os("CARGO_TARGET_DIR").is_none() {
-            assert_eq!(
-                agent_binary(Path::new("/ws"), true),
-                Path::new("/ws/target/release/zerocopy-trace")
-            );
-            assert_eq!(
-                agent_binary(Path::new("/ws"), false),
-                Path::new("/ws/target/debug/zerocopy-trace")
-            );
-        }
     }
 }

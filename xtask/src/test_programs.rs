@@ -6,7 +6,7 @@ use std::path::Path;
 
 use anyhow::Result;
 
-use crate::apt::Apt;
+use dev_support::apt::Apt;
 
 /// (command, Debian package that provides it, what needs it)
 const PROGRAMS: [(&str, &str, &str); 8] = [

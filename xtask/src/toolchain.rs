@@ -13,8 +13,8 @@ use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
-use crate::apt::{self, Apt};
-use crate::cmd;
+use dev_support::apt::{self, Apt};
+use dev_support::cmd;
 
 /// The bpf-linker release we build. 0.13.0 is the newest on crates.io and has a cargo feature per
 /// LLVM major in [`BPF_LINKER_LLVM_MAJORS`]; its published `Cargo.lock` lets us use `--locked`.

@@ -11,10 +11,11 @@ pub const PROG_RAW_SYSCALL_EXIT: &str = "raw_syscall_exit";
 pub const PROG_TYPED_SYSCALL_EXIT: &str = "btf_syscall_exit";
 /// The raw tracepoint both exit-only programs attach to.
 pub const TRACEPOINT_SYS_EXIT: &str = "sys_exit";
-/// Empty programs on the same hooks, for the benchmark's floor (`zerocopy-trace floor`).
-pub const PROG_FLOOR_TYPED: &str = "floor_btf";
-pub const PROG_FLOOR_RAW: &str = "floor_raw";
-pub const PROG_FLOOR_TRACEPOINT: &str = "floor_tracepoint";
+/// Empty programs on the same hooks, for the benchmark's floor (`zerocopy-trace
+/// empty-programs`).
+pub const PROG_EMPTY_TYPED: &str = "empty_btf";
+pub const PROG_EMPTY_RAW: &str = "empty_raw";
+pub const PROG_EMPTY_TRACEPOINT: &str = "empty_tracepoint";
 /// Program on `sched/sched_process_fork`: follows children and remembers parents.
 pub const PROG_PROCESS_FORK: &str = "process_fork";
 /// Program on `sched/sched_process_exec`: `--comm` names matched at exec.

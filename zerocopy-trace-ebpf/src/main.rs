@@ -17,9 +17,9 @@
 mod config;
 mod counters;
 mod current;
+mod empty;
 mod fd_kind;
 mod fields;
-mod floor;
 mod hot_slot;
 mod io_uring;
 mod maps;

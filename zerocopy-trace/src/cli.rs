@@ -5,10 +5,9 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::{
-    collect::{groups::Grouping, Retention},
-    plan::Hook,
-    targets::Targets,
-    trace::TraceOptions,
+    collect::groups::DEFAULT_MAX_GROUPS,
+    kernel::plan::Hook,
+    session::{targets::Targets, trace::TraceOptions},
 };
 
 /// The exporter's default address: loopback only, on the port documented in the README
@@ -54,8 +53,9 @@ pub enum Command {
     /// copied and zero-copy bytes of every data-path syscall, computed at each scrape.
     Exporter(ExporterArgs),
     /// For `cargo xtask bench`: empty programs on the same hooks, until SIGINT.
+    #[cfg(feature = "bench")]
     #[command(hide = true)]
-    Floor(FloorArgs),
+    EmptyPrograms(EmptyProgramsArgs),
     /// For packagers (`cargo xtask dist`): write the man pages and the bash, zsh and fish
     /// completions, generated from this command line, under DIR.
     #[command(hide = true)]
@@ -69,8 +69,9 @@ pub struct AssetsArgs {
     pub dir: PathBuf,
 }
 
+#[cfg(feature = "bench")]
 #[derive(Debug, Args)]
-pub struct FloorArgs {
+pub struct EmptyProgramsArgs {
     #[arg(long, value_enum, default_value_t = Hook::Typed)]
     pub hook: Hook,
 }
@@ -115,13 +116,6 @@ impl OutputArgs {
             self.format
         }
     }
-
-    pub fn options(&self) -> TraceOptions {
-        self.trace.options(Retention {
-            keep_exited: self.max_rows as usize,
-            grouping: Grouping::default(),
-        })
-    }
 }
 
 /// How the kernel side is set up.
@@ -141,11 +135,10 @@ pub struct TraceArgs {
 }
 
 impl TraceArgs {
-    pub fn options(&self, retention: Retention) -> TraceOptions {
+    pub fn options(&self) -> TraceOptions {
         TraceOptions {
             max_processes: self.max_processes,
             hook: self.hook,
-            retention,
         }
     }
 }
@@ -158,6 +151,7 @@ pub struct ReportArgs {
     /// (For `cargo xtask bench`.) Read every counter at this interval, as the dashboard does,
     /// to measure what its refreshes cost; exited processes are then kept as the dashboard
     /// keeps them (the last 256 one by one), whatever --max-rows says.
+    #[cfg(feature = "bench")]
     #[arg(long, hide = true, value_name = "DURATION", value_parser = parse_duration)]
     pub refresh: Option<Duration>,
     #[command(flatten)]
@@ -227,26 +221,13 @@ pub struct ExporterArgs {
     pub labels: Vec<Label>,
     /// Most groups (command, unit, cgroup) with series of their own; processes of groups beyond
     /// it are counted under comm="other" and in zerocopy_groups_overflowed_total.
-    #[arg(long, value_name = "N", default_value_t = 1000,
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_GROUPS as u32,
           value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub max_groups: u32,
     #[command(flatten)]
     pub filter: FilterArgs,
     #[command(flatten)]
     pub trace: TraceArgs,
-}
-
-impl ExporterArgs {
-    pub fn options(&self) -> TraceOptions {
-        self.trace.options(Retention {
-            // Nothing shows exited processes one by one: fold each as it exits.
-            keep_exited: 0,
-            grouping: Grouping {
-                by_cgroup: self.labels.contains(&Label::Cgroup),
-                max_groups: self.max_groups as usize,
-            },
-        })
-    }
 }
 
 /// Parses `HOST:PORT` (`127.0.0.1:9124`, `[::1]:9124`, `0.0.0.0:9124`).

@@ -18,7 +18,7 @@ use serde_json::Value;
 use common::{
     assert_unloaded, loaded, privileged, scratch,
     tmux::{verdict_of, Tmux},
-    AGENT, WORKLOAD,
+    workload, AGENT,
 };
 
 /// The ids the agent logged on attach (`RUST_LOG=info`: "BPF program ids [1, 2, 3, 4]").
@@ -61,7 +61,7 @@ fn dashboard_shows_the_workload_and_quits_clean() {
     assert_eq!(loaded(&ids).len(), 6, "our 6 programs are loaded: {ids:?}");
 
     let truth_path = dir.join("truth.json");
-    let status = Command::new(WORKLOAD)
+    let status = Command::new(workload())
         .args([
             "sendfile",
             "--hold-ms",

@@ -9,7 +9,7 @@ mod common;
 
 use serde_json::Value;
 
-use common::{assert_nothing_dropped, privileged, process, scratch, trace_run_with, WORKLOAD};
+use common::{assert_nothing_dropped, privileged, process, scratch, trace_run_with, workload};
 
 /// The verdict each (mode, role) must get. Receivers copy into user memory in every mode.
 fn expected_verdict(mode: &str, role: &str) -> &'static str {
@@ -79,7 +79,7 @@ fn run_mode_with(options: &[&str], mode: &str, extra: &[&str]) -> (Value, Value)
     let truth_arg = truth_path.to_str().expect("utf-8 temp path");
     let dir_arg = dir.join("files");
     let mut command = vec![
-        WORKLOAD,
+        workload(),
         mode,
         "--out",
         truth_arg,

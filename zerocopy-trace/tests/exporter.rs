@@ -18,7 +18,7 @@ use std::{
 use serde_json::Value;
 
 use common::{
-    free_port, privileged, scratch, signal_agent, spawn_agent, tmux::Tmux, Agent, AGENT, WORKLOAD,
+    free_port, privileged, scratch, signal_agent, spawn_agent, tmux::Tmux, workload, Agent, AGENT,
 };
 
 /// The repository's fleet files: Grafana dashboard, alert rules, systemd unit.
@@ -190,9 +190,10 @@ impl Drop for Scope {
 /// Starts the workload helper in `mode` inside `scope`, its children renamed `comm`.
 fn workload_in(scope: &Path, mode: &str, comm: &str, bytes: u64, truth: &Path) -> Child {
     let script = format!(
-        "echo $$ > {}/cgroup.procs && exec {WORKLOAD} {mode} --child-comm {comm} --bytes {bytes} --hold-ms 10000 --out {}",
+        "echo $$ > {}/cgroup.procs && exec {workload} {mode} --child-comm {comm} --bytes {bytes} --hold-ms 10000 --out {}",
         scope.display(),
-        truth.display()
+        truth.display(),
+        workload = workload()
     );
     Command::new("sh")
         .args(["-c", &script])
@@ -484,7 +485,7 @@ fn churn_leaves_exporter_and_dashboard_flat_and_exact() {
     const CHUNK: u64 = 1000;
     let dir = scratch("fleet-churn");
     let truth = dir.join("truth.json");
-    let status = Command::new(WORKLOAD)
+    let status = Command::new(workload())
         .args(["churn", "--child-comm", "zcf-churn", "--parallel", "8"])
         .args(["--processes", &PROCESSES.to_string()])
         .args(["--chunk", &CHUNK.to_string(), "--out"])
@@ -565,7 +566,7 @@ fn report_writes_a_textfile_for_node_exporter() {
     let out = Command::new(AGENT)
         .args(["run", "--format", "prom", "-o"])
         .arg(&file)
-        .args(["--", WORKLOAD, "sendfile", "--child-comm", "zcf-tf"])
+        .args(["--", workload(), "sendfile", "--child-comm", "zcf-tf"])
         .args(["--bytes", "1048576", "--out"])
         .arg(&truth)
         .output()

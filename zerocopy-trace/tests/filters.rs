@@ -8,7 +8,7 @@ use std::{path::PathBuf, process::Command};
 
 use serde_json::Value;
 
-use common::{privileged, process, scratch, spawn_agent, stop_agent, WORKLOAD};
+use common::{privileged, process, scratch, spawn_agent, stop_agent, workload};
 
 fn truth(path: &std::path::Path) -> Value {
     serde_json::from_str(&std::fs::read_to_string(path).expect("ground truth written"))
@@ -61,12 +61,13 @@ fn cgroup_counts_its_processes_and_nothing_else() {
     let inside_truth = dir.join("inside.json");
     // The shell moves itself into the cgroup, then becomes the workload.
     let script = format!(
-        "echo $$ > {}/cgroup.procs && exec {WORKLOAD} sendfile --out {} --bytes 1048576",
+        "echo $$ > {}/cgroup.procs && exec {workload} sendfile --out {} --bytes 1048576",
         group.display(),
-        inside_truth.display()
+        inside_truth.display(),
+        workload = workload()
     );
     let outside_truth = dir.join("outside.json");
-    let mut outside = Command::new(WORKLOAD)
+    let mut outside = Command::new(workload())
         .args(["read-write", "--bytes", "1048576", "--out"])
         .arg(&outside_truth)
         .spawn()
@@ -101,7 +102,7 @@ fn comm_catches_a_process_started_after_attach() {
     let dir = scratch("comm");
     // exec sets comm from the file name: a link named zct-late makes a process named zct-late.
     let late = dir.join("zct-late");
-    std::os::unix::fs::symlink(WORKLOAD, &late).unwrap();
+    std::os::unix::fs::symlink(workload(), &late).unwrap();
     let (agent, _) = spawn_agent(&["report", "--json", "--comm", "zct-late"]);
     let truth_path = dir.join("truth.json");
     let other_truth = dir.join("other.json");
@@ -112,7 +113,7 @@ fn comm_catches_a_process_started_after_attach() {
         .unwrap()
         .success());
     // The same program under its own name is not traced.
-    assert!(Command::new(WORKLOAD)
+    assert!(Command::new(workload())
         .args(["splice", "--bytes", "1048576", "--out"])
         .arg(&other_truth)
         .status()

@@ -7,7 +7,7 @@ mod common;
 
 use std::{os::unix::fs::PermissionsExt, path::Path, process::Command};
 
-use common::{privileged, process, scratch, spawn_agent, AGENT, WORKLOAD};
+use common::{privileged, process, scratch, spawn_agent, workload, AGENT};
 
 const CAPS: &str = "+bpf,+perfmon,+dac_read_search";
 
@@ -44,7 +44,7 @@ fn counts_exactly_with_only_the_documented_capabilities() {
     }
     let dir = open_dir("least-privilege");
     let agent = runnable_copy(AGENT, &dir);
-    let workload = runnable_copy(WORKLOAD, &dir);
+    let workload = runnable_copy(workload(), &dir);
     let report_path = dir.join("report.json");
     let truth_path = dir.join("truth.json");
     let out = as_nobody(

@@ -15,7 +15,7 @@ use std::{
 
 use serde_json::Value;
 
-use common::{privileged, process, scratch, WORKLOAD};
+use common::{privileged, process, scratch, workload};
 
 const DEB_ENV: &str = "ZEROCOPY_TRACE_DEB";
 const PACKAGE: &str = "zerocopy-trace";
@@ -231,7 +231,7 @@ fn traces_the_workload_exactly() {
         let out = Command::new(INSTALLED)
             .args(["run", "--json", "-o"])
             .arg(&report_path)
-            .args(["--", WORKLOAD, mode, "--out"])
+            .args(["--", workload(), mode, "--out"])
             .arg(&truth_path)
             .arg("--dir")
             .arg(&files)

@@ -9,13 +9,13 @@ use std::{collections::BTreeMap, process::Command};
 
 use serde_json::Value;
 
-use common::{privileged, scratch, spawn_agent, trace_run_with, WORKLOAD};
+use common::{privileged, scratch, spawn_agent, trace_run_with, workload};
 
 /// Runs the workload under `zerocopy-trace run` and returns (ground truth, report).
 fn traced(name: &str, options: &[&str], workload: &[&str]) -> (Value, Value) {
     let dir = scratch(name);
     let truth_path = dir.join("truth.json");
-    let mut command = vec![WORKLOAD];
+    let mut command = vec![common::workload()];
     command.extend_from_slice(workload);
     command.extend(["--out", truth_path.to_str().unwrap()]);
     let (status, report) = trace_run_with(&dir, options, &command);
@@ -215,7 +215,7 @@ fn two_agents_at_once_both_count_exactly() {
         Command::new(common::AGENT)
             .args(["run", "--json", "-o"])
             .arg(report)
-            .args(["--", WORKLOAD, mode, "--bytes", "4194304", "--out"])
+            .args(["--", workload(), mode, "--bytes", "4194304", "--out"])
             .arg(truth)
             .spawn()
             .unwrap()
@@ -249,8 +249,9 @@ fn a_traced_pid_that_exits_ends_the_trace_with_its_report() {
     // The shell waits for the agent to attach, then becomes the workload (same pid), whose
     // holders are forked after attach and so followed.
     let script = format!(
-        "sleep 1; exec {WORKLOAD} hold --processes 2 --hold-ms 500 --out {}",
-        truth_path.display()
+        "sleep 1; exec {workload} hold --processes 2 --hold-ms 500 --out {}",
+        truth_path.display(),
+        workload = workload()
     );
     let mut workload = Command::new("sh").args(["-c", &script]).spawn().unwrap();
     let pid = workload.id().to_string();
@@ -297,9 +298,10 @@ fn live_counts_are_exact_when_processes_outnumber_the_hot_slots() {
     let dir = scratch("live-overflow");
     let truth_path = dir.join("truth.json");
     let script = format!(
-        "sleep 1; exec {WORKLOAD} hold --processes {holders} --hold-ms 8000 --chunk 1000 \
+        "sleep 1; exec {workload} hold --processes {holders} --hold-ms 8000 --chunk 1000 \
          --out {}",
-        truth_path.display()
+        truth_path.display(),
+        workload = workload()
     );
     let mut workload = Command::new("sh").args(["-c", &script]).spawn().unwrap();
     let pid = workload.id().to_string();

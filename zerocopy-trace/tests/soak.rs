@@ -16,7 +16,7 @@ use std::{
 
 use serde_json::Value;
 
-use common::{free_port, privileged, scratch, signal_agent, spawn_agent, AGENT, WORKLOAD};
+use common::{free_port, privileged, scratch, signal_agent, spawn_agent, workload, AGENT};
 
 /// What the agent's RSS may grow by, besides its records: allocator noise (the heap grows and
 /// returns memory in steps). 60 s soaks here grew 800 to 930 KiB in all, in small steady steps.
@@ -67,9 +67,10 @@ fn a_long_mixed_workload_stays_exact_and_flat() {
     let script = format!(
         "end=$(( $(date +%s) + {seconds} )); \
          for w in 1 2 3; do ( i=0; while [ $(date +%s) -lt $end ]; do \
-           {WORKLOAD} all --bytes 4194304 --out {dir}/truth-$w-$i.json || exit 1; i=$((i+1)); sleep 1; \
+           {workload} all --bytes 4194304 --out {dir}/truth-$w-$i.json || exit 1; i=$((i+1)); sleep 1; \
          done ) & done; wait",
-        dir = dir.display()
+        dir = dir.display(),
+        workload = workload()
     );
     // The long-running agent: it folds exited processes instead of keeping them.
     let listen = format!("127.0.0.1:{}", free_port());

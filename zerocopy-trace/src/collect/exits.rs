@@ -6,8 +6,8 @@ use std::collections::{HashMap, VecDeque};
 
 use zerocopy_trace_common::{Counters, ID_COUNT};
 
-use super::groups::{GroupId, GroupTable};
-use crate::model::ProcessCounters;
+use super::groups::GroupTable;
+use crate::snapshot::{GroupId, ProcessCounters};
 
 /// Final counts of an exited process (`ProcessCounters` keeps only the ids it used: most
 /// processes use 2 to 5 of the 22 syscalls and 17 io_uring operations).

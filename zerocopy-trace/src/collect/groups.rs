@@ -7,26 +7,10 @@ use std::collections::HashMap;
 
 use zerocopy_trace_common::Counters;
 
-use crate::model::ProcessCounters;
-
-/// Index of a group in the table (and in `Snapshot::groups`).
-pub type GroupId = u32;
-
-/// The group every process beyond the cap is counted in.
-pub const OTHER: GroupId = 0;
-/// The name of that group.
-pub const OTHER_COMM: &str = "other";
-
-/// What a group is told apart by.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct GroupKey {
-    /// The process name (`comm`).
-    pub comm: String,
-    /// The systemd unit of its cgroup (`nginx.service`), empty when it is in none.
-    pub unit: String,
-    /// The full cgroup path, only when grouping by cgroup was asked for; else empty.
-    pub cgroup: String,
-}
+use crate::snapshot::{
+    groups::{OTHER, OTHER_COMM},
+    Group, GroupId, GroupKey, ProcessCounters,
+};
 
 /// How processes are grouped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -55,7 +39,7 @@ impl Grouping {
     pub fn key(&self, comm: &str, cgroup: &str) -> GroupKey {
         GroupKey {
             comm: comm.to_string(),
-            unit: crate::cgroup::unit_of(cgroup).to_string(),
+            unit: crate::system::cgroup::unit_of(cgroup).to_string(),
             cgroup: if self.by_cgroup {
                 cgroup.to_string()
             } else {
@@ -63,16 +47,6 @@ impl Grouping {
             },
         }
     }
-}
-
-/// A group and the final counts of its processes that exited and left the window of recent
-/// exits.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Group {
-    pub key: GroupKey,
-    /// Exited processes folded in.
-    pub exited: u64,
-    pub counters: ProcessCounters,
 }
 
 /// Every group of the trace, in the order they first appeared (`OTHER` first).

@@ -10,62 +10,22 @@ pub mod groups;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use anyhow::{Context, Result};
-use aya::maps::{IterableMap, MapData, RingBuf};
-use zerocopy_trace_common::{
-    drop_reason, hot, Counters, DropCounters, ExitRecord, HotCounters, ProcKey, ID_COUNT,
-};
+use anyhow::Result;
+use aya::maps::{MapData, RingBuf};
+use zerocopy_trace_common::{Counters, ExitRecord, ProcKey, ID_COUNT};
 
 use self::{
     exits::{Exits, NewExit},
-    groups::{Group, GroupId, GroupTable, Grouping},
+    groups::{GroupTable, Grouping},
 };
 use crate::{
-    attach::Maps,
-    cgroup::{self, CgroupPaths},
-    map_batch::{self, PerCpuEntries},
-    model::ProcessCounters,
-    procfs::{self, ProcessInfo},
+    kernel::maps::Maps,
+    snapshot::{groups::OTHER, GroupId, ProcessCounters, ProcessRecord, Snapshot},
+    system::{
+        cgroup::{self, CgroupPaths},
+        procfs::{self, ProcessInfo},
+    },
 };
-
-/// One process's counters, live or final.
-#[derive(Clone, Debug, PartialEq)]
-pub struct ProcessRecord {
-    pub pid: u32,
-    pub ppid: u32,
-    pub comm: String,
-    /// The process exited while traced: these are its final counts.
-    pub exited: bool,
-    /// Order of exit (from 1) of an exited process, 0 for a live one: tells apart exited
-    /// processes that had the same pid.
-    pub seq: u64,
-    /// Index of its group in `Snapshot::groups`.
-    pub group: GroupId,
-    pub counters: ProcessCounters,
-}
-
-/// Counts that could not be attributed, by reason (`drop_reason`).
-pub type Dropped = [DropCounters; drop_reason::COUNT as usize];
-
-/// Everything counted so far: the sum of `processes` and of every group's `counters`.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Snapshot {
-    /// Live processes, then the exited ones still kept one by one (oldest first).
-    pub processes: Vec<ProcessRecord>,
-    /// Every group, indexed by `GroupId`, with the totals of its exited processes that are no
-    /// longer in `processes` (folded).
-    pub groups: Vec<Group>,
-    /// Processes counted under the `other` group because the group cap was reached.
-    pub groups_overflowed: u64,
-    pub dropped: Dropped,
-}
-
-impl Snapshot {
-    /// Exited processes folded into their groups' totals.
-    pub fn folded(&self) -> u64 {
-        self.groups.iter().map(|g| g.exited).sum()
-    }
-}
 
 /// What the collector keeps of exited processes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -93,30 +53,6 @@ pub fn fold_counters(
         }
     }
     out
-}
-
-/// `entries` (from the shared map; a repeated key replaces) with the counts of the hot slots
-/// added to their owners' (a key may own a slot on each CPU). Each key once.
-pub fn with_hot_slots(
-    entries: impl IntoIterator<Item = (ProcKey, Counters)>,
-    slots: impl IntoIterator<Item = HotCounters>,
-) -> Vec<(ProcKey, Counters)> {
-    let mut by_key: BTreeMap<(u32, u32), Counters> = entries
-        .into_iter()
-        .map(|(key, counters)| ((key.tgid, key.syscall), counters))
-        .collect();
-    for slot in slots {
-        if let Some(key) = hot::owner_key(slot.owner) {
-            by_key
-                .entry((key.tgid, key.syscall))
-                .or_default()
-                .add(&slot.counters);
-        }
-    }
-    by_key
-        .into_iter()
-        .map(|((tgid, syscall), counters)| (ProcKey { tgid, syscall }, counters))
-        .collect()
 }
 
 /// Decodes one ring buffer item; `None` if it is not an `ExitRecord`'s size.
@@ -273,37 +209,6 @@ impl Collector {
         self.walks += 1;
     }
 
-    /// Reads the live counters of every (process, id) that has any: its entry in the shared
-    /// map and the hot slots it owns, summed over CPUs. The shared map is read first: a slot
-    /// claimed meanwhile is in the second read, and neither ever loses counts it had.
-    fn read_live(maps: &Maps) -> Vec<(ProcKey, Counters)> {
-        let shared = Self::read_shared(maps);
-        with_hot_slots(shared, claimed_hot_slots(maps))
-    }
-
-    /// The shared map's entries, summed over CPUs.
-    fn read_shared(maps: &Maps) -> Vec<(ProcKey, Counters)> {
-        if let Some(entries) = Self::read_live_batched(maps) {
-            return entries
-                .into_iter()
-                .map(|(key, per_cpu)| (key, sum_over_cpus(per_cpu.iter())))
-                .collect();
-        }
-        let mut entries = Vec::new();
-        for item in maps.counters.iter() {
-            // An entry deleted while iterating is expected (its process just exited).
-            let Ok((key, per_cpu)) = item else { continue };
-            entries.push((key, sum_over_cpus(per_cpu.iter())));
-        }
-        entries
-    }
-
-    /// The live map's entries, each CPU's counters apart, in a few syscalls where the kernel
-    /// has batch lookups; `None` where it has not.
-    fn read_live_batched(maps: &Maps) -> Option<PerCpuEntries<ProcKey, Counters>> {
-        read_batched(maps.counters.map(), "live counters")
-    }
-
     /// Records of the live processes among `entries`.
     fn live(&mut self, entries: Vec<(ProcKey, Counters)>) -> Vec<ProcessRecord> {
         let folded = fold_counters(entries);
@@ -313,7 +218,7 @@ impl Collector {
             // readable next time, and one that is gone is named by its exit record.
             let (ppid, comm, group) = match self.learn(pid) {
                 Some(k) => (k.info.ppid, k.info.comm.clone(), k.group),
-                None => (0, "?".to_string(), groups::OTHER),
+                None => (0, "?".to_string(), OTHER),
             };
             out.push(ProcessRecord {
                 pid,
@@ -333,30 +238,10 @@ impl Collector {
     /// batches where it can: the values come along (a few hundred bytes per CPU and entry),
     /// but one syscall per few hundred entries costs far less than two per entry.
     pub fn learn_names(&mut self, maps: &Maps) {
-        let pids: HashSet<u32> = match Self::read_live_batched(maps) {
-            Some(entries) => entries.iter().map(|(key, _)| key.tgid).collect(),
-            None => maps.counters.keys().flatten().map(|k| k.tgid).collect(),
-        };
-        for pid in pids {
+        for pid in maps.live_processes() {
             self.learn(pid);
         }
         self.end_walk();
-    }
-
-    /// Sum over CPUs of the drop counters.
-    pub fn dropped(&self, maps: &Maps) -> Result<Dropped> {
-        let mut out = [DropCounters::default(); drop_reason::COUNT as usize];
-        for (reason, slot) in out.iter_mut().enumerate() {
-            let per_cpu = maps
-                .dropped
-                .get(&(reason as u32), 0)
-                .context("reading the drop counters")?;
-            for d in per_cpu.iter() {
-                slot.calls = slot.calls.wrapping_add(d.calls);
-                slot.bytes = slot.bytes.wrapping_add(d.bytes);
-            }
-        }
-        Ok(out)
     }
 
     /// Everything counted so far, each process exactly once. The live map is read first, then
@@ -367,7 +252,7 @@ impl Collector {
     pub fn snapshot(&mut self, maps: &mut Maps) -> Result<Snapshot> {
         self.drain_exits(&mut maps.exits);
         let reading_from = monotonic_ns().saturating_sub(EXIT_OVERLAP_NS);
-        let mut entries = Self::read_live(maps);
+        let mut entries = maps.live_counters();
         let mut replaced: HashSet<(u32, u32)> = HashSet::new();
         self.drain(&mut maps.exits, |record| {
             if record.exit_ns >= reading_from {
@@ -389,56 +274,9 @@ impl Collector {
             processes,
             groups: self.groups.groups().to_vec(),
             groups_overflowed: self.groups.overflowed(),
-            dropped: self.dropped(maps)?,
+            dropped: maps.dropped()?,
         })
     }
-}
-
-/// Every CPU's claimed hot slots: in one batch where the kernel has batch lookups, else slot
-/// by slot.
-pub fn claimed_hot_slots(maps: &Maps) -> Vec<HotCounters> {
-    let slots: Vec<HotCounters> =
-        match read_batched::<u32, HotCounters>(maps.hot.map(), "hot slots") {
-            Some(entries) => entries
-                .into_iter()
-                .flat_map(|(_, per_cpu)| per_cpu)
-                .collect(),
-            None => (0..maps.hot.len())
-                .filter_map(|i| maps.hot.get(&i, 0).ok())
-                .flat_map(|per_cpu| per_cpu.iter().copied().collect::<Vec<_>>())
-                .collect(),
-        };
-    slots.into_iter().filter(|slot| slot.owner != 0).collect()
-}
-
-/// Every entry of per-CPU map `map` (`what`, for the log), each CPU's value apart, in a few
-/// syscalls (`map_batch`). `None` where the kernel has no batch lookups, the read failed, or a
-/// test hook forces the one-by-one reads: the caller then reads entry by entry.
-fn read_batched<K: aya::Pod, V: aya::Pod>(
-    map: &MapData,
-    what: &str,
-) -> Option<PerCpuEntries<K, V>> {
-    #[cfg(feature = "test-hooks")]
-    if crate::test_hooks::entry_by_entry() {
-        return None;
-    }
-    let cpus = aya::util::nr_cpus().ok()?;
-    match map_batch::per_cpu_entries(map, cpus) {
-        Ok(entries) => entries,
-        Err(e) => {
-            log::debug!("batch read of the {what} failed ({e}): reading one by one");
-            None
-        }
-    }
-}
-
-/// One process's counters of one id, summed over the CPUs' slots.
-fn sum_over_cpus<'a>(per_cpu: impl Iterator<Item = &'a Counters>) -> Counters {
-    let mut sum = Counters::default();
-    for c in per_cpu {
-        sum.add(c);
-    }
-    sum
 }
 
 /// CLOCK_MONOTONIC in nanoseconds: the clock of `bpf_ktime_get_ns`, so of `exit_ns`.
@@ -594,7 +432,7 @@ mod tests {
             3,
             Known {
                 info,
-                group: groups::OTHER,
+                group: OTHER,
                 seen: 0,
             },
         );
@@ -632,39 +470,5 @@ mod tests {
         );
         assert!(decode_exit(&bytes[..10]).is_none());
         assert!(decode_exit(&[]).is_none());
-    }
-
-    #[test]
-    fn hot_slots_add_to_their_owners_shared_counts() {
-        let key = |tgid, syscall| ProcKey { tgid, syscall };
-        let slot = |k: ProcKey, calls, bytes| HotCounters {
-            owner: hot::owner(&k),
-            counters: c(calls, bytes),
-        };
-        let merged = with_hot_slots(
-            [
-                (key(7, 1), c(1, 10)),
-                // A repeat of the shared walk replaces.
-                (key(7, 1), c(2, 20)),
-                (key(9, 0), c(5, 50)),
-            ],
-            [
-                // Process 7's id 1 owns a slot on two CPUs.
-                slot(key(7, 1), 3, 300),
-                slot(key(7, 1), 4, 4000),
-                // A slot claimed after the shared map was read.
-                slot(key(8, 2), 1, 1),
-                // A free slot adds nothing.
-                HotCounters::default(),
-            ],
-        );
-        assert_eq!(
-            merged,
-            vec![
-                (key(7, 1), c(9, 4320)),
-                (key(8, 2), c(1, 1)),
-                (key(9, 0), c(5, 50)),
-            ]
-        );
     }
 }

@@ -154,11 +154,11 @@ pub fn finding(cost: &Cost, flows: &[Flow]) -> Finding {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::correlate::{
-        fixtures::{with, CHAR, FILE, PIPE, TCP},
-        flows,
+    use crate::snapshot::ProcessCounters;
+    use crate::{
+        correlate::flows,
+        snapshot::fixtures::{with, CHAR, FILE, PIPE, TCP},
     };
-    use crate::model::ProcessCounters;
 
     fn of(counters: &ProcessCounters) -> Finding {
         let cost = Cost::of(counters);

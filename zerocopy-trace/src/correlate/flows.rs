@@ -20,7 +20,7 @@ use std::collections::BTreeMap;
 
 use zerocopy_trace_common::{fd_kind, Method};
 
-use crate::model::ProcessCounters;
+use crate::snapshot::ProcessCounters;
 
 /// One end of a flow: an fd of some kind, or the process's own memory.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -257,7 +257,7 @@ fn cancel_pipes(m: &mut MethodBytes) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::correlate::fixtures::{with, CHAR, FILE, PIPE, TCP};
+    use crate::snapshot::fixtures::{with, CHAR, FILE, PIPE, TCP};
 
     /// Flows as (source, destination, via, bytes), to compare with what a test expects.
     fn seen(counters: &ProcessCounters) -> Vec<(&'static str, &'static str, String, u64)> {
@@ -348,7 +348,7 @@ mod tests {
 
     #[test]
     fn direct_io_is_its_own_method_and_io_uring_ops_join_theirs() {
-        use crate::correlate::fixtures::with_ops;
+        use crate::snapshot::fixtures::with_ops;
         // 64 MiB read by O_DIRECT pread64, 1 MiB by a buffered one; an io_uring READ of a
         // file and SEND to tcp (a relay through user space), and SPLICE file -> pipe -> tcp.
         let mut c = with(&[("pread64", 2, 65 << 20, Some(FILE), None)]);

@@ -11,9 +11,7 @@
 use serde::Serialize;
 use zerocopy_trace_common::{Counters, Method};
 
-use super::counters::Path;
-
-use super::ProcessCounters;
+use crate::snapshot::{Path, ProcessCounters};
 
 /// At or above this share of zero-copy bytes a process is `zero-copy`.
 pub const ZERO_COPY_THRESHOLD: f64 = 0.9;

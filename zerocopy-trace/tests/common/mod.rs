@@ -9,15 +9,32 @@ pub mod tmux;
 
 use std::{
     io::{BufRead, BufReader, Write},
-    path::PathBuf,
+    path::{Path, PathBuf},
     process::{Child, Command, Stdio},
-    sync::atomic::{AtomicUsize, Ordering},
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        LazyLock,
+    },
 };
 
 use serde_json::Value;
 
 pub const AGENT: &str = env!("CARGO_BIN_EXE_zerocopy-trace");
-pub const WORKLOAD: &str = env!("CARGO_BIN_EXE_zerocopy-trace-workload");
+/// The workload helper (a crate of its own, never shipped), which `cargo xtask test` builds into
+/// the agent's target directory before the tests run.
+pub fn workload() -> &'static str {
+    static PATH: LazyLock<String> = LazyLock::new(|| {
+        let path = Path::new(AGENT).with_file_name("zerocopy-trace-workload");
+        assert!(
+            path.is_file(),
+            "the workload helper is not built at {}: run the tests with `cargo xtask test`, \
+             or build it first with `cargo build -p zerocopy-trace-workload`",
+            path.display()
+        );
+        path.to_string_lossy().into_owned()
+    });
+    &PATH
+}
 
 /// Privileged tests of this binary that skipped, for the summary printed at exit.
 static SKIPPED: AtomicUsize = AtomicUsize::new(0);

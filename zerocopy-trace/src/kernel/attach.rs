@@ -1,0 +1,398 @@
+//! The one place that touches the kernel to start and stop tracing: load the object with its
+//! configuration, attach the programs, hand out the maps, and detach.
+
+use std::borrow::Cow;
+
+use anyhow::{Context, Result};
+use aya::{
+    programs::{trace_point::TracePointLinkId, BtfTracePoint, RawTracePoint, TracePoint},
+    Ebpf, EbpfLoader,
+};
+use zerocopy_trace_common::{names, RDONLY_CAST_PLACEHOLDER};
+
+use super::{
+    btf::{offsets, stub},
+    kfunc_calls,
+    maps::Maps,
+    plan::{Hook, Plan},
+};
+
+/// The eBPF object built by `cargo xtask build`, embedded at compile time.
+static OBJECT: &[u8] = aya::include_bytes_aligned!(env!("ZEROCOPY_TRACE_EBPF_OBJECT_PATH"));
+
+/// The embedded eBPF object, as built.
+#[cfg(test)]
+pub fn object() -> &'static [u8] {
+    OBJECT
+}
+
+/// The object `plan` loads: with the typed hook, its placeholder calls made calls of this
+/// kernel's `bpf_rdonly_cast` (see `kfunc_calls`).
+fn object_for(plan: &Plan) -> Result<Cow<'static, [u8]>> {
+    match plan.typed {
+        Some(typed) => {
+            let (object, count) =
+                kfunc_calls::rewrite(OBJECT, RDONLY_CAST_PLACEHOLDER, typed.rdonly_cast)?;
+            log::debug!(
+                "{count} bpf_rdonly_cast calls linked to BTF id {}",
+                typed.rdonly_cast
+            );
+            Ok(Cow::Owned(object))
+        }
+        None => Ok(Cow::Borrowed(OBJECT)),
+    }
+}
+
+/// Map sizes, from the command line.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Process x syscall counter slots.
+    pub counter_entries: u32,
+    /// Threads with a syscall in flight.
+    pub pending_entries: u32,
+    /// Processes in the traced set.
+    pub traced_entries: u32,
+}
+
+impl Limits {
+    /// Room for `processes` processes using up to 4 of the traced syscalls each (a process
+    /// using more takes the room of more). Threads and followed processes are cheap entries:
+    /// their maps get generous room so the process limit is the one that binds.
+    pub fn for_processes(processes: u32) -> Limits {
+        let processes = processes.max(1);
+        Limits {
+            counter_entries: processes.saturating_mul(4),
+            pending_entries: processes.saturating_mul(4).max(16384),
+            traced_entries: processes.saturating_mul(4).max(16384),
+        }
+    }
+}
+
+/// Bytes of kernel memory a counter entry takes per CPU (value, key and hash bookkeeping).
+const COUNTER_ENTRY_BYTES: u64 = 288;
+/// Kernel memory the default `--max-processes` stays within.
+const DEFAULT_COUNTER_BUDGET: u64 = 32 << 20;
+
+/// The default `--max-processes`: 8192, or fewer on machines with many CPUs, where each
+/// counter entry is repeated per CPU, so the counters stay within 32 MiB of kernel memory.
+pub fn default_max_processes(cpus: u32) -> u32 {
+    let per_process = 4 * COUNTER_ENTRY_BYTES * u64::from(cpus.max(1));
+    (DEFAULT_COUNTER_BUDGET / per_process).clamp(256, 8192) as u32
+}
+
+/// Attached programs. Dropping it (or `detach`) removes every program and link it created;
+/// nothing is pinned, so even a SIGKILL leaves nothing behind once the fds are closed.
+pub struct Tracer {
+    ebpf: Option<Ebpf>,
+    // Kept alive: dropping the logger closes the kernel-side log map.
+    logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
+    /// Attachments per program, detached in parallel (see `detach`).
+    links: Vec<(&'static str, Vec<TracePointLinkId>)>,
+    /// Kernel program ids, so tests and operators can check they are gone after exit.
+    pub program_ids: Vec<u32>,
+    /// The hook in use (the plan's, or the raw one where the kernel refused the typed one).
+    pub hook: Hook,
+}
+
+fn load_error(e: impl std::error::Error + Send + Sync + 'static, what: &str) -> anyhow::Error {
+    anyhow::Error::new(e).context(format!("{what} (needs root, or CAP_BPF and CAP_PERFMON)"))
+}
+
+/// Loads the object configured by `plan`, attaches every covered tracepoint, and returns the
+/// tracer and its maps.
+pub fn attach(plan: &Plan, limits: Limits) -> Result<(Tracer, Maps)> {
+    let mut ebpf = EbpfLoader::new()
+        // The programs need no CO-RE relocation (kernel offsets come in CONFIG), so aya need
+        // not parse the kernel's BTF a second time: that parse was most of the agent's peak
+        // memory.
+        .btf(None)
+        .override_global(names::GLOBAL_CONFIG, &plan.config, true)
+        .map_max_entries(names::MAP_PROC_COUNTERS, limits.counter_entries)
+        .map_max_entries(names::MAP_HOT_COUNTERS, 1 << plan.config.hot_slot_bits)
+        .map_max_entries(names::MAP_PENDING, limits.pending_entries)
+        .map_max_entries(names::MAP_TRACED, limits.traced_entries)
+        .load(&object_for(plan)?)
+        .map_err(|e| load_error(e, "loading the eBPF object"))?;
+    let logger = match aya_log::EbpfLogger::init(&mut ebpf) {
+        Ok(logger) => Some(logger),
+        Err(e) => {
+            log::debug!("kernel-side diagnostics unavailable: {e}");
+            None
+        }
+    };
+
+    let mut program_ids = Vec::new();
+    let mut links = Vec::new();
+    let sched = |name: &str| vec![("sched", name.to_string())];
+    // Process hooks first: exits and forks are then seen for every counted syscall.
+    for (program, tracepoint) in [
+        (names::PROG_PROCESS_EXIT, "sched_process_exit"),
+        (names::PROG_PROCESS_FORK, "sched_process_fork"),
+        (names::PROG_PROCESS_EXEC, "sched_process_exec"),
+    ] {
+        attach_tracepoints(
+            &mut ebpf,
+            program,
+            &sched(tracepoint),
+            &mut program_ids,
+            &mut links,
+        )?;
+    }
+    // Completions before submissions: every request seen submitted is seen completing.
+    if plan.io_uring {
+        for (program, tracepoint) in [
+            (names::PROG_IO_URING_COMPLETE, "io_uring_complete"),
+            (names::PROG_IO_URING_SUBMIT, "io_uring_submit_req"),
+        ] {
+            attach_tracepoints(
+                &mut ebpf,
+                program,
+                &[("io_uring", tracepoint.to_string())],
+                &mut program_ids,
+                &mut links,
+            )?;
+        }
+    }
+    let hook = match plan.hook {
+        Hook::Tracepoints => {
+            for (program, side) in [
+                (names::PROG_SYSCALL_EXIT, "exit"),
+                (names::PROG_SYSCALL_ENTER, "enter"),
+            ] {
+                let targets = syscall_targets(plan, side);
+                attach_tracepoints(&mut ebpf, program, &targets, &mut program_ids, &mut links)?;
+            }
+            Hook::Tracepoints
+        }
+        Hook::Typed | Hook::Raw => attach_exit_only(
+            &mut ebpf,
+            plan,
+            [names::PROG_TYPED_SYSCALL_EXIT, names::PROG_RAW_SYSCALL_EXIT],
+            &mut program_ids,
+        )?,
+    };
+
+    let maps = Maps::take(&mut ebpf)?;
+    Ok((
+        Tracer {
+            ebpf: Some(ebpf),
+            logger,
+            links,
+            program_ids,
+            hook,
+        },
+        maps,
+    ))
+}
+
+/// The `syscalls/sys_<side>_<name>` tracepoint of every covered syscall.
+fn syscall_targets(plan: &Plan, side: &str) -> Vec<(&'static str, String)> {
+    plan.covered
+        .iter()
+        .map(|name| ("syscalls", format!("sys_{side}_{name}")))
+        .collect()
+}
+
+/// Loads `program` and attaches it to every tracepoint of `targets`.
+fn attach_tracepoints(
+    ebpf: &mut Ebpf,
+    program: &'static str,
+    targets: &[(&str, String)],
+    program_ids: &mut Vec<u32>,
+    links: &mut Vec<(&'static str, Vec<TracePointLinkId>)>,
+) -> Result<()> {
+    let tp: &mut TracePoint = ebpf
+        .program_mut(program)
+        .with_context(|| format!("program {program} missing from the eBPF object"))?
+        .try_into()
+        .with_context(|| format!("program {program} is not a tracepoint"))?;
+    tp.load()
+        .map_err(|e| load_error(e, &format!("loading program {program}")))?;
+    if let Ok(info) = tp.info() {
+        program_ids.push(info.id());
+    }
+    let mut ids = Vec::with_capacity(targets.len());
+    for (category, name) in targets {
+        ids.push(tp.attach(category, name).map_err(|e| {
+            load_error(e, &format!("attaching {category}/{name}"))
+                .context("is tracefs mounted at /sys/kernel/tracing?")
+        })?);
+    }
+    links.push((program, ids));
+    Ok(())
+}
+
+/// Empty programs on exactly the hooks `plan` would use: the benchmark's floor.
+#[cfg(feature = "bench")]
+pub fn attach_empty_programs(plan: &Plan) -> Result<Tracer> {
+    let mut ebpf = EbpfLoader::new()
+        .btf(None)
+        .override_global(names::GLOBAL_CONFIG, &plan.config, true)
+        .load(&object_for(plan)?)
+        .map_err(|e| load_error(e, "loading the eBPF object"))?;
+    let (mut program_ids, mut links) = (Vec::new(), Vec::new());
+    let mut targets: Vec<(&str, String)> = [
+        "sched_process_exit",
+        "sched_process_fork",
+        "sched_process_exec",
+    ]
+    .iter()
+    .map(|name| ("sched", name.to_string()))
+    .collect();
+    let hook = match plan.hook {
+        Hook::Tracepoints => {
+            targets.extend(syscall_targets(plan, "exit"));
+            targets.extend(syscall_targets(plan, "enter"));
+            Hook::Tracepoints
+        }
+        Hook::Typed | Hook::Raw => attach_exit_only(
+            &mut ebpf,
+            plan,
+            [names::PROG_EMPTY_TYPED, names::PROG_EMPTY_RAW],
+            &mut program_ids,
+        )?,
+    };
+    attach_tracepoints(
+        &mut ebpf,
+        names::PROG_EMPTY_TRACEPOINT,
+        &targets,
+        &mut program_ids,
+        &mut links,
+    )?;
+    Ok(Tracer {
+        ebpf: Some(ebpf),
+        logger: None,
+        links,
+        program_ids,
+        hook,
+    })
+}
+
+/// Attaches an exit-only program to `sys_exit`: `programs[0]` on the typed (tp_btf) hook when
+/// the plan asks for it, else, or when this kernel refuses it, `programs[1]` on the raw
+/// tracepoint. Returns the hook in use.
+fn attach_exit_only(
+    ebpf: &mut Ebpf,
+    plan: &Plan,
+    [typed, raw]: [&str; 2],
+    ids: &mut Vec<u32>,
+) -> Result<Hook> {
+    if let Some(typed_hook) = plan.typed {
+        match attach_typed(ebpf, typed, typed_hook.sys_exit_typedef, ids) {
+            Ok(()) => return Ok(Hook::Typed),
+            Err(e) => log::warn!("the btf hook is unavailable here ({e:#}): using --hook raw"),
+        }
+    }
+    attach_raw(ebpf, raw, names::TRACEPOINT_SYS_EXIT, ids)?;
+    Ok(Hook::Raw)
+}
+
+/// Loads `program` as a tp_btf program on `sys_exit` and attaches it. aya names the tracepoint
+/// by its typedef's id in a `Btf`: a stub holding just that typedef (`btf::stub`) spares
+/// parsing the kernel's whole BTF a second time.
+fn attach_typed(ebpf: &mut Ebpf, program: &str, typedef: u32, ids: &mut Vec<u32>) -> Result<()> {
+    let btf = stub::typedef_only(offsets::SYS_EXIT_TYPEDEF, typedef)
+        .context("building the BTF stub for tp_btf")?;
+    let tp: &mut BtfTracePoint = ebpf
+        .program_mut(program)
+        .with_context(|| format!("program {program} missing from the eBPF object"))?
+        .try_into()
+        .with_context(|| format!("program {program} is not a tp_btf program"))?;
+    tp.load(names::TRACEPOINT_SYS_EXIT, &btf)
+        .map_err(|e| load_error(e, &format!("loading program {program}")))?;
+    if let Ok(info) = tp.info() {
+        ids.push(info.id());
+    }
+    tp.attach()
+        .map_err(|e| load_error(e, "attaching tp_btf/sys_exit"))?;
+    Ok(())
+}
+
+/// Loads `program` and attaches it to the raw tracepoint `name`. Its link is dropped with the
+/// `Ebpf` (raw tracepoint links are few: no parallel detach needed).
+fn attach_raw(ebpf: &mut Ebpf, program: &str, name: &str, ids: &mut Vec<u32>) -> Result<()> {
+    let rtp: &mut RawTracePoint = ebpf
+        .program_mut(program)
+        .with_context(|| format!("program {program} missing from the eBPF object"))?
+        .try_into()
+        .with_context(|| format!("program {program} is not a raw tracepoint"))?;
+    rtp.load()
+        .map_err(|e| load_error(e, &format!("loading program {program}")))?;
+    if let Ok(info) = rtp.info() {
+        ids.push(info.id());
+    }
+    rtp.attach(name)
+        .map_err(|e| load_error(e, &format!("attaching raw tracepoint {name}")))?;
+    Ok(())
+}
+
+impl Tracer {
+    /// Detaches and unloads every program. Idempotent.
+    ///
+    /// Removing a tracepoint attachment waits for an RCU grace period in the kernel (tens of
+    /// milliseconds); one after the other, 44 of them take seconds. Dropped on threads of their
+    /// own, the waits overlap.
+    pub fn detach(&mut self) {
+        if let Some(logger) = self.logger.as_mut() {
+            logger.flush();
+        }
+        self.logger = None;
+        let Some(mut ebpf) = self.ebpf.take() else {
+            return;
+        };
+        let mut owned = Vec::new();
+        for (program, ids) in self.links.drain(..) {
+            let Some(tp) = ebpf
+                .program_mut(program)
+                .and_then(|p| <&mut TracePoint>::try_from(p).ok())
+            else {
+                continue;
+            };
+            owned.extend(ids.into_iter().filter_map(|id| tp.take_link(id).ok()));
+        }
+        std::thread::scope(|scope| {
+            for link in owned {
+                scope.spawn(move || drop(link));
+            }
+        });
+        drop(ebpf);
+    }
+
+    /// Prints what the kernel side logged (aya-log), off the hot path.
+    pub fn flush_kernel_log(&mut self) {
+        if let Some(logger) = self.logger.as_mut() {
+            logger.flush();
+        }
+    }
+}
+
+impl Drop for Tracer {
+    fn drop(&mut self) {
+        self.detach();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_process_limit_follows_the_cpus() {
+        assert_eq!(default_max_processes(2), 8192);
+        assert_eq!(default_max_processes(16), 1820);
+        assert_eq!(default_max_processes(64), 455);
+        assert_eq!(default_max_processes(4096), 256);
+        assert_eq!(default_max_processes(0), 8192);
+    }
+
+    #[test]
+    fn limits_scale_with_processes() {
+        let l = Limits::for_processes(4);
+        assert_eq!(
+            (l.counter_entries, l.pending_entries, l.traced_entries),
+            (16, 16384, 16384)
+        );
+        assert_eq!(Limits::for_processes(0).counter_entries, 4);
+        assert_eq!(Limits::for_processes(u32::MAX).counter_entries, u32::MAX);
+    }
+}

@@ -1,0 +1,466 @@
+//! The exposition: from one snapshot to the metric families, in the Prometheus text format or
+//! OpenMetrics. Pure: a snapshot in, text out; every figure comes from the model (the cost
+//! model's split of bytes by path, the analysis's cost and verdict), as in the report.
+//!
+//! A group's counters are its folded exited processes plus its live ones. Groups keep their
+//! place for the whole trace and a live process's counts never change group, so every
+//! counter only grows for the exporter's life, across exits.
+
+use std::collections::BTreeMap;
+
+use prometheus_client::{
+    encoding::{prometheus_text, text},
+    metrics::{counter::Counter, family::Family, gauge::Gauge},
+    registry::{Registry, Unit},
+};
+use zerocopy_trace_common::{drop_reason, Method};
+
+use crate::{
+    analysis::{analyse, Analysed},
+    model::{MethodBytes, Verdict},
+    snapshot::{groups::GroupId, ProcessCounters, Snapshot},
+};
+
+/// Which labels besides `comm` and `unit`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Labels {
+    /// `pid` on live processes' series (exited ones are summed without it).
+    pub pid: bool,
+    /// `cgroup`: the full path (the collector then groups by it).
+    pub cgroup: bool,
+}
+
+/// The two text formats a scraper may ask for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// Prometheus text format 0.0.4.
+    Prometheus,
+    OpenMetrics,
+}
+
+impl Format {
+    /// OpenMetrics when the scraper's Accept header lists it, else the Prometheus text format
+    /// (what every scraper understands).
+    pub fn from_accept(accept: &str) -> Format {
+        if accept.contains("application/openmetrics-text") {
+            Format::OpenMetrics
+        } else {
+            Format::Prometheus
+        }
+    }
+
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::Prometheus => prometheus_text::CONTENT_TYPE,
+            Format::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        }
+    }
+}
+
+type LabelSet = Vec<(&'static str, String)>;
+
+/// One series' worth of processes: a group, and a live pid when pids are labels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct SeriesKey {
+    group: GroupId,
+    pid: Option<u32>,
+}
+
+/// The families of one scrape.
+struct Families {
+    calls: Family<LabelSet, Counter>,
+    errors: Family<LabelSet, Counter>,
+    bytes: Family<LabelSet, Counter>,
+    transitions: Family<LabelSet, Counter>,
+    exited: Family<LabelSet, Counter>,
+    processes: Family<LabelSet, Gauge>,
+    dropped: Family<LabelSet, Counter>,
+    dropped_bytes: Family<LabelSet, Counter>,
+    overflowed: Counter,
+    build_info: Family<LabelSet, Gauge>,
+}
+
+impl Families {
+    fn registry(&self) -> Registry {
+        let mut r = Registry::with_prefix("zerocopy");
+        r.register(
+            "syscall_calls",
+            "Completed data-path syscalls (failed ones included), per command and syscall",
+            self.calls.clone(),
+        );
+        r.register(
+            "syscall_errors",
+            "Data-path syscalls that returned an error, per command and syscall",
+            self.errors.clone(),
+        );
+        r.register_with_unit(
+            "syscall",
+            "Bytes moved by data-path syscalls, by method: copied (through user memory, by the CPU) or zero_copy (in the kernel: sendfile, splice, copy_file_range, MSG_ZEROCOPY)",
+            Unit::Bytes,
+            self.bytes.clone(),
+        );
+        r.register(
+            "transitions",
+            "User/kernel mode transitions spent on the data path (2 per syscall)",
+            self.transitions.clone(),
+        );
+        r.register(
+            "processes_exited",
+            "Traced processes of the group that exited (their counts stay in the group's counters)",
+            self.exited.clone(),
+        );
+        r.register(
+            "processes",
+            "Live processes with data-path syscalls, by verdict (zero-copy, mixed, copying, idle)",
+            self.processes.clone(),
+        );
+        r.register(
+            "dropped",
+            "Data-path syscalls that could not be attributed to a process, by reason",
+            self.dropped.clone(),
+        );
+        r.register_with_unit(
+            "dropped",
+            "Bytes that could not be attributed to a process, by reason",
+            Unit::Bytes,
+            self.dropped_bytes.clone(),
+        );
+        r.register(
+            "groups_overflowed",
+            "Processes counted under comm=\"other\" because --max-groups groups already had series of their own",
+            self.overflowed.clone(),
+        );
+        r.register(
+            "build_info",
+            "The exporter's version; always 1",
+            self.build_info.clone(),
+        );
+        r
+    }
+}
+
+/// The exposition of `snapshot` in `format`.
+pub fn exposition(snapshot: Snapshot, labels: Labels, format: Format) -> String {
+    let families = Families {
+        calls: Family::default(),
+        errors: Family::default(),
+        bytes: Family::default(),
+        transitions: Family::default(),
+        exited: Family::default(),
+        processes: Family::default(),
+        dropped: Family::default(),
+        dropped_bytes: Family::default(),
+        overflowed: Counter::default(),
+        build_info: Family::default(),
+    };
+
+    // Each series' processes added up: folded exits, then every process of the snapshot.
+    let mut series: BTreeMap<SeriesKey, ProcessCounters> = BTreeMap::new();
+    for (id, group) in snapshot.groups.iter().enumerate() {
+        if group.exited > 0 {
+            series
+                .entry(SeriesKey {
+                    group: id as GroupId,
+                    pid: None,
+                })
+                .or_default()
+                .add(&group.counters);
+        }
+    }
+    for p in &snapshot.processes {
+        let pid = (labels.pid && !p.exited).then_some(p.pid);
+        series
+            .entry(SeriesKey {
+                group: p.group,
+                pid,
+            })
+            .or_default()
+            .add(&p.counters);
+    }
+    let mut exited_by_group: BTreeMap<GroupId, u64> = BTreeMap::new();
+    for (id, group) in snapshot.groups.iter().enumerate() {
+        *exited_by_group.entry(id as GroupId).or_default() += group.exited;
+    }
+    for p in snapshot.processes.iter().filter(|p| p.exited) {
+        *exited_by_group.entry(p.group).or_default() += 1;
+    }
+
+    let group_labels = |id: GroupId, pid: Option<u32>| -> LabelSet {
+        let mut set: LabelSet = Vec::with_capacity(4);
+        if let Some(group) = snapshot.groups.get(id as usize) {
+            set.push(("comm", group.key.comm.clone()));
+            set.push(("unit", group.key.unit.clone()));
+            if labels.cgroup {
+                set.push(("cgroup", group.key.cgroup.clone()));
+            }
+        }
+        if let Some(pid) = pid {
+            set.push(("pid", pid.to_string()));
+        }
+        set
+    };
+
+    for (key, counters) in &series {
+        let base = group_labels(key.group, key.pid);
+        let analysis = analyse(counters);
+        if analysis.cost.calls == 0 && analysis.cost.ops == 0 {
+            continue;
+        }
+        families
+            .transitions
+            .get_or_create(&base)
+            .inc_by(analysis.cost.transitions);
+        // io_uring operations are series of their own under `syscall`, named as flows name
+        // them (`io_uring READ`): a sum over the label stays every data path's.
+        let sends = &analysis.cost.zero_copy_sends;
+        for (_, path, c) in counters.rows() {
+            if c.calls == 0 {
+                continue;
+            }
+            let name = if path.io_uring {
+                path.display
+            } else {
+                path.name
+            };
+            let mut with_syscall = base.clone();
+            with_syscall.push(("syscall", name.to_string()));
+            families.calls.get_or_create(&with_syscall).inc_by(c.calls);
+            families
+                .errors
+                .get_or_create(&with_syscall)
+                .inc_by(c.errors);
+            let split = MethodBytes::of(&path, c, sends);
+            // The path a syscall takes by nature always has a series (so a sum over it starts
+            // at 0); the other only once bytes took it (a confirmed zero-copy send, O_DIRECT).
+            let copies = matches!(path.method, Method::UserCopy | Method::ZeroCopySend);
+            for (method, bytes, natural) in [
+                ("copied", split.copied, copies),
+                ("zero_copy", split.zero_copy, !copies),
+            ] {
+                if natural || bytes > 0 {
+                    let mut with_method = with_syscall.clone();
+                    with_method.push(("method", method.to_string()));
+                    families.bytes.get_or_create(&with_method).inc_by(bytes);
+                }
+            }
+        }
+    }
+    for (id, exited) in exited_by_group {
+        if exited > 0 {
+            families
+                .exited
+                .get_or_create(&group_labels(id, None))
+                .inc_by(exited);
+        }
+    }
+
+    let dropped = snapshot.dropped;
+    let overflowed = snapshot.groups_overflowed;
+    // The verdicts are those of the report: the analysis of each live process.
+    let live = Analysed::of(Snapshot {
+        processes: snapshot
+            .processes
+            .into_iter()
+            .filter(|p| !p.exited)
+            .collect(),
+        groups: Vec::new(),
+        groups_overflowed: 0,
+        dropped,
+    });
+    for verdict in [
+        Verdict::ZeroCopy,
+        Verdict::Mixed,
+        Verdict::Copying,
+        Verdict::Idle,
+    ] {
+        let n = live
+            .processes
+            .iter()
+            .filter(|p| p.analysis.cost.verdict() == verdict)
+            .count();
+        families
+            .processes
+            .get_or_create(&vec![("verdict", verdict.as_str().to_string())])
+            .set(n as i64);
+    }
+    for (name, d) in drop_reason::NAMES.iter().zip(&dropped) {
+        let set: LabelSet = vec![("reason", name.to_string())];
+        families.dropped.get_or_create(&set).inc_by(d.calls);
+        families.dropped_bytes.get_or_create(&set).inc_by(d.bytes);
+    }
+    families.overflowed.inc_by(overflowed);
+    families
+        .build_info
+        .get_or_create(&vec![("version", env!("CARGO_PKG_VERSION").to_string())])
+        .set(1);
+
+    let registry = families.registry();
+    let mut out = String::new();
+    // Writing into a String cannot fail.
+    let _ = match format {
+        Format::Prometheus => prometheus_text::encode(&mut out, &registry),
+        Format::OpenMetrics => text::encode(&mut out, &registry),
+    };
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::snapshot::{
+        groups::{Group, GroupKey},
+        ProcessRecord,
+    };
+
+    fn group(comm: &str, unit: &str, exited: u64, entries: &[(&str, u64, u64)]) -> Group {
+        Group {
+            key: GroupKey {
+                comm: comm.into(),
+                unit: unit.into(),
+                cgroup: format!("/system.slice/{unit}"),
+            },
+            exited,
+            counters: crate::snapshot::fixtures::served(entries),
+        }
+    }
+
+    fn process(
+        pid: u32,
+        group: GroupId,
+        exited: bool,
+        entries: &[(&str, u64, u64)],
+    ) -> ProcessRecord {
+        ProcessRecord {
+            pid,
+            ppid: 1,
+            comm: String::new(),
+            exited,
+            seq: u64::from(exited),
+            group,
+            counters: crate::snapshot::fixtures::served(entries),
+        }
+    }
+
+    fn fixture() -> Snapshot {
+        let mut dropped: crate::snapshot::Dropped = Default::default();
+        dropped[drop_reason::EXIT_LOST as usize].calls = 3;
+        dropped[drop_reason::EXIT_LOST as usize].bytes = 300;
+        Snapshot {
+            processes: vec![
+                process(10, 1, false, &[("sendfile64", 4, 4000)]),
+                process(11, 1, false, &[("read", 2, 200), ("write", 2, 200)]),
+                process(12, 2, true, &[("read", 1, 7)]),
+            ],
+            groups: vec![
+                group("other", "", 0, &[]),
+                group("nginx", "nginx.service", 5, &[("sendfile64", 5, 5000)]),
+                group("cat", "", 0, &[]),
+            ],
+            groups_overflowed: 4,
+            dropped,
+        }
+    }
+
+    /// The sample lines of a text exposition, as a sorted list.
+    fn samples(text: &str) -> Vec<&str> {
+        let mut lines: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
+        lines.sort_unstable();
+        lines
+    }
+
+    #[test]
+    fn groups_add_folded_exits_and_live_processes() {
+        let text = exposition(fixture(), Labels::default(), Format::Prometheus);
+        let s = samples(&text);
+        for want in [
+            r#"zerocopy_syscall_bytes_total{comm="nginx",unit="nginx.service",syscall="sendfile64",method="zero_copy"} 9000"#,
+            r#"zerocopy_syscall_bytes_total{comm="nginx",unit="nginx.service",syscall="read",method="copied"} 200"#,
+            r#"zerocopy_syscall_bytes_total{comm="nginx",unit="nginx.service",syscall="write",method="copied"} 200"#,
+            r#"zerocopy_syscall_calls_total{comm="nginx",unit="nginx.service",syscall="sendfile64"} 9"#,
+            r#"zerocopy_syscall_errors_total{comm="nginx",unit="nginx.service",syscall="sendfile64"} 0"#,
+            r#"zerocopy_transitions_total{comm="nginx",unit="nginx.service"} 26"#,
+            r#"zerocopy_processes_exited_total{comm="nginx",unit="nginx.service"} 5"#,
+            r#"zerocopy_syscall_bytes_total{comm="cat",unit="",syscall="read",method="copied"} 7"#,
+            r#"zerocopy_processes_exited_total{comm="cat",unit=""} 1"#,
+            r#"zerocopy_processes{verdict="zero-copy"} 1"#,
+            r#"zerocopy_processes{verdict="copying"} 1"#,
+            r#"zerocopy_processes{verdict="mixed"} 0"#,
+            r#"zerocopy_dropped_total{reason="exit_lost"} 3"#,
+            r#"zerocopy_dropped_bytes_total{reason="exit_lost"} 300"#,
+            r#"zerocopy_dropped_total{reason="missing_enter"} 0"#,
+            "zerocopy_groups_overflowed_total 4",
+        ] {
+            assert!(s.contains(&want), "missing {want} in:\n{text}");
+        }
+        assert!(
+            s.iter()
+                .any(|l| l.starts_with("zerocopy_build_info{version=")),
+            "{text}"
+        );
+        // An empty group has no series; no pid or cgroup unless asked.
+        assert!(!s.iter().any(|l| l.contains(r#"comm="other""#)), "{text}");
+        assert!(
+            !s.iter()
+                .any(|l| l.contains("pid=") || l.contains("cgroup=")),
+            "{text}"
+        );
+        assert!(
+            text.contains("# TYPE zerocopy_syscall_bytes_total counter"),
+            "{text}"
+        );
+        assert!(!text.contains("# EOF"));
+    }
+
+    #[test]
+    fn pids_label_live_processes_only() {
+        let labels = Labels {
+            pid: true,
+            cgroup: true,
+        };
+        let text = exposition(fixture(), labels, Format::Prometheus);
+        let s = samples(&text);
+        for want in [
+            r#"zerocopy_syscall_bytes_total{comm="nginx",unit="nginx.service",cgroup="/system.slice/nginx.service",pid="10",syscall="sendfile64",method="zero_copy"} 4000"#,
+            r#"zerocopy_syscall_bytes_total{comm="nginx",unit="nginx.service",cgroup="/system.slice/nginx.service",syscall="sendfile64",method="zero_copy"} 5000"#,
+            r#"zerocopy_syscall_bytes_total{comm="cat",unit="",cgroup="/system.slice/",syscall="read",method="copied"} 7"#,
+        ] {
+            assert!(s.contains(&want), "missing {want} in:\n{text}");
+        }
+    }
+
+    #[test]
+    fn openmetrics_when_asked() {
+        assert_eq!(
+            Format::from_accept("application/openmetrics-text;version=1.0.0,text/plain;q=0.5"),
+            Format::OpenMetrics
+        );
+        assert_eq!(Format::from_accept("text/plain"), Format::Prometheus);
+        assert_eq!(Format::from_accept(""), Format::Prometheus);
+        let text = exposition(fixture(), Labels::default(), Format::OpenMetrics);
+        assert!(text.ends_with("# EOF\n"), "{text}");
+        assert!(
+            text.contains("# UNIT zerocopy_syscall_bytes bytes"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn an_empty_snapshot_still_has_the_machine_families() {
+        let snapshot = Snapshot {
+            processes: vec![],
+            groups: vec![group("other", "", 0, &[])],
+            groups_overflowed: 0,
+            dropped: Default::default(),
+        };
+        let text = exposition(snapshot, Labels::default(), Format::Prometheus);
+        assert!(
+            text.contains(r#"zerocopy_processes{verdict="idle"} 0"#),
+            "{text}"
+        );
+        assert!(
+            text.contains("zerocopy_groups_overflowed_total 0"),
+            "{text}"
+        );
+        assert!(!text.contains("zerocopy_syscall_calls_total{"), "{text}");
+    }
+}

@@ -1,0 +1,279 @@
+//! The sentences every output prints of the model's values: a finding, a flow. Outputs (the
+//! table, the JSON, the dashboard) call these instead of wording things themselves, so a
+//! finding reads the same wherever it shows.
+
+use zerocopy_trace_common::fd_kind;
+
+use crate::{
+    correlate::{End, Finding, Flow},
+    model::ZeroCopySends,
+    output::human,
+};
+
+/// `file->tcp via sendfile 1.0 MiB`
+pub fn flow(f: &Flow) -> String {
+    format!(
+        "{}->{} via {} {}",
+        f.source.name(),
+        f.destination.name(),
+        f.via.label,
+        human::bytes(f.bytes)
+    )
+}
+
+/// Serving a file over TLS encrypted in user space (Kafka's TLS listener, nginx with ssl) is the
+/// common reason a sendfile server relays instead; the agent cannot see the TLS, so it says when
+/// that would be the cause, and the way out.
+fn tls_clause(relay: &Flow) -> &'static str {
+    if relay.source.is_storage() && relay.destination == End::Fd(fd_kind::TCP) {
+        "; if the socket carries TLS, user-space TLS forces this copy: kernel TLS (kTLS) lets sendfile() encrypt in the kernel"
+    } else {
+        ""
+    }
+}
+
+/// One line for an operator about process `comm[pid]`.
+pub fn finding(comm: &str, pid: u32, finding: &Finding) -> String {
+    let who = format!("{comm}[{pid}]");
+    match finding {
+        Finding::NothingMoved { calls } => {
+            format!("{who}: {} data-path calls, no bytes moved", human::count(*calls))
+        }
+        Finding::Relay {
+            flow,
+            cpu_copied_bytes,
+            transitions,
+            remedy,
+            remedy_transitions,
+        } => format!(
+            "{who}: {} {}->{} through user space: {} of CPU copies and {} transitions; {} would copy none of it and spend {} transitions{}",
+            human::bytes(flow.bytes),
+            flow.source.name(),
+            flow.destination.name(),
+            human::bytes(*cpu_copied_bytes),
+            human::count(*transitions),
+            remedy.call(),
+            human::count(*remedy_transitions),
+            tls_clause(flow),
+        ),
+        Finding::ZeroCopy { ratio, moved, flow } => format!(
+            "{who}: {} of {} moved {}->{} by {}: zero copy achieved",
+            human::percent(Some(*ratio)),
+            human::bytes(*moved),
+            flow.source.name(),
+            flow.destination.name(),
+            flow.via.label
+        ),
+        Finding::ZeroCopySendsNotConfirmed { sends } => format!("{who}: {}", unconfirmed(sends)),
+        Finding::ZeroCopyWithoutMover {
+            ratio,
+            moved,
+            pinned,
+        } => {
+            let how = match pinned {
+                Some((source, destination)) => format!(
+                    "{}->{} with zero-copy sends the kernel confirmed",
+                    source.name(),
+                    destination.name()
+                ),
+                None => "in the kernel".to_string(),
+            };
+            format!(
+                "{who}: {} of {} moved {how}: zero copy achieved",
+                human::percent(Some(*ratio)),
+                human::bytes(*moved),
+            )
+        }
+        Finding::Copying {
+            ratio,
+            moved,
+            copied,
+            largest,
+        } => format!(
+            "{who}: {} zero copy of {} moved; {} copied through user space{}",
+            human::percent(Some(*ratio)),
+            human::bytes(*moved),
+            human::bytes(*copied),
+            largest
+                .as_ref()
+                .map(|f| format!(
+                    " (largest: {}->{}, {})",
+                    f.source.name(),
+                    f.destination.name(),
+                    human::bytes(f.bytes)
+                ))
+                .unwrap_or_default()
+        ),
+    }
+}
+
+/// Zero-copy sends the kernel did not confirm: what it copied, and what no notice covered.
+fn unconfirmed(sends: &ZeroCopySends) -> String {
+    let api = match (sends.by_syscall, sends.by_io_uring) {
+        (true, true) => "MSG_ZEROCOPY and SEND_ZC",
+        (false, true) => "SEND_ZC",
+        _ => "MSG_ZEROCOPY",
+    };
+    let (copied, unconfirmed) = (sends.kernel_copied(), sends.unconfirmed());
+    let mut text = if copied > 0 {
+        format!(
+            "{api} requested, but the kernel copied {} of {} sends: loopback, veth and NICs without scatter-gather fall back to copying",
+            human::count(copied),
+            human::count(sends.sends)
+        )
+    } else {
+        format!(
+            "{api} requested on {} sends ({}), none confirmed by the kernel",
+            human::count(sends.sends),
+            human::bytes(sends.bytes)
+        )
+    };
+    if unconfirmed > 0 {
+        let why = if sends.by_io_uring && !sends.by_syscall {
+            "no notification with a usage report (IORING_SEND_ZC_REPORT_USAGE)"
+        } else {
+            "no completion notice read from the socket's error queue"
+        };
+        text += &format!(
+            "; {} unconfirmed ({why}), counted as copied",
+            human::count(unconfirmed)
+        );
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use zerocopy_trace_common::syscalls::syscall_id;
+
+    use super::*;
+    use crate::{
+        analysis::analyse,
+        snapshot::{
+            fixtures::{with, CHAR, FILE, TCP},
+            ProcessCounters,
+        },
+    };
+
+    fn sentence(comm: &str, pid: u32, counters: &ProcessCounters) -> String {
+        finding(comm, pid, &analyse(counters).finding)
+    }
+
+    #[test]
+    fn a_sendfile_server_achieves_zero_copy() {
+        let c = with(&[
+            ("sendfile64", 16, 1 << 20, Some(FILE), Some(TCP)),
+            ("read", 2, 100, Some(TCP), None),
+        ]);
+        let f = sentence("nginx", 4121, &c);
+        assert!(
+            f.starts_with(
+                "nginx[4121]: 100.0% of 1.0 MiB moved file->tcp by sendfile: zero copy achieved"
+            ),
+            "{f}"
+        );
+        assert_eq!(
+            flow(&analyse(&c).flows[0]),
+            "file->tcp via sendfile 1.0 MiB"
+        );
+    }
+
+    #[test]
+    fn a_relay_states_its_cost_and_the_remedy() {
+        // 512 MiB file -> tcp in 64 KiB chunks: 8192 reads, 8192 writes.
+        let c = with(&[
+            ("read", 8192, 512 << 20, Some(FILE), None),
+            ("write", 8192, 512 << 20, None, Some(TCP)),
+        ]);
+        assert_eq!(
+            sentence("python3", 880, &c),
+            "python3[880]: 512.0 MiB file->tcp through user space: 1.0 GiB of CPU copies and 32 768 transitions; sendfile() would copy none of it and spend 16 384 transitions; if the socket carries TLS, user-space TLS forces this copy: kernel TLS (kTLS) lets sendfile() encrypt in the kernel"
+        );
+    }
+
+    #[test]
+    fn a_tcp_proxy_relay_recommends_splice() {
+        let c = with(&[
+            ("recvfrom", 80, 5 << 20, Some(TCP), None),
+            ("sendto", 80, 5 << 20, None, Some(TCP)),
+        ]);
+        let f = sentence("socat", 9, &c);
+        assert!(
+            f.contains("tcp->tcp through user space") && f.contains("splice()"),
+            "{f}"
+        );
+        assert!(!f.contains("TLS"), "only file->tcp relays name TLS: {f}");
+    }
+
+    #[test]
+    fn a_receiving_client_is_copying() {
+        let c = with(&[("recvfrom", 3, 3000, Some(TCP), None)]);
+        let f = sentence("curl", 5, &c);
+        assert!(f.contains("0.0% zero copy of 2.9 KiB moved"), "{f}");
+    }
+
+    /// 256 MSG_ZEROCOPY sends of 16 MiB, and notices read for `notified` of them, `copied`
+    /// of which the kernel copied.
+    fn zerocopy_sender(notified: u64, copied: u64) -> ProcessCounters {
+        let mut c = with(&[
+            ("sendto", 256, 16 << 20, None, Some(TCP)),
+            ("recvmsg", 4, 0, Some(TCP), None),
+        ]);
+        let sendto = c.syscall_mut(syscall_id("sendto").expect("traced"));
+        (sendto.msg_zerocopy_bytes, sendto.zerocopy_sends) = (16 << 20, 256);
+        let recvmsg = c.syscall_mut(syscall_id("recvmsg").expect("traced"));
+        (recvmsg.zerocopy_notified, recvmsg.zerocopy_copied) = (notified, copied);
+        c
+    }
+
+    #[test]
+    fn zero_copy_sends_are_judged_by_the_kernel() {
+        assert_eq!(
+            sentence("srv", 3, &zerocopy_sender(256, 0)),
+            "srv[3]: 100.0% of 16.0 MiB moved process->tcp with zero-copy sends the kernel confirmed: zero copy achieved"
+        );
+        assert_eq!(
+            sentence("srv", 3, &zerocopy_sender(256, 256)),
+            "srv[3]: MSG_ZEROCOPY requested, but the kernel copied 256 of 256 sends: loopback, veth and NICs without scatter-gather fall back to copying"
+        );
+        assert_eq!(
+            sentence("srv", 3, &zerocopy_sender(200, 200)),
+            "srv[3]: MSG_ZEROCOPY requested, but the kernel copied 200 of 256 sends: loopback, veth and NICs without scatter-gather fall back to copying; 56 unconfirmed (no completion notice read from the socket's error queue), counted as copied"
+        );
+        assert_eq!(
+            sentence("srv", 3, &zerocopy_sender(0, 0)),
+            "srv[3]: MSG_ZEROCOPY requested on 256 sends (16.0 MiB), none confirmed by the kernel; 256 unconfirmed (no completion notice read from the socket's error queue), counted as copied"
+        );
+    }
+
+    #[test]
+    fn direct_io_is_zero_copy() {
+        let mut c = with(&[("pread64", 1024, 64 << 20, Some(FILE), None)]);
+        c.syscall_mut(syscall_id("pread64").expect("traced"))
+            .direct_bytes = 64 << 20;
+        assert_eq!(
+            sentence("fio", 7, &c),
+            "fio[7]: 100.0% of 64.0 MiB moved file->process by direct I/O: zero copy achieved"
+        );
+    }
+
+    #[test]
+    fn a_download_to_dev_null_is_not_told_to_splice() {
+        let c = with(&[
+            ("recvfrom", 1024, 64 << 20, Some(TCP), None),
+            ("write", 1024, 64 << 20, None, Some(CHAR)),
+        ]);
+        let f = sentence("curl", 5, &c);
+        assert!(!f.contains("splice"), "{f}");
+        assert!(f.contains("(largest: tcp->char, 64.0 MiB)"), "{f}");
+    }
+
+    #[test]
+    fn nothing_moved() {
+        let c = with(&[("read", 3, 0, None, None)]);
+        assert_eq!(
+            sentence("x", 1, &c),
+            "x[1]: 3 data-path calls, no bytes moved"
+        );
+    }
+}

@@ -1,0 +1,140 @@
+//! An attached trace: the programs loaded and attached for the resolved targets, the maps they
+//! count into, and the collector that reads them. Starting one drops every capability but
+//! CAP_BPF; finishing one detaches first, then takes the final snapshot.
+
+use anyhow::{Context, Result};
+
+use super::targets::Targets;
+use crate::{
+    collect::{Collector, Retention},
+    kernel::{
+        attach::{self, Limits, Tracer},
+        maps::Maps,
+        plan::{self, Hook},
+        preflight,
+    },
+    snapshot::{Occupancy, Snapshot},
+    system::privileges,
+};
+
+/// Process names are learned at least every this many ticks (1 s).
+const NAME_REFRESH_TICKS: u64 = 10;
+
+/// How the kernel side is set up.
+#[derive(Clone, Copy, Debug)]
+pub struct TraceOptions {
+    /// `None`: the default for this machine's CPU count.
+    pub max_processes: Option<u32>,
+    pub hook: Hook,
+}
+
+pub struct Trace {
+    tracer: Tracer,
+    maps: Maps,
+    collector: Collector,
+    /// Syscalls this kernel has no tracepoints for.
+    not_covered: Vec<&'static str>,
+    ticks: u64,
+    /// The tick of the last walk of the live map (a snapshot, or `learn_names`).
+    last_walk: u64,
+}
+
+/// A finished trace: everything counted, and the state the kernel maps were left in.
+pub struct Finished {
+    pub snapshot: Snapshot,
+    pub not_covered: Vec<&'static str>,
+    /// Entries left in the kernel maps when the trace ended.
+    pub occupancy: Occupancy,
+}
+
+impl Trace {
+    /// Checks privileges and tracefs, plans, loads and attaches, and registers the targets.
+    /// `extra_pid` is the stopped child of `run`, registered before it may run.
+    pub fn start(
+        targets: &Targets,
+        extra_pid: Option<u32>,
+        options: &TraceOptions,
+        retention: Retention,
+    ) -> Result<Trace> {
+        let ready = preflight::check()?;
+        let resolved = targets.resolve(extra_pid, options.hook)?;
+        let mut collector = Collector::new(retention);
+        if let Some(pid) = extra_pid {
+            // Forked by us before attach: the kernel never saw that fork.
+            collector.remember_parent(pid, std::process::id());
+        }
+        let plan = plan::for_this_kernel(&ready.tracefs, &resolved.scope, ready.cpus)?;
+        let max_processes = options
+            .max_processes
+            .unwrap_or_else(|| attach::default_max_processes(ready.cpus));
+        let (tracer, mut maps) = attach::attach(&plan, Limits::for_processes(max_processes))?;
+        for pid in resolved.pids {
+            maps.traced.insert(pid, 1, 0).with_context(|| {
+                format!("registering pid {pid} (more targets than --max-processes?)")
+            })?;
+        }
+        // Attached and registered: from here on the agent only reads and updates maps.
+        privileges::keep_only_bpf()?;
+        // Parsing the kernel's BTF took some megabytes that are free now; hand them back so a
+        // long trace's memory starts from what it really uses.
+        // SAFETY: malloc_trim only releases free heap memory.
+        unsafe { libc::malloc_trim(0) };
+        log::info!(
+            "attached {} syscalls ({} hook); BPF program ids {:?}",
+            plan.covered.len(),
+            tracer.hook.name(),
+            tracer.program_ids
+        );
+        Ok(Trace {
+            tracer,
+            maps,
+            collector,
+            not_covered: plan.not_covered,
+            ticks: 0,
+            // The first tick walks the map.
+            last_walk: 0u64.wrapping_sub(NAME_REFRESH_TICKS),
+        })
+    }
+
+    /// The housekeeping of every tick: keeps the exit ring buffer drained and learns the
+    /// names of live processes.
+    pub fn tick(&mut self) -> Result<()> {
+        self.collector.drain_exits(&mut self.maps.exits);
+        self.tracer.flush_kernel_log();
+        // Learn names while processes are alive (a process that dies after detach is still
+        // reported under its name), but only once a second: walking the map costs a syscall
+        // per entry, while draining the ring buffer costs none.
+        // A snapshot learns the names of every live process too, so a second walk is skipped
+        // when one was taken within the second (every refresh of a dashboard or report).
+        self.ticks = self.ticks.wrapping_add(1);
+        if self.ticks.wrapping_sub(self.last_walk) >= NAME_REFRESH_TICKS {
+            self.collector.learn_names(&self.maps);
+            self.last_walk = self.ticks;
+        }
+        Ok(())
+    }
+
+    /// Ticks so far.
+    #[cfg_attr(not(feature = "test-hooks"), allow(dead_code))]
+    pub fn ticks(&self) -> u64 {
+        self.ticks
+    }
+
+    /// Everything counted so far, while staying attached.
+    pub fn snapshot(&mut self) -> Result<Snapshot> {
+        self.last_walk = self.ticks;
+        self.collector.snapshot(&mut self.maps)
+    }
+
+    /// Detaches, then takes the final snapshot: with no program attached no exit record can be
+    /// in flight, so draining the ring buffer and then reading the live map counts every
+    /// process exactly once.
+    pub fn finish(mut self) -> Result<Finished> {
+        self.tracer.detach();
+        Ok(Finished {
+            snapshot: self.collector.snapshot(&mut self.maps)?,
+            not_covered: self.not_covered,
+            occupancy: self.maps.occupancy(),
+        })
+    }
+}
