@@ -17,9 +17,13 @@
 
 use core::ptr::{read_volatile, write_volatile};
 
-use aya_ebpf::helpers::bpf_get_current_task_btf;
+use aya_ebpf::{helpers::bpf_get_current_task_btf, macros::map, maps::PerCpuArray};
 
-use crate::{config, fd_kind, maps::CURRENT_THREAD};
+use crate::{config, fd_kind};
+
+/// The thread each CPU last asked the kernel about.
+#[map]
+static CURRENT_THREAD: PerCpuArray<Remembered> = PerCpuArray::with_max_entries(1, 0);
 
 /// The thread a CPU last asked the kernel about.
 #[repr(C)]

@@ -22,9 +22,9 @@ use crate::{
     config,
     counters::{record, record_notice, Call},
     fd_kind::{of_fd, of_file, read},
-    fields::Slots,
     maps::IO_URING_INFLIGHT,
     syscall::is_traced,
+    words::Words,
 };
 
 /// The index of `SEND_ZC` in `IO_URING_OPS`: where notifications whose send was not seen are
@@ -46,7 +46,7 @@ pub fn io_uring_submit(ctx: TracePointContext) -> u32 {
 #[inline(always)]
 fn on_submit(ctx: &TracePointContext) -> Option<()> {
     let cfg = config::io_uring();
-    let slots = Slots::<8>::read(ctx)?;
+    let slots = Words::<8>::read(ctx)?;
     let opcode = slots.u8_at(cfg.submit_opcode_offset as usize)?;
     let op = config::io_uring_op_of(opcode)?;
     let tgid = current_tgid();
@@ -106,7 +106,7 @@ pub fn io_uring_complete(ctx: TracePointContext) -> u32 {
 #[inline(always)]
 fn on_complete(ctx: &TracePointContext) -> Option<()> {
     let cfg = config::io_uring();
-    let slots = Slots::<8>::read(ctx)?;
+    let slots = Words::<8>::read(ctx)?;
     let req = slots.at(cfg.complete_req_offset as usize)?;
     let res = slots.u32_at(cfg.complete_res_offset as usize)? as i32;
     let cflags = slots.u32_at(cfg.complete_cflags_offset as usize)?;

@@ -19,13 +19,13 @@ mod counters;
 mod current;
 mod empty;
 mod fd_kind;
-mod fields;
 mod hot_slot;
 mod io_uring;
 mod maps;
 mod process;
 mod stage;
 mod syscall;
+mod words;
 
 #[cfg(not(test))]
 #[panic_handler]

@@ -1,7 +1,6 @@
 //! The maps shared with the agent. Sizes here are defaults: the loader resizes the process and
 //! thread maps from its `--max-processes` setting before load.
 
-use crate::{current::Remembered, stage::Staged};
 use aya_ebpf::{
     macros::map,
     maps::{HashMap, LruHashMap, PerCpuArray, PerCpuHashMap, RingBuf},
@@ -45,9 +44,9 @@ pub static TRACED: HashMap<u32, u32> = HashMap::with_max_entries(16384, 0);
 #[map]
 pub static PARENTS: HashMap<u32, u32> = HashMap::with_max_entries(65536, 0);
 
-/// Final counts of exited processes for the agent: one `ExitRecord` (272 bytes) per id a
-/// process used, room for some 15 000 between two drains (every 100 ms). The agent maps it,
-/// so its size is also agent memory.
+/// Final counts of exited processes for the agent: one `ExitRecord` per id a process used,
+/// room for some 15 000 between two drains (every 100 ms). The agent maps it, so its size is
+/// also agent memory.
 #[map]
 pub static EXITS: RingBuf = RingBuf::with_byte_size(4 << 20, 0);
 
@@ -57,14 +56,6 @@ pub const MMSG_BATCH: usize = 16;
 /// Scratch space for a batch of `struct mmsghdr`s: too large for the 512-byte stack.
 #[map]
 pub static MMSG_SCRATCH: PerCpuArray<[u8; MMSG_BATCH * 64]> = PerCpuArray::with_max_entries(1, 0);
-
-/// The thread each CPU last asked the kernel about, for the typed hook (see `current`).
-#[map]
-pub static CURRENT_THREAD: PerCpuArray<Remembered> = PerCpuArray::with_max_entries(1, 0);
-
-/// Where the exit programs park a call while its fds' kinds are resolved (see `stage`).
-#[map]
-pub static STAGE: PerCpuArray<Staged> = PerCpuArray::with_max_entries(1, 0);
 
 /// What could not be attributed, by `drop_reason`.
 #[map]

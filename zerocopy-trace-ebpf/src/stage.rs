@@ -12,7 +12,11 @@
 
 use core::ptr::{read_volatile, write_volatile};
 
-use crate::maps::STAGE;
+use aya_ebpf::{macros::map, maps::PerCpuArray};
+
+/// Each CPU's parked call.
+#[map]
+static STAGE: PerCpuArray<Staged> = PerCpuArray::with_max_entries(1, 0);
 
 /// A call's figures while its kinds are resolved.
 #[repr(C)]

@@ -33,15 +33,15 @@ use crate::{
     config,
     counters::{dropped, record, Call},
     current, fd_kind,
-    fields::Slots,
     maps::{MMSG_BATCH, MMSG_SCRATCH, PENDING, TRACED},
     stage::{self, Staged},
+    words::Words,
 };
 
-/// Slots of an enter record: `__syscall_nr` and up to six arguments.
-type EnterSlots = Slots<8>;
-/// Slots of an exit record: `__syscall_nr` and `ret` (and one spare: a power of two).
-type ExitSlots = Slots<4>;
+/// Words of an enter record: `__syscall_nr` and up to six arguments.
+type EnterWords = Words<8>;
+/// Words of an exit record: `__syscall_nr` and `ret` (and one spare: a power of two).
+type ExitWords = Words<4>;
 
 /// A syscall's arguments, whichever hook delivered them: `role` is one of `argument`'s, and
 /// `syscall` says where that argument is, if the syscall has it.
@@ -50,7 +50,7 @@ trait Arguments {
 }
 
 /// The classic tracepoint: the record itself is laid out as its format file says.
-impl Arguments for EnterSlots {
+impl Arguments for EnterWords {
     #[inline(always)]
     fn get(&self, syscall: &SyscallConfig, role: u32) -> Option<u64> {
         let offset = match role {
@@ -67,7 +67,7 @@ impl Arguments for EnterSlots {
 }
 
 /// The raw hook: argument `i` is in the `i`-th argument register.
-struct Registers(Slots<8>);
+struct Registers(Words<8>);
 
 impl Arguments for Registers {
     #[inline(always)]
@@ -139,14 +139,14 @@ pub fn is_traced(tgid: u32) -> bool {
 /// The syscall id of the tracepoint being run, from `__syscall_nr` (an int: the low half of
 /// its slot).
 #[inline(always)]
-fn current_syscall<const N: usize>(slots: &Slots<N>) -> Option<u32> {
+fn current_syscall<const N: usize>(slots: &Words<N>) -> Option<u32> {
     let nr = slots.at(config::nr_offset())? as i32;
     config::syscall_of_nr(nr)
 }
 
 #[tracepoint]
 pub fn syscall_enter(ctx: TracePointContext) -> u32 {
-    if let Some(slots) = EnterSlots::read(&ctx) {
+    if let Some(slots) = EnterWords::read(&ctx) {
         if let Some(id) = current_syscall(&slots) {
             on_enter(id, &slots);
         }
@@ -234,7 +234,7 @@ fn on_enter(id: u32, args: &impl Arguments) {
 
 #[tracepoint]
 pub fn syscall_exit(ctx: TracePointContext) -> u32 {
-    if let Some(slots) = ExitSlots::read(&ctx) {
+    if let Some(slots) = ExitWords::read(&ctx) {
         if let Some(id) = current_syscall(&slots) {
             on_exit(id, slots.at(config::ret_offset()).map_or(-1, |v| v as i64));
         }
@@ -258,7 +258,7 @@ pub fn raw_syscall_exit(ctx: RawTracePointContext) -> i32 {
     if !is_traced(tgid) {
         return 0;
     }
-    if let Some(window) = Slots::<8>::read_kernel(regs + config::raw_window_start() as u64) {
+    if let Some(window) = Words::<8>::read_kernel(regs + config::raw_window_start() as u64) {
         let ret: i64 = ctx.arg(1);
         count_from_registers(tgid, id, ret, &Registers(window), &fd_kind::of_fd);
     }

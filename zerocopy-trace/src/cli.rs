@@ -122,7 +122,7 @@ impl OutputArgs {
 #[derive(Debug, Args)]
 pub struct TraceArgs {
     /// Most processes counted at once; past it, counts are reported as dropped. Default: 8192,
-    /// fewer on machines with many CPUs (the kernel keeps about 1.1 KiB per process and CPU).
+    /// fewer on machines with many CPUs (the kernel keeps its counters per process and CPU).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub max_processes: Option<u32>,
     /// Where the programs hook in: `btf` (one program on the BTF-typed sys_exit tracepoint, for

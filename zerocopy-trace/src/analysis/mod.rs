@@ -1,5 +1,8 @@
 //! Everything the outputs show of a process, computed once per snapshot: its cost, its flows
-//! and its finding. The table, the JSON, the dashboard and the exporter only format these.
+//! and its finding; and the series a metrics exporter shows (`series`). The table, the JSON,
+//! the dashboard and the exporter only format these.
+
+pub mod series;
 
 use crate::{
     correlate::{self, Finding, Flow},
@@ -16,15 +19,17 @@ pub struct Analysis {
     pub finding: Finding,
 }
 
-/// The analysis of one process's counters.
-pub fn analyse(counters: &ProcessCounters) -> Analysis {
-    let cost = Cost::of(counters);
-    let flows = correlate::flows(counters);
-    let finding = correlate::finding(&cost, &flows);
-    Analysis {
-        cost,
-        flows,
-        finding,
+impl Analysis {
+    /// The analysis of one process's counters (or of a group's).
+    pub fn of(counters: &ProcessCounters) -> Analysis {
+        let cost = Cost::of(counters);
+        let flows = correlate::flows(counters);
+        let finding = correlate::finding(&cost, &flows);
+        Analysis {
+            cost,
+            flows,
+            finding,
+        }
     }
 }
 
@@ -49,7 +54,7 @@ pub struct FoldedAnalysis {
 /// largest movers first (then most calls and operations, then pid), the folded groups of
 /// exited processes ranked the same way, and what could not be attributed.
 #[derive(Clone, Debug)]
-pub struct Analysed {
+pub struct SnapshotAnalysis {
     pub processes: Vec<ProcessAnalysis>,
     pub folded: Vec<FoldedAnalysis>,
     /// Processes counted under the `other` group because the group cap was reached.
@@ -57,14 +62,14 @@ pub struct Analysed {
     pub dropped: Dropped,
 }
 
-impl Analysed {
-    pub fn of(snapshot: Snapshot) -> Analysed {
+impl SnapshotAnalysis {
+    pub fn of(snapshot: Snapshot) -> SnapshotAnalysis {
         let mut folded: Vec<FoldedAnalysis> = snapshot
             .groups
             .into_iter()
             .filter(|g| g.exited > 0)
             .map(|g| FoldedAnalysis {
-                analysis: analyse(&g.counters),
+                analysis: Analysis::of(&g.counters),
                 key: g.key,
                 processes: g.exited,
                 counters: g.counters,
@@ -81,7 +86,7 @@ impl Analysed {
             .processes
             .into_iter()
             .map(|record| {
-                let analysis = analyse(&record.counters);
+                let analysis = Analysis::of(&record.counters);
                 ProcessAnalysis { record, analysis }
             })
             .filter(|p| p.analysis.cost.calls > 0 || p.analysis.cost.ops > 0)
@@ -93,7 +98,7 @@ impl Analysed {
                 .then((cb.calls + cb.ops).cmp(&(ca.calls + ca.ops)))
                 .then(a.record.pid.cmp(&b.record.pid))
         });
-        Analysed {
+        SnapshotAnalysis {
             processes,
             folded,
             groups_overflowed: snapshot.groups_overflowed,

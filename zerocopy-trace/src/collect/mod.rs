@@ -68,7 +68,7 @@ pub fn decode_exit(bytes: &[u8]) -> Option<ExitRecord> {
 /// A live process as first learned: its name, parent and group stay what they were then, so
 /// its counts never move from one group to another while it lives or when it exits.
 #[derive(Clone, Debug)]
-struct Known {
+struct LiveProcess {
     info: ProcessInfo,
     group: GroupId,
     /// The walk of the live map that last saw it.
@@ -85,7 +85,7 @@ const EXIT_OVERLAP_NS: u64 = 1_000_000;
 pub struct Collector {
     groups: GroupTable,
     exits: Exits,
-    known: HashMap<u32, Known>,
+    known: HashMap<u32, LiveProcess>,
     /// Walks of the live map so far: entries of `known` not seen in the last two are gone.
     walks: u64,
     cgroups: CgroupPaths,
@@ -180,7 +180,7 @@ impl Collector {
     }
 
     /// Learns a live process: name and parent from /proc, its group from its cgroup.
-    fn learn(&mut self, pid: u32) -> Option<&Known> {
+    fn learn(&mut self, pid: u32) -> Option<&LiveProcess> {
         if !self.known.contains_key(&pid) {
             // Keys of the live map are thread groups: the cheaper leader read is enough.
             let info = procfs::leader_info(pid)?;
@@ -189,7 +189,7 @@ impl Collector {
             let group = self.groups.admit(key);
             self.known.insert(
                 pid,
-                Known {
+                LiveProcess {
                     info,
                     group,
                     seen: self.walks,
@@ -383,13 +383,13 @@ mod tests {
         };
         collector.known.insert(
             5,
-            Known {
+            LiveProcess {
                 info,
                 group: nginx,
                 seen: 0,
             },
         );
-        // Known while alive: its exit keeps that name and group, whatever the record says (the
+        // LiveProcess while alive: its exit keeps that name and group, whatever the record says (the
         // parent the kernel saw fork it wins over /proc's).
         collector.add_exit_record(&exit_record(5, 100, 0, c(1, 10)));
         collector.add_exit_record(&exit_record(5, 100, 1, c(2, 20)));
@@ -430,7 +430,7 @@ mod tests {
         };
         collector.known.insert(
             3,
-            Known {
+            LiveProcess {
                 info,
                 group: OTHER,
                 seen: 0,

@@ -6,7 +6,7 @@ use std::{process::ExitCode, time::Duration};
 use anyhow::Result;
 
 use crate::{
-    analysis::Analysed,
+    analysis::SnapshotAnalysis,
     cli::{OutputArgs, ReportArgs, ReportFormat},
     output::{
         destination,
@@ -67,7 +67,7 @@ pub fn emit(outcome: &Outcome, args: &OutputArgs, max_rows: usize) -> Result<()>
             None => destination::print(&text),
         };
     }
-    let analysed = Analysed::of(outcome.finished.snapshot.clone());
+    let analysed = SnapshotAnalysis::of(outcome.finished.snapshot.clone());
     let report = Report {
         duration: round_to_ms(outcome.elapsed),
         analysed: &analysed,

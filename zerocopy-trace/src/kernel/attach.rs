@@ -8,7 +8,7 @@ use aya::{
     programs::{trace_point::TracePointLinkId, BtfTracePoint, RawTracePoint, TracePoint},
     Ebpf, EbpfLoader,
 };
-use zerocopy_trace_common::{names, RDONLY_CAST_PLACEHOLDER};
+use zerocopy_trace_common::{names, Counters, RDONLY_CAST_PLACEHOLDER};
 
 use super::{
     btf::{offsets, stub},
@@ -68,8 +68,11 @@ impl Limits {
     }
 }
 
+/// What the kernel's hash keeps beside each entry's key and values: its list node, hash and
+/// the pointer to the per-CPU values, rounded up.
+const HASH_ENTRY_OVERHEAD: u64 = 64;
 /// Bytes of kernel memory a counter entry takes per CPU (value, key and hash bookkeeping).
-const COUNTER_ENTRY_BYTES: u64 = 288;
+const COUNTER_ENTRY_BYTES: u64 = size_of::<Counters>() as u64 + HASH_ENTRY_OVERHEAD;
 /// Kernel memory the default `--max-processes` stays within.
 const DEFAULT_COUNTER_BUDGET: u64 = 32 << 20;
 

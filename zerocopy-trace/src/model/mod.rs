@@ -3,6 +3,7 @@
 //! figures. Outputs only format what the model computed.
 
 pub mod cost;
+pub mod deltas;
 pub mod rates;
 
 pub use cost::{Cost, MethodBytes, Verdict, ZeroCopySends, ZERO_COPY_THRESHOLD};

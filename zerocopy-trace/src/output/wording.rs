@@ -148,7 +148,7 @@ mod tests {
 
     use super::*;
     use crate::{
-        analysis::analyse,
+        analysis::Analysis,
         snapshot::{
             fixtures::{with, CHAR, FILE, TCP},
             ProcessCounters,
@@ -156,7 +156,7 @@ mod tests {
     };
 
     fn sentence(comm: &str, pid: u32, counters: &ProcessCounters) -> String {
-        finding(comm, pid, &analyse(counters).finding)
+        finding(comm, pid, &Analysis::of(counters).finding)
     }
 
     #[test]
@@ -173,7 +173,7 @@ mod tests {
             "{f}"
         );
         assert_eq!(
-            flow(&analyse(&c).flows[0]),
+            flow(&Analysis::of(&c).flows[0]),
             "file->tcp via sendfile 1.0 MiB"
         );
     }

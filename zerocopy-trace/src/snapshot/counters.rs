@@ -46,6 +46,19 @@ pub struct Path {
     pub io_uring: bool,
 }
 
+impl Path {
+    /// How a list of paths names this one: a syscall by its tracepoint's name (`sendfile64`),
+    /// an io_uring operation as flows name it (`io_uring READ`), so it is never mistaken for
+    /// the syscall of the same name.
+    pub fn label(&self) -> &'static str {
+        if self.io_uring {
+            self.display
+        } else {
+            self.name
+        }
+    }
+}
+
 /// The path of counter id `id` (the kernel's numbering: syscalls, then io_uring operations).
 pub fn path(id: usize) -> Option<Path> {
     if let Some(s) = SYSCALLS.get(id) {

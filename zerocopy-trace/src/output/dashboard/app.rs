@@ -2,21 +2,23 @@
 //! `update` applies an `Action`. Both are pure (no terminal, no kernel, no clock: time comes in
 //! as an argument), so every change is unit-tested.
 //!
-//! Rates are differences between consecutive snapshots divided by the time between them.
-//! Processes that exit keep their final counts (the collector's exit records); they stay listed,
-//! greyed, for `EXITED_LINGER`, then leave the table for good (they still count in the
-//! machine-wide totals). The collector keeps only the last `EXITED_ROWS` exits one by one and
+//! Rates are differences between consecutive snapshots (the model's `deltas`, which follows
+//! each process across snapshots and its exit) divided by the time between them. Processes
+//! that exit keep their final counts (the collector's exit records); they stay listed, greyed,
+//! for `EXITED_LINGER`, then leave the table for good (they still count in the machine-wide
+//! totals). The collector keeps only the last `EXITED_ROWS` exits one by one and
 //! folds older ones into per-command totals; the header says how many were folded. So the
 //! dashboard's memory is the same whatever the churn.
 
-use std::{
-    collections::{HashMap, VecDeque},
-    time::Duration,
-};
+use std::{collections::VecDeque, time::Duration};
 
 use crate::{
-    analysis::{analyse, Analysis},
-    model::{rates::per_second, Cost, Verdict},
+    analysis::Analysis,
+    model::{
+        deltas::{Deltas, Followed},
+        rates::per_second,
+        Cost, Verdict,
+    },
     snapshot::{Dropped, ProcessCounters, Snapshot},
 };
 
@@ -27,10 +29,6 @@ pub const EXITED_LINGER: Duration = Duration::from_secs(10);
 /// Exited processes the collector keeps one by one for the table; under heavy churn only the
 /// most recent of those that exited within `EXITED_LINGER` are listed.
 pub const EXITED_ROWS: usize = 256;
-/// Snapshots a live process may be missing from before its row goes. A process that exits
-/// between the collector draining exit records and reading the live map is in neither for one
-/// snapshot; keeping its row keeps its baseline, so its exit record is not counted twice.
-const MISSING_GRACE: u32 = 3;
 /// Longest filter text kept.
 const FILTER_MAX: usize = 32;
 
@@ -114,14 +112,6 @@ impl SortKey {
     }
 }
 
-/// Which record of the snapshot a row follows. Exit records are told apart by their order of
-/// exit, so a reused pid gets a row of its own.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-enum Key {
-    Live(u32),
-    Exited { seq: u64 },
-}
-
 /// Bytes per second through each path during one sample.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Throughput {
@@ -129,28 +119,31 @@ pub struct Throughput {
     pub zero_copy: u64,
 }
 
-/// One process as the dashboard follows it.
+/// What the dashboard keeps of each process it follows, beside its counts (`Followed`).
 #[derive(Clone, Debug)]
-pub struct Row {
-    /// Stable across refreshes and across the process exiting: what the selection follows.
-    pub id: u64,
-    pub pid: u32,
-    pub comm: String,
-    pub exited: bool,
-    /// Counts since attach.
-    pub totals: ProcessCounters,
-    /// Counts during the last sample.
-    pub delta: ProcessCounters,
-    /// The model's analysis of `totals`: the detail pane's flows and finding.
+pub struct RowView {
+    /// The model's analysis of the totals: the detail pane's flows and finding.
     pub analysis: Analysis,
-    /// The cost of `delta`: the rates.
+    /// The cost of the delta: the rates.
     pub rate: Cost,
     /// Oldest first, at most `HISTORY`.
     pub history: VecDeque<Throughput>,
-    /// When (since attach) the exit was first seen.
-    exited_at: Option<Duration>,
-    missing: u32,
 }
+
+impl Default for RowView {
+    /// A process just seen: nothing counted yet.
+    fn default() -> Self {
+        RowView {
+            analysis: Analysis::of(&ProcessCounters::default()),
+            rate: Cost::default(),
+            history: VecDeque::new(),
+        }
+    }
+}
+
+/// One process as the dashboard follows it: its id (what the selection follows), pid, name,
+/// totals and delta, and the dashboard's `RowView` of it.
+pub type Row = Followed<RowView>;
 
 /// What the table shows of a row in the current mode: per second (rates) or since attach.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -177,9 +170,6 @@ pub struct App {
     pub sample: Duration,
     /// Snapshots taken so far.
     pub samples: u64,
-    /// All processes, exited and dropped rows and folded exits included.
-    pub machine_totals: ProcessCounters,
-    pub machine_delta: ProcessCounters,
     pub dropped: Dropped,
     /// Exited processes folded into per-command totals (no row of their own).
     pub folded: u64,
@@ -191,13 +181,9 @@ pub struct App {
     pub help: bool,
     pub detail: bool,
     pub quit: bool,
-    rows: HashMap<Key, Row>,
-    /// Exits up to this `seq` have lingered long enough: never shown again. Exits are first
-    /// seen in the order of their `seq`, so those that lingered long enough are always the
-    /// oldest ones.
-    retired_through: u64,
+    /// Every process in the table (the model follows them from snapshot to snapshot).
+    rows: Deltas<RowView>,
     selected: Option<u64>,
-    next_id: u64,
 }
 
 impl App {
@@ -207,8 +193,6 @@ impl App {
             elapsed: Duration::ZERO,
             sample: Duration::ZERO,
             samples: 0,
-            machine_totals: ProcessCounters::default(),
-            machine_delta: ProcessCounters::default(),
             dropped: Default::default(),
             folded: 0,
             show: Show::Rates,
@@ -219,10 +203,8 @@ impl App {
             help: false,
             detail: false,
             quit: false,
-            rows: HashMap::new(),
-            retired_through: 0,
+            rows: Deltas::default(),
             selected: None,
-            next_id: 0,
         }
     }
 
@@ -232,99 +214,20 @@ impl App {
         self.elapsed = elapsed;
         self.samples += 1;
         self.dropped = snapshot.dropped;
-        let seconds = self.sample.as_secs_f64();
-
-        let mut previous = std::mem::take(&mut self.rows);
-        let mut totals = ProcessCounters::default();
-        for group in &snapshot.groups {
-            totals.add(&group.counters);
-        }
         self.folded = snapshot.folded();
-        for record in snapshot.processes {
-            totals.add(&record.counters);
-            let key = if record.exited {
-                Key::Exited { seq: record.seq }
-            } else {
-                Key::Live(record.pid)
-            };
-            if record.exited && record.seq <= self.retired_through {
-                continue;
-            }
-            // An exit record continues the live row of the same pid: its baseline is the last
-            // live count, so the final burst before exit is counted once.
-            let existing = previous.remove(&key).or_else(|| match key {
-                Key::Exited { .. } => previous.remove(&Key::Live(record.pid)),
-                Key::Live(_) => None,
-            });
-            let mut row = existing.unwrap_or_else(|| {
-                self.next_id += 1;
-                Row {
-                    id: self.next_id,
-                    pid: record.pid,
-                    comm: String::new(),
-                    exited: false,
-                    totals: ProcessCounters::default(),
-                    delta: ProcessCounters::default(),
-                    analysis: analyse(&ProcessCounters::default()),
-                    rate: Cost::default(),
-                    history: VecDeque::new(),
-                    exited_at: None,
-                    missing: 0,
-                }
-            });
-            row.delta = record.counters.difference(&row.totals);
-            row.totals = record.counters;
-            row.analysis = analyse(&row.totals);
-            row.rate = Cost::of(&row.delta);
-            row.comm = record.comm;
-            row.missing = 0;
-            if record.exited && !row.exited {
-                row.exited = true;
-                row.exited_at = Some(elapsed);
-            }
+        let seconds = self.sample.as_secs_f64();
+        self.rows.advance(snapshot, elapsed, EXITED_LINGER, |row| {
+            let view = &mut row.view;
+            view.analysis = Analysis::of(&row.totals);
+            view.rate = Cost::of(&row.delta);
             push_sample(
-                &mut row.history,
+                &mut view.history,
                 Throughput {
-                    copied: per_second(row.rate.copied_bytes, seconds) as u64,
-                    zero_copy: per_second(row.rate.zero_copy_bytes, seconds) as u64,
+                    copied: per_second(view.rate.copied_bytes, seconds) as u64,
+                    zero_copy: per_second(view.rate.zero_copy_bytes, seconds) as u64,
                 },
             );
-            self.rows.insert(key, row);
-        }
-        for (key, mut row) in previous {
-            // An exit no longer in the snapshot was folded: its row goes. A live process
-            // missing keeps its row (and its baseline) for a few snapshots.
-            if row.exited {
-                continue;
-            }
-            row.missing += 1;
-            if row.missing <= MISSING_GRACE {
-                row.delta = ProcessCounters::default();
-                row.rate = Cost::default();
-                push_sample(&mut row.history, Throughput::default());
-                self.rows.insert(key, row);
-            }
-        }
-        let expired: Vec<(Key, u64)> = self
-            .rows
-            .iter()
-            .filter(|(_, row)| {
-                row.exited_at
-                    .is_some_and(|at| elapsed.saturating_sub(at) >= EXITED_LINGER)
-            })
-            .filter_map(|(key, _)| match key {
-                Key::Exited { seq } => Some((*key, *seq)),
-                Key::Live(_) => None,
-            })
-            .collect();
-        for (key, seq) in expired {
-            self.rows.remove(&key);
-            self.retired_through = self.retired_through.max(seq);
-        }
-        // Machine-wide, everything ever counted only grows: the rate is its growth, which
-        // includes processes that exited and were folded between two snapshots.
-        self.machine_delta = totals.difference(&self.machine_totals);
-        self.machine_totals = totals;
+        });
     }
 
     pub fn input_mode(&self) -> InputMode {
@@ -339,23 +242,30 @@ impl App {
 
     /// Live and exited processes in the table.
     pub fn process_counts(&self) -> (usize, usize) {
-        let exited = self.rows.values().filter(|r| r.exited).count();
-        (self.rows.len() - exited, exited)
+        let (mut live, mut exited) = (0, 0);
+        for row in self.rows.followed() {
+            if row.exited {
+                exited += 1;
+            } else {
+                live += 1;
+            }
+        }
+        (live, exited)
     }
 
     /// A row's figures in the current mode, from the costs computed when it was ingested.
     pub fn row_figures(&self, row: &Row) -> Figures {
         match self.show {
-            Show::Rates => self.figures(&row.rate, &row.delta),
-            Show::Totals => self.figures(&row.analysis.cost, &row.totals),
+            Show::Rates => self.figures(&row.view.rate, &row.delta),
+            Show::Totals => self.figures(&row.view.analysis.cost, &row.totals),
         }
     }
 
     /// The whole machine's figures in the current mode.
     pub fn machine_figures(&self) -> Figures {
         let counters = match self.show {
-            Show::Rates => &self.machine_delta,
-            Show::Totals => &self.machine_totals,
+            Show::Rates => self.rows.machine_delta(),
+            Show::Totals => self.rows.machine_totals(),
         };
         self.figures(&Cost::of(counters), counters)
     }
@@ -371,13 +281,7 @@ impl App {
             .rows()
             .filter(|(_, _, c)| c.calls > 0)
             .max_by_key(|(_, _, c)| (c.bytes, c.calls))
-            .map(|(_, path, _)| {
-                if path.io_uring {
-                    path.display
-                } else {
-                    path.name
-                }
-            });
+            .map(|(_, path, _)| path.label());
         Figures {
             copied: per(cost.copied_bytes),
             zero_copy: per(cost.zero_copy_bytes),
@@ -395,7 +299,7 @@ impl App {
         let needle = self.filter.to_lowercase();
         let mut rows: Vec<(&Row, Figures)> = self
             .rows
-            .values()
+            .followed()
             .filter(|row| {
                 needle.is_empty()
                     || row.comm.to_lowercase().contains(&needle)
@@ -553,7 +457,7 @@ pub mod tests {
         assert_eq!(f.busiest, Some("sendfile64"));
         assert_eq!(f.bytes_per_call, Some(2000.0));
         assert_eq!(
-            row.history,
+            row.view.history,
             [
                 Throughput {
                     copied: 0,
@@ -628,7 +532,7 @@ pub mod tests {
         );
         assert!(app.visible().is_empty(), "gone after EXITED_LINGER");
         // It still counts machine-wide, and a new process reusing the pid starts afresh.
-        assert_eq!(app.machine_totals.syscall(0).bytes, 300);
+        assert_eq!(app.rows.machine_totals().syscall(0).bytes, 300);
         app.ingest(
             snapshot(vec![
                 record(5, "cat", true, &[("read", 3, 300)]),
@@ -662,7 +566,7 @@ pub mod tests {
         for s in 4..=7 {
             app.ingest(snapshot(vec![]), secs(s));
         }
-        // Exit records never vanish; a live row that does goes after MISSING_GRACE.
+        // Exit records never vanish; a live row that does goes after a few snapshots (the model's grace).
         app.ingest(
             snapshot(vec![record(9, "x", false, &[("read", 1, 1)])]),
             secs(8),
@@ -763,13 +667,13 @@ pub mod tests {
         app.ingest(first, secs(1));
         assert_eq!(app.folded, 10);
         assert_eq!(app.process_counts(), (0, 1));
-        assert_eq!(app.machine_totals.syscall(0).bytes, 1100);
+        assert_eq!(app.rows.machine_totals().syscall(0).bytes, 1100);
         // The exit of pid 3 is folded in turn, with 40 more: no row, but in the rate.
         let mut second = snapshot(vec![]);
         second.groups = vec![folded(51, 5100)];
         app.ingest(second, secs(2));
         assert_eq!((app.folded, app.process_counts()), (51, (0, 0)));
-        assert_eq!(app.machine_delta.syscall(0).bytes, 4000);
+        assert_eq!(app.rows.machine_delta().syscall(0).bytes, 4000);
         let f = app.machine_figures();
         assert_eq!(f.copied, 4000.0);
 
@@ -780,6 +684,6 @@ pub mod tests {
         assert!(app.visible().is_empty());
         app.ingest(exit(), secs(14));
         assert!(app.visible().is_empty(), "retired for good");
-        assert_eq!(app.retired_through, 7);
+        assert_eq!(app.rows.retired_through(), 7);
     }
 }

@@ -1,34 +1,19 @@
-//! The exposition: from one snapshot to the metric families, in the Prometheus text format or
-//! OpenMetrics. Pure: a snapshot in, text out; every figure comes from the model (the cost
-//! model's split of bytes by path, the analysis's cost and verdict), as in the report.
-//!
-//! A group's counters are its folded exited processes plus its live ones. Groups keep their
-//! place for the whole trace and a live process's counts never change group, so every
-//! counter only grows for the exporter's life, across exits.
-
-use std::collections::BTreeMap;
+//! The exposition: the series of one snapshot (`analysis::series`) as metric families, in the
+//! Prometheus text format or OpenMetrics. Pure: a snapshot in, text out; every figure comes
+//! from the model, as in the report; this file only names and encodes them.
 
 use prometheus_client::{
     encoding::{prometheus_text, text},
     metrics::{counter::Counter, family::Family, gauge::Gauge},
     registry::{Registry, Unit},
 };
-use zerocopy_trace_common::{drop_reason, Method};
+use zerocopy_trace_common::drop_reason;
 
+pub use crate::analysis::series::Labels;
 use crate::{
-    analysis::{analyse, Analysed},
-    model::{MethodBytes, Verdict},
-    snapshot::{groups::GroupId, ProcessCounters, Snapshot},
+    analysis::series::{LabelSet, Series},
+    snapshot::Snapshot,
 };
-
-/// Which labels besides `comm` and `unit`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Labels {
-    /// `pid` on live processes' series (exited ones are summed without it).
-    pub pid: bool,
-    /// `cgroup`: the full path (the collector then groups by it).
-    pub cgroup: bool,
-}
 
 /// The two text formats a scraper may ask for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -55,15 +40,6 @@ impl Format {
             Format::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
         }
     }
-}
-
-type LabelSet = Vec<(&'static str, String)>;
-
-/// One series' worth of processes: a group, and a live pid when pids are labels.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-struct SeriesKey {
-    group: GroupId,
-    pid: Option<u32>,
 }
 
 /// The families of one scrape.
@@ -139,8 +115,13 @@ impl Families {
     }
 }
 
-/// The exposition of `snapshot` in `format`.
+/// The exposition of `snapshot` in `format`, with the `labels` asked for.
 pub fn exposition(snapshot: Snapshot, labels: Labels, format: Format) -> String {
+    encode(&Series::of(snapshot, labels), format)
+}
+
+/// `series` as metric families, in `format`.
+fn encode(series: &Series, format: Format) -> String {
     let families = Families {
         calls: Family::default(),
         errors: Family::default(),
@@ -153,142 +134,42 @@ pub fn exposition(snapshot: Snapshot, labels: Labels, format: Format) -> String 
         overflowed: Counter::default(),
         build_info: Family::default(),
     };
-
-    // Each series' processes added up: folded exits, then every process of the snapshot.
-    let mut series: BTreeMap<SeriesKey, ProcessCounters> = BTreeMap::new();
-    for (id, group) in snapshot.groups.iter().enumerate() {
-        if group.exited > 0 {
-            series
-                .entry(SeriesKey {
-                    group: id as GroupId,
-                    pid: None,
-                })
-                .or_default()
-                .add(&group.counters);
+    for path in &series.paths {
+        families
+            .calls
+            .get_or_create(&path.labels)
+            .inc_by(path.calls);
+        families
+            .errors
+            .get_or_create(&path.labels)
+            .inc_by(path.errors);
+        for &(method, bytes) in &path.bytes {
+            let mut with_method = path.labels.clone();
+            with_method.push(("method", method.to_string()));
+            families.bytes.get_or_create(&with_method).inc_by(bytes);
         }
     }
-    for p in &snapshot.processes {
-        let pid = (labels.pid && !p.exited).then_some(p.pid);
-        series
-            .entry(SeriesKey {
-                group: p.group,
-                pid,
-            })
-            .or_default()
-            .add(&p.counters);
-    }
-    let mut exited_by_group: BTreeMap<GroupId, u64> = BTreeMap::new();
-    for (id, group) in snapshot.groups.iter().enumerate() {
-        *exited_by_group.entry(id as GroupId).or_default() += group.exited;
-    }
-    for p in snapshot.processes.iter().filter(|p| p.exited) {
-        *exited_by_group.entry(p.group).or_default() += 1;
-    }
-
-    let group_labels = |id: GroupId, pid: Option<u32>| -> LabelSet {
-        let mut set: LabelSet = Vec::with_capacity(4);
-        if let Some(group) = snapshot.groups.get(id as usize) {
-            set.push(("comm", group.key.comm.clone()));
-            set.push(("unit", group.key.unit.clone()));
-            if labels.cgroup {
-                set.push(("cgroup", group.key.cgroup.clone()));
-            }
-        }
-        if let Some(pid) = pid {
-            set.push(("pid", pid.to_string()));
-        }
-        set
-    };
-
-    for (key, counters) in &series {
-        let base = group_labels(key.group, key.pid);
-        let analysis = analyse(counters);
-        if analysis.cost.calls == 0 && analysis.cost.ops == 0 {
-            continue;
-        }
+    for (labels, transitions) in &series.transitions {
         families
             .transitions
-            .get_or_create(&base)
-            .inc_by(analysis.cost.transitions);
-        // io_uring operations are series of their own under `syscall`, named as flows name
-        // them (`io_uring READ`): a sum over the label stays every data path's.
-        let sends = &analysis.cost.zero_copy_sends;
-        for (_, path, c) in counters.rows() {
-            if c.calls == 0 {
-                continue;
-            }
-            let name = if path.io_uring {
-                path.display
-            } else {
-                path.name
-            };
-            let mut with_syscall = base.clone();
-            with_syscall.push(("syscall", name.to_string()));
-            families.calls.get_or_create(&with_syscall).inc_by(c.calls);
-            families
-                .errors
-                .get_or_create(&with_syscall)
-                .inc_by(c.errors);
-            let split = MethodBytes::of(&path, c, sends);
-            // The path a syscall takes by nature always has a series (so a sum over it starts
-            // at 0); the other only once bytes took it (a confirmed zero-copy send, O_DIRECT).
-            let copies = matches!(path.method, Method::UserCopy | Method::ZeroCopySend);
-            for (method, bytes, natural) in [
-                ("copied", split.copied, copies),
-                ("zero_copy", split.zero_copy, !copies),
-            ] {
-                if natural || bytes > 0 {
-                    let mut with_method = with_syscall.clone();
-                    with_method.push(("method", method.to_string()));
-                    families.bytes.get_or_create(&with_method).inc_by(bytes);
-                }
-            }
-        }
+            .get_or_create(labels)
+            .inc_by(*transitions);
     }
-    for (id, exited) in exited_by_group {
-        if exited > 0 {
-            families
-                .exited
-                .get_or_create(&group_labels(id, None))
-                .inc_by(exited);
-        }
+    for (labels, exited) in &series.exited {
+        families.exited.get_or_create(labels).inc_by(*exited);
     }
-
-    let dropped = snapshot.dropped;
-    let overflowed = snapshot.groups_overflowed;
-    // The verdicts are those of the report: the analysis of each live process.
-    let live = Analysed::of(Snapshot {
-        processes: snapshot
-            .processes
-            .into_iter()
-            .filter(|p| !p.exited)
-            .collect(),
-        groups: Vec::new(),
-        groups_overflowed: 0,
-        dropped,
-    });
-    for verdict in [
-        Verdict::ZeroCopy,
-        Verdict::Mixed,
-        Verdict::Copying,
-        Verdict::Idle,
-    ] {
-        let n = live
-            .processes
-            .iter()
-            .filter(|p| p.analysis.cost.verdict() == verdict)
-            .count();
+    for &(verdict, n) in &series.processes {
         families
             .processes
             .get_or_create(&vec![("verdict", verdict.as_str().to_string())])
             .set(n as i64);
     }
-    for (name, d) in drop_reason::NAMES.iter().zip(&dropped) {
+    for (name, d) in drop_reason::NAMES.iter().zip(&series.dropped) {
         let set: LabelSet = vec![("reason", name.to_string())];
         families.dropped.get_or_create(&set).inc_by(d.calls);
         families.dropped_bytes.get_or_create(&set).inc_by(d.bytes);
     }
-    families.overflowed.inc_by(overflowed);
+    families.overflowed.inc_by(series.groups_overflowed);
     families
         .build_info
         .get_or_create(&vec![("version", env!("CARGO_PKG_VERSION").to_string())])
@@ -309,7 +190,7 @@ mod tests {
     use super::*;
     use crate::snapshot::{
         groups::{Group, GroupKey},
-        ProcessRecord,
+        GroupId, ProcessRecord,
     };
 
     fn group(comm: &str, unit: &str, exited: u64, entries: &[(&str, u64, u64)]) -> Group {

@@ -300,7 +300,7 @@ mod tests {
 
     use super::*;
     use crate::{
-        analysis::Analysed,
+        analysis::SnapshotAnalysis,
         snapshot::{
             groups::{Group, GroupKey},
             ProcessCounters, ProcessRecord, Snapshot,
@@ -385,7 +385,7 @@ mod tests {
         };
         let report = Report {
             duration: Duration::from_millis(1500),
-            analysed: &Analysed::of(snapshot),
+            analysed: &SnapshotAnalysis::of(snapshot),
             not_covered: &["tee"],
             ended_because: None,
             occupancy: None,

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use super::Output;
 use crate::{
-    analysis::Analysed,
+    analysis::SnapshotAnalysis,
     collect::{groups::Grouping, Retention},
     snapshot::Occupancy,
 };
@@ -20,7 +20,7 @@ use crate::{
 /// What a report is made of.
 pub struct Report<'a> {
     pub duration: Duration,
-    pub analysed: &'a Analysed,
+    pub analysed: &'a SnapshotAnalysis,
     /// Syscalls without tracepoints in this kernel: not counted.
     pub not_covered: &'a [&'static str],
     /// Why the trace ended, when it was not the duration or an interrupt (e.g. "pid 42 exited").

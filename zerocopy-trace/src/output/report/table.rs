@@ -196,7 +196,7 @@ mod tests {
 
     use super::*;
     use crate::{
-        analysis::Analysed,
+        analysis::SnapshotAnalysis,
         snapshot::{ProcessRecord, Snapshot},
     };
 
@@ -215,7 +215,7 @@ mod tests {
     fn report_of(snapshot: &Snapshot) -> String {
         to_table(&Report {
             duration: Duration::from_secs(5),
-            analysed: &Analysed::of(snapshot.clone()),
+            analysed: &SnapshotAnalysis::of(snapshot.clone()),
             not_covered: &[],
             ended_because: None,
             occupancy: None,

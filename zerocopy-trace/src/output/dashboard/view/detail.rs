@@ -83,7 +83,7 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     .areas(inner);
     syscall_table(app, row, &used, syscalls, buf);
     sparklines(row, sparks, buf);
-    paths_picture(&row.analysis.cost, picture, buf);
+    paths_picture(&row.view.analysis.cost, picture, buf);
     flows_and_finding(row, flows, buf);
 }
 
@@ -102,7 +102,7 @@ fn syscall_table(app: &App, row: &ProcessRow, used: &[usize], area: Rect, buf: &
         let (total, delta) = (row.totals.get(i), row.delta.get(i));
         let p = path(i)?;
         Some(Row::new([
-            Cell::from(if p.io_uring { p.display } else { p.name }),
+            Cell::from(p.label()),
             right(human::count(total.calls)),
             right(human::bytes(total.bytes)),
             right(human::count(total.errors)),
@@ -128,9 +128,21 @@ fn syscall_table(app: &App, row: &ProcessRow, used: &[usize], area: Rect, buf: &
 /// Copied and zero-copy bytes per second, one line each, on one scale so they compare.
 fn sparklines(row: &ProcessRow, area: Rect, buf: &mut Buffer) {
     let width = usize::from(area.width.saturating_sub(LABEL));
-    let skip = row.history.len().saturating_sub(width);
-    let copied: Vec<u64> = row.history.iter().skip(skip).map(|t| t.copied).collect();
-    let zero_copy: Vec<u64> = row.history.iter().skip(skip).map(|t| t.zero_copy).collect();
+    let skip = row.view.history.len().saturating_sub(width);
+    let copied: Vec<u64> = row
+        .view
+        .history
+        .iter()
+        .skip(skip)
+        .map(|t| t.copied)
+        .collect();
+    let zero_copy: Vec<u64> = row
+        .view
+        .history
+        .iter()
+        .skip(skip)
+        .map(|t| t.zero_copy)
+        .collect();
     let max = copied
         .iter()
         .chain(&zero_copy)
@@ -138,7 +150,7 @@ fn sparklines(row: &ProcessRow, area: Rect, buf: &mut Buffer) {
         .max()
         .unwrap_or(0)
         .max(1);
-    let latest = row.history.back().copied().unwrap_or_default();
+    let latest = row.view.history.back().copied().unwrap_or_default();
     for (y, (label, now, data, color)) in [
         ("copied", latest.copied, copied, Color::Red),
         ("zero-copy", latest.zero_copy, zero_copy, Color::Green),
@@ -220,7 +232,7 @@ fn paths_picture(paths: &Cost, area: Rect, buf: &mut Buffer) {
 
 /// The process's largest flows since attach, and the finding they lead to.
 fn flows_and_finding(row: &ProcessRow, area: Rect, buf: &mut Buffer) {
-    let flows = &row.analysis.flows;
+    let flows = &row.view.analysis.flows;
     let summary = if flows.is_empty() {
         "none".to_string()
     } else {
@@ -233,7 +245,12 @@ fn flows_and_finding(row: &ProcessRow, area: Rect, buf: &mut Buffer) {
     };
     Paragraph::new(vec![
         Line::from(vec![Span::raw("flows ").bold(), Span::raw(summary)]),
-        Line::from(wording::finding(&row.comm, row.pid, &row.analysis.finding)).cyan(),
+        Line::from(wording::finding(
+            &row.comm,
+            row.pid,
+            &row.view.analysis.finding,
+        ))
+        .cyan(),
     ])
     .render(area, buf);
 }

@@ -7,7 +7,7 @@
 //! its hash entry and of every CPU's slot it owns; the process-exit program adds both into the
 //! exit record and frees the slots.
 
-use crate::abi::{Counters, ProcKey};
+use super::counters::{Counters, ProcKey};
 
 /// Most slots per CPU, as a power of two. A busy server has a few hot keys (its worker
 /// processes' data-path syscalls); more slots would cost kernel memory and the agent's reads
@@ -29,6 +29,11 @@ pub struct HotCounters {
 }
 
 const _: () = assert!(core::mem::size_of::<HotCounters>() == 8 + core::mem::size_of::<Counters>());
+
+// SAFETY: #[repr(C)], only integers, no padding (the size check above), so every bit pattern is
+// a valid value.
+#[cfg(feature = "user")]
+unsafe impl aya::Pod for HotCounters {}
 
 /// The value a slot owned by `key` holds in `HotCounters::owner`.
 #[inline(always)]

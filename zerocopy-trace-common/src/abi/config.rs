@@ -1,193 +1,14 @@
-//! `#[repr(C)]` records shared with the kernel. Every one is padding-free (checked below), holds
-//! only integers, and gets `aya::Pod` on the agent side.
+//! The configuration the loader gives the programs: a read-only global of the eBPF object,
+//! filled in from the tracepoints' format files and the kernel's BTF.
 
-use crate::io_uring::{IO_URING_OP_COUNT, MAX_IO_URING_OPCODE};
-use crate::syscalls::SYSCALL_COUNT;
-
-/// Ids in the kernel's per-process counters: the syscalls, then the io_uring operations.
-pub const ID_COUNT: usize = SYSCALL_COUNT + IO_URING_OP_COUNT;
-
-/// `MSG_ZEROCOPY` from `<linux/socket.h>`: a send that pins user pages instead of copying them.
-pub const MSG_ZEROCOPY: u64 = 0x400_0000;
-/// `UIO_MAXIOV`: the kernel caps `vlen` of sendmmsg/recvmmsg at this, so summing this many
-/// `msg_len`s never truncates.
-pub const MAX_MMSG: u32 = 1024;
-/// `sizeof(struct mmsghdr)` on 64-bit Linux: a `struct msghdr` (56) then `unsigned msg_len`.
-pub const MMSGHDR_SIZE: u64 = 64;
-/// Offset of `msg_len` inside `struct mmsghdr` on 64-bit Linux.
-pub const MMSGHDR_LEN_OFFSET: u64 = 56;
-/// Syscall numbers below this are looked up in `Config::syscall_of_nr`.
-pub const MAX_SYSCALL_NR: usize = 512;
-/// `Config::syscall_of_nr` value of a syscall that is not traced.
-pub const NOT_TRACED: u8 = u8::MAX;
-/// Upper bound on CPUs the exit program sums per-CPU counters over.
-pub const MAX_CPUS: u32 = 1024;
-/// Length of a task's `comm`, as in the kernel.
-pub const COMM_LEN: usize = 16;
-/// Most `--comm` names the kernel filter matches.
-pub const MAX_COMMS: usize = 8;
-
-/// Totals of one syscall (or io_uring operation) for one process.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Counters {
-    /// Completed calls (operations: completions), failed ones included.
-    pub calls: u64,
-    /// Bytes moved, as the kernel reported them (failed calls add none).
-    pub bytes: u64,
-    /// Calls that returned an error.
-    pub errors: u64,
-    /// Of `bytes`, those of sends that asked for zero copy (`MSG_ZEROCOPY`, `SEND_ZC`): the
-    /// kernel's completion notices say whether it copied them anyway.
-    pub msg_zerocopy_bytes: u64,
-    /// Those sends: each has its own number in the socket's sequence of completion notices.
-    pub zerocopy_sends: u64,
-    /// Sends covered by completion notices the process read (recvmsg with `MSG_ERRQUEUE`) or
-    /// received (io_uring notifications with usage reports).
-    pub zerocopy_notified: u64,
-    /// Of `zerocopy_notified`, the sends the notices say the kernel copied.
-    pub zerocopy_copied: u64,
-    /// Of `bytes`, those between user memory and a file or block device opened `O_DIRECT`:
-    /// moved by DMA, not by the CPU.
-    pub direct_bytes: u64,
-    /// `bytes` by the kind (`fd_kind`) of the fd they came out of; all zero for syscalls whose
-    /// source is user memory (the write and send families, vmsplice).
-    pub source_kind_bytes: [u64; fd_kind::COUNT],
-    /// `bytes` by the kind of the fd they went into; all zero for the read and recv families.
-    pub destination_kind_bytes: [u64; fd_kind::COUNT],
-}
-
-impl Counters {
-    /// All zero, as a constant the kernel side can keep in read-only data (zeroing 224 bytes
-    /// on the stack costs the verifier a byte loop on every path).
-    pub const ZERO: Counters = Counters {
-        calls: 0,
-        bytes: 0,
-        errors: 0,
-        msg_zerocopy_bytes: 0,
-        zerocopy_sends: 0,
-        zerocopy_notified: 0,
-        zerocopy_copied: 0,
-        direct_bytes: 0,
-        source_kind_bytes: [0; fd_kind::COUNT],
-        destination_kind_bytes: [0; fd_kind::COUNT],
-    };
-
-    pub fn add(&mut self, other: &Counters) {
-        self.calls = self.calls.wrapping_add(other.calls);
-        self.bytes = self.bytes.wrapping_add(other.bytes);
-        self.errors = self.errors.wrapping_add(other.errors);
-        self.msg_zerocopy_bytes = self
-            .msg_zerocopy_bytes
-            .wrapping_add(other.msg_zerocopy_bytes);
-        self.zerocopy_sends = self.zerocopy_sends.wrapping_add(other.zerocopy_sends);
-        self.zerocopy_notified = self.zerocopy_notified.wrapping_add(other.zerocopy_notified);
-        self.zerocopy_copied = self.zerocopy_copied.wrapping_add(other.zerocopy_copied);
-        self.direct_bytes = self.direct_bytes.wrapping_add(other.direct_bytes);
-        for i in 0..fd_kind::COUNT {
-            self.source_kind_bytes[i] =
-                self.source_kind_bytes[i].wrapping_add(other.source_kind_bytes[i]);
-            self.destination_kind_bytes[i] =
-                self.destination_kind_bytes[i].wrapping_add(other.destination_kind_bytes[i]);
-        }
-    }
-
-    pub fn is_zero(&self) -> bool {
-        *self == Counters::default()
-    }
-}
-
-/// What an fd refers to, resolved in the kernel from its `struct file` when the call starts.
-pub mod fd_kind {
-    /// The fd could not be resolved (closed, or the kernel offsets are unknown).
-    pub const UNKNOWN: u8 = 0;
-    /// A regular file.
-    pub const FILE: u8 = 1;
-    pub const BLOCK: u8 = 2;
-    pub const TCP: u8 = 3;
-    pub const UDP: u8 = 4;
-    pub const UNIX: u8 = 5;
-    /// A pipe or FIFO.
-    pub const PIPE: u8 = 6;
-    /// A character device: a tty, /dev/null, ...
-    pub const CHAR: u8 = 7;
-    /// A socket of another family or protocol (netlink, raw, ...).
-    pub const SOCKET: u8 = 8;
-    /// Anything else: eventfd, directories, anonymous inodes, ...
-    pub const OTHER: u8 = 9;
-    pub const COUNT: usize = 10;
-    /// In `PendingCall`: the syscall has no fd on this side (data comes from or goes to user
-    /// memory).
-    pub const NO_FD: u8 = u8::MAX;
-    /// Or'ed into a resolved kind (never into `NO_FD`): the file or block device was opened
-    /// `O_DIRECT`.
-    pub const DIRECT: u8 = 0x40;
-
-    /// The kind without the `DIRECT` bit, and whether it was set.
-    #[inline(always)]
-    pub const fn split(kind: u8) -> (u8, bool) {
-        if kind == NO_FD {
-            (NO_FD, false)
-        } else {
-            (kind & !DIRECT, kind & DIRECT != 0)
-        }
-    }
-    /// Names as shown in reports and JSON, by kind.
-    pub const NAMES: [&str; COUNT] = [
-        "unknown", "file", "block", "tcp", "udp", "unix", "pipe", "char", "socket", "other",
-    ];
-}
-
-/// Key of the live counters: one process (thread group) and one id (a syscall's, or an
-/// io_uring operation's: see `ID_COUNT`).
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub struct ProcKey {
-    pub tgid: u32,
-    pub syscall: u32,
-}
-
-/// What a thread's exit tracepoint needs from its enter tracepoint.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default)]
-pub struct PendingCall {
-    /// Syscall id of the call in flight.
-    pub syscall: u32,
-    /// 1 between enter and exit; 0 once the exit consumed it.
-    pub in_flight: u16,
-    /// `fd_kind` of the fd data comes out of (`UNKNOWN` when the syscall has none).
-    pub source_kind: u8,
-    /// `fd_kind` of the fd data goes into.
-    pub destination_kind: u8,
-    /// The `flags` argument of the send and recvmsg families.
-    pub msg_flags: u64,
-    /// User address of the `struct mmsghdr` array (sendmmsg/recvmmsg), or of the `struct
-    /// user_msghdr` of a recvmsg (where error-queue notices arrive).
-    pub vector: u64,
-}
-
-/// An io_uring request between its submission and its completion, keyed by its address.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct InflightOp {
-    /// The submitting process (io-wq workers and the SQPOLL thread are its threads).
-    pub tgid: u32,
-    /// Index in `IO_URING_OPS`.
-    pub op: u8,
-    /// `inflight::REQUEST`, or `inflight::NOTIFICATION` for a zero-copy send's notification.
-    pub kind: u8,
-    /// `fd_kind` of SPLICE's and TEE's input fd (`NO_FD` for other operations).
-    pub source_kind: u8,
-    pub _reserved: u8,
-}
-
-/// What an `InflightOp` entry stands for.
-pub mod inflight {
-    /// The request itself: its completions are the operation's.
-    pub const REQUEST: u8 = 0;
-    /// The notification request of a zero-copy send: its completion is a notice.
-    pub const NOTIFICATION: u8 = 1;
-}
+use super::{
+    hot::MAX_HOT_SLOT_BITS,
+    limits::{COMM_LEN, MAX_COMMS, MAX_SYSCALL_NR, NOT_TRACED},
+};
+use crate::{
+    io_uring::{IO_URING_OP_COUNT, MAX_IO_URING_OPCODE},
+    syscalls::SYSCALL_COUNT,
+};
 
 /// Where kernel structures keep what resolving an fd's kind needs, as byte offsets found in the
 /// kernel's BTF at start-up. `resolve` is 0 when they could not all be found: kinds are then
@@ -509,77 +330,14 @@ impl Config {
                 task: 0,
                 _reserved: 0,
             },
-            hot_slot_bits: crate::hot::MAX_HOT_SLOT_BITS,
+            hot_slot_bits: MAX_HOT_SLOT_BITS,
             typed_task_tgid: 0,
             typed_task_stack: 0,
         }
     }
 }
 
-/// Final counts of one syscall (or io_uring operation) of a process whose last thread exited,
-/// sent through the `EXITS` ring buffer before the kernel frees the process's entries: one
-/// record per id the process used (most use a few), all with the same `exit_ns`, which tells
-/// two processes that had the same pid apart.
-#[repr(C)]
-#[derive(Clone, Copy, Debug)]
-pub struct ExitRecord {
-    pub tgid: u32,
-    /// Parent's tgid when the fork was seen, else 0.
-    pub ppid: u32,
-    /// Id of `counters` (a syscall's or an io_uring operation's).
-    pub syscall: u32,
-    pub _reserved: u32,
-    /// When the process exited (`bpf_ktime_get_ns`, CLOCK_MONOTONIC): the same for all its
-    /// records.
-    pub exit_ns: u64,
-    /// The process's cgroup (v2) id when it exited: the inode number of its cgroup directory,
-    /// from which the agent learns the systemd unit its counts are grouped under.
-    pub cgroup_id: u64,
-    pub comm: [u8; COMM_LEN],
-    pub counters: Counters,
-}
-
-/// Why a count could not be attributed. Index into the `DROPPED` per-CPU array.
-pub mod drop_reason {
-    /// A syscall exit without its enter record: the call began before attach, or its record
-    /// could not be stored (`PENDING_FULL`). Calls and bytes are counted.
-    pub const MISSING_ENTER: u32 = 0;
-    /// The per-thread pending map was full at enter (calls; these also show as `MISSING_ENTER`).
-    pub const PENDING_FULL: u32 = 1;
-    /// The per-process counters map was full: calls and bytes not attributed to any process.
-    pub const COUNTERS_FULL: u32 = 2;
-    /// The exit ring buffer was full: final calls and bytes of exited processes were lost.
-    pub const EXIT_LOST: u32 = 3;
-    /// sendmmsg/recvmmsg whose `msg_len`s could not be read: calls counted, bytes unknown.
-    pub const MMSG_UNREADABLE: u32 = 4;
-    /// Children of traced processes that could not be followed (the traced-process map was
-    /// full): `calls` counts such children; their syscalls are not seen at all.
-    pub const UNFOLLOWED_CHILDREN: u32 = 5;
-    pub const COUNT: u32 = 6;
-    /// Names as shown in reports and JSON, by index.
-    pub const NAMES: [&str; COUNT as usize] = [
-        "missing_enter",
-        "pending_full",
-        "counters_full",
-        "exit_lost",
-        "mmsg_unreadable",
-        "unfollowed_children",
-    ];
-}
-
-/// What was dropped for one reason.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct DropCounters {
-    pub calls: u64,
-    pub bytes: u64,
-}
-
 // Padding-free layouts: a size mismatch here means a hidden hole the kernel would not fill.
-const _: () = assert!(core::mem::size_of::<Counters>() == 64 + 2 * 8 * fd_kind::COUNT);
-const _: () = assert!(core::mem::size_of::<ProcKey>() == 8);
-const _: () = assert!(core::mem::size_of::<PendingCall>() == 24);
-const _: () = assert!(core::mem::size_of::<InflightOp>() == 8);
 const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 48);
 const _: () = assert!(core::mem::size_of::<RawSyscallConfig>() == 24);
 const _: () = assert!(core::mem::size_of::<SyscallConfig>() == 16);
@@ -598,27 +356,17 @@ const _: () = assert!(
             + core::mem::size_of::<IoUringConfig>()
             + 32
 );
-const _: () =
-    assert!(core::mem::size_of::<ExitRecord>() == 32 + COMM_LEN + core::mem::size_of::<Counters>());
-const _: () = assert!(core::mem::size_of::<DropCounters>() == 16);
 
+// SAFETY: #[repr(C)], only integers and integer arrays, no padding (the size checks above), so
+// every bit pattern is a valid value.
 #[cfg(feature = "user")]
 mod pod {
     use super::*;
-    // SAFETY: each type is #[repr(C)], made only of integers and integer arrays, with no padding
-    // (the size asserts above), so every bit pattern is a valid value.
-    unsafe impl aya::Pod for Counters {}
-    unsafe impl aya::Pod for ProcKey {}
-    unsafe impl aya::Pod for PendingCall {}
     unsafe impl aya::Pod for SyscallConfig {}
     unsafe impl aya::Pod for KernelOffsets {}
     unsafe impl aya::Pod for RawSyscallConfig {}
-    unsafe impl aya::Pod for Config {}
-    unsafe impl aya::Pod for ExitRecord {}
-    unsafe impl aya::Pod for InflightOp {}
-    unsafe impl aya::Pod for crate::hot::HotCounters {}
     unsafe impl aya::Pod for IoUringConfig {}
-    unsafe impl aya::Pod for DropCounters {}
+    unsafe impl aya::Pod for Config {}
 }
 
 #[cfg(test)]
