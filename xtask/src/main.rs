@@ -11,6 +11,7 @@ mod build;
 mod dist;
 mod ebpf;
 mod kafka;
+mod layers;
 mod tasks;
 mod test_programs;
 mod toolchain;

@@ -14,6 +14,7 @@ use crate::build::{self, prepare, AGENT, BENCH, WORKLOAD};
 use crate::dist;
 use crate::ebpf;
 use crate::kafka;
+use crate::layers;
 use crate::test_programs;
 use crate::toolchain::{self, BPF_LINKER_VERSION};
 
@@ -200,6 +201,7 @@ pub fn lint(workspace: &Path) -> Result<()> {
         }
     };
 
+    check("layers", layers::check(workspace));
     // rustfmt parses without compiling, so it covers the eBPF crate too.
     check(
         "rustfmt",
