@@ -69,17 +69,16 @@ enum Task {
     /// Measure the agent's overhead against no tracer, empty programs on the same hooks,
     /// bpftrace and perf trace, on a syscall storm, bulk transfers, churn and nginx under wrk;
     /// and its memory while many processes exit. Prints tables and writes JSON under
-    /// target/bench/ (needs root).
+    /// target/bench/ (needs root). ARGS go to the bench (`cargo xtask bench -- --help` lists
+    /// them: --runs N, --quick, --churn-processes N).
     Bench {
-        /// Runs of each tracer (alternating rounds); default 7, or 1 with --quick.
-        #[arg(long, value_parser = clap::value_parser!(u64).range(1..=100))]
-        runs: Option<u64>,
-        /// Tiny workloads: a smoke test of the whole bench.
-        #[arg(long)]
-        quick: bool,
-        /// Short-lived processes of the churn session; default 1000000, or 10000 with --quick.
-        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
-        churn_processes: Option<u64>,
+        /// The bench's own options.
+        #[arg(
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            value_name = "ARGS"
+        )]
+        args: Vec<String>,
     },
 }
 
@@ -115,18 +114,7 @@ fn run(task: Task) -> Result<()> {
         }
         Task::Lint => tasks::lint(&workspace),
         Task::Toolchain => tasks::toolchain(&workspace),
-        Task::Bench {
-            runs,
-            quick,
-            churn_processes,
-        } => tasks::bench(
-            &workspace,
-            &tasks::BenchOptions {
-                runs,
-                quick,
-                churn_processes,
-            },
-        ),
+        Task::Bench { args } => tasks::bench(&workspace, &args),
     }
 }
 

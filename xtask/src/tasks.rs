@@ -77,16 +77,10 @@ pub fn dist(workspace: &Path) -> Result<PathBuf> {
     dist::dist_prepared(workspace, &mut apt)
 }
 
-/// What `cargo xtask bench` passes on to the bench.
-pub struct BenchOptions {
-    pub runs: Option<u64>,
-    pub quick: bool,
-    pub churn_processes: Option<u64>,
-}
-
-/// `cargo xtask bench`: the release agent with its bench-only commands, then the bench, which
-/// writes its results under `target/bench/` (never into the repository).
-pub fn bench(workspace: &Path, options: &BenchOptions) -> Result<()> {
+/// `cargo xtask bench ARGS`: the release agent with its bench-only commands, then the
+/// bench with `args`, which writes its results under `target/bench/` (never into the
+/// repository).
+pub fn bench(workspace: &Path, args: &[String]) -> Result<()> {
     prepare(workspace, &mut Apt::default())?;
     let agent = build::binary(workspace, AGENT, true, &[BENCH_HOOKS])?;
     let bench = build::binary(workspace, BENCH, true, &[])?;
@@ -95,16 +89,8 @@ pub fn bench(workspace: &Path, options: &BenchOptions) -> Result<()> {
         .arg("--agent")
         .arg(agent)
         .arg("--results")
-        .arg(workspace.join("target").join("bench"));
-    if let Some(runs) = options.runs {
-        command.args(["--runs", &runs.to_string()]);
-    }
-    if options.quick {
-        command.arg("--quick");
-    }
-    if let Some(n) = options.churn_processes {
-        command.args(["--churn-processes", &n.to_string()]);
-    }
+        .arg(workspace.join("target").join("bench"))
+        .args(args);
     cmd::run(&mut command)
 }
 

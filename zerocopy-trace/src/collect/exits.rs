@@ -132,13 +132,7 @@ mod tests {
     use super::*;
     use crate::collect::groups::Grouping;
 
-    fn c(calls: u64, bytes: u64) -> Counters {
-        Counters {
-            calls,
-            bytes,
-            ..Counters::default()
-        }
-    }
+    use crate::snapshot::fixtures::calls_and_bytes as c;
 
     /// Files a record, beginning its exit first when it is the first.
     fn file(

@@ -296,13 +296,7 @@ fn monotonic_ns() -> u64 {
 mod tests {
     use super::*;
 
-    fn c(calls: u64, bytes: u64) -> Counters {
-        Counters {
-            calls,
-            bytes,
-            ..Counters::default()
-        }
-    }
+    use crate::snapshot::fixtures::calls_and_bytes as c;
 
     #[test]
     fn folds_by_process_and_replaces_repeats() {

@@ -196,13 +196,7 @@ fn sum_over_cpus<'a>(per_cpu: impl Iterator<Item = &'a Counters>) -> Counters {
 mod tests {
     use super::*;
 
-    fn c(calls: u64, bytes: u64) -> Counters {
-        Counters {
-            calls,
-            bytes,
-            ..Counters::default()
-        }
-    }
+    use crate::snapshot::fixtures::calls_and_bytes as c;
 
     #[test]
     fn hot_slots_add_to_their_owners_shared_counts() {

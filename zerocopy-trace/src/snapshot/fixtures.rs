@@ -10,6 +10,15 @@ pub const TCP: usize = fd_kind::TCP as usize;
 pub const PIPE: usize = fd_kind::PIPE as usize;
 pub const CHAR: usize = fd_kind::CHAR as usize;
 
+/// Counters of `calls` calls that moved `bytes` bytes, nothing else.
+pub fn calls_and_bytes(calls: u64, bytes: u64) -> Counters {
+    Counters {
+        calls,
+        bytes,
+        ..Counters::default()
+    }
+}
+
 /// (syscall, calls, bytes, source kind, destination kind)
 pub type Entry<'a> = (&'a str, u64, u64, Option<usize>, Option<usize>);
 
