@@ -132,13 +132,27 @@ pub struct TraceArgs {
     /// (an enter and an exit program on each of the 22 syscalls' own tracepoints).
     #[arg(long, value_enum, default_value_t = Hook::Typed)]
     pub hook: Hook,
+    /// Started as root, become this user once attached (default: nobody), keeping no
+    /// capability but what reading the maps needs. With `run`, the user the command runs as
+    /// (default: the user sudo was run by, else root without any capability), and the agent
+    /// becomes it too.
+    #[arg(long, short = 'u', value_name = "USER")]
+    pub user: Option<String>,
+    /// Do not install the seccomp allow-list after attach (if a syscall it lacks is reported
+    /// as blocked on this system, say so in a bug report).
+    #[arg(long)]
+    pub no_seccomp: bool,
 }
 
 impl TraceArgs {
+    /// The options, without the account to become (resolved by the command: it looks the user
+    /// up).
     pub fn options(&self) -> TraceOptions {
         TraceOptions {
             max_processes: self.max_processes,
             hook: self.hook,
+            account: None,
+            seccomp: !self.no_seccomp,
         }
     }
 }
@@ -193,8 +207,8 @@ impl FilterArgs {
 pub struct TopArgs {
     #[command(flatten)]
     pub filter: FilterArgs,
-    /// How often to refresh (e.g. 1s, 500ms).
-    #[arg(long, short = 'i', value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
+    /// How often to refresh (e.g. 1s, 500ms; at least 100ms).
+    #[arg(long, short = 'i', value_name = "DURATION", default_value = "1s", value_parser = parse_interval)]
     pub interval: Duration,
     #[command(flatten)]
     pub trace: TraceArgs,
@@ -219,6 +233,11 @@ pub struct ExporterArgs {
     /// Extra labels, comma-separated: pid, cgroup (default: comm and unit only).
     #[arg(long, value_enum, value_name = "LIST", value_delimiter = ',')]
     pub labels: Vec<Label>,
+    /// The web configuration, in the format most Prometheus exporters share (exporter-toolkit's):
+    /// TLS (tls_server_config, client certificates too) and Basic auth (basic_auth_users, bcrypt
+    /// hashes). Read once at start.
+    #[arg(long = "web.config.file", value_name = "FILE")]
+    pub web_config: Option<PathBuf>,
     /// Most groups (command, unit, cgroup) with series of their own; processes of groups beyond
     /// it are counted under comm="other" and in zerocopy_groups_overflowed_total.
     #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_GROUPS as u32,
@@ -246,9 +265,39 @@ pub struct RunArgs {
     pub command: Vec<String>,
 }
 
-/// Parses `10s`, `500ms`, `2m`, `1h`, or a plain number of seconds. Zero is refused: a trace of
-/// nothing is a mistake worth saying.
+/// The shortest refresh of the dashboard: each refresh reads every counter, and faster than
+/// this the agent would spend a core on it for a screen nobody can read that fast.
+const MIN_INTERVAL: Duration = Duration::from_millis(100);
+
+/// A refresh interval: a duration of at least `MIN_INTERVAL`.
+fn parse_interval(text: &str) -> Result<Duration, String> {
+    let too_short = || {
+        format!(
+            "`{text}` is too short: refresh at most every {}ms (each refresh reads every counter)",
+            MIN_INTERVAL.as_millis()
+        )
+    };
+    match seconds(text)? {
+        s if s.is_finite() && s > 0.0 && s < MIN_INTERVAL.as_secs_f64() => Err(too_short()),
+        _ => parse_duration(text),
+    }
+}
+
+/// Parses `10s`, `500ms`, `2m`, `1h`, or a plain number of seconds. Under a millisecond is
+/// refused (zero included): a trace of nothing is a mistake worth saying.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let seconds = seconds(text)?;
+    if !seconds.is_finite() || !(0.001..=366.0 * 86400.0).contains(&seconds) {
+        return Err(format!(
+            "`{}` is out of range (at least 1ms, at most a year)",
+            text.trim()
+        ));
+    }
+    Ok(Duration::from_secs_f64(seconds))
+}
+
+/// The seconds a duration's text says, unchecked.
+fn seconds(text: &str) -> Result<f64, String> {
     let text = text.trim();
     let split = text
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
@@ -257,7 +306,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let value: f64 = number
         .parse()
         .map_err(|_| format!("`{text}` is not a duration (try 10s, 500ms, 2m)"))?;
-    let seconds = match unit.trim() {
+    Ok(match unit.trim() {
         "" | "s" => value,
         "ms" => value / 1000.0,
         "m" | "min" => value * 60.0,
@@ -267,13 +316,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
                 "unknown unit `{other}` in `{text}` (use ms, s, m or h)"
             ))
         }
-    };
-    if !seconds.is_finite() || seconds <= 0.0 || seconds > 366.0 * 86400.0 {
-        return Err(format!(
-            "`{text}` is out of range (more than 0, at most a year)"
-        ));
-    }
-    Ok(Duration::from_secs_f64(seconds))
+    })
 }
 
 #[cfg(test)]
@@ -289,10 +332,13 @@ mod tests {
         assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
         assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("1ms"), Ok(Duration::from_millis(1)));
         for bad in [
             "",
             "0",
             "0s",
+            "0.0000000001s",
+            "0.5ms",
             "-1s",
             "abc",
             "10x",
@@ -362,5 +408,15 @@ mod tests {
         // Options go either before a subcommand or with `top`, not mixed with another one.
         assert!(Cli::try_parse_from(["zerocopy-trace", "--pid", "7", "report"]).is_err());
         assert!(Cli::try_parse_from(["zerocopy-trace", "top", "--interval", "0"]).is_err());
+        for short in ["0.0000000001s", "0.000001s", "99ms"] {
+            let err = Cli::try_parse_from(["zerocopy-trace", "top", "--interval", short])
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("is too short: refresh at most every 100ms"),
+                "{short}: {err}"
+            );
+        }
+        assert!(Cli::try_parse_from(["zerocopy-trace", "top", "--interval", "100ms"]).is_ok());
     }
 }

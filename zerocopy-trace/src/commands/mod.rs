@@ -13,9 +13,13 @@ mod top;
 
 use std::process::ExitCode;
 
-use anyhow::Result;
+use anyhow::{bail, Result};
 
-use crate::cli::{Cli, Command};
+use crate::{
+    cli::{Cli, Command, TraceArgs},
+    session::{self, trace::TraceOptions},
+    system::privileges::{self, User},
+};
 
 /// Runs the command `cli` names (the dashboard when it names none).
 pub fn run(cli: Cli) -> Result<ExitCode> {
@@ -40,4 +44,30 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// The trace options of `args`, checked before anything starts: the user a root-started agent
+/// becomes once attached (`--user`, default nobody), looked up now, and the trace's own checks
+/// (privileges, tracefs).
+fn checked_options(args: &TraceArgs) -> Result<TraceOptions> {
+    let mut options = args.options();
+    options.account = account(args.user.as_deref())?.map(|user| user.account());
+    session::check(&options)?;
+    Ok(options)
+}
+
+/// Who the agent becomes: `--user` (default nobody) when started as root; an agent started as
+/// another user stays that user, and only accepts its own name.
+fn account(user: Option<&str>) -> Result<Option<User>> {
+    if privileges::is_root() {
+        return User::named(user.unwrap_or(privileges::DEFAULT_USER)).map(Some);
+    }
+    if let Some(name) = user {
+        let wanted = User::named(name)?;
+        // SAFETY: getuid has no preconditions.
+        if wanted.uid != unsafe { libc::getuid() } {
+            bail!("--user {name}: only an agent started as root can become another user");
+        }
+    }
+    Ok(None)
 }

@@ -9,7 +9,7 @@ use crate::{
     analysis::SnapshotAnalysis,
     cli::{OutputArgs, ReportArgs, ReportFormat},
     output::{
-        destination,
+        destination::Destination,
         prometheus::metrics::{self, Labels},
         report::{self, AtEnd, Report},
         Output,
@@ -18,6 +18,9 @@ use crate::{
 };
 
 pub fn run(args: ReportArgs) -> Result<ExitCode> {
+    // Everything checked before anything is attached: the file, the user, the trace.
+    let destination = destination(&args.output)?;
+    let options = super::checked_options(&args.output.trace)?;
     let targets = args.filter.targets();
     let stops = Stops {
         duration: args.duration,
@@ -28,15 +31,19 @@ pub fn run(args: ReportArgs) -> Result<ExitCode> {
         eprintln!("zerocopy-trace: tracing; press Ctrl-C to stop and print the report");
     }
     let mut output = at_end(&args);
-    let outcome = session::run(
-        &targets,
-        None,
-        &args.output.trace.options(),
-        stops,
-        &mut output,
+    let outcome = session::run(&targets, None, &options, stops, &mut output)?;
+    emit(
+        &outcome,
+        &args.output,
+        destination,
+        output.retention().keep_exited,
     )?;
-    emit(&outcome, &args.output, output.retention().keep_exited)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Where the report of `args` goes, its file started (see `Destination::new`).
+pub fn destination(args: &OutputArgs) -> Result<Destination> {
+    Destination::new(args.output.as_deref(), args.format() == ReportFormat::Prom)
 }
 
 #[cfg(feature = "bench")]
@@ -52,20 +59,21 @@ fn at_end(args: &ReportArgs) -> AtEnd {
     AtEnd::new(args.output.max_rows as usize)
 }
 
-/// Prints (or writes) the report of `outcome` as `args` asks; it lists the last `max_rows`
-/// exited processes one by one.
-pub fn emit(outcome: &Outcome, args: &OutputArgs, max_rows: usize) -> Result<()> {
-    let output = args.output.as_deref();
+/// Writes the report of `outcome` to `destination` as `args` asks; it lists the last
+/// `max_rows` exited processes one by one.
+pub fn emit(
+    outcome: &Outcome,
+    args: &OutputArgs,
+    destination: Destination,
+    max_rows: usize,
+) -> Result<()> {
     if args.format() == ReportFormat::Prom {
         let text = metrics::exposition(
             outcome.finished.snapshot.clone(),
             Labels::default(),
             metrics::Format::Prometheus,
         );
-        return match output {
-            Some(path) => destination::write_for_textfile_collector(path, &text),
-            None => destination::print(&text),
-        };
+        return destination.write(&text);
     }
     let analysed = SnapshotAnalysis::of(outcome.finished.snapshot.clone());
     let report = Report {
@@ -84,10 +92,7 @@ pub fn emit(outcome: &Outcome, args: &OutputArgs, max_rows: usize) -> Result<()>
     if !text.ends_with('\n') {
         text.push('\n');
     }
-    match output {
-        Some(path) => destination::write_private(path, &text),
-        None => destination::print(&text),
-    }
+    destination.write(&text)
 }
 
 fn round_to_ms(d: Duration) -> Duration {

@@ -11,7 +11,7 @@ use anyhow::Result;
 use super::report::emit;
 use crate::{
     cli::{OutputArgs, ReportFormat, TopArgs},
-    output::{dashboard::Dashboard, report::AtEnd, Output},
+    output::{dashboard::Dashboard, destination::Destination, report::AtEnd, Output},
     session::{self, driver::Stops},
 };
 
@@ -25,7 +25,7 @@ pub fn run(args: TopArgs) -> Result<ExitCode> {
         watch_pids: targets.pids.clone(),
         ..Stops::default()
     };
-    let options = args.trace.options();
+    let options = super::checked_options(&args.trace)?;
     if !io::stdout().is_terminal() {
         eprintln!(
             "zerocopy-trace: stdout is not a terminal, so no dashboard: tracing until Ctrl-C, then printing the report"
@@ -39,7 +39,12 @@ pub fn run(args: TopArgs) -> Result<ExitCode> {
         };
         let mut output = AtEnd::new(REPORT_ROWS as usize);
         let outcome = session::run(&targets, None, &options, stops, &mut output)?;
-        emit(&outcome, &as_report, output.retention().keep_exited)?;
+        emit(
+            &outcome,
+            &as_report,
+            Destination::Stdout,
+            output.retention().keep_exited,
+        )?;
         return Ok(ExitCode::SUCCESS);
     }
     let mut dashboard = Dashboard::new(args.interval);

@@ -1,14 +1,51 @@
 //! Where a finished report goes: standard output, a file only its owner can read, or a file
-//! for node_exporter's textfile collector.
+//! for node_exporter's textfile collector. A file is started when the command starts, before
+//! anything is attached or run, so an `-o` that cannot be written is refused at once; it is
+//! written under a temporary name beside its target (mode 0600) and renamed over it at the end,
+//! and the temporary file is removed on every other way out (`system::staged_file`).
 
 use std::{
-    fs::OpenOptions,
     io::{self, Write},
-    os::unix::fs::OpenOptionsExt,
     path::Path,
 };
 
 use anyhow::{Context, Result};
+
+use crate::system::staged_file::StagedFile;
+
+/// Where the report will be written.
+pub enum Destination {
+    Stdout,
+    /// Readable by its owner only: reports can name every process on the machine.
+    Private(StagedFile),
+    /// For node_exporter's textfile collector, which runs as its own user: readable by all.
+    /// Its temporary name does not end in `.prom`, so the collector never reads half a file.
+    Textfile(StagedFile),
+}
+
+impl Destination {
+    /// Standard output without a path; else the file at `path`, started now. Call before any
+    /// thread is started (see `StagedFile::create`).
+    pub fn new(path: Option<&Path>, for_textfile_collector: bool) -> Result<Destination> {
+        Ok(match path {
+            None => Destination::Stdout,
+            Some(path) if for_textfile_collector => {
+                Destination::Textfile(StagedFile::create(path, 0o644)?)
+            }
+            Some(path) => Destination::Private(StagedFile::create(path, 0o600)?),
+        })
+    }
+
+    /// Writes `text` and, for a file, puts it in place.
+    pub fn write(self, text: &str) -> Result<()> {
+        match self {
+            Destination::Stdout => print(text),
+            Destination::Private(file) | Destination::Textfile(file) => {
+                file.commit(text.as_bytes())
+            }
+        }
+    }
+}
 
 /// Writes to stdout. A closed stdout (`| head`) is not an error worth a message.
 pub fn print(text: &str) -> Result<()> {
@@ -16,38 +53,4 @@ pub fn print(text: &str) -> Result<()> {
         Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
         other => other.context("writing the report"),
     }
-}
-
-/// Writes metrics for node_exporter's textfile collector: under a temporary name in the same
-/// directory (which the collector ignores: it reads only `*.prom`), then renamed, so it never
-/// reads half a file. Readable by all: the collector runs as its own user.
-pub fn write_for_textfile_collector(path: &Path, text: &str) -> Result<()> {
-    let name = path
-        .file_name()
-        .with_context(|| format!("{} is not a file name", path.display()))?;
-    let temporary = path.with_file_name(format!(".{}.tmp", name.to_string_lossy()));
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o644)
-        .open(&temporary)
-        .with_context(|| format!("creating {}", temporary.display()))?;
-    file.write_all(text.as_bytes())
-        .with_context(|| format!("writing {}", temporary.display()))?;
-    std::fs::rename(&temporary, path)
-        .with_context(|| format!("renaming {} to {}", temporary.display(), path.display()))
-}
-
-/// Writes a file readable by its owner only: reports can name every process on the machine.
-pub fn write_private(path: &Path, text: &str) -> Result<()> {
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("creating {}", path.display()))?;
-    file.write_all(text.as_bytes())
-        .with_context(|| format!("writing {}", path.display()))
 }

@@ -4,10 +4,14 @@
 //! end: a duration, a signal, the command of `run` exiting, the `--pid` targets exiting, or the
 //! output itself asking to stop.
 
-use std::time::{Duration, Instant};
+use std::{
+    os::fd::OwnedFd,
+    time::{Duration, Instant},
+};
 
 use anyhow::{Context, Result};
 use tokio::{
+    io::{unix::AsyncFd, Interest},
     signal::unix::{signal, Signal, SignalKind},
     time::{interval, interval_at, MissedTickBehavior},
 };
@@ -15,7 +19,10 @@ use tokio::{
 use super::trace::Trace;
 use crate::{
     output::{Control, Output},
-    system::{launch::RunningChild, procfs},
+    system::{
+        launch::{self, Received, RunningChild},
+        procfs,
+    },
 };
 
 /// How often exit records are drained and process names refreshed.
@@ -56,31 +63,93 @@ pub struct Stops {
     pub watch_pids: Vec<u32>,
 }
 
-/// The signals that end a trace. Installed before attaching, so a Ctrl-C that arrives while
-/// the programs load is kept for the loop instead of killing the agent without a report.
-pub struct Signals {
-    interrupt: Signal,
-    terminate: Signal,
-    hangup: Signal,
+/// The signals that end a trace, or, with a command (`run`), those passed on to it. Installed
+/// before attaching, so a Ctrl-C that arrives while the programs load is kept for the loop
+/// instead of killing the agent without a report.
+pub enum Signals {
+    Ending {
+        interrupt: Signal,
+        terminate: Signal,
+        hangup: Signal,
+    },
+    /// Read from the signalfd of `launch::forwarded_signals`.
+    Forwarding(AsyncFd<OwnedFd>),
+}
+
+/// What a signal asks for.
+pub enum Arrived {
+    /// End the trace.
+    End(&'static str),
+    /// Pass it on to the command.
+    Forward(Received),
 }
 
 impl Signals {
     /// Must be called inside the runtime.
     pub fn install() -> Result<Signals> {
-        Ok(Signals {
+        Ok(Signals::Ending {
             interrupt: signal(SignalKind::interrupt()).context("installing the SIGINT handler")?,
             terminate: signal(SignalKind::terminate()).context("installing the SIGTERM handler")?,
             hangup: signal(SignalKind::hangup()).context("installing the SIGHUP handler")?,
         })
     }
 
-    /// Waits for the next of them and names it.
-    pub async fn next(&mut self) -> &'static str {
-        tokio::select! {
-            _ = self.interrupt.recv() => "SIGINT",
-            _ = self.terminate.recv() => "SIGTERM",
-            _ = self.hangup.recv() => "SIGHUP",
+    /// Signals read from `fd` (see `launch::forwarded_signals`). Must be called inside the
+    /// runtime.
+    pub fn forwarding(fd: OwnedFd) -> Result<Signals> {
+        // SAFETY: the signalfd is owned by the AsyncFd, so it stays open and the same until
+        // the AsyncFd is dropped.
+        let fd = unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) }
+            .map_err(|e| anyhow::anyhow!("registering the signalfd: {e}"))?;
+        Ok(Signals::Forwarding(fd))
+    }
+
+    /// Waits for the next of them.
+    pub async fn next(&mut self) -> Arrived {
+        match self {
+            Signals::Ending {
+                interrupt,
+                terminate,
+                hangup,
+            } => Arrived::End(tokio::select! {
+                _ = interrupt.recv() => "SIGINT",
+                _ = terminate.recv() => "SIGTERM",
+                _ = hangup.recv() => "SIGHUP",
+            }),
+            Signals::Forwarding(fd) => loop {
+                let Ok(mut ready) = fd.readable().await else {
+                    return std::future::pending().await;
+                };
+                match launch::read_signal(ready.get_inner()) {
+                    Ok(Some(received)) => return Arrived::Forward(received),
+                    Ok(None) => ready.clear_ready(),
+                    Err(e) => {
+                        log::warn!("reading the signalfd: {e}");
+                        ready.clear_ready();
+                    }
+                }
+            },
         }
+    }
+}
+
+/// Passes `received` on to the command, unless the terminal sent it to the command too.
+fn forward(received: Received, command: Option<RunningChild>) {
+    let name = received.name();
+    let Some(command) = command else {
+        return;
+    };
+    if !received.sent {
+        log::info!("{name} from the terminal: the command got it too");
+        return;
+    }
+    match command.signal(received.signal) {
+        Ok(()) => log::info!(
+            "{name} from pid {}: passed on to the command (pid {})",
+            received.sender,
+            command.pid()
+        ),
+        Err(e) => log::warn!("passing {name} on to the command: {e}"),
     }
 }
 
@@ -100,8 +169,9 @@ pub async fn drive(
         }
     };
     tokio::pin!(deadline);
+    let command = stops.command;
     let command_exit = async {
-        match stops.command {
+        match command {
             Some(child) => tokio::task::spawn_blocking(move || child.wait()).await,
             None => std::future::pending().await,
         }
@@ -117,7 +187,13 @@ pub async fn drive(
 
     let end = loop {
         let control = tokio::select! {
-            name = signals.next() => break End::Signal(name),
+            arrived = signals.next() => match arrived {
+                Arrived::End(name) => break End::Signal(name),
+                Arrived::Forward(received) => {
+                    forward(received, command);
+                    Control::Continue
+                }
+            },
             _ = &mut deadline => break End::Duration,
             status = &mut command_exit => {
                 let status = status.context("waiting for the command")??;

@@ -11,12 +11,30 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 
+use std::os::fd::OwnedFd;
+
 use self::{
     driver::{drive, End, Signals, Stops},
     targets::Targets,
     trace::{Finished, Trace, TraceOptions},
 };
-use crate::{output::Output, system::launch::StoppedChild};
+use crate::{
+    output::Output,
+    system::{launch::StoppedChild, seccomp},
+};
+
+/// The command of `run`: stopped before exec, and the signals the agent forwards to it (read
+/// from a signalfd; see `system::launch`).
+pub struct Command {
+    pub child: StoppedChild,
+    pub signals: OwnedFd,
+}
+
+/// Everything about the trace that can be checked before anything is attached or started;
+/// every command calls it first (`run` before it forks its command).
+pub fn check(options: &TraceOptions) -> Result<()> {
+    Trace::check(options)
+}
 
 /// How a trace ended, with what it counted.
 pub struct Outcome {
@@ -29,7 +47,7 @@ pub struct Outcome {
 /// feeds `output` until one of `stops` or a signal, then detaches and returns what was counted.
 pub fn run(
     targets: &Targets,
-    command: Option<StoppedChild>,
+    command: Option<Command>,
     options: &TraceOptions,
     mut stops: Stops,
     output: &mut impl Output,
@@ -37,11 +55,18 @@ pub fn run(
     runtime()?.block_on(async {
         // Before attaching, so a Ctrl-C that arrives while the programs load is kept for the
         // loop instead of killing the agent without a report.
-        let mut signals = Signals::install()?;
-        let extra_pid = command.as_ref().map(StoppedChild::pid);
+        // With a command, the signals are read from its signalfd and passed on to it.
+        let (child, mut signals) = match command {
+            Some(command) => (Some(command.child), Signals::forwarding(command.signals)?),
+            None => (None, Signals::install()?),
+        };
+        let extra_pid = child.as_ref().map(StoppedChild::pid);
         let mut trace = Trace::start(targets, extra_pid, options, output.retention())?;
         output.attached()?;
-        if let Some(child) = command {
+        if options.seccomp {
+            seccomp::install()?;
+        }
+        if let Some(child) = child {
             stops.command = Some(child.resume()?);
         }
         let driven = drive(&mut trace, &mut signals, stops, output).await;

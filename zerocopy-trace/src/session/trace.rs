@@ -1,6 +1,8 @@
 //! An attached trace: the programs loaded and attached for the resolved targets, the maps they
-//! count into, and the collector that reads them. Starting one drops every capability but
-//! CAP_BPF; finishing one detaches first, then takes the final snapshot.
+//! count into, and the collector that reads them. What can be checked before anything starts
+//! is (`Trace::check`); starting one then gives up every privilege but what reading the maps
+//! needs (`privileges::drop_after_attach`); finishing one detaches first, then takes the final
+//! snapshot.
 
 use anyhow::{Context, Result};
 
@@ -14,7 +16,7 @@ use crate::{
         preflight,
     },
     snapshot::{Occupancy, Snapshot},
-    system::privileges,
+    system::privileges::{self, Account},
 };
 
 /// Process names are learned at least every this many ticks (1 s).
@@ -26,6 +28,11 @@ pub struct TraceOptions {
     /// `None`: the default for this machine's CPU count.
     pub max_processes: Option<u32>,
     pub hook: Hook,
+    /// Who a root-started agent becomes once attached (`None`: an agent not started as root
+    /// keeps its user).
+    pub account: Option<Account>,
+    /// Install the seccomp allow-list once attached.
+    pub seccomp: bool,
 }
 
 pub struct Trace {
@@ -48,6 +55,13 @@ pub struct Finished {
 }
 
 impl Trace {
+    /// What can be checked before anything is attached or started (the command of `run`
+    /// included): the privileges to trace and tracefs.
+    pub fn check(_options: &TraceOptions) -> Result<()> {
+        preflight::check()?;
+        Ok(())
+    }
+
     /// Checks privileges and tracefs, plans, loads and attaches, and registers the targets.
     /// `extra_pid` is the stopped child of `run`, registered before it may run.
     pub fn start(
@@ -74,7 +88,16 @@ impl Trace {
             })?;
         }
         // Attached and registered: from here on the agent only reads and updates maps.
-        privileges::keep_only_bpf()?;
+        let dropped = privileges::drop_after_attach(options.account)?;
+        log::info!(
+            "privileges dropped: uid {}, capabilities {}",
+            dropped.uid,
+            if dropped.kept_bpf {
+                "CAP_BPF only (this kernel checks it on every use of a map)"
+            } else {
+                "none"
+            }
+        );
         // Parsing the kernel's BTF took some megabytes that are free now; hand them back so a
         // long trace's memory starts from what it really uses.
         // SAFETY: malloc_trim only releases free heap memory.

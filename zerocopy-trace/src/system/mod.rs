@@ -1,7 +1,13 @@
 //! What the agent reads of and does to the machine outside BPF: `/proc` (`procfs`), cgroups
-//! (`cgroup`), capabilities (`privileges`) and the command `run` starts (`launch`).
+//! (`cgroup`), capabilities and the user it becomes (`privileges`), the seccomp allow-list
+//! (`seccomp`), its resource limits (`limits`), the command `run` starts and the signals it
+//! passes on (`launch`), and files written under a temporary name, renamed at the end
+//! (`staged_file`).
 
 pub mod cgroup;
 pub mod launch;
+pub mod limits;
 pub mod privileges;
 pub mod procfs;
+pub mod seccomp;
+pub mod staged_file;

@@ -1,34 +1,65 @@
 //! The exporter's HTTP side, on the agent's one-threaded runtime: `GET /metrics` asks the
-//! trace's loop for an exposition and waits for it; everything else is refused. Few
-//! connections at once, a deadline on reading headers and on each connection, so a slow or
-//! hostile client cannot hold the agent.
+//! trace's loop for an exposition and waits for it; everything else is refused. Built to keep
+//! answering scrapes while others abuse it:
+//! - up to `Connections::capacity` connections at once (2048, fewer when the file descriptor
+//!   limit is low); when all are taken, the one that has waited longest for a request gives way
+//!   to the newcomer (`connections`), so idle and slow clients cannot keep a scraper out;
+//! - a TLS handshake within 5 s, request headers within 5 s (also the most a kept-alive
+//!   connection may idle), request heads of at most 16 KiB, a connection lives 5 minutes;
+//! - every connection or request turned away is counted by reason, exported as
+//!   `zerocopy_exporter_rejected_total`, and logged at most once per reason every 10 s
+//!   (`rejections`);
+//! - TLS, Basic auth and the rest of the web configuration (`web_config`, `auth`).
 
-use std::{convert::Infallible, sync::Arc, time::Duration};
+use std::{
+    convert::Infallible,
+    future::Future,
+    net::IpAddr,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use http_body_util::Full;
 use hyper::{
     body::{Bytes, Incoming},
-    header,
+    header::{self, HeaderName, HeaderValue},
     server::conn::http1,
     service::service_fn,
     Method, Request, Response, StatusCode,
 };
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::{
-    net::TcpListener,
-    sync::{mpsc, oneshot, Semaphore},
+    io::{AsyncRead, AsyncWrite},
+    net::{TcpListener, TcpStream},
+    sync::{mpsc, oneshot},
+};
+use tokio_rustls::TlsAcceptor;
+
+use super::{
+    auth::{BasicAuth, Verdict},
+    connections::{Admission, Connections, Slot},
+    metrics::Format,
+    rejections::{Reason, Rejections},
+    token_bucket::TokenBucket,
+    web_config::WebConfig,
 };
 
-use super::metrics::Format;
-
-/// Connections served at once; more are closed as soon as they are accepted.
-pub const MAX_CONNECTIONS: usize = 16;
-/// A client must send its request headers within this.
+/// Connections served at once, at most (see `connection_capacity`).
+pub const MAX_CONNECTIONS: usize = 2048;
+/// A TLS handshake must be done within this.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+/// A client must send its request headers within this; it is also how long a kept-alive
+/// connection may wait for its next request (hyper runs the same timer).
 const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 /// A connection (keep-alive included) is closed after this; the scraper reconnects.
 const CONNECTION_LIFETIME: Duration = Duration::from_secs(300);
 /// How long a scrape waits for the loop's answer.
 const SCRAPE_TIMEOUT: Duration = Duration::from_secs(10);
+/// The most a request head may take (hyper's default lets one grow to about 400 KiB).
+const MAX_HEAD_BYTES: usize = 16 * 1024;
+const MAX_HEADERS: usize = 64;
+/// How often due log summaries are written.
+const FLUSH_EVERY: Duration = Duration::from_secs(2);
 
 /// A scrape waiting for its exposition.
 pub struct Scrape {
@@ -36,58 +67,238 @@ pub struct Scrape {
     pub reply: oneshot::Sender<String>,
 }
 
+/// What every connection shares; the exporter reads its counts for its own metrics.
+pub struct Server {
+    pub connections: Connections,
+    pub rejections: Rejections,
+    tls: Option<TlsAcceptor>,
+    auth: Option<Arc<BasicAuth>>,
+    headers: Vec<(HeaderName, HeaderValue)>,
+    rate_limit: Option<Mutex<TokenBucket>>,
+    scrapes: mpsc::Sender<Scrape>,
+}
+
+impl Server {
+    pub fn new(
+        web: WebConfig,
+        capacity: usize,
+        scrapes: mpsc::Sender<Scrape>,
+    ) -> anyhow::Result<Server> {
+        let auth = if web.users.is_empty() {
+            None
+        } else {
+            Some(Arc::new(BasicAuth::new(web.users)?))
+        };
+        Ok(Server {
+            connections: Connections::new(capacity),
+            rejections: Rejections::default(),
+            tls: web.tls.map(TlsAcceptor::from),
+            auth,
+            headers: web.headers,
+            rate_limit: web
+                .rate_limit
+                .map(|(interval, burst)| Mutex::new(TokenBucket::new(interval, burst))),
+            scrapes,
+        })
+    }
+
+    pub fn scheme(&self) -> &'static str {
+        if self.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        }
+    }
+}
+
+/// The connections a file descriptor limit of `open_files` leaves room for: the agent's own
+/// descriptors (its programs, maps and links: a few hundred) come first.
+pub fn connection_capacity(open_files: u64) -> usize {
+    const RESERVED: u64 = 512;
+    open_files
+        .saturating_sub(RESERVED)
+        .clamp(16, MAX_CONNECTIONS as u64) as usize
+}
+
 /// Accepts connections on `listener` until the task is aborted.
-pub async fn serve(listener: TcpListener, scrapes: mpsc::Sender<Scrape>) {
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+pub async fn serve(listener: TcpListener, server: Arc<Server>) {
+    let mut flush = tokio::time::interval(FLUSH_EVERY);
     loop {
-        let stream = match listener.accept().await {
-            Ok((stream, _)) => stream,
-            Err(e) => {
-                // Out of fds, say: wait a little instead of spinning.
-                log::warn!("accepting a connection: {e}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = flush.tick() => {
+                server.rejections.flush();
                 continue;
             }
         };
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
-            log::warn!("{MAX_CONNECTIONS} connections already open: closing a new one");
-            continue;
-        };
-        let scrapes = scrapes.clone();
-        tokio::spawn(async move {
-            let service = service_fn(move |request| answer(request, scrapes.clone()));
-            let mut builder = http1::Builder::new();
-            builder
-                .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_TIMEOUT);
-            let connection = builder.serve_connection(TokioIo::new(stream), service);
-            if let Ok(Err(e)) = tokio::time::timeout(CONNECTION_LIFETIME, connection).await {
-                log::debug!("connection ended: {e}");
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                // Out of file descriptors, say: wait a little instead of spinning.
+                server.rejections.count(Reason::Accept, Some(&e));
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                continue;
             }
-            drop(slot);
-        });
+        };
+        let (slot, closed) = match server.connections.admit() {
+            Admission::Refused => {
+                server.rejections.count(Reason::Busy, None);
+                continue;
+            }
+            Admission::Admitted {
+                slot,
+                closed,
+                made_room,
+            } => {
+                if made_room {
+                    server.rejections.count(Reason::Evicted, None);
+                }
+                (slot, closed)
+            }
+        };
+        tokio::spawn(connection(stream, peer.ip(), slot, closed, server.clone()));
+    }
+}
+
+/// One connection, from its TLS handshake to its close: whichever comes first of its end,
+/// its giving way to a newcomer (`closed`) and its lifetime.
+async fn connection(
+    stream: TcpStream,
+    peer: IpAddr,
+    slot: Slot,
+    closed: oneshot::Receiver<()>,
+    server: Arc<Server>,
+) {
+    // A scrape's answer goes out without waiting for more to fill a packet.
+    let _ = stream.set_nodelay(true);
+    let slot = Arc::new(slot);
+    let served = serve_connection(stream, peer, slot.clone(), server.clone());
+    tokio::pin!(served);
+    let mut first = true;
+    let served = std::future::poll_fn(|cx| {
+        let poll = served.as_mut().poll(cx);
+        if std::mem::take(&mut first) {
+            // Whatever was already in the socket has been read: from now on it may give way.
+            slot.polled();
+        }
+        poll
+    });
+    tokio::select! {
+        biased;
+        () = served => {}
+        _ = closed => {}
+        () = tokio::time::sleep(CONNECTION_LIFETIME) => {
+            server.rejections.count(Reason::Lifetime, None);
+        }
+    }
+}
+
+async fn serve_connection(stream: TcpStream, peer: IpAddr, slot: Arc<Slot>, server: Arc<Server>) {
+    match &server.tls {
+        None => http(stream, peer, slot, server.clone()).await,
+        Some(acceptor) => {
+            match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                Err(_) => server.rejections.count(Reason::TlsTimeout, None),
+                Ok(Err(e)) => server.rejections.count(Reason::TlsHandshake, Some(&e)),
+                Ok(Ok(tls)) => http(tls, peer, slot, server.clone()).await,
+            }
+        }
+    }
+}
+
+async fn http<IO>(io: IO, peer: IpAddr, slot: Arc<Slot>, server: Arc<Server>)
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let service = {
+        let server = server.clone();
+        service_fn(move |request| {
+            // Called as soon as the request head is read: from here until the answer is out,
+            // the connection does not give way.
+            slot.busy();
+            let slot = slot.clone();
+            let server = server.clone();
+            async move {
+                let response = answer(request, peer, &server).await;
+                slot.waiting();
+                Ok::<_, Infallible>(response)
+            }
+        })
+    };
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT)
+        .max_buf_size(MAX_HEAD_BYTES)
+        .max_headers(MAX_HEADERS);
+    if let Err(e) = builder.serve_connection(TokioIo::new(io), service).await {
+        if e.is_timeout() {
+            server.rejections.count(Reason::HeaderTimeout, None);
+        } else {
+            log::debug!("exporter: connection from {peer}: {e}");
+        }
     }
 }
 
 async fn answer(
     request: Request<Incoming>,
-    scrapes: mpsc::Sender<Scrape>,
-) -> Result<Response<Full<Bytes>>, Infallible> {
+    peer: IpAddr,
+    server: &Server,
+) -> Response<Full<Bytes>> {
+    let mut response = route(request, peer, server).await;
+    for (name, value) in &server.headers {
+        response.headers_mut().insert(name.clone(), value.clone());
+    }
+    response
+}
+
+async fn route(request: Request<Incoming>, peer: IpAddr, server: &Server) -> Response<Full<Bytes>> {
+    if let Some(limit) = &server.rate_limit {
+        let allowed = limit
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take();
+        if !allowed {
+            server.rejections.count(Reason::RateLimited, None);
+            return too_many_requests();
+        }
+    }
+    if let Some(auth) = &server.auth {
+        let credentials = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .map(HeaderValue::as_bytes);
+        match auth.check(credentials, peer).await {
+            Verdict::Allowed => {}
+            Verdict::Unauthorized => {
+                server.rejections.count(Reason::Unauthorized, None);
+                let mut response = plain(StatusCode::UNAUTHORIZED, "Unauthorized\n");
+                response
+                    .headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic"));
+                return response;
+            }
+            Verdict::Throttled => {
+                server.rejections.count(Reason::AuthThrottled, None);
+                return too_many_requests();
+            }
+        }
+    }
     if request.method() != Method::GET {
         let mut response = plain(StatusCode::METHOD_NOT_ALLOWED, "only GET\n");
         response
             .headers_mut()
-            .insert(header::ALLOW, header::HeaderValue::from_static("GET"));
-        return Ok(response);
+            .insert(header::ALLOW, HeaderValue::from_static("GET"));
+        return response;
     }
-    Ok(match request.uri().path() {
+    match request.uri().path() {
         "/metrics" => {
             let accept = request
                 .headers()
                 .get(header::ACCEPT)
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or("");
-            metrics(Format::from_accept(accept), &scrapes).await
+            metrics(Format::from_accept(accept), &server.scrapes).await
         }
         "/" => plain(
             StatusCode::OK,
@@ -97,7 +308,7 @@ async fn answer(
             StatusCode::NOT_FOUND,
             "not found: the metrics are at /metrics\n",
         ),
-    })
+    }
 }
 
 async fn metrics(format: Format, scrapes: &mpsc::Sender<Scrape>) -> Response<Full<Bytes>> {
@@ -110,7 +321,7 @@ async fn metrics(format: Format, scrapes: &mpsc::Sender<Scrape>) -> Response<Ful
             let mut response = Response::new(Full::new(Bytes::from(text)));
             response.headers_mut().insert(
                 header::CONTENT_TYPE,
-                header::HeaderValue::from_static(format.content_type()),
+                HeaderValue::from_static(format.content_type()),
             );
             response
         }
@@ -121,12 +332,32 @@ async fn metrics(format: Format, scrapes: &mpsc::Sender<Scrape>) -> Response<Ful
     }
 }
 
+fn too_many_requests() -> Response<Full<Bytes>> {
+    let mut response = plain(StatusCode::TOO_MANY_REQUESTS, "Too Many Requests\n");
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    response
+}
+
 fn plain(status: StatusCode, text: &'static str) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::from_static(text.as_bytes())));
     *response.status_mut() = status;
     response.headers_mut().insert(
         header::CONTENT_TYPE,
-        header::HeaderValue::from_static("text/plain; charset=utf-8"),
+        HeaderValue::from_static("text/plain; charset=utf-8"),
     );
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_descriptor_limit_bounds_the_connections() {
+        assert_eq!(connection_capacity(1024), 512);
+        assert_eq!(connection_capacity(65536), MAX_CONNECTIONS);
+        assert_eq!(connection_capacity(100), 16);
+    }
 }

@@ -42,6 +42,17 @@ impl Format {
     }
 }
 
+/// The exporter's own figures, for its own families.
+#[derive(Clone, Debug, Default)]
+pub struct ServerStats {
+    /// Connections and requests closed or refused since start, by reason label.
+    pub rejected: Vec<(&'static str, u64)>,
+    /// Open connections now.
+    pub connections: u64,
+    /// The most it serves at once.
+    pub max_connections: u64,
+}
+
 /// The families of one scrape.
 struct Families {
     calls: Family<LabelSet, Counter>,
@@ -54,10 +65,13 @@ struct Families {
     dropped_bytes: Family<LabelSet, Counter>,
     overflowed: Counter,
     build_info: Family<LabelSet, Gauge>,
+    rejected: Family<LabelSet, Counter>,
+    connections: Gauge,
+    max_connections: Gauge,
 }
 
 impl Families {
-    fn registry(&self) -> Registry {
+    fn registry(&self, server: bool) -> Registry {
         let mut r = Registry::with_prefix("zerocopy");
         r.register(
             "syscall_calls",
@@ -111,17 +125,44 @@ impl Families {
             "The exporter's version; always 1",
             self.build_info.clone(),
         );
+        if server {
+            r.register(
+                "exporter_rejected",
+                "Connections and requests the exporter closed or refused, by reason",
+                self.rejected.clone(),
+            );
+            r.register(
+                "exporter_connections",
+                "Connections open to the exporter",
+                self.connections.clone(),
+            );
+            r.register(
+                "exporter_connections_max",
+                "Connections the exporter serves at once, at most",
+                self.max_connections.clone(),
+            );
+        }
         r
     }
 }
 
 /// The exposition of `snapshot` in `format`, with the `labels` asked for.
 pub fn exposition(snapshot: Snapshot, labels: Labels, format: Format) -> String {
-    encode(&Series::of(snapshot, labels), format)
+    encode(&Series::of(snapshot, labels), format, None)
+}
+
+/// `exposition`, and the exporter's own families.
+pub fn exposition_with_server(
+    snapshot: Snapshot,
+    labels: Labels,
+    format: Format,
+    server: &ServerStats,
+) -> String {
+    encode(&Series::of(snapshot, labels), format, Some(server))
 }
 
 /// `series` as metric families, in `format`.
-fn encode(series: &Series, format: Format) -> String {
+fn encode(series: &Series, format: Format, server: Option<&ServerStats>) -> String {
     let families = Families {
         calls: Family::default(),
         errors: Family::default(),
@@ -133,6 +174,9 @@ fn encode(series: &Series, format: Format) -> String {
         dropped_bytes: Family::default(),
         overflowed: Counter::default(),
         build_info: Family::default(),
+        rejected: Family::default(),
+        connections: Gauge::default(),
+        max_connections: Gauge::default(),
     };
     for path in &series.paths {
         families
@@ -175,7 +219,18 @@ fn encode(series: &Series, format: Format) -> String {
         .get_or_create(&vec![("version", env!("CARGO_PKG_VERSION").to_string())])
         .set(1);
 
-    let registry = families.registry();
+    if let Some(server) = server {
+        for &(reason, n) in &server.rejected {
+            families
+                .rejected
+                .get_or_create(&vec![("reason", reason.to_string())])
+                .inc_by(n);
+        }
+        families.connections.set(server.connections as i64);
+        families.max_connections.set(server.max_connections as i64);
+    }
+
+    let registry = families.registry(server.is_some());
     let mut out = String::new();
     // Writing into a String cannot fail.
     let _ = match format {
@@ -323,6 +378,28 @@ mod tests {
             text.contains("# UNIT zerocopy_syscall_bytes bytes"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn the_exporter_counts_what_it_refused() {
+        let stats = ServerStats {
+            rejected: vec![("busy", 0), ("header_timeout", 7)],
+            connections: 3,
+            max_connections: 2048,
+        };
+        let text = exposition_with_server(fixture(), Labels::default(), Format::Prometheus, &stats);
+        let s = samples(&text);
+        for want in [
+            r#"zerocopy_exporter_rejected_total{reason="busy"} 0"#,
+            r#"zerocopy_exporter_rejected_total{reason="header_timeout"} 7"#,
+            "zerocopy_exporter_connections 3",
+            "zerocopy_exporter_connections_max 2048",
+        ] {
+            assert!(s.contains(&want), "missing {want} in:\n{text}");
+        }
+        // A report's exposition (the textfile collector's) has no server to speak of.
+        let text = exposition(fixture(), Labels::default(), Format::Prometheus);
+        assert!(!text.contains("zerocopy_exporter_"), "{text}");
     }
 
     #[test]

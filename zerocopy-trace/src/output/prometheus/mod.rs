@@ -1,13 +1,22 @@
 //! The Prometheus exporter: metrics computed at each scrape from a fresh snapshot of the trace.
-//! `http` serves the requests and hands each scrape to the trace's loop through a channel;
-//! `Exporter` is the loop's `Output`: it asks for a snapshot when a scrape arrives and answers
-//! with `metrics::exposition`.
+//! `http` serves the requests (`connections`, `rejections`: holding up under abuse;
+//! `web_config`, `auth`, `token_bucket`: `--web.config.file`'s TLS, Basic auth and rate limit)
+//! and hands each scrape to the trace's loop through a channel; `Exporter` is the loop's
+//! `Output`: it asks for a snapshot when a scrape arrives and answers with
+//! `metrics::exposition`.
 
+mod auth;
+mod connections;
 mod http;
 pub mod metrics;
+mod rejections;
+mod token_bucket;
+pub mod web_config;
 
 use std::{
     net::{SocketAddr, TcpListener},
+    os::fd::AsRawFd,
+    sync::Arc,
     time::Duration,
 };
 
@@ -15,8 +24,9 @@ use anyhow::{Context, Result};
 use tokio::{sync::mpsc, task::JoinHandle};
 
 use self::{
-    http::{Scrape, MAX_CONNECTIONS},
-    metrics::{Format, Labels},
+    http::{Scrape, Server},
+    metrics::{Format, Labels, ServerStats},
+    web_config::WebConfig,
 };
 use super::{Control, Output};
 use crate::{
@@ -24,14 +34,19 @@ use crate::{
     snapshot::Snapshot,
 };
 
+/// Connections waiting to be accepted, at most: a flood of connections fills std's default
+/// (128) while the one thread is busy, and the kernel then drops new ones (a scraper's among
+/// them) until its retry a second later. Linux caps it at `net.core.somaxconn` (4096).
+const LISTEN_BACKLOG: libc::c_int = 4096;
+
 /// The trace loop's side of the exporter.
 pub struct Exporter {
     /// Bound before attaching; served from `attached` on.
     listener: Option<TcpListener>,
     address: SocketAddr,
     scrapes: mpsc::Receiver<Scrape>,
-    to_loop: Option<mpsc::Sender<Scrape>>,
-    server: Option<JoinHandle<()>>,
+    server: Arc<Server>,
+    serving: Option<JoinHandle<()>>,
     /// Scrapes that arrived together, answered from one snapshot.
     pending: Vec<Scrape>,
     labels: Labels,
@@ -39,18 +54,26 @@ pub struct Exporter {
 }
 
 impl Exporter {
-    /// An exporter that will serve on `listener` (see `bind`) once attached.
-    pub fn new(listener: TcpListener, labels: Labels, grouping: Grouping) -> Result<Exporter> {
+    /// An exporter that will serve on `listener` (see `bind`) once attached, as `web` says,
+    /// with at most the connections `open_files` descriptors leave room for.
+    pub fn new(
+        listener: TcpListener,
+        web: WebConfig,
+        open_files: u64,
+        labels: Labels,
+        grouping: Grouping,
+    ) -> Result<Exporter> {
         let address = listener
             .local_addr()
             .context("reading the listening address")?;
-        let (to_loop, scrapes) = mpsc::channel(MAX_CONNECTIONS);
+        let capacity = http::connection_capacity(open_files);
+        let (to_loop, scrapes) = mpsc::channel(capacity);
         Ok(Exporter {
             listener: Some(listener),
             address,
             scrapes,
-            to_loop: Some(to_loop),
-            server: None,
+            server: Arc::new(Server::new(web, capacity, to_loop)?),
+            serving: None,
             pending: Vec::new(),
             labels,
             grouping,
@@ -68,15 +91,20 @@ impl Output for Exporter {
     }
 
     fn attached(&mut self) -> Result<()> {
-        let (Some(listener), Some(to_loop)) = (self.listener.take(), self.to_loop.take()) else {
+        let Some(listener) = self.listener.take() else {
             return Ok(());
         };
         let listener = tokio::net::TcpListener::from_std(listener)
             .context("registering the listening socket")?;
-        self.server = Some(tokio::spawn(http::serve(listener, to_loop)));
+        self.serving = Some(tokio::spawn(http::serve(listener, self.server.clone())));
         eprintln!(
-            "zerocopy-trace: serving metrics on http://{}/metrics",
+            "zerocopy-trace: serving metrics on {}://{}/metrics",
+            self.server.scheme(),
             self.address
+        );
+        log::info!(
+            "exporter: at most {} connections at once",
+            self.server.connections.capacity()
         );
         Ok(())
     }
@@ -94,12 +122,22 @@ impl Output for Exporter {
     }
 
     fn snapshot(&mut self, snapshot: Snapshot, _elapsed: Duration) -> Result<Control> {
+        let stats = ServerStats {
+            rejected: self.server.rejections.totals(),
+            connections: self.server.connections.open() as u64,
+            max_connections: self.server.connections.capacity() as u64,
+        };
         let mut texts: Vec<(Format, String)> = Vec::new();
         for scrape in std::mem::take(&mut self.pending) {
             let text = match texts.iter().find(|(format, _)| *format == scrape.format) {
                 Some((_, text)) => text.clone(),
                 None => {
-                    let text = metrics::exposition(snapshot.clone(), self.labels, scrape.format);
+                    let text = metrics::exposition_with_server(
+                        snapshot.clone(),
+                        self.labels,
+                        scrape.format,
+                        &stats,
+                    );
                     texts.push((scrape.format, text.clone()));
                     text
                 }
@@ -111,9 +149,11 @@ impl Output for Exporter {
     }
 
     fn detaching(&mut self) {
-        if let Some(server) = self.server.take() {
-            server.abort();
+        if let Some(serving) = self.serving.take() {
+            serving.abort();
         }
+        // What the last window counted, said before the agent exits.
+        self.server.rejections.flush();
     }
 }
 
@@ -126,5 +166,10 @@ pub fn bind(addr: SocketAddr) -> Result<TcpListener> {
     listener
         .set_nonblocking(true)
         .context("making the listening socket non-blocking")?;
+    // Listening again on a listening socket only changes its backlog.
+    // SAFETY: listen(2) on a socket this function owns.
+    if unsafe { libc::listen(listener.as_raw_fd(), LISTEN_BACKLOG) } != 0 {
+        return Err(std::io::Error::last_os_error()).context("setting the listen backlog");
+    }
     Ok(listener)
 }
