@@ -23,3 +23,30 @@ pub const ENTRY_BY_ENTRY: &str = "ZEROCOPY_TRACE_TEST_ENTRY_BY_ENTRY";
 pub fn entry_by_entry() -> bool {
     std::env::var_os(ENTRY_BY_ENTRY).is_some()
 }
+
+/// Set in the environment to N: at the N-th tick, once, the agent tries what its privilege
+/// drop and seccomp filter must refuse, and logs what it got (tests/least_privilege.rs): reading
+/// /etc/shadow, and making a socket (a syscall outside the allow-list).
+pub const FORBIDDEN_AT_TICK: &str = "ZEROCOPY_TRACE_TEST_FORBIDDEN";
+
+/// Called on every tick of the loop.
+pub fn try_forbidden(ticks: u64) {
+    let at = std::env::var(FORBIDDEN_AT_TICK)
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok());
+    if at != Some(ticks) {
+        return;
+    }
+    let shadow = std::fs::File::open("/etc/shadow").map(|_| ());
+    log::warn!("test hook: opening /etc/shadow: {shadow:?}");
+    // SAFETY: socket(2) with constant arguments; the descriptor, if any, is closed at once.
+    let socket = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0) };
+    let error = std::io::Error::last_os_error();
+    if socket >= 0 {
+        // SAFETY: closing the descriptor just made.
+        unsafe { libc::close(socket) };
+        log::warn!("test hook: socket(AF_INET): made one");
+    } else {
+        log::warn!("test hook: socket(AF_INET): {error}");
+    }
+}

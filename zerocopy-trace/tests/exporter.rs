@@ -3,8 +3,9 @@
 //! bytes by sendfile and by read+write under names of their own, Prometheus's query API must
 //! return exactly those bytes, and the same after the processes exited. `promtool` accepts the
 //! exposition and the alert rules, and every query of the Grafana dashboard succeeds. Then
-//! churn: 100 000 short-lived processes leave the exporter and the dashboard under a memory
-//! bound, with the per-command totals exact.
+//! Prometheus over TLS with a client certificate and Basic auth (`--web.config.file`), wrong
+//! credentials refused. Then churn: 100 000 short-lived processes leave the exporter and the
+//! dashboard under a memory bound, with the per-command totals exact.
 
 mod common;
 
@@ -69,14 +70,21 @@ struct Prometheus {
 
 impl Prometheus {
     fn start(dir: &Path, target: &str) -> Prometheus {
+        Prometheus::with_jobs(
+            dir,
+            &format!("  - job_name: zerocopy-trace\n    static_configs:\n      - targets: ['{target}']\n"),
+        )
+    }
+
+    /// A Prometheus scraping every second with `jobs`, the YAML list under `scrape_configs:`.
+    fn with_jobs(dir: &Path, jobs: &str) -> Prometheus {
         let dir = dir.join("prometheus");
         std::fs::create_dir_all(&dir).unwrap();
         let config = dir.join("prometheus.yml");
         std::fs::write(
             &config,
             format!(
-                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n\
-                 scrape_configs:\n  - job_name: zerocopy-trace\n    static_configs:\n      - targets: ['{target}']\n"
+                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n{jobs}"
             ),
         )
         .unwrap();
@@ -132,6 +140,27 @@ impl Prometheus {
                 String::from_utf8_lossy(&out.stdout)
             )
         })
+    }
+
+    /// The last error of each scrape target, by job.
+    fn last_errors(&self) -> Vec<(String, String)> {
+        let out = Command::new("curl")
+            .args(["-sS", "--max-time", "10"])
+            .arg(format!("http://127.0.0.1:{}/api/v1/targets", self.port))
+            .output()
+            .expect("running curl");
+        let targets: Value = serde_json::from_slice(&out.stdout).expect("the targets API");
+        targets["data"]["activeTargets"]
+            .as_array()
+            .expect("active targets")
+            .iter()
+            .map(|t| {
+                (
+                    t["labels"]["job"].as_str().unwrap_or_default().to_string(),
+                    t["lastError"].as_str().unwrap_or_default().to_string(),
+                )
+            })
+            .collect()
     }
 
     /// The value of a query that returns one sample, `None` while it returns none.
@@ -609,5 +638,234 @@ fn report_writes_a_textfile_for_node_exporter() {
         String::from_utf8_lossy(&checked.stdout),
         String::from_utf8_lossy(&checked.stderr)
     );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A test CA, a server certificate for 127.0.0.1 and a client certificate it signed, and a
+/// client certificate of another CA, made with openssl in `dir` (ECDSA P-256, one day).
+fn make_certificates(dir: &Path) {
+    let openssl = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("running openssl");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+    ];
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("client.ext"),
+        "extendedKeyUsage=clientAuth\nbasicConstraints=CA:FALSE\n",
+    )
+    .unwrap();
+    for ca in ["ca", "other-ca"] {
+        let key = format!("{ca}.key");
+        let crt = format!("{ca}.crt");
+        let subject = format!("/CN=zerocopy-trace test {ca}");
+        let mut args = vec!["req", "-x509", "-days", "1", "-subj", &subject];
+        args.extend(ec);
+        args.extend(["-keyout", &key, "-out", &crt]);
+        openssl(&args);
+    }
+    for (name, ca, ext, subject) in [
+        ("server", "ca", "server.ext", "/CN=127.0.0.1"),
+        ("client", "ca", "client.ext", "/CN=prometheus"),
+        ("intruder", "other-ca", "client.ext", "/CN=intruder"),
+    ] {
+        let (key, csr, crt) = (
+            format!("{name}.key"),
+            format!("{name}.csr"),
+            format!("{name}.crt"),
+        );
+        let mut args = vec!["req", "-subj", subject];
+        args.extend(ec);
+        args.extend(["-keyout", &key, "-out", &csr]);
+        openssl(&args);
+        let (ca_crt, ca_key) = (format!("{ca}.crt"), format!("{ca}.key"));
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            &ca_crt,
+            "-CAkey",
+            &ca_key,
+            "-CAcreateserial",
+            "-days",
+            "1",
+            "-extfile",
+            ext,
+            "-out",
+            &crt,
+        ]);
+    }
+}
+
+/// `curl` over TLS to the exporter with `args`: the HTTP code (000 when no HTTP answer) and
+/// curl's exit status.
+fn curl_tls(url: &str, dir: &Path, args: &[&str]) -> (String, i32) {
+    let out = Command::new("curl")
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--max-time",
+            "10",
+        ])
+        .arg("--cacert")
+        .arg(dir.join("ca.crt"))
+        .args(args)
+        .arg(url)
+        .current_dir(dir)
+        .output()
+        .expect("running curl");
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        out.status.code().unwrap_or(-1),
+    )
+}
+
+/// The exporter with `--web.config.file` (TLS, client certificates required, Basic auth with
+/// a bcrypt hash; the key readable by root only, read before the agent becomes nobody) against
+/// a real Prometheus: the job with the client certificate and the password is up and its
+/// samples arrive; the job with a wrong password is down with 401, the one without a client
+/// certificate down with a TLS error; curl without credentials gets 401, plain HTTP and an
+/// intruder's certificate no answer; and the exporter counted each refusal.
+#[test]
+fn a_real_prometheus_scrapes_over_tls_with_basic_auth() {
+    if !privileged() || !have("prometheus", "prometheus") || !have("openssl", "openssl") {
+        return;
+    }
+    let dir = scratch("exporter-tls");
+    make_certificates(&dir);
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(
+        dir.join("server.key"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+    let hash = bcrypt::hash("s3cret", 10).unwrap();
+    let web = dir.join("web.yml");
+    std::fs::write(
+        &web,
+        format!(
+            "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n  \
+             client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: ca.crt\n\
+             basic_auth_users:\n  prometheus: '{hash}'\n"
+        ),
+    )
+    .unwrap();
+    let listen = format!("127.0.0.1:{}", free_port());
+    let (agent, _) = spawn_agent(&[
+        "exporter",
+        "--listen",
+        &listen,
+        "--web.config.file",
+        web.to_str().unwrap(),
+    ]);
+    let d = dir.display();
+    let job = |name: &str, password: &str, client_cert: bool| {
+        let cert = if client_cert {
+            format!("\n        cert_file: {d}/client.crt\n        key_file: {d}/client.key")
+        } else {
+            String::new()
+        };
+        format!(
+            "  - job_name: {name}\n    scheme: https\n    tls_config:\n        ca_file: {d}/ca.crt{cert}\n    \
+             basic_auth:\n        username: prometheus\n        password: {password}\n    \
+             static_configs:\n      - targets: ['{listen}']\n"
+        )
+    };
+    let prometheus = Prometheus::with_jobs(
+        &dir,
+        &[
+            job("good", "s3cret", true),
+            job("wrong_password", "wrong", true),
+            job("no_client_cert", "s3cret", false),
+        ]
+        .concat(),
+    );
+    prometheus.wait_for(r#"up{job="good"}"#, 1);
+    prometheus.wait_for(r#"up{job="wrong_password"}"#, 0);
+    prometheus.wait_for(r#"up{job="no_client_cert"}"#, 0);
+    // The good job's samples arrive: the exporter's own families among them, with what it
+    // refused to the other two.
+    prometheus.wait_for(r#"count(zerocopy_build_info{job="good"})"#, 1);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let refused = |reason: &str| {
+        prometheus
+            .scalar(&format!(
+                r#"zerocopy_exporter_rejected_total{{job="good",reason="{reason}"}}"#
+            ))
+            .unwrap_or(0)
+    };
+    while (refused("unauthorized") == 0 || refused("tls_handshake_error") == 0)
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert!(refused("unauthorized") > 0 && refused("tls_handshake_error") > 0);
+    let errors = prometheus.last_errors();
+    let error_of = |job: &str| {
+        errors
+            .iter()
+            .find(|(j, _)| j == job)
+            .map(|(_, e)| e.clone())
+            .unwrap_or_else(|| panic!("no target of job {job}: {errors:?}"))
+    };
+    assert_eq!(error_of("good"), "");
+    assert!(
+        error_of("wrong_password").contains("401 Unauthorized"),
+        "{errors:?}"
+    );
+    assert!(error_of("no_client_cert").contains("tls:"), "{errors:?}");
+
+    let url = format!("https://{listen}/metrics");
+    let client = ["--cert", "client.crt", "--key", "client.key"];
+    for (user, want) in [
+        ("prometheus:s3cret", "200"),
+        ("prometheus:wrong", "401"),
+        ("nobody:s3cret", "401"),
+    ] {
+        let args = [&client[..], &["-u", user]].concat();
+        assert_eq!(curl_tls(&url, &dir, &args).0, want, "{user}");
+    }
+    assert_eq!(curl_tls(&url, &dir, &client).0, "401");
+    let intruder = [
+        "--cert",
+        "intruder.crt",
+        "--key",
+        "intruder.key",
+        "-u",
+        "prometheus:s3cret",
+    ];
+    let (code, exit) = curl_tls(&url, &dir, &intruder);
+    assert!(
+        code == "000" && exit != 0,
+        "an intruder's certificate: {code} {exit}"
+    );
+    let (code, exit) = curl_tls(&format!("http://{listen}/metrics"), &dir, &[]);
+    assert!(code == "000" && exit != 0, "plain HTTP: {code} {exit}");
+
+    drop(prometheus);
+    stop_exporter(agent);
     let _ = std::fs::remove_dir_all(&dir);
 }

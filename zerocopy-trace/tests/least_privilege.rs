@@ -1,13 +1,15 @@
 //! Least privilege and bad input: the agent runs as an unprivileged user holding only
 //! CAP_BPF, CAP_PERFMON and CAP_DAC_READ_SEARCH (tracefs is root-only) and counts exactly;
-//! after attaching it keeps only CAP_BPF; without what it needs, and on every kind of bad
-//! input, it says so in one line and exits non-zero.
+//! started as root, after attaching it is nobody with no capability, an empty bounding set,
+//! NoNewPrivs and a seccomp filter whose refusals are errors, not kills; `run`'s command gets
+//! none of its capabilities; without what it needs, and on every kind of bad input, it says so
+//! in one line and exits non-zero.
 
 mod common;
 
 use std::{os::unix::fs::PermissionsExt, path::Path, process::Command};
 
-use common::{privileged, process, scratch, spawn_agent, workload, AGENT};
+use common::{privileged, process, scratch, workload, AGENT};
 
 const CAPS: &str = "+bpf,+perfmon,+dac_read_search";
 
@@ -88,27 +90,177 @@ fn counts_exactly_with_only_the_documented_capabilities() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// The agent's threads once attached, from /proc.
+fn thread_statuses(pid: u32) -> Vec<procfs::process::Status> {
+    procfs::process::Process::new(pid as i32)
+        .and_then(|agent| agent.tasks())
+        .expect("listing the agent's threads")
+        .map(|task| {
+            task.and_then(|task| task.status())
+                .expect("the status of an agent thread")
+        })
+        .collect()
+}
+
+/// Started as root, once attached the agent is nobody, with no capability (CAP_BPF alone
+/// where the kernel wants it for map reads: the agent says which), an empty bounding set,
+/// NoNewPrivs and the seccomp filter; it can no longer read /etc/shadow, and a syscall outside
+/// its allow-list is an error it reports, not a kill: it goes on and ends with its report.
 #[test]
-fn keeps_only_cap_bpf_after_attaching() {
+fn becomes_nobody_without_capabilities_after_attaching() {
     if !privileged() {
         return;
     }
-    let (mut agent, _) = spawn_agent(&["report", "--json"]);
-    let pid = agent.child().id();
-    let tasks = procfs::process::Process::new(pid as i32)
-        .and_then(|agent| agent.tasks())
-        .expect("listing the agent's threads");
-    for task in tasks {
-        let status = task
-            .and_then(|task| task.status())
-            .expect("the status of an agent thread");
-        // Bit 39, CAP_BPF, and nothing else.
-        assert_eq!(
-            (status.capeff, status.capprm),
-            (0x0000_0080_0000_0000, 0x0000_0080_0000_0000)
-        );
+    let mut child = Command::new(AGENT)
+        .args(["report", "--json"])
+        .env("RUST_LOG", "info")
+        .env("ZEROCOPY_TRACE_TEST_FORBIDDEN", "5")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("starting zerocopy-trace");
+    let pid = child.id();
+    let stderr = child.stderr.take().unwrap();
+    let (lines_tx, lines_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = lines_tx.send(line);
+        }
+    });
+    let mut log = Vec::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    // Until the test hook has run (tick 5, half a second after attach).
+    while !log.iter().any(|l: &String| l.contains("test hook: socket")) {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match lines_rx.recv_timeout(left) {
+            Ok(line) => log.push(line),
+            Err(_) => panic!("no test hook line in 30 s:\n{}", log.join("\n")),
+        }
     }
-    common::stop_agent(agent);
+    let log_text = log.join("\n");
+    let kept_bpf = log_text.contains("capabilities CAP_BPF only");
+    assert!(
+        kept_bpf || log_text.contains("privileges dropped: uid 65534, capabilities none"),
+        "{log_text}"
+    );
+    let want_caps = if kept_bpf { 1u64 << 39 } else { 0 };
+    for status in thread_statuses(pid) {
+        assert_eq!((status.ruid, status.euid), (65534, 65534), "{log_text}");
+        assert_eq!(
+            (status.capeff, status.capprm, status.capinh),
+            (want_caps, want_caps, 0)
+        );
+        assert_eq!(status.capbnd, Some(0), "bounding set");
+        assert_eq!(status.capamb, Some(0), "ambient set");
+        assert_eq!(status.nonewprivs, Some(1));
+        assert_eq!(status.seccomp, Some(2), "seccomp filter");
+    }
+    assert!(
+        log_text
+            .contains("test hook: opening /etc/shadow: Err(Os { code: 13, kind: PermissionDenied"),
+        "{log_text}"
+    );
+    assert!(
+        log_text
+            .contains("zerocopy-trace: seccomp: blocked syscall 41 (socket); it fails with ENOSYS"),
+        "{log_text}"
+    );
+    assert!(
+        log_text.contains("test hook: socket(AF_INET): Function not implemented"),
+        "{log_text}"
+    );
+    // Still running, and it ends as always: detached, with its report.
+    // SAFETY: signalling our own child.
+    assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGINT) }, 0);
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{:?}\n{log_text}", out.status);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("a JSON report");
+    assert!(report["processes"].is_array());
+}
+
+/// `run`'s command gets none of the agent's capabilities: as root (the agent started by root,
+/// no sudo), with the unit's ambient capabilities (here setpriv's), or as --user.
+#[test]
+fn the_command_of_run_has_no_capabilities() {
+    if !privileged() {
+        return;
+    }
+    let dir = open_dir("run-capabilities");
+    let agent = runnable_copy(AGENT, &dir);
+    let report = dir.join("report.json");
+    let show = "grep -E '^(Uid|CapInh|CapPrm|CapEff|CapBnd|CapAmb):' /proc/self/status";
+    let fields = |out: &std::process::Output| -> Vec<String> {
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+            .collect()
+    };
+    let run = |prefix: &[&str], extra: &[&str]| {
+        let mut command = Command::new(prefix.first().copied().unwrap_or(agent.as_str()));
+        command.args(prefix.iter().skip(1));
+        if !prefix.is_empty() {
+            command.arg(&agent);
+        }
+        command
+            .args(["run", "-o"])
+            .arg(&report)
+            .args(extra)
+            .args(["--", "sh", "-c", show])
+            .env_remove("SUDO_UID")
+            .output()
+            .unwrap()
+    };
+    let zero = "0000000000000000";
+    let as_root = fields(&run(&[], &[]));
+    assert_eq!(
+        as_root,
+        [
+            "Uid: 0 0 0 0".to_string(),
+            format!("CapInh: {zero}"),
+            format!("CapPrm: {zero}"),
+            format!("CapEff: {zero}"),
+            format!("CapBnd: {zero}"),
+            format!("CapAmb: {zero}"),
+        ]
+    );
+    let as_nobody = fields(&run(&[], &["--user", "nobody"]));
+    assert_eq!(as_nobody[0], "Uid: 65534 65534 65534 65534");
+    assert!(
+        as_nobody[1..4].iter().all(|l| l.ends_with(zero)),
+        "{as_nobody:?}"
+    );
+    let setpriv = format!("--inh-caps={CAPS}");
+    let ambient = format!("--ambient-caps={CAPS}");
+    let with_ambient = fields(&run(
+        &[
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            &setpriv,
+            &ambient,
+        ],
+        &[],
+    ));
+    assert_eq!(with_ambient[0], "Uid: 65534 65534 65534 65534");
+    for (line, set) in with_ambient[1..]
+        .iter()
+        .zip(["CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"])
+    {
+        if set != "CapBnd" {
+            assert_eq!(*line, format!("{set}: {zero}"), "{with_ambient:?}");
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -128,6 +280,8 @@ fn bad_input_gets_one_clear_line() {
         (vec![CAPS], "report --duration 5parsecs", "unknown unit"),
         (vec![CAPS], "top --interval -1s", "unexpected argument"),
         (vec![CAPS], "report --max-processes 0", "invalid value"),
+        (vec![CAPS], "top --interval 0.0000000001s", "is too short: refresh at most every 100ms"),
+        (vec![CAPS], "report --user root", "--user root: only an agent started as root can become another user"),
         (vec![CAPS], "report --frobnicate", "unexpected argument '--frobnicate'"),
         (vec![CAPS], "run -- /no/such/command", "cannot run /no/such/command: No such file or directory"),
     ];

@@ -202,7 +202,10 @@ pub async fn drive(
             _ = tick.tick() => {
                 trace.tick()?;
                 #[cfg(feature = "test-hooks")]
-                crate::test_hooks::on_tick(trace.ticks());
+                {
+                    crate::test_hooks::on_tick(trace.ticks());
+                    crate::test_hooks::try_forbidden(trace.ticks());
+                }
                 if !stops.watch_pids.is_empty()
                     && !stops.watch_pids.iter().any(|&p| procfs::exists(p))
                 {

@@ -153,7 +153,7 @@ impl Output for Exporter {
             serving.abort();
         }
         // What the last window counted, said before the agent exits.
-        self.server.rejections.flush();
+        self.server.rejections.flush_all();
     }
 }
 

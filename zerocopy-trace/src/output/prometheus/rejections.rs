@@ -67,19 +67,23 @@ impl Reason {
         }
     }
 
-    /// What happened, in the plural, for the log line.
+    /// What happened, for the log line.
     fn what(self) -> &'static str {
         match self {
-            Reason::Busy => "new connections closed at once: every connection was inside a request",
+            Reason::Busy => {
+                "new connections closed at once, every connection being inside a request"
+            }
             Reason::Evicted => "idle connections closed to make room for new ones",
-            Reason::HeaderTimeout => "connections closed: no complete request in time",
+            Reason::HeaderTimeout => "connections closed without a complete request in time",
             Reason::TlsHandshake => "TLS handshakes failed",
-            Reason::TlsTimeout => "connections closed: TLS handshake not done in time",
+            Reason::TlsTimeout => "connections closed without a TLS handshake in time",
             Reason::Lifetime => "connections closed at the end of their lifetime",
-            Reason::Accept => "failures to accept a connection",
-            Reason::Unauthorized => "requests refused (401): wrong or missing credentials",
-            Reason::AuthThrottled => "requests refused (429): too many password checks",
-            Reason::RateLimited => "requests refused (429): rate_limit of the web configuration",
+            Reason::Accept => "connections not accepted",
+            Reason::Unauthorized => "requests refused (401), wrong or missing credentials",
+            Reason::AuthThrottled => "requests refused (429), too many password checks",
+            Reason::RateLimited => {
+                "requests refused (429) by the rate_limit of the web configuration"
+            }
         }
     }
 
@@ -142,6 +146,17 @@ impl Rejections {
         }
     }
 
+    /// Logs what is left unsaid, whatever the window (the exporter is stopping).
+    pub fn flush_all(&self) {
+        let now = Instant::now();
+        let mut tallies = self.lock();
+        for (reason, tally) in Reason::ALL.iter().zip(tallies.iter_mut()) {
+            if tally.unlogged > 0 {
+                log_line(*reason, tally, now);
+            }
+        }
+    }
+
     /// Every reason's count since start.
     pub fn totals(&self) -> Vec<(&'static str, u64)> {
         let tallies = self.lock();
@@ -167,23 +182,27 @@ fn log_line(reason: Reason, tally: &mut Tally, now: Instant) {
 }
 
 fn line(reason: Reason, tally: &Tally, now: Instant) -> String {
-    let span = match tally.last_line {
-        None => String::new(),
-        Some(last) => format!(
-            " in the last {:.0} s",
-            now.duration_since(last).as_secs_f64()
-        ),
-    };
     let detail = tally
         .detail
         .as_ref()
-        .map(|d| format!(" (last: {d})"))
+        .map(|d| format!(" (the last: {d})"))
         .unwrap_or_default();
+    let count = match tally.last_line {
+        None => format!(
+            "{} so far; from now on summed up at most every {} s",
+            tally.unlogged,
+            WINDOW.as_secs()
+        ),
+        Some(last) => format!(
+            "{} in the last {:.0} s, {} since start",
+            tally.unlogged,
+            now.duration_since(last).as_secs_f64(),
+            tally.total
+        ),
+    };
     format!(
-        "exporter: {} {}{span}{detail}; {} since start [{}]",
-        tally.unlogged,
+        "exporter: {}: {count}{detail} [{}]",
         reason.what(),
-        tally.total,
         reason.label()
     )
 }
@@ -222,9 +241,19 @@ mod tests {
             detail: Some("peer sent no certificates".into()),
         };
         assert_eq!(
-            line(Reason::HeaderTimeout, &tally, start + WINDOW),
-            "exporter: 2032 connections closed: no complete request in time in the last 10 s \
-             (last: peer sent no certificates); 6097 since start [header_timeout]"
+            line(Reason::TlsHandshake, &tally, start + WINDOW),
+            "exporter: TLS handshakes failed: 2032 in the last 10 s, 6097 since start (the \
+             last: peer sent no certificates) [tls_handshake_error]"
+        );
+        let first = Tally {
+            total: 1,
+            unlogged: 1,
+            ..Tally::default()
+        };
+        assert_eq!(
+            line(Reason::HeaderTimeout, &first, start),
+            "exporter: connections closed without a complete request in time: 1 so far; from \
+             now on summed up at most every 10 s [header_timeout]"
         );
     }
 
