@@ -1,5 +1,6 @@
-//! The agent's command line against a real kernel: exit statuses, errors on bad input, and the
-//! report of a command's whole process tree.
+//! The agent's command line against a real kernel: exit statuses, errors on bad input (an
+//! `-o` that cannot be written refused before anything starts, the report file staged and
+//! renamed), and the report of a command's whole process tree.
 
 mod common;
 
@@ -43,6 +44,15 @@ fn bad_flags_are_one_clear_error() {
         ),
         (vec!["exporter", "--max-groups", "0"], "invalid value"),
         (vec!["report", "--max-rows", "x"], "invalid value"),
+        (
+            vec!["top", "--interval", "0.0000000001s"],
+            "is too short: refresh at most every 100ms",
+        ),
+        (
+            vec!["top", "--interval", "0.000001s"],
+            "is too short: refresh at most every 100ms",
+        ),
+        (vec!["report", "--duration", "0.0001s"], "at least 1ms"),
     ] {
         let (code, stdout, stderr) = agent(&args);
         assert_ne!(code, 0, "{args:?} must fail");
@@ -148,4 +158,129 @@ fn run_json_stays_parseable_when_the_command_prints() {
         .unwrap_or_else(|| panic!("no sh in {report:#}"));
     // "hello from the command\n" (23 bytes) and "{not json" (9), written to stderr now.
     assert_eq!(shell["syscalls"]["write"]["bytes"], 32, "{shell:#}");
+}
+
+/// Files of `dir`, sorted.
+fn names(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// An `-o` that cannot be written is refused in one line before anything is attached or run:
+/// no privileges needed, the command of `run` never starts, nothing is left behind.
+#[test]
+fn unwritable_outputs_are_refused_before_anything_starts() {
+    let dir = scratch("bad-output");
+    let dir_text = dir.to_str().unwrap();
+    let missing = format!("{dir_text}/missing/report.json");
+    for (args, needle) in [
+        (
+            vec!["report", "-o", dir_text],
+            format!("-o {dir_text}: is a directory (-o takes a file)"),
+        ),
+        (
+            vec!["report", "--format", "prom", "-o", dir_text],
+            format!("-o {dir_text}: is a directory (-o takes a file)"),
+        ),
+        (
+            vec!["report", "-o", &missing],
+            format!("-o {missing}: {dir_text}/missing: No such file or directory"),
+        ),
+        (
+            vec!["report", "-o", "/proc/version"],
+            "-o /proc/version: cannot create a file in /proc to write it".to_string(),
+        ),
+        (
+            vec!["report", "-o", "/dev/null"],
+            "-o /dev/null: is a device".to_string(),
+        ),
+    ] {
+        let (code, stdout, stderr) = agent(&args);
+        assert_eq!(code, 1, "{args:?}: {stderr}");
+        assert!(stdout.is_empty(), "{args:?}: {stdout}");
+        assert!(
+            stderr.starts_with(&format!("zerocopy-trace: error: {needle}")),
+            "{args:?}: {stderr}"
+        );
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+    }
+    // `run` refuses before its command starts.
+    let touched = dir.join("touched");
+    let (code, _, stderr) = agent(&[
+        "run",
+        "-o",
+        dir_text,
+        "--",
+        "touch",
+        touched.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(!touched.exists(), "the command ran before -o was refused");
+    let (code, _, stderr) = agent(&["run", "--", "/no/such/command"]);
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("cannot run /no/such/command: No such file or directory"),
+        "{stderr}"
+    );
+    assert_eq!(names(&dir), Vec::<String>::new());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The report is written under a temporary name beside its target, mode 0600, while the trace
+/// runs; renamed at the end (an existing 0644 file becomes 0600, as the help promises); and on
+/// a failure after the start the temporary file goes and the old report stays.
+#[test]
+fn the_report_file_is_staged_private_and_renamed() {
+    if !privileged() {
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let dir = scratch("staged-output");
+    let report = dir.join("report.json");
+    std::fs::write(&report, "old").unwrap();
+    std::fs::set_permissions(&report, std::fs::Permissions::from_mode(0o644)).unwrap();
+    // The command sees the temporary file (named after the agent, its parent) while traced.
+    let script = format!(
+        "stat -c '%a %n' {}/.report.json.$PPID.tmp; cat {}",
+        dir.display(),
+        report.display()
+    );
+    let out = Command::new(AGENT)
+        .args(["run", "--json", "-o"])
+        .arg(&report)
+        .args(["--", "sh", "-c", &script])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.starts_with("600 ") && stdout.ends_with("old"),
+        "{stdout}"
+    );
+    let mode = std::fs::metadata(&report).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).expect("the report");
+    assert!(json["processes"].is_array());
+    assert_eq!(names(&dir), ["report.json"]);
+    // A failure once the file is started: nothing replaced, nothing left.
+    let (code, _, stderr) = agent(&[
+        "report",
+        "--pid",
+        "999999999",
+        "-o",
+        report.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 1, "{stderr}");
+    assert_eq!(names(&dir), ["report.json"]);
+    assert!(std::fs::read_to_string(&report).unwrap().starts_with('{'));
+    let _ = std::fs::remove_dir_all(&dir);
 }
