@@ -29,7 +29,7 @@ use hyper::{
 };
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::{
-    io::{AsyncRead, AsyncWrite},
+    io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
     net::{TcpListener, TcpStream},
     sync::{mpsc, oneshot},
 };
@@ -194,16 +194,52 @@ async fn connection(
 }
 
 async fn serve_connection(stream: TcpStream, peer: IpAddr, slot: Arc<Slot>, server: Arc<Server>) {
-    match &server.tls {
-        None => http(stream, peer, slot, server.clone()).await,
-        Some(acceptor) => {
-            match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                Err(_) => server.rejections.count(Reason::TlsTimeout, None),
-                Ok(Err(e)) => server.rejections.count(Reason::TlsHandshake, Some(&e)),
-                Ok(Ok(tls)) => http(tls, peer, slot, server.clone()).await,
-            }
+    let Some(acceptor) = &server.tls else {
+        return http(stream, peer, slot, server.clone()).await;
+    };
+    let handshake = async {
+        if !starts_a_tls_handshake(&stream).await {
+            // Plain HTTP on the TLS port: say so, as Go's servers do, rather than a TLS alert
+            // the client would show as garbage.
+            let mut stream = stream;
+            // The request is read first (what fits in one read), else closing with it unread
+            // would reset the connection under the answer.
+            let mut request = [0u8; 4096];
+            let _ = stream.read(&mut request).await;
+            let _ = stream.write_all(PLAIN_HTTP_ANSWER).await;
+            let _ = stream.shutdown().await;
+            return Err(std::io::Error::other(PlainHttp));
         }
+        acceptor.accept(stream).await
+    };
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
+        Err(_) => server.rejections.count(Reason::TlsTimeout, None),
+        Ok(Err(e)) => server.rejections.count(Reason::TlsHandshake, Some(&e)),
+        Ok(Ok(tls)) => http(tls, peer, slot, server.clone()).await,
     }
+}
+
+/// The answer to a plain HTTP request on the TLS port.
+const PLAIN_HTTP_ANSWER: &[u8] = b"HTTP/1.0 400 Bad Request\r\nContent-Type: text/plain; \
+    charset=utf-8\r\nConnection: close\r\n\r\nClient sent an HTTP request to an HTTPS server.\n";
+
+/// A client that spoke plain HTTP to the TLS port.
+#[derive(Debug)]
+struct PlainHttp;
+
+impl std::fmt::Display for PlainHttp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("plain HTTP on the TLS port")
+    }
+}
+
+impl std::error::Error for PlainHttp {}
+
+/// Whether the first byte the client sent opens a TLS handshake record (22); false when it
+/// sent something else or closed.
+async fn starts_a_tls_handshake(stream: &TcpStream) -> bool {
+    let mut first = [0u8; 1];
+    matches!(stream.peek(&mut first).await, Ok(1) if first[0] == 22)
 }
 
 async fn http<IO>(io: IO, peer: IpAddr, slot: Arc<Slot>, server: Arc<Server>)

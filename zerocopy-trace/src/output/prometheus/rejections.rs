@@ -196,7 +196,7 @@ fn line(reason: Reason, tally: &Tally, now: Instant) -> String {
         Some(last) => format!(
             "{} in the last {:.0} s, {} since start",
             tally.unlogged,
-            now.duration_since(last).as_secs_f64(),
+            now.duration_since(last).as_secs_f64().ceil().max(1.0),
             tally.total
         ),
     };
