@@ -134,8 +134,8 @@ pub struct TraceArgs {
     pub hook: Hook,
     /// Started as root, become this user once attached (default: nobody), keeping no
     /// capability but what reading the maps needs. With `run`, the user the command runs as
-    /// (default: the user sudo was run by, else root without any capability), and the agent
-    /// becomes it too.
+    /// (default: the user sudo was run by, else root without any capability; `root` runs it
+    /// with root's capabilities), and the agent becomes it too.
     #[arg(long, short = 'u', value_name = "USER")]
     pub user: Option<String>,
     /// Do not install the seccomp allow-list after attach (if a syscall it lacks is reported

@@ -183,7 +183,8 @@ fn becomes_nobody_without_capabilities_after_attaching() {
 }
 
 /// `run`'s command gets none of the agent's capabilities: as root (the agent started by root,
-/// no sudo), with the unit's ambient capabilities (here setpriv's), or as --user.
+/// no sudo), with the unit's ambient capabilities (here setpriv's), or as --user; root's own
+/// only with `--user root`.
 #[test]
 fn the_command_of_run_has_no_capabilities() {
     if !privileged() {
@@ -232,6 +233,14 @@ fn the_command_of_run_has_no_capabilities() {
             format!("CapAmb: {zero}"),
         ]
     );
+    // Only when asked for by name does a command run as root with root's capabilities.
+    let as_root_asked = fields(&run(&[], &["--user", "root"]));
+    assert_eq!(as_root_asked[0], "Uid: 0 0 0 0");
+    assert_ne!(
+        as_root_asked[3],
+        format!("CapEff: {zero}"),
+        "{as_root_asked:?}"
+    );
     let as_nobody = fields(&run(&[], &["--user", "nobody"]));
     assert_eq!(as_nobody[0], "Uid: 65534 65534 65534 65534");
     assert!(
@@ -275,6 +284,10 @@ fn bad_input_gets_one_clear_line() {
         (vec!["+bpf,+perfmon"], "report --duration 1s", "tracefs at /sys/kernel/tracing is not readable: run as root, or add CAP_DAC_READ_SEARCH"),
         (vec![CAPS], "report --duration 1s --pid 999999999", "no such process: 999999999"),
         (vec![CAPS], "report --duration 1s --cgroup no/such/group", "no such cgroup: no/such/group"),
+        // With CAP_DAC_READ_SEARCH the agent could see into /root: a path outside the cgroup
+        // hierarchy is refused from its text, so whether it exists does not show.
+        (vec![CAPS], "report --duration 1s --cgroup /root", "/root is not under the cgroup v2 hierarchy at /sys/fs/cgroup"),
+        (vec![CAPS], "report --duration 1s --cgroup /root/absent-zc", "/root/absent-zc is not under the cgroup v2 hierarchy at /sys/fs/cgroup"),
         (vec![CAPS], "report --duration 1s --comm a-name-longer-than-15", "process names are 1 to 15 bytes"),
         (vec![CAPS], "report --duration 0", "out of range"),
         (vec![CAPS], "report --duration 5parsecs", "unknown unit"),

@@ -29,7 +29,9 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     // The agent becomes the command's user, so it may still pass signals on to it.
     options.account = match &user {
         CommandUser::User(user) => Some(user.account()),
-        CommandUser::RootWithoutCapabilities => Some(privileges::Account { uid: 0, gid: 0 }),
+        CommandUser::RootWithoutCapabilities | CommandUser::Root => {
+            Some(privileges::Account { uid: 0, gid: 0 })
+        }
         CommandUser::Same => None,
     };
     session::check(&options)?;
@@ -71,8 +73,9 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     })
 }
 
-/// Who the command runs as: `--user`; else, for a root-started agent, the user sudo was run
-/// by, or root without any capability; an agent not started as root runs it as itself.
+/// Who the command runs as: `--user` (root only when named: then with root's capabilities,
+/// as sudo would run it); else, for a root-started agent, the user sudo was run by, or root
+/// without any capability; an agent not started as root runs it as itself.
 fn command_user(name: Option<&str>) -> Result<CommandUser> {
     if !privileges::is_root() {
         if let Some(name) = name {
@@ -84,12 +87,14 @@ fn command_user(name: Option<&str>) -> Result<CommandUser> {
         }
         return Ok(CommandUser::Same);
     }
-    let user = match name {
-        Some(name) => Some(User::named(name)?),
-        None => User::sudo_caller(),
-    };
-    Ok(match user {
-        Some(user) if user.uid != 0 => CommandUser::User(user),
-        _ => CommandUser::RootWithoutCapabilities,
+    Ok(match name {
+        Some(name) => match User::named(name)? {
+            user if user.uid == 0 => CommandUser::Root,
+            user => CommandUser::User(user),
+        },
+        None => match User::sudo_caller() {
+            Some(user) => CommandUser::User(user),
+            None => CommandUser::RootWithoutCapabilities,
+        },
     })
 }

@@ -36,11 +36,7 @@ pub fn v2_root() -> Result<PathBuf> {
 pub fn resolve(path: &Path) -> Result<Cgroup> {
     let root = v2_root()?;
     let root = root.as_path();
-    let full: PathBuf = if path.is_absolute() {
-        path.to_path_buf()
-    } else {
-        root.join(path)
-    };
+    let full = within(root, path)?;
     let full = full
         .canonicalize()
         .with_context(|| format!("no such cgroup: {}", path.display()))?;
@@ -64,6 +60,24 @@ pub fn resolve(path: &Path) -> Result<Cgroup> {
         id,
         level: depth(relative),
     })
+}
+
+/// `path` (absolute, or relative to the hierarchy's `root`) as a path under `root`, judged
+/// from its text alone: a path outside the hierarchy, or with `..`, is refused before anything
+/// is looked up, so an agent that can read any directory (CAP_DAC_READ_SEARCH, a setcap'd
+/// binary run by anyone) does not tell whether a path elsewhere exists.
+fn within(root: &Path, path: &Path) -> Result<PathBuf> {
+    if path.components().any(|c| matches!(c, Component::ParentDir)) {
+        bail!("{}: a cgroup path has no `..`", path.display());
+    }
+    if path.is_absolute() && !path.starts_with(root) {
+        bail!(
+            "{} is not under the cgroup v2 hierarchy at {}",
+            path.display(),
+            root.display()
+        );
+    }
+    Ok(root.join(path))
 }
 
 /// Depth below the root: `""` is 0, `system.slice/nginx.service` is 2.
@@ -169,6 +183,28 @@ impl CgroupPaths {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn paths_outside_the_hierarchy_are_refused_unseen() {
+        let root = Path::new("/sys/fs/cgroup");
+        assert_eq!(
+            within(root, Path::new("system.slice/nginx.service")).unwrap(),
+            Path::new("/sys/fs/cgroup/system.slice/nginx.service")
+        );
+        assert_eq!(
+            within(root, Path::new("/sys/fs/cgroup/user.slice")).unwrap(),
+            Path::new("/sys/fs/cgroup/user.slice")
+        );
+        for (path, needle) in [
+            ("/root/x", "is not under the cgroup v2 hierarchy"),
+            ("/root/absent", "is not under the cgroup v2 hierarchy"),
+            ("../../root/x", "has no `..`"),
+            ("/sys/fs/cgroup/../../root", "has no `..`"),
+        ] {
+            let message = within(root, Path::new(path)).unwrap_err().to_string();
+            assert!(message.contains(needle), "{path}: {message}");
+        }
+    }
+
     use super::*;
 
     #[test]

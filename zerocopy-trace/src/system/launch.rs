@@ -69,6 +69,9 @@ pub enum CommandUser {
     /// uid 0 without any capability, now or after exec (an agent started as root, with no
     /// other user to run the command as): it can still use what root owns, but no privilege.
     RootWithoutCapabilities,
+    /// Root as root is anywhere, its capabilities regained at exec (an agent started as root,
+    /// asked with `--user root`): for a command that needs them.
+    Root,
 }
 
 /// A command ready to be forked: everything the child needs, prepared before fork (the child
@@ -318,9 +321,10 @@ unsafe fn child(
                 cap += 1;
             }
         }
-        CommandUser::Same => {}
+        CommandUser::Same | CommandUser::Root => {}
     }
-    // 2. No capability of ours crosses exec: none ambient, none inheritable, none held.
+    // 2. No capability of ours crosses exec: none ambient, none inheritable, none held. (A
+    // root command asked for regains root's at exec, from its uid alone.)
     libc::prctl(
         libc::PR_CAP_AMBIENT,
         libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong,
