@@ -13,9 +13,32 @@ use std::{
 
 use common::{privileged, scratch, AGENT};
 
+/// The agent of a test, killed and reaped if the test fails first.
+struct Agent(std::process::Child);
+
+impl std::ops::Deref for Agent {
+    type Target = std::process::Child;
+    fn deref(&self) -> &std::process::Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Agent {
+    fn deref_mut(&mut self) -> &mut std::process::Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Starts `run -o DIR/report.json -- sh -c SCRIPT` (stderr piped, `RUST_LOG=info`) and waits
 /// until the command has written its pid to DIR/pid; returns the agent and the command's pid.
-fn start(dir: &Path, script: &str) -> (std::process::Child, i32) {
+fn start(dir: &Path, script: &str) -> (Agent, i32) {
     let pid_file = dir.join("pid");
     let agent = Command::new(AGENT)
         .args(["run", "-o"])
@@ -26,6 +49,7 @@ fn start(dir: &Path, script: &str) -> (std::process::Child, i32) {
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
+        .map(Agent)
         .expect("starting zerocopy-trace");
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
