@@ -284,3 +284,53 @@ fn the_report_file_is_staged_private_and_renamed() {
     assert!(std::fs::read_to_string(&report).unwrap().starts_with('{'));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A web configuration the exporter cannot serve as written is one line and exit 1, before
+/// anything is bound or attached (no privileges needed).
+#[test]
+fn bad_web_configurations_are_one_line() {
+    let dir = scratch("bad-web-config");
+    let file = dir.join("web.yml");
+    for (text, needle) in [
+        (
+            "tls_server_config:\n  cert_file: a\n  key_fil: b\n",
+            "tls_server_config: unknown field `key_fil`",
+        ),
+        (
+            "tls_server_config:\n  cert_file: a.crt\n  key_file: a.key\n",
+            "reading cert_file",
+        ),
+        (
+            "tls_server_config:\n  cert_file: a.crt\n  key_file: a.key\n  min_version: TLS11\n",
+            "TLS 1.0 and 1.1 are not offered",
+        ),
+        (
+            "tls_server_config:\n  cert_file: a.crt\n  key_file: a.key\n  \
+             client_auth_type: RequireAnyClientCert\n",
+            "RequireAnyClientCert accepts certificates without verifying them",
+        ),
+        (
+            "basic_auth_users:\n  prometheus: s3cret\n",
+            "the password of \"prometheus\" is not a bcrypt hash",
+        ),
+        (
+            "tls_server_config:\n  cert: x\n  key: y\n  min_version: TLS10\n",
+            "TLS 1.0 and 1.1 are not offered",
+        ),
+    ] {
+        std::fs::write(&file, text).unwrap();
+        let (code, stdout, stderr) =
+            agent(&["exporter", "--web.config.file", file.to_str().unwrap()]);
+        assert_eq!(code, 1, "{text:?}: {stderr}");
+        assert!(stdout.is_empty());
+        assert_eq!(stderr.lines().count(), 1, "{text:?}: {stderr}");
+        assert!(
+            stderr.starts_with(&format!(
+                "zerocopy-trace: error: in the web configuration {}: ",
+                file.display()
+            )) && stderr.contains(needle),
+            "{text:?}: {stderr}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -177,6 +177,17 @@ fn server_config(tls: &TlsFile, dir: &Path) -> Result<ServerConfig> {
     if tls.key.is_none() && tls.key_file.is_none() {
         bail!("tls_server_config: key_file (or key) is missing");
     }
+    // What is chosen is checked before any file is read.
+    let versions = versions(tls)?;
+    let client_auth = client_auth(tls)?;
+    let mut crypto: CryptoProvider = provider::default_provider();
+    if let Some(names) = &tls.cipher_suites {
+        crypto.cipher_suites = cipher_suites(names)?;
+    }
+    if let Some(names) = &tls.curve_preferences {
+        crypto.kx_groups = curves(names)?;
+    }
+    let crypto = Arc::new(crypto);
     let cert = pem(&tls.cert, &tls.cert_file, dir, "cert")?
         .ok_or_else(|| anyhow!("tls_server_config: cert_file (or cert) is missing"))?;
     let key = pem(&tls.key, &tls.key_file, dir, "key")?
@@ -190,16 +201,8 @@ fn server_config(tls: &TlsFile, dir: &Path) -> Result<ServerConfig> {
     let key = PrivateKeyDer::from_pem_slice(&key)
         .map_err(|e| anyhow!("tls_server_config: reading the key: {e}"))?;
 
-    let mut crypto: CryptoProvider = provider::default_provider();
-    if let Some(names) = &tls.cipher_suites {
-        crypto.cipher_suites = cipher_suites(names)?;
-    }
-    if let Some(names) = &tls.curve_preferences {
-        crypto.kx_groups = curves(names)?;
-    }
-    let crypto = Arc::new(crypto);
     let builder = ServerConfig::builder_with_provider(crypto.clone())
-        .with_protocol_versions(&versions(tls)?)
+        .with_protocol_versions(&versions)
         .map_err(|e| {
             anyhow!(
                 "tls_server_config: the versions and cipher suites leave nothing to agree on: {e}"
@@ -207,11 +210,10 @@ fn server_config(tls: &TlsFile, dir: &Path) -> Result<ServerConfig> {
         })?;
 
     let client_ca = pem(&tls.client_ca, &tls.client_ca_file, dir, "client_ca")?;
-    let auth_type = tls.client_auth_type.as_deref().unwrap_or("NoClientCert");
     let roots = || -> Result<Arc<RootCertStore>> {
-        let pem = client_ca.as_ref().ok_or_else(|| {
-            anyhow!("tls_server_config: client_auth_type {auth_type} needs client_ca_file")
-        })?;
+        let pem = client_ca
+            .as_ref()
+            .ok_or_else(|| anyhow!("tls_server_config: client certificates need client_ca_file"))?;
         let mut store = RootCertStore::empty();
         for cert in CertificateDer::pem_slice_iter(pem) {
             let cert = cert.map_err(|e| anyhow!("tls_server_config: reading client_ca: {e}"))?;
@@ -224,8 +226,19 @@ fn server_config(tls: &TlsFile, dir: &Path) -> Result<ServerConfig> {
         }
         Ok(Arc::new(store))
     };
-    let builder = match auth_type {
-        "" | "NoClientCert" => {
+    let verifier = |optional: bool| -> Result<_> {
+        let builder = WebPkiClientVerifier::builder_with_provider(roots()?, crypto.clone());
+        let builder = if optional {
+            builder.allow_unauthenticated()
+        } else {
+            builder
+        };
+        builder
+            .build()
+            .map_err(|e| anyhow!("tls_server_config: client certificates: {e}"))
+    };
+    let builder = match client_auth {
+        ClientAuth::None => {
             if client_ca.is_some() {
                 bail!(
                     "tls_server_config: client_ca_file is given but client_auth_type is \
@@ -234,17 +247,31 @@ fn server_config(tls: &TlsFile, dir: &Path) -> Result<ServerConfig> {
             }
             builder.with_no_client_auth()
         }
-        "RequireAndVerifyClientCert" => builder.with_client_cert_verifier(
-            WebPkiClientVerifier::builder_with_provider(roots()?, crypto.clone())
-                .build()
-                .map_err(|e| anyhow!("tls_server_config: client certificates: {e}"))?,
-        ),
-        "VerifyClientCertIfGiven" => builder.with_client_cert_verifier(
-            WebPkiClientVerifier::builder_with_provider(roots()?, crypto.clone())
-                .allow_unauthenticated()
-                .build()
-                .map_err(|e| anyhow!("tls_server_config: client certificates: {e}"))?,
-        ),
+        ClientAuth::Required => builder.with_client_cert_verifier(verifier(false)?),
+        ClientAuth::IfGiven => builder.with_client_cert_verifier(verifier(true)?),
+    };
+    let mut config = builder
+        .with_single_cert(chain, key)
+        .map_err(|e| anyhow!("tls_server_config: the certificate and the key: {e}"))?;
+    config.ignore_client_order = tls.prefer_server_cipher_suites.unwrap_or(true);
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+/// Whether clients show certificates, verified against `client_ca_file`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ClientAuth {
+    None,
+    Required,
+    IfGiven,
+}
+
+fn client_auth(tls: &TlsFile) -> Result<ClientAuth> {
+    let auth_type = tls.client_auth_type.as_deref().unwrap_or("NoClientCert");
+    let auth = match auth_type {
+        "" | "NoClientCert" => ClientAuth::None,
+        "RequireAndVerifyClientCert" => ClientAuth::Required,
+        "VerifyClientCertIfGiven" => ClientAuth::IfGiven,
         // Go's "ask for (or require) a certificate, verify nothing": exporter-toolkit itself
         // calls them insecure, and they authenticate no one.
         "RequestClientCert" | "RequireAnyClientCert" => bail!(
@@ -263,12 +290,7 @@ fn server_config(tls: &TlsFile, dir: &Path) -> Result<ServerConfig> {
              certificates of a CA of their own (client_ca_file)"
         );
     }
-    let mut config = builder
-        .with_single_cert(chain, key)
-        .map_err(|e| anyhow!("tls_server_config: the certificate and the key: {e}"))?;
-    config.ignore_client_order = tls.prefer_server_cipher_suites.unwrap_or(true);
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(config)
+    Ok(auth)
 }
 
 /// `min_version`..=`max_version` (default TLS12..=TLS13).
@@ -502,6 +524,18 @@ mod tests {
             (
                 "rate_limit:\n  interval: 5parsecs\n  burst: 1\n",
                 "unknown unit",
+            ),
+            (
+                "tls_server_config:\n  cert_file: a\n  key_file: b\n  client_auth_type: RequireAnyClientCert\n",
+                "accepts certificates without verifying them",
+            ),
+            (
+                "tls_server_config:\n  cert_file: a\n  key_file: b\n  client_auth_type: Sometimes\n",
+                "unknown client_auth_type \"Sometimes\"",
+            ),
+            (
+                "tls_server_config:\n  cert_file: a\n  key_file: b\n  client_allowed_sans: [x]\n",
+                "client_allowed_sans is not supported",
             ),
             (
                 "http_server_config:\n  headers:\n    Server: x\n",
