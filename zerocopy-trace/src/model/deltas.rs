@@ -199,6 +199,7 @@ mod tests {
                     exited,
                     seq,
                     group: 0,
+                    container: None,
                     counters: served(&[("write", 1, bytes)]),
                 })
                 .collect(),

@@ -14,18 +14,23 @@ use crate::{
         preflight,
     },
     snapshot::{Occupancy, Snapshot},
-    system::privileges,
+    system::{
+        containers::{names::NameCache, Sources},
+        privileges,
+    },
 };
 
 /// Process names are learned at least every this many ticks (1 s).
 const NAME_REFRESH_TICKS: u64 = 10;
 
-/// How the kernel side is set up.
-#[derive(Clone, Copy, Debug)]
+/// How the kernel side is set up, and where container names come from.
+#[derive(Clone, Debug)]
 pub struct TraceOptions {
     /// `None`: the default for this machine's CPU count.
     pub max_processes: Option<u32>,
     pub hook: Hook,
+    /// Where to ask for container names (and for `--container NAME`, `--pod NAME`).
+    pub names: Sources,
 }
 
 pub struct Trace {
@@ -57,8 +62,8 @@ impl Trace {
         retention: Retention,
     ) -> Result<Trace> {
         let ready = preflight::check()?;
-        let resolved = targets.resolve(extra_pid, options.hook)?;
-        let mut collector = Collector::new(retention);
+        let resolved = targets.resolve(extra_pid, options.hook, &options.names)?;
+        let mut collector = Collector::new(retention, NameCache::new(options.names.clone()));
         if let Some(pid) = extra_pid {
             // Forked by us before attach: the kernel never saw that fork.
             collector.remember_parent(pid, std::process::id());
@@ -75,6 +80,7 @@ impl Trace {
         }
         // Attached and registered: from here on the agent only reads and updates maps.
         privileges::keep_only_bpf()?;
+        collector.start_container_names();
         // Parsing the kernel's BTF took some megabytes that are free now; hand them back so a
         // long trace's memory starts from what it really uses.
         // SAFETY: malloc_trim only releases free heap memory.

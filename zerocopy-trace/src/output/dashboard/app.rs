@@ -418,6 +418,7 @@ pub mod tests {
             // Test exits of distinct pids are distinct exits; the same pid's the same.
             seq: if exited { u64::from(pid) } else { 0 },
             group: 0,
+            container: None,
             counters: counters(entries),
         }
     }
@@ -658,6 +659,7 @@ pub mod tests {
                 comm: "cc1".into(),
                 ..GroupKey::default()
             },
+            container: None,
             exited,
             counters: counters(&[("read", exited, bytes)]),
         };

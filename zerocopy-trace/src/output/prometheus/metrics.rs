@@ -199,7 +199,9 @@ mod tests {
                 comm: comm.into(),
                 unit: unit.into(),
                 cgroup: format!("/system.slice/{unit}"),
+                container: None,
             },
+            container: None,
             exited,
             counters: crate::snapshot::fixtures::served(entries),
         }
@@ -218,6 +220,7 @@ mod tests {
             exited,
             seq: u64::from(exited),
             group,
+            container: None,
             counters: crate::snapshot::fixtures::served(entries),
         }
     }

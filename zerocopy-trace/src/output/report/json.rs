@@ -345,6 +345,7 @@ mod tests {
                     exited: true,
                     seq: 1,
                     group: 1,
+                    container: None,
                     counters: {
                         let mut counters = syscalls.clone();
                         *counters.op_mut(0) = read_op();
@@ -358,6 +359,7 @@ mod tests {
                     exited: false,
                     seq: 0,
                     group: 0,
+                    container: None,
                     counters: ProcessCounters::default(),
                 },
             ],
@@ -367,6 +369,7 @@ mod tests {
                         comm: "other".into(),
                         ..GroupKey::default()
                     },
+                    container: None,
                     exited: 0,
                     counters: ProcessCounters::default(),
                 },
@@ -375,7 +378,9 @@ mod tests {
                         comm: "srv".into(),
                         unit: "srv.service".into(),
                         cgroup: String::new(),
+                        container: None,
                     },
+                    container: None,
                     exited: 7,
                     counters: syscalls,
                 },

@@ -208,6 +208,7 @@ mod tests {
             exited: false,
             seq: 0,
             group: 0,
+            container: None,
             counters: crate::snapshot::fixtures::served(entries),
         }
     }
@@ -305,7 +306,9 @@ mod tests {
                 comm: comm.into(),
                 unit: unit.into(),
                 cgroup: String::new(),
+                container: None,
             },
+            container: None,
             exited,
             counters: crate::snapshot::fixtures::served(entries),
         };
