@@ -10,9 +10,9 @@
 //! from a snapshot (it exited between the collector draining exit records and reading the live
 //! map) keeps its baseline for a few snapshots, so its exit record is not counted twice.
 
-use std::{collections::HashMap, time::Duration};
+use std::{collections::HashMap, sync::Arc, time::Duration};
 
-use crate::snapshot::{ProcessCounters, Snapshot};
+use crate::snapshot::{Container, ProcessCounters, Snapshot};
 
 /// Snapshots a live process may be missing from before it is no longer followed.
 const MISSING_GRACE: u32 = 3;
@@ -31,6 +31,8 @@ pub struct Followed<T> {
     pub id: u64,
     pub pid: u32,
     pub comm: String,
+    /// The container it runs in, with its names as of the last snapshot.
+    pub container: Option<Arc<Container>>,
     pub exited: bool,
     /// Counts since attach.
     pub totals: ProcessCounters,
@@ -107,6 +109,7 @@ impl<T: Default> Deltas<T> {
                     id: self.next_id,
                     pid: record.pid,
                     comm: String::new(),
+                    container: None,
                     exited: false,
                     totals: ProcessCounters::default(),
                     delta: ProcessCounters::default(),
@@ -118,6 +121,7 @@ impl<T: Default> Deltas<T> {
             followed.delta = record.counters.difference(&followed.totals);
             followed.totals = record.counters;
             followed.comm = record.comm;
+            followed.container = record.container;
             followed.missing = 0;
             if record.exited && !followed.exited {
                 followed.exited = true;

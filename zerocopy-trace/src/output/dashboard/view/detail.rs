@@ -248,6 +248,7 @@ fn flows_and_finding(row: &ProcessRow, area: Rect, buf: &mut Buffer) {
         Line::from(wording::finding(
             &row.comm,
             row.pid,
+            row.container.as_deref(),
             &row.view.analysis.finding,
         ))
         .cyan(),
