@@ -76,6 +76,15 @@ pub fn container_finding(c: &Container, finding: &Finding) -> String {
     about(&container_phrase(c), finding)
 }
 
+/// One line about a container's processes added up, or (`None`) the host's: the processes in
+/// no container.
+pub fn group_finding(c: Option<&Container>, finding: &Finding) -> String {
+    match c {
+        Some(c) => container_finding(c, finding),
+        None => about("the host's processes", finding),
+    }
+}
+
 /// One line for an operator about process `comm[pid]`, in `container` if it runs in one.
 pub fn finding(comm: &str, pid: u32, container: Option<&Container>, finding: &Finding) -> String {
     about(&who(comm, pid, container), finding)
