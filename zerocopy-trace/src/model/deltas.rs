@@ -222,10 +222,14 @@ impl<T: Default> Deltas<T> {
 
     /// Each container's totals in `snapshot`, and their growth.
     fn advance_containers(&mut self, snapshot: &Snapshot) {
-        let mut sums: BTreeMap<
-            Option<ContainerId>,
-            (Option<Arc<Container>>, usize, ProcessCounters),
-        > = BTreeMap::new();
+        /// One container's share of the snapshot.
+        #[derive(Default)]
+        struct Sum {
+            container: Option<Arc<Container>>,
+            live: usize,
+            totals: ProcessCounters,
+        }
+        let mut sums: BTreeMap<Option<ContainerId>, Sum> = BTreeMap::new();
         let groups = snapshot
             .groups
             .iter()
@@ -235,18 +239,17 @@ impl<T: Default> Deltas<T> {
             .iter()
             .map(|p| (&p.container, usize::from(!p.exited), &p.counters));
         for (container, live, counters) in groups.chain(processes) {
-            let key = container.as_ref().map(|c| c.id.clone());
             let sum = sums
-                .entry(key)
-                .or_insert_with(|| (None, 0, ProcessCounters::default()));
+                .entry(container.as_ref().map(|c| c.id.clone()))
+                .or_default();
             if container.is_some() {
-                sum.0.clone_from(container);
+                sum.container.clone_from(container);
             }
-            sum.1 += live;
-            sum.2.add(counters);
+            sum.live += live;
+            sum.totals.add(counters);
         }
         let mut next_id = CONTAINER_IDS + self.containers.len() as u64;
-        for (key, (container, live, totals)) in sums {
+        for (key, sum) in sums {
             let entry = self.containers.entry(key).or_insert_with(|| {
                 next_id += 1;
                 ContainerTotals {
@@ -257,11 +260,11 @@ impl<T: Default> Deltas<T> {
                     delta: ProcessCounters::default(),
                 }
             });
-            entry.delta = totals.difference(&entry.totals);
-            entry.totals = totals;
-            entry.live = live;
-            if container.is_some() {
-                entry.container = container;
+            entry.delta = sum.totals.difference(&entry.totals);
+            entry.totals = sum.totals;
+            entry.live = sum.live;
+            if sum.container.is_some() {
+                entry.container = sum.container;
             }
         }
     }
