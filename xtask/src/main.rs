@@ -2,12 +2,13 @@
 //! tests and lints of this workspace.
 //!
 //! Layout, from the top down: `tasks` strings the steps of each subcommand together; `dist`
-//! builds the Debian package, `test_programs` and `kafka` bring the programs the integration
-//! tests drive; `build` prepares the toolchain and builds the agent; `toolchain` finds or
+//! builds the Debian package, `test_programs`, `kafka` and `containers` bring the programs
+//! (and the root filesystem, helm and the manifest validator) the integration tests drive; `build` prepares the toolchain and builds the agent; `toolchain` finds or
 //! installs the eBPF compiler and bpf-linker, `ebpf` records and lints the kernel crate's
 //! build. Running commands and apt come from `dev_support`, which build.rs and the bench share.
 
 mod build;
+mod containers;
 mod dist;
 mod ebpf;
 mod kafka;

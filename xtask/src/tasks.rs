@@ -11,6 +11,7 @@ use anyhow::{bail, Context, Result};
 use dev_support::{apt::Apt, cmd};
 
 use crate::build::{self, prepare, AGENT, BENCH, WORKLOAD};
+use crate::containers;
 use crate::dist;
 use crate::ebpf;
 use crate::kafka;
@@ -107,8 +108,9 @@ pub fn run(workspace: &Path, release: bool, args: &[OsString]) -> Result<()> {
 
 /// `cargo xtask test`: the workspace's tests (every crate but the eBPF one, which has no host
 /// build), one test at a time, with the workload helper built for the integration tests,
-/// Apache Kafka fetched for the Kafka test and the Debian package built (once) for the package
-/// test, when those tests are among the ones run.
+/// Apache Kafka fetched for the Kafka test, the container runtimes, root filesystem, helm and
+/// validator brought for the container and Kubernetes tests, and the Debian package built
+/// (once) for the package test and the agent's image, when those tests are among the ones run.
 pub fn test(workspace: &Path, extra: &[String]) -> Result<()> {
     let mut apt = Apt::default();
     prepare(workspace, &mut apt)?;
@@ -132,7 +134,20 @@ pub fn test(workspace: &Path, extra: &[String]) -> Result<()> {
         .current_dir(workspace)
         .env(kafka::DIR_ENV, &kafka)
         .args(args);
-    if runs_test(cargo_args(extra), PACKAGE_TEST) {
+    if containers::TESTS
+        .iter()
+        .any(|name| runs_test(cargo_args(extra), name))
+    {
+        command.env(
+            containers::DIR_ENV,
+            containers::ensure(workspace, &mut apt)?,
+        );
+    }
+    // The package test installs it; the Kubernetes test builds the agent's image from it.
+    if [PACKAGE_TEST, IMAGE_TEST]
+        .iter()
+        .any(|name| runs_test(cargo_args(extra), name))
+    {
         command.env(PACKAGE_ENV, dist::dist_prepared(workspace, &mut apt)?);
     }
     cmd::run(&mut command)
@@ -140,6 +155,8 @@ pub fn test(workspace: &Path, extra: &[String]) -> Result<()> {
 
 /// The integration test of the Debian package, and where it finds the package `dist` built.
 const PACKAGE_TEST: &str = "package";
+/// The test that builds the OCI image from the package.
+const IMAGE_TEST: &str = "kubernetes";
 const PACKAGE_ENV: &str = "ZEROCOPY_TRACE_DEB";
 
 /// The `cargo test` part of `cargo xtask test -- EXTRA` (before a second `--`).

@@ -11,6 +11,7 @@ pub mod groups;
 use std::{
     collections::{BTreeMap, HashMap, HashSet},
     sync::Arc,
+    time::Duration,
 };
 
 use anyhow::Result;
@@ -304,6 +305,29 @@ impl Collector {
     /// has dropped its capabilities, which the asking thread then does not have either.
     pub fn start_container_names(&mut self) {
         self.names.start();
+    }
+
+    /// Names the containers of `snapshot` again once the runtimes answered what was asked,
+    /// waiting at most `wait` for them: for the last snapshot of a trace, whose processes may
+    /// have been learned by that snapshot itself.
+    pub fn name_containers(&self, snapshot: &mut Snapshot, wait: Duration) {
+        let unnamed = snapshot
+            .groups
+            .iter()
+            .any(|g| g.container.as_ref().is_some_and(|c| c.names.is_none()));
+        if !unnamed {
+            return;
+        }
+        self.names.settle(wait);
+        let groups = self.named_groups();
+        for p in &mut snapshot.processes {
+            p.container = groups
+                .get(p.group as usize)
+                .and_then(|g| g.container.clone());
+        }
+        for (group, named) in snapshot.groups.iter_mut().zip(groups) {
+            group.container = named.container;
+        }
     }
 
     /// Every group, with its container's names as known now.

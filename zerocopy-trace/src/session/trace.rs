@@ -2,6 +2,8 @@
 //! count into, and the collector that reads them. Starting one drops every capability but
 //! CAP_BPF; finishing one detaches first, then takes the final snapshot.
 
+use std::time::Duration;
+
 use anyhow::{Context, Result};
 
 use super::targets::Targets;
@@ -19,6 +21,10 @@ use crate::{
         privileges,
     },
 };
+
+/// How long the final snapshot waits for the container runtimes to name containers it was
+/// the first to see: one relisting and one answer.
+const FINAL_NAMES_WAIT: Duration = Duration::from_secs(3);
 
 /// Process names are learned at least every this many ticks (1 s).
 const NAME_REFRESH_TICKS: u64 = 10;
@@ -137,8 +143,12 @@ impl Trace {
     /// process exactly once.
     pub fn finish(mut self) -> Result<Finished> {
         self.tracer.detach();
+        let mut snapshot = self.collector.snapshot(&mut self.maps)?;
+        // Containers first seen by this snapshot get their names if a runtime answers soon.
+        self.collector
+            .name_containers(&mut snapshot, FINAL_NAMES_WAIT);
         Ok(Finished {
-            snapshot: self.collector.snapshot(&mut self.maps)?,
+            snapshot,
             not_covered: self.not_covered,
             occupancy: self.maps.occupancy(),
         })

@@ -110,6 +110,28 @@ impl NameCache {
         None
     }
 
+    /// Waits, at most `timeout`, until every id asked for has been looked up (for a report's
+    /// final snapshot, taken once the trace is over: a live loop never waits).
+    pub fn settle(&self, timeout: Duration) {
+        if self.thread.is_none() {
+            return;
+        }
+        let deadline = Instant::now() + timeout;
+        let mut state = self.shared.lock();
+        while !state.wanted.is_empty() && !state.stop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            state = self
+                .shared
+                .wake
+                .wait_timeout(state, left)
+                .map(|(guard, _)| guard)
+                .unwrap_or_else(|poisoned| poisoned.into_inner().0);
+        }
+    }
+
     /// Every container known by name now (for `--container NAME` and `--pod NAME`).
     #[cfg(test)]
     fn known(&self) -> Vec<Named> {
@@ -165,6 +187,8 @@ fn asker(shared: &Shared, sources: &Sources) {
         let answers = runtime.block_on(ask_all(sources));
         let mut state = shared.lock();
         file(&mut state, answers);
+        // Whoever waits for the answers (`settle`).
+        shared.wake.notify_all();
     }
 }
 
@@ -323,6 +347,8 @@ mod tests {
         }]));
         assert_eq!(cache.names(id), None, "not known before the thread runs");
         cache.start();
+        cache.settle(Duration::from_secs(10));
+        assert!(cache.shared.lock().wanted.is_empty(), "settled");
         let deadline = Instant::now() + Duration::from_secs(10);
         let names = loop {
             if let Some(names) = cache.names(id) {
