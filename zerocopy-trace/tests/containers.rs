@@ -410,6 +410,12 @@ impl Drop for Dockerd {
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // dockerd leaves its default network namespace mounted under its exec root.
+        let _ = Command::new("umount")
+            .arg("-l")
+            .arg(self.root.join("exec/netns/default"))
+            .stderr(Stdio::null())
+            .status();
         let _ = std::fs::remove_dir_all(&self.root);
         // The parent cgroup dockerd's cgroupfs driver leaves in each hierarchy, if empty.
         if let Ok(hierarchies) = std::fs::read_dir("/sys/fs/cgroup") {

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod containers;
+pub mod fake_cri;
 pub mod kafka;
 pub mod prometheus;
 pub mod tmux;
