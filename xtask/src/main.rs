@@ -11,6 +11,7 @@ mod build;
 mod containers;
 mod dist;
 mod ebpf;
+mod image;
 mod kafka;
 mod layers;
 mod tasks;
@@ -63,6 +64,10 @@ enum Task {
     /// pages, bash/zsh/fish completions, the exporter's systemd unit (disabled) and the fleet
     /// files.
     Dist,
+    /// Build the Debian package, then the agent's OCI image from it with Podman (a Debian root
+    /// filesystem made with debootstrap; no registry): localhost/zerocopy-trace:<version>,
+    /// saved as target/image/zerocopy-trace_<version>.oci.tar (needs root).
+    Image,
     /// Check formatting, then clippy (with -D warnings) on the host crates and the eBPF crate.
     Lint,
     /// Find or install the eBPF toolchain (rustc with core source, bpf-linker) and show it.
@@ -111,6 +116,11 @@ fn run(task: Task) -> Result<()> {
         Task::Dist => {
             let deb = tasks::dist(&workspace)?;
             println!("{}", deb.display());
+            Ok(())
+        }
+        Task::Image => {
+            let archive = tasks::image(&workspace)?;
+            println!("{}", archive.display());
             Ok(())
         }
         Task::Lint => tasks::lint(&workspace),

@@ -14,6 +14,7 @@ use crate::build::{self, prepare, AGENT, BENCH, WORKLOAD};
 use crate::containers;
 use crate::dist;
 use crate::ebpf;
+use crate::image;
 use crate::kafka;
 use crate::layers;
 use crate::test_programs;
@@ -76,6 +77,13 @@ pub fn dist(workspace: &Path) -> Result<PathBuf> {
     let mut apt = Apt::default();
     prepare(workspace, &mut apt)?;
     dist::dist_prepared(workspace, &mut apt)
+}
+
+/// `cargo xtask image`: the Debian package, then the agent's OCI image; returns its archive.
+pub fn image(workspace: &Path) -> Result<PathBuf> {
+    let mut apt = Apt::default();
+    prepare(workspace, &mut apt)?;
+    image::image(workspace, &mut apt)
 }
 
 /// `cargo xtask bench ARGS`: the release agent with its bench-only commands, then the
@@ -143,20 +151,28 @@ pub fn test(workspace: &Path, extra: &[String]) -> Result<()> {
             containers::ensure(workspace, &mut apt)?,
         );
     }
-    // The package test installs it; the Kubernetes test builds the agent's image from it.
+    // The package test installs it; the Kubernetes test runs the agent's image made from it.
     if [PACKAGE_TEST, IMAGE_TEST]
         .iter()
         .any(|name| runs_test(cargo_args(extra), name))
     {
-        command.env(PACKAGE_ENV, dist::dist_prepared(workspace, &mut apt)?);
+        let deb = dist::dist_prepared(workspace, &mut apt)?;
+        if runs_test(cargo_args(extra), IMAGE_TEST) {
+            let name = image::build(workspace, &mut apt, &deb, IMAGE_TAG)?;
+            command.env(IMAGE_ENV, name);
+        }
+        command.env(PACKAGE_ENV, deb);
     }
     cmd::run(&mut command)
 }
 
 /// The integration test of the Debian package, and where it finds the package `dist` built.
 const PACKAGE_TEST: &str = "package";
-/// The test that builds the OCI image from the package.
+/// The test that runs the OCI image made from the package, the image's tag for it, and where
+/// it finds the image's name.
 const IMAGE_TEST: &str = "kubernetes";
+const IMAGE_TAG: &str = "test";
+const IMAGE_ENV: &str = "ZEROCOPY_TRACE_IMAGE";
 const PACKAGE_ENV: &str = "ZEROCOPY_TRACE_DEB";
 
 /// The `cargo test` part of `cargo xtask test -- EXTRA` (before a second `--`).

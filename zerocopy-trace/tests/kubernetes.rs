@@ -415,3 +415,527 @@ fn pod_and_container_filters_by_name_and_id() {
     drop(cri);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `contrib/kubernetes/<name>`.
+fn contrib(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../contrib/kubernetes")
+        .join(name)
+}
+
+/// A tool `cargo xtask test` brought into target/containers; `None` (after saying so, or
+/// failing in CI) when it is not there.
+fn tool(relative: &str) -> Option<PathBuf> {
+    let path = containers::dir().join(relative);
+    if path.exists() {
+        return Some(path);
+    }
+    if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
+        panic!(
+            "{} is missing, and CI=true forbids skipping: run the tests with `cargo xtask test`",
+            path.display()
+        );
+    }
+    eprintln!(
+        "SKIPPED ({} missing): `cargo xtask test` brings it",
+        path.display()
+    );
+    None
+}
+
+/// Runs `program` with `args`; (success, stdout, stderr).
+fn run(program: &Path, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("running {}: {e}", program.display()));
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The documents of a YAML stream as JSON values (PyYAML, from the validator's virtualenv).
+fn yaml_documents(python: &Path, yaml: &str) -> Vec<Value> {
+    let mut child = Command::new(python)
+        .args([
+            "-c",
+            "import json, sys, yaml; json.dump([d for d in yaml.safe_load_all(sys.stdin) if d], sys.stdout)",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("running the virtualenv's python");
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(yaml.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "the YAML does not parse");
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn kind<'a>(documents: &'a [Value], kind: &str) -> &'a Value {
+    documents
+        .iter()
+        .find(|d| d["kind"] == kind)
+        .unwrap_or_else(|| panic!("no {kind} in the manifest"))
+}
+
+/// The rendering the plain manifest is made of.
+const RENDER: [&str; 6] = [
+    "template",
+    "zerocopy-trace",
+    "--namespace",
+    "zerocopy-trace",
+    "--set",
+    "podMonitor.enabled=true",
+];
+
+#[test]
+fn the_chart_lints_renders_the_manifest_and_validates() {
+    let (Some(helm), Some(validate), Some(python), Some(models)) = (
+        tool("bin/helm"),
+        tool("venv/bin/kubernetes-validate"),
+        tool("venv/bin/python"),
+        tool("node_modules/@kubernetes-models/prometheus-operator"),
+    ) else {
+        return;
+    };
+    let chart = contrib("chart/zerocopy-trace");
+    let chart = chart.to_str().unwrap();
+    let (ok, out, err) = run(&helm, &["lint", "--strict", chart]);
+    assert!(
+        ok && out.contains("1 chart(s) linted, 0 chart(s) failed"),
+        "{out}{err}"
+    );
+
+    // The plain manifest is the chart rendered (its header comment aside).
+    let mut args = RENDER.to_vec();
+    args.insert(2, chart);
+    let (ok, rendered, err) = run(&helm, &args);
+    assert!(ok, "{err}");
+    let manifest = std::fs::read_to_string(contrib("zerocopy-trace.yaml")).unwrap();
+    let body: String = manifest
+        .lines()
+        .skip_while(|l| l.starts_with('#'))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_eq!(body, rendered, "contrib/kubernetes/zerocopy-trace.yaml is not the chart's rendering: render it again (see its header)");
+
+    // Every option on, against Kubernetes 1.37's schemas, strictly; and a broken copy fails.
+    let dir = scratch("chart");
+    let (ok, all, err) = run(
+        &helm,
+        &[
+            "template",
+            "t1",
+            chart,
+            "--set",
+            "podMonitor.enabled=true,serviceMonitor.enabled=true,names.criSocket.enabled=true",
+        ],
+    );
+    assert!(ok, "{err}");
+    let all_path = containers::write(&dir.join("all.yaml"), &all);
+    let (ok, out, err) = run(
+        &validate,
+        &["-k", "1.37.0", "--strict", all_path.to_str().unwrap()],
+    );
+    assert!(ok, "{out}{err}");
+    for resource in [
+        "serviceaccount/t1-zerocopy-trace",
+        "service/t1-zerocopy-trace",
+        "daemonset/t1-zerocopy-trace",
+    ] {
+        assert!(
+            out.contains(&format!("passed for resource {resource}")),
+            "{out}"
+        );
+    }
+    let broken = containers::write(
+        &dir.join("broken.yaml"),
+        &all.replace("hostPID: true", "hostPID: \"yes\""),
+    );
+    let (ok, out, _) = run(
+        &validate,
+        &["-k", "1.37.0", "--strict", broken.to_str().unwrap()],
+    );
+    assert!(
+        !ok && out.contains("hostPID"),
+        "the validator must catch it: {out}"
+    );
+
+    // The operator's resources, with their CRDs' schemas (npm's kubernetes-models).
+    let documents = yaml_documents(&python, &all);
+    let json = containers::write(
+        &dir.join("all.json"),
+        &serde_json::to_string(&documents).unwrap(),
+    );
+    let check = containers::write(
+        &containers::dir().join("check-operator.mjs"),
+        "import { readFileSync } from 'node:fs';\n\
+         import { PodMonitor, ServiceMonitor } from '@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1';\n\
+         const models = { PodMonitor, ServiceMonitor };\n\
+         for (const doc of JSON.parse(readFileSync(process.argv[2], 'utf8'))) {\n\
+           if (models[doc.kind]) { new models[doc.kind](doc).validate(); console.log(`valid ${doc.kind}`); }\n\
+         }\n",
+    );
+    assert!(models.is_dir());
+    let (ok, out, err) = run(
+        Path::new("node"),
+        &[check.to_str().unwrap(), json.to_str().unwrap()],
+    );
+    assert!(
+        ok && out.contains("valid PodMonitor") && out.contains("valid ServiceMonitor"),
+        "{out}{err}"
+    );
+
+    // The least privilege, as the DaemonSet asks for it.
+    let documents = yaml_documents(&python, &manifest);
+    let daemonset = kind(&documents, "DaemonSet");
+    let pod = &daemonset["spec"]["template"]["spec"];
+    assert_eq!(pod["hostPID"], true);
+    assert_eq!(pod["automountServiceAccountToken"], false);
+    assert_eq!(pod["hostNetwork"], Value::Null, "the pod's own network");
+    let agent = &pod["containers"][0];
+    let security = &agent["securityContext"];
+    assert_eq!(security["capabilities"]["drop"], serde_json::json!(["ALL"]));
+    assert_eq!(
+        security["capabilities"]["add"],
+        serde_json::json!(["BPF", "PERFMON", "DAC_READ_SEARCH"])
+    );
+    assert_eq!(
+        (
+            &security["privileged"],
+            &security["allowPrivilegeEscalation"],
+            &security["readOnlyRootFilesystem"]
+        ),
+        (&Value::Bool(false), &Value::Bool(false), &Value::Bool(true))
+    );
+    let mounts = agent["volumeMounts"].as_array().unwrap();
+    assert!(
+        mounts.iter().all(|m| m["readOnly"] == true),
+        "every mount read-only: {mounts:#?}"
+    );
+    let paths: Vec<&str> = mounts
+        .iter()
+        .map(|m| m["mountPath"].as_str().unwrap())
+        .collect();
+    for wanted in [
+        "/sys/kernel/btf",
+        "/sys/fs/cgroup",
+        "/sys/kernel/tracing",
+        "/var/log/containers",
+        "/var/log/pods",
+    ] {
+        assert!(paths.contains(&wanted), "{wanted} in {paths:?}");
+    }
+    assert!(
+        !paths.iter().any(|p| p.ends_with(".sock")),
+        "no runtime socket by default: {paths:?}"
+    );
+    // The PodMonitor selects the agent's pods and scrapes its port by name, and keeps the
+    // traced workloads' labels.
+    let monitor = kind(&documents, "PodMonitor");
+    let labels = &daemonset["spec"]["template"]["metadata"]["labels"];
+    for (k, v) in monitor["spec"]["selector"]["matchLabels"]
+        .as_object()
+        .unwrap()
+    {
+        assert_eq!(&labels[k], v, "the PodMonitor selects the pods by {k}");
+    }
+    assert_eq!(
+        monitor["spec"]["podMetricsEndpoints"][0]["port"],
+        agent["ports"][0]["name"]
+    );
+    assert_eq!(
+        monitor["spec"]["podMetricsEndpoints"][0]["relabelings"][0]["action"],
+        "labeldrop"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Podman's default seccomp profile (Debian's containers-common) with bpf() allowed under
+/// CAP_BPF and perf_event_open() under CAP_PERFMON (it allows both only with CAP_SYS_ADMIN).
+fn seccomp_allowing_bpf(path: &Path) -> PathBuf {
+    let default = std::fs::read_to_string("/usr/share/containers/seccomp.json")
+        .expect("Podman's default seccomp profile (containers-common)");
+    let mut profile: Value = serde_json::from_str(&default).unwrap();
+    let rules = profile["syscalls"].as_array_mut().unwrap();
+    for rule in rules.iter_mut() {
+        if let Some(names) = rule["names"].as_array_mut() {
+            names.retain(|n| n != "bpf" && n != "perf_event_open");
+        }
+    }
+    rules.retain(|r| r["names"].as_array().is_some_and(|n| !n.is_empty()));
+    for (name, cap) in [("bpf", "CAP_BPF"), ("perf_event_open", "CAP_PERFMON")] {
+        rules.push(serde_json::json!({"names": [name], "action": "SCMP_ACT_ALLOW", "includes": {"caps": [cap]}}));
+    }
+    containers::write(path, &serde_json::to_string_pretty(&profile).unwrap())
+}
+
+/// A capability set from /proc/PID/status (`CapBnd:`, `CapEff:`...).
+fn capability_set(pid: &str, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("the agent runs");
+    let hex = status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
+        .trim();
+    u64::from_str_radix(hex, 16).unwrap()
+}
+
+/// The bit of a capability Kubernetes names without `CAP_`.
+fn capability_bit(name: &str) -> u64 {
+    let number = match name {
+        "DAC_READ_SEARCH" => 2,
+        "PERFMON" => 38,
+        "BPF" => 39,
+        other => panic!("a capability this test does not know: {other}"),
+    };
+    1 << number
+}
+
+/// The value of every sample line of `family` whose labels include `labels`, summed.
+fn sample_sum(exposition: &str, family: &str, labels: &str) -> u64 {
+    exposition
+        .lines()
+        .filter(|l| l.starts_with(&format!("{family}{{")) && l.contains(labels))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+#[test]
+fn the_image_runs_with_the_manifests_capabilities_and_counts_the_host_exactly() {
+    if !privileged() || !have("podman", "podman") {
+        return;
+    }
+    let Ok(image) = std::env::var("ZEROCOPY_TRACE_IMAGE") else {
+        if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
+            panic!("no ZEROCOPY_TRACE_IMAGE, and CI=true forbids skipping: `cargo xtask test` builds the image");
+        }
+        eprintln!("SKIPPED (no ZEROCOPY_TRACE_IMAGE): `cargo xtask test -- --test kubernetes` builds the image");
+        return;
+    };
+    let Some(python) = tool("venv/bin/python") else {
+        return;
+    };
+    let dir = scratch("image");
+    let podman = Podman::new(&dir);
+    // What the manifest grants: the capabilities, host PID, the read-only host paths.
+    let documents = yaml_documents(
+        &python,
+        &std::fs::read_to_string(contrib("zerocopy-trace.yaml")).unwrap(),
+    );
+    let pod = &kind(&documents, "DaemonSet")["spec"]["template"]["spec"];
+    assert_eq!(pod["hostPID"], true);
+    let agent = &pod["containers"][0];
+    let caps: Vec<&str> = agent["securityContext"]["capabilities"]["add"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap())
+        .collect();
+    let host_paths: std::collections::HashMap<&str, &str> = pod["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| {
+            (
+                v["name"].as_str().unwrap(),
+                v["hostPath"]["path"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    let mut made = Vec::new();
+    let mut args: Vec<String> = vec![
+        "run".into(),
+        "--pid=host".into(),
+        "--network".into(),
+        "host".into(),
+        "--read-only".into(),
+        "--cap-drop=all".into(),
+        format!(
+            "--cap-add={}",
+            caps.iter()
+                .map(|c| format!("CAP_{c}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        ),
+    ];
+    for mount in agent["volumeMounts"].as_array().unwrap() {
+        let host = host_paths[mount["name"].as_str().unwrap()];
+        if !Path::new(host).exists() {
+            // DirectoryOrCreate in the manifest: kubelet would make it.
+            std::fs::create_dir_all(host).unwrap();
+            made.push(PathBuf::from(host));
+        }
+        let ro = if mount["readOnly"] == true { ":ro" } else { "" };
+        args.push("-v".into());
+        args.push(format!(
+            "{host}:{}{ro}",
+            mount["mountPath"].as_str().unwrap()
+        ));
+    }
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let command = |extra: &[&str], name: &str| -> Vec<String> {
+        let mut full = args.clone();
+        full.extend(["--name".to_string(), name.to_string()]);
+        full.extend(extra.iter().map(|s| s.to_string()));
+        full.push(image.clone());
+        // The manifest's arguments, listening on loopback here rather than the pod's address.
+        full.extend(agent["args"].as_array().unwrap().iter().map(|a| {
+            let a = a.as_str().unwrap();
+            if a.starts_with("0.0.0.0:") {
+                listen.clone()
+            } else {
+                a.to_string()
+            }
+        }));
+        full
+    };
+
+    // Under Podman's own seccomp profile the kernel programs cannot load: bpf() is refused.
+    let refused = podman
+        .command()
+        .args(command(&["--rm"], "zc-image-refused"))
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success(),
+        "bpf() should be refused by the default profile: {said}"
+    );
+    assert!(
+        said.contains("Operation not permitted") || said.contains("EPERM"),
+        "{said}"
+    );
+
+    // With a profile that allows bpf() under CAP_BPF, it attaches and serves.
+    let profile = seccomp_allowing_bpf(&dir.join("seccomp.json"));
+    let seccomp = format!("seccomp={}", profile.display());
+    let _ = podman
+        .command()
+        .args(["rm", "-f", "-t", "0", "zc-image-agent"])
+        .output();
+    let id = podman.run(
+        &command(&["-d", "--security-opt", &seccomp], "zc-image-agent")
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    );
+    struct Stop<'a>(&'a Podman);
+    impl Drop for Stop<'_> {
+        fn drop(&mut self) {
+            let _ = self
+                .0
+                .command()
+                .args(["rm", "-f", "-t", "2", "zc-image-agent"])
+                .output();
+        }
+    }
+    let _stop = Stop(&podman);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let metrics = format!("http://{listen}/metrics");
+    while !Command::new("curl")
+        .args(["-sf", "--max-time", "2", &metrics])
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the image's exporter never answered: {}",
+            podman.run(&["logs", &id])
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Exactly the manifest's capabilities in its bounding set; after attach CAP_BPF alone.
+    let pid = podman.inspect("zc-image-agent", "{{.State.Pid}}");
+    let wanted: u64 = caps.iter().map(|c| capability_bit(c)).sum();
+    assert_eq!(
+        capability_set(&pid, "CapBnd:"),
+        wanted,
+        "bounding set of pid {pid}"
+    );
+    assert_eq!(
+        capability_set(&pid, "CapEff:"),
+        capability_bit("BPF"),
+        "effective after attach"
+    );
+    assert_eq!(capability_set(&pid, "CapPrm:"), capability_bit("BPF"));
+
+    // A workload on the host, counted exactly through the image's exporter.
+    let truth_path = dir.join("truth.json");
+    let status = Command::new(workload())
+        .args([
+            "sendfile",
+            "--child-comm",
+            "zci-sf",
+            "--bytes",
+            "4194304",
+            "--out",
+        ])
+        .arg(&truth_path)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let truth: Value =
+        serde_json::from_str(&std::fs::read_to_string(&truth_path).unwrap()).unwrap();
+    let (mut calls, mut sendfile) = (0, 0);
+    for child in truth["processes"].as_array().unwrap() {
+        for (name, s) in child["syscalls"].as_object().unwrap() {
+            calls += s["calls"].as_u64().unwrap();
+            if name == "sendfile64" {
+                sendfile += s["bytes"].as_u64().unwrap();
+            }
+        }
+    }
+    assert_eq!(sendfile, 4 << 20);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let exposition = loop {
+        let out = Command::new("curl")
+            .args(["-sf", "--max-time", "5", &metrics])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let seen = sample_sum(&text, "zerocopy_syscall_calls_total", r#"comm="zci-sf""#);
+        if seen == calls || Instant::now() > deadline {
+            break text;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(
+        sample_sum(
+            &exposition,
+            "zerocopy_syscall_calls_total",
+            r#"comm="zci-sf""#
+        ),
+        calls,
+        "{exposition}"
+    );
+    assert_eq!(
+        sample_sum(
+            &exposition,
+            "zerocopy_syscall_bytes_total",
+            r#"comm="zci-sf",unit="",container="",pod="",namespace="",syscall="sendfile64",method="zero_copy""#
+        ),
+        sendfile,
+        "{exposition}"
+    );
+    assert_eq!(
+        sample_sum(&exposition, "zerocopy_dropped_total", "reason="),
+        0
+    );
+    eprintln!("the image {image}: CapBnd {wanted:#x}, CapEff after attach {:#x}; {sendfile} sendfile bytes of zci-sf counted", capability_bit("BPF"));
+    drop(_stop);
+    let _ = podman.command().args(["rmi", "-f", &image]).output();
+    for made in made.iter().rev() {
+        let _ = std::fs::remove_dir(made);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
