@@ -20,7 +20,9 @@ use common::{
     containers::{self, download, podman_nginx, Download, Podman, PodmanService},
     free_port, free_ports, have, privileged,
     prometheus::Prometheus,
-    scratch, signal_agent, spawn_agent, stop_agent, write_file,
+    scratch, signal_agent, spawn_agent, stop_agent,
+    tmux::Tmux,
+    write_file,
 };
 
 /// The served file: 10 MiB and 7 bytes, a multiple of no buffer size.
@@ -503,5 +505,73 @@ fn a_docker_container_by_name_counts_exactly() {
     assert!(cgroup.contains(&format!("0::/docker/{id}")), "{cgroup}");
     dockerd.docker(&["rm", "-f", "zc-docker-nginx"]);
     drop(dockerd);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn the_dashboard_names_containers_and_groups_by_them() {
+    let Some(rootfs) = ready("podman", "podman") else {
+        return;
+    };
+    let dir = scratch("podman-dashboard");
+    serve_file(&dir);
+    let podman = Podman::new(&dir);
+    let [on_port, off_port] = free_ports();
+    let on = podman_nginx(&podman, &dir, &rootfs, "zc-db-on", true, on_port);
+    let off = podman_nginx(&podman, &dir, &rootfs, "zc-db-off", false, off_port);
+    let service = PodmanService::start(&podman, &dir);
+    let command = format!(
+        "{} top --comm nginx --names-from {}",
+        common::AGENT,
+        service.names_from()
+    );
+    let Some(tmux) = Tmux::start("containers", &command, 110, 16) else {
+        return;
+    };
+    let has = |texts: &'static [&'static str]| {
+        move |screen: &str| texts.iter().all(|t| screen.contains(t))
+    };
+    tmux.wait_for("the dashboard", Duration::from_secs(30), has(&["dropped"]));
+    // Downloads in the background while the dashboard refreshes.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let loader = {
+        let stop = std::sync::Arc::clone(&stop);
+        std::thread::spawn(move || {
+            let mut n = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) && n < 400 {
+                download(on_port, "/blob.bin");
+                download(off_port, "/blob.bin");
+                n += 1;
+            }
+        })
+    };
+    let processes = tmux.wait_for(
+        "both containers by name",
+        Duration::from_secs(30),
+        has(&["CONTAINER", "zc-db-on", "zc-db-off", "c containers"]),
+    );
+    tmux.keys(&["c"]);
+    let grouped = tmux.wait_for(
+        "one row per container",
+        Duration::from_secs(10),
+        has(&["PROCS", "per container", "zc-db-on", "zc-db-off"]),
+    );
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = loader.join();
+    eprintln!("the dashboard, per process:\n{processes}\nper container (c):\n{grouped}");
+    let row = |screen: &str, name: &str| -> String {
+        screen
+            .lines()
+            .find(|l| l.contains(name))
+            .unwrap_or_else(|| panic!("no {name} row:\n{screen}"))
+            .to_string()
+    };
+    assert!(row(&grouped, "zc-db-on").contains("zero-copy"), "{grouped}");
+    assert!(row(&grouped, "zc-db-off").contains("copying"), "{grouped}");
+    assert!(!grouped.contains("(host)"), "no host process is traced: {grouped}");
+    tmux.keys(&["q"]);
+    drop(tmux);
+    drop(service);
+    drop((on, off));
     let _ = std::fs::remove_dir_all(&dir);
 }

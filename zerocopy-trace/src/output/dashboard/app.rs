@@ -264,6 +264,8 @@ impl App {
         self.container_rows = self
             .rows
             .containers()
+            // The host's row only when some process outside containers made a call.
+            .filter(|c| c.container.is_some() || c.totals.rows().any(|(_, _, n)| n.calls > 0))
             .map(|c| {
                 let mut view = previous.remove(&c.id).unwrap_or_default();
                 view.analysis = Analysis::of(&c.totals);
