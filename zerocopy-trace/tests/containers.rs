@@ -311,6 +311,33 @@ fn podman_containers_in_prometheus_sum_by_container() {
     eprintln!(
         "sum by (container) (zerocopy_syscall_bytes_total{{container=~\"zc-pm-.*\"}}): {rows:?}"
     );
+    // Every query of the containers' Grafana dashboard runs, and the one on what copied
+    // most names the copying container (beside the host's processes, summed in one series).
+    let dashboard: Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../contrib/kubernetes/grafana-dashboard-containers.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let mut queries = Vec::new();
+    exprs(&dashboard, &mut queries);
+    assert!(queries.len() >= 7, "{queries:?}");
+    for expr in &queries {
+        let mut promql = expr.replace("$__rate_interval", "1m");
+        for variable in ["$namespace", "$pod", "$container", "$node"] {
+            promql = promql.replace(variable, ".*");
+        }
+        let answer = prometheus.query(&promql);
+        assert_eq!(answer["status"], "success", "{promql}: {answer}");
+        if promql.starts_with("topk(10") {
+            assert_eq!(
+                answer["data"]["result"][0]["metric"]["container"], "zc-pm-off",
+                "{answer}"
+            );
+        }
+    }
     // Podman's containers have no pod.
     assert_eq!(
         prometheus.scalar(r#"count(zerocopy_syscall_bytes_total{container="zc-pm-on",pod!=""})"#),
@@ -324,6 +351,22 @@ fn podman_containers_in_prometheus_sum_by_container() {
     drop(service);
     drop((on, off));
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Every `"expr"` string in a JSON document (a Grafana dashboard's queries).
+fn exprs(value: &Value, out: &mut Vec<String>) {
+    match value {
+        Value::Object(map) => {
+            for (key, v) in map {
+                match (key.as_str(), v) {
+                    ("expr", Value::String(expr)) => out.push(expr.clone()),
+                    _ => exprs(v, out),
+                }
+            }
+        }
+        Value::Array(list) => list.iter().for_each(|v| exprs(v, out)),
+        _ => {}
+    }
 }
 
 /// Docker's daemon with its own data, state and socket, stopped (and its data removed) when
@@ -568,7 +611,10 @@ fn the_dashboard_names_containers_and_groups_by_them() {
     };
     assert!(row(&grouped, "zc-db-on").contains("zero-copy"), "{grouped}");
     assert!(row(&grouped, "zc-db-off").contains("copying"), "{grouped}");
-    assert!(!grouped.contains("(host)"), "no host process is traced: {grouped}");
+    assert!(
+        !grouped.contains("(host)"),
+        "no host process is traced: {grouped}"
+    );
     tmux.keys(&["q"]);
     drop(tmux);
     drop(service);
