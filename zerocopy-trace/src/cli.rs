@@ -50,8 +50,9 @@ pub enum Command {
     Report(ReportArgs),
     /// Start a command, trace it and all its descendants until it exits, then report.
     Run(RunArgs),
-    /// Serve Prometheus metrics (GET /metrics): per command and systemd unit, the calls and the
-    /// copied and zero-copy bytes of every data-path syscall, computed at each scrape.
+    /// Serve Prometheus metrics (GET /metrics): per command, systemd unit and container, the
+    /// calls and the copied and zero-copy bytes of every data-path syscall, computed at each
+    /// scrape.
     Exporter(ExporterArgs),
     /// For `cargo xtask bench`: empty programs on the same hooks, until SIGINT.
     #[cfg(feature = "bench")]
@@ -248,8 +249,8 @@ pub struct ExporterArgs {
     /// Extra labels, comma-separated: pid, cgroup (default: comm and unit only).
     #[arg(long, value_enum, value_name = "LIST", value_delimiter = ',')]
     pub labels: Vec<Label>,
-    /// Most groups (command, unit, cgroup) with series of their own; processes of groups beyond
-    /// it are counted under comm="other" and in zerocopy_groups_overflowed_total.
+    /// Most groups (command, unit, container, cgroup) with series of their own; processes of
+    /// groups beyond it are counted under comm="other" and in zerocopy_groups_overflowed_total.
     #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_GROUPS as u32,
           value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub max_groups: u32,

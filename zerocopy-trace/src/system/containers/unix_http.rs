@@ -10,6 +10,9 @@ use hyper::{header, Request, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::UnixStream;
 
+/// gRPC's status for a service or method the server does not have.
+const GRPC_UNIMPLEMENTED: u32 = 12;
+
 /// Largest answer read (a node's container list is far smaller).
 const MAX_BODY: usize = 32 << 20;
 
@@ -35,9 +38,18 @@ pub enum ApiError {
 }
 
 impl ApiError {
-    /// Whether the runtime is simply not on this machine (said once, not warned about).
+    /// Whether the runtime is simply not on this machine (said once, not warned about): no
+    /// socket, nobody listening, or a containerd whose CRI service is off (Docker's own
+    /// containerd answers UNIMPLEMENTED).
     pub fn is_absent(&self) -> bool {
-        matches!(self, ApiError::Absent(_))
+        matches!(
+            self,
+            ApiError::Absent(_)
+                | ApiError::Grpc {
+                    code: GRPC_UNIMPLEMENTED,
+                    ..
+                }
+        )
     }
 }
 
@@ -198,5 +210,14 @@ mod tests {
         headers.insert("grpc-message", "not found".parse().unwrap());
         assert_eq!(grpc_status(&headers), Some((5, "not found".into())));
         assert_eq!(grpc_status(&hyper::HeaderMap::new()), None);
+        let off = ApiError::Grpc {
+            code: GRPC_UNIMPLEMENTED,
+            message: "unknown service runtime.v1.RuntimeService".into(),
+        };
+        assert!(
+            off.is_absent(),
+            "a containerd without its CRI plugin is no CRI runtime"
+        );
+        assert!(!ApiError::Denied.is_absent());
     }
 }
