@@ -4,7 +4,9 @@
 //! (and Docker's, Podman's and systemd-nspawn's systemd layouts beside them), must resolve to
 //! the right runtime, container id and pod UID, and count exactly; a fake CRI socket gives
 //! the names (container, pod, namespace) and nothing else. `--pod` and `--container` by
-//! name and by id trace exactly their processes. Then the DaemonSet: the Helm chart renders
+//! name and by id trace exactly their processes. A real containerd (Debian's, with its CRI
+//! plugin) starts a pod and its container over the CRI as kubelet would: traced by the pod's
+//! name, exactly, named by containerd's own answer. Then the DaemonSet: the Helm chart renders
 //! and lints with helm and validates against Kubernetes' schemas (kubernetes-validate), the
 //! plain manifest is what the chart renders, and the agent's OCI image, built from the Debian
 //! package with Podman, runs with exactly the manifest's capabilities and mounts and counts a
@@ -68,8 +70,25 @@ impl Cgroups {
 
 impl Drop for Cgroups {
     fn drop(&mut self) {
+        // A runtime that placed a container there (runc's cgroupfs driver) made the same
+        // path in every v1 hierarchy too: removed there as well, once empty.
+        let hierarchies: Vec<PathBuf> = std::fs::read_dir("/sys/fs/cgroup")
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.path())
+                    .filter(|p| p.is_dir())
+                    .collect()
+            })
+            .unwrap_or_default();
         for dir in self.made.iter().rev() {
             let _ = std::fs::remove_dir(dir);
+            if let Ok(relative) = dir.strip_prefix(&self.root) {
+                for hierarchy in &hierarchies {
+                    if *hierarchy != self.root {
+                        let _ = std::fs::remove_dir(hierarchy.join(relative));
+                    }
+                }
+            }
         }
     }
 }
@@ -937,5 +956,470 @@ fn the_image_runs_with_the_manifests_capabilities_and_counts_the_host_exactly() 
     for made in made.iter().rev() {
         let _ = std::fs::remove_dir(made);
     }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The CRI messages a kubelet sends to start a pod with one container (only the fields used
+/// here; numbers as in cri-api's `api.proto`).
+mod cri {
+    use std::collections::HashMap;
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct PodSandboxMetadata {
+        #[prost(string, tag = "1")]
+        pub name: String,
+        #[prost(string, tag = "2")]
+        pub uid: String,
+        #[prost(string, tag = "3")]
+        pub namespace: String,
+        #[prost(uint32, tag = "4")]
+        pub attempt: u32,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct NamespaceOption {
+        /// NamespaceMode: POD 0, CONTAINER 1, NODE 2.
+        #[prost(int32, tag = "1")]
+        pub network: i32,
+        #[prost(int32, tag = "2")]
+        pub pid: i32,
+        #[prost(int32, tag = "3")]
+        pub ipc: i32,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct LinuxSandboxSecurityContext {
+        #[prost(message, optional, tag = "1")]
+        pub namespace_options: Option<NamespaceOption>,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct LinuxPodSandboxConfig {
+        #[prost(string, tag = "1")]
+        pub cgroup_parent: String,
+        #[prost(message, optional, tag = "2")]
+        pub security_context: Option<LinuxSandboxSecurityContext>,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct PodSandboxConfig {
+        #[prost(message, optional, tag = "1")]
+        pub metadata: Option<PodSandboxMetadata>,
+        #[prost(string, tag = "2")]
+        pub hostname: String,
+        #[prost(string, tag = "3")]
+        pub log_directory: String,
+        #[prost(map = "string, string", tag = "6")]
+        pub labels: HashMap<String, String>,
+        #[prost(message, optional, tag = "8")]
+        pub linux: Option<LinuxPodSandboxConfig>,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct RunPodSandboxRequest {
+        #[prost(message, optional, tag = "1")]
+        pub config: Option<PodSandboxConfig>,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct RunPodSandboxResponse {
+        #[prost(string, tag = "1")]
+        pub pod_sandbox_id: String,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct ContainerMetadata {
+        #[prost(string, tag = "1")]
+        pub name: String,
+        #[prost(uint32, tag = "2")]
+        pub attempt: u32,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct ImageSpec {
+        #[prost(string, tag = "1")]
+        pub image: String,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Mount {
+        #[prost(string, tag = "1")]
+        pub container_path: String,
+        #[prost(string, tag = "2")]
+        pub host_path: String,
+        #[prost(bool, tag = "3")]
+        pub readonly: bool,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct ContainerConfig {
+        #[prost(message, optional, tag = "1")]
+        pub metadata: Option<ContainerMetadata>,
+        #[prost(message, optional, tag = "2")]
+        pub image: Option<ImageSpec>,
+        #[prost(string, repeated, tag = "3")]
+        pub command: Vec<String>,
+        #[prost(message, repeated, tag = "7")]
+        pub mounts: Vec<Mount>,
+        #[prost(map = "string, string", tag = "9")]
+        pub labels: HashMap<String, String>,
+        #[prost(string, tag = "11")]
+        pub log_path: String,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct CreateContainerRequest {
+        #[prost(string, tag = "1")]
+        pub pod_sandbox_id: String,
+        #[prost(message, optional, tag = "2")]
+        pub config: Option<ContainerConfig>,
+        #[prost(message, optional, tag = "3")]
+        pub sandbox_config: Option<PodSandboxConfig>,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct CreateContainerResponse {
+        #[prost(string, tag = "1")]
+        pub container_id: String,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct ContainerId {
+        #[prost(string, tag = "1")]
+        pub container_id: String,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct PodSandboxId {
+        #[prost(string, tag = "1")]
+        pub pod_sandbox_id: String,
+    }
+}
+
+/// containerd (Debian's, which docker.io brings) with its CRI plugin on a socket, a root and a
+/// state of its own: runc, the cgroupfs driver, no CNI (the pods use the host's network), and
+/// no OOM score below its own (lowering one needs CAP_SYS_RESOURCE, which these machines lack).
+/// Stopped, and its data removed, when dropped.
+struct Containerd {
+    child: std::process::Child,
+    root: PathBuf,
+    state: PathBuf,
+    socket: PathBuf,
+}
+
+impl Containerd {
+    fn start(tag: u32, sandbox_image: &str) -> Containerd {
+        let root = PathBuf::from(format!("/var/tmp/zerocopy-trace-containerd-{tag}"));
+        let state = PathBuf::from(format!("/run/zerocopy-trace-containerd-{tag}"));
+        std::fs::create_dir_all(&root).unwrap();
+        std::fs::create_dir_all(&state).unwrap();
+        let socket = state.join("containerd.sock");
+        let config = containers::write(
+            &root.join("config.toml"),
+            &format!(
+                "version = 2\nroot = \"{root}/data\"\nstate = \"{state}/state\"\n\
+                 [grpc]\n  address = \"{socket}\"\n[ttrpc]\n  address = \"{socket}.ttrpc\"\n\
+                 [plugins.\"io.containerd.grpc.v1.cri\"]\n  sandbox_image = \"{sandbox_image}\"\n  restrict_oom_score_adj = true\n\
+                 [plugins.\"io.containerd.grpc.v1.cri\".containerd]\n  snapshotter = \"overlayfs\"\n  default_runtime_name = \"runc\"\n\
+                 [plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc]\n  runtime_type = \"io.containerd.runc.v2\"\n\
+                 [plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc.options]\n  SystemdCgroup = false\n\
+                 [plugins.\"io.containerd.grpc.v1.cri\".cni]\n  bin_dir = \"{root}/no-cni\"\n  conf_dir = \"{root}/no-cni\"\n",
+                root = root.display(),
+                state = state.display(),
+                socket = socket.display(),
+            ),
+        );
+        let log = std::fs::File::create(root.join("containerd.log")).unwrap();
+        let child = Command::new("containerd")
+            .arg("--config")
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("starting containerd (docker.io brings it)");
+        let containerd = Containerd {
+            child,
+            root,
+            state,
+            socket,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::os::unix::net::UnixStream::connect(&containerd.socket).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "containerd not up: {}",
+                containerd.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        containerd
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.root.join("containerd.log")).unwrap_or_default()
+    }
+
+    fn ctr(&self, args: &[&str]) {
+        let out = Command::new("ctr")
+            .arg("--address")
+            .arg(&self.socket)
+            .args(["--namespace", "k8s.io"])
+            .args(args)
+            .output()
+            .expect("running ctr");
+        assert!(
+            out.status.success(),
+            "ctr {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn call<M: prost::Message>(&self, method: &str, message: M) -> bytes::Bytes {
+        common::fake_cri::call(&self.socket, method, message.encode_to_vec())
+            .unwrap_or_else(|e| panic!("{e}\n{}", self.log()))
+    }
+}
+
+impl Drop for Containerd {
+    fn drop(&mut self) {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while self.child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        // Snapshots containerd left mounted, then its data.
+        if let Ok(mounts) = std::fs::read_to_string("/proc/self/mounts") {
+            let root = self.root.to_string_lossy().into_owned();
+            let state = self.state.to_string_lossy().into_owned();
+            let mut points: Vec<&str> = mounts
+                .lines()
+                .filter_map(|l| l.split_whitespace().nth(1))
+                .filter(|p| p.starts_with(&root) || p.starts_with(&state))
+                .collect();
+            points.sort_by_key(|p| std::cmp::Reverse(p.len()));
+            for point in points {
+                let _ = Command::new("umount").args(["-l", point]).status();
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.root);
+        let _ = std::fs::remove_dir_all(&self.state);
+    }
+}
+
+#[test]
+fn a_containerd_pod_started_over_the_cri_is_named_by_containerd() {
+    if !privileged()
+        || !have("containerd", "containerd")
+        || !have("ctr", "containerd")
+        || !have("podman", "podman")
+    {
+        return;
+    }
+    let Some(rootfs) = containers::rootfs() else {
+        return;
+    };
+    let dir = scratch("containerd");
+    let tag = std::process::id();
+    // An image of the test root filesystem, for the pause container (sleep) and nginx.
+    let podman = Podman::new(&dir);
+    let tarball = dir.join("rootfs.tar");
+    let tar = Command::new("tar")
+        .arg("-C")
+        .arg(&rootfs)
+        .args(["--numeric-owner", "-cf"])
+        .arg(&tarball)
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(tar.success());
+    let image = format!("localhost/zerocopy-trace-cri:{tag}");
+    let pause = format!("localhost/zerocopy-trace-pause:{tag}");
+    podman.run(&[
+        "import",
+        "--change",
+        "CMD [\"/bin/sleep\", \"infinity\"]",
+        "--change",
+        "ENV PATH=/usr/sbin:/usr/bin:/sbin:/bin",
+        tarball.to_str().unwrap(),
+        &image,
+    ]);
+    let archive = dir.join("image.tar");
+    podman.run(&[
+        "save",
+        "--format",
+        "docker-archive",
+        "-o",
+        archive.to_str().unwrap(),
+        &image,
+    ]);
+    let _ = podman.command().args(["rmi", "-f", &image]).output();
+    let containerd = Containerd::start(tag, &pause);
+    containerd.ctr(&["images", "import", archive.to_str().unwrap()]);
+    containerd.ctr(&["images", "tag", &image, &pause]);
+
+    let uid = pod_uid(tag % 0x10000 + 0x100);
+    let cgroup_parent = format!("/kubepods/besteffort/pod{uid}");
+    let mut cgroups = Cgroups::new();
+    cgroups.make(&cgroup_parent);
+    let sandbox = cri::PodSandboxConfig {
+        metadata: Some(cri::PodSandboxMetadata {
+            name: "shop-real".into(),
+            uid: uid.clone(),
+            namespace: "prod".into(),
+            attempt: 0,
+        }),
+        // A pod on the host's network keeps the host's name, as kubelet leaves it.
+        hostname: String::new(),
+        log_directory: dir.join("pod-logs").display().to_string(),
+        labels: Default::default(),
+        linux: Some(cri::LinuxPodSandboxConfig {
+            cgroup_parent: cgroup_parent.clone(),
+            security_context: Some(cri::LinuxSandboxSecurityContext {
+                namespace_options: Some(cri::NamespaceOption {
+                    network: 2,
+                    pid: 0,
+                    ipc: 0,
+                }),
+            }),
+        }),
+    };
+    std::fs::create_dir_all(dir.join("pod-logs")).unwrap();
+    let answer = containerd.call(
+        "RunPodSandbox",
+        cri::RunPodSandboxRequest {
+            config: Some(sandbox.clone()),
+        },
+    );
+    let pod_id = <cri::RunPodSandboxResponse as prost::Message>::decode(answer)
+        .unwrap()
+        .pod_sandbox_id;
+    struct Pod<'a>(&'a Containerd, String);
+    impl Drop for Pod<'_> {
+        fn drop(&mut self) {
+            let id = cri::PodSandboxId {
+                pod_sandbox_id: self.1.clone(),
+            };
+            let _ = common::fake_cri::call(
+                &self.0.socket,
+                "StopPodSandbox",
+                prost::Message::encode_to_vec(&id),
+            );
+            let _ = common::fake_cri::call(
+                &self.0.socket,
+                "RemovePodSandbox",
+                prost::Message::encode_to_vec(&id),
+            );
+        }
+    }
+    let _pod = Pod(&containerd, pod_id.clone());
+
+    // nginx with sendfile off, labelled as kubelet labels its containers.
+    let www = dir.join("www");
+    std::fs::create_dir_all(&www).unwrap();
+    common::write_file(&www.join("blob.bin"), (4 << 20) + 3);
+    let port = free_port();
+    let conf = containers::write(
+        &dir.join("nginx.conf"),
+        &containers::nginx_conf(false, port),
+    );
+    let labels = [
+        ("io.kubernetes.container.name", "web"),
+        ("io.kubernetes.pod.name", "shop-real"),
+        ("io.kubernetes.pod.namespace", "prod"),
+        ("io.kubernetes.pod.uid", uid.as_str()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let config = cri::ContainerConfig {
+        metadata: Some(cri::ContainerMetadata {
+            name: "web".into(),
+            attempt: 0,
+        }),
+        image: Some(cri::ImageSpec {
+            image: image.clone(),
+        }),
+        command: vec!["/usr/sbin/nginx".into()],
+        mounts: vec![
+            cri::Mount {
+                container_path: "/etc/nginx/nginx.conf".into(),
+                host_path: conf.display().to_string(),
+                readonly: true,
+            },
+            cri::Mount {
+                container_path: "/srv/www".into(),
+                host_path: www.display().to_string(),
+                readonly: true,
+            },
+        ],
+        labels,
+        log_path: "web.log".into(),
+    };
+    let answer = containerd.call(
+        "CreateContainer",
+        cri::CreateContainerRequest {
+            pod_sandbox_id: pod_id.clone(),
+            config: Some(config),
+            sandbox_config: Some(sandbox),
+        },
+    );
+    let container_id = <cri::CreateContainerResponse as prost::Message>::decode(answer)
+        .unwrap()
+        .container_id;
+    containerd.call(
+        "StartContainer",
+        cri::ContainerId {
+            container_id: container_id.clone(),
+        },
+    );
+    containers::wait_for_port(port);
+
+    // By the pod's name, names asked of containerd itself.
+    let names = format!("cri={}", containerd.socket.display());
+    let (agent, _) = spawn_agent(&[
+        "report",
+        "--json",
+        "--pod",
+        "prod/shop-real",
+        "--names-from",
+        &names,
+    ]);
+    let mut got = containers::Download::default();
+    for _ in 0..2 {
+        got.add(containers::download(port, "/blob.bin"));
+    }
+    let report = stop_agent(agent);
+    let processes = report["processes"].as_array().unwrap();
+    assert!(!processes.is_empty(), "{report:#}");
+    let (mut copied, mut from_file) = (0, 0);
+    for p in processes {
+        let c = &p["container"];
+        assert_eq!(
+            c["id"],
+            container_id.as_str(),
+            "only the pod's container: {p:#}"
+        );
+        assert_eq!(
+            c["runtime"], "cri",
+            "kubelet's cgroupfs layout names it by its bare id"
+        );
+        assert_eq!(
+            (&c["name"], &c["pod"], &c["namespace"]),
+            (
+                &Value::from("web"),
+                &Value::from("shop-real"),
+                &Value::from("prod")
+            )
+        );
+        assert_eq!(c["pod_uid"], uid.as_str());
+        copied += p["copied_bytes"].as_u64().unwrap();
+        for s in p["syscalls"].as_object().unwrap().values() {
+            from_file += s["fd_kinds"]["source"]["file"].as_u64().unwrap_or(0);
+        }
+    }
+    assert_eq!(from_file, got.body, "{report:#}");
+    assert_eq!(
+        copied,
+        got.request + got.header + 2 * got.body,
+        "{report:#}"
+    );
+    // Where containerd put it: the pod's cgroup and the container's id.
+    let cgroup = format!("{cgroup_parent}/{container_id}");
+    assert!(
+        Path::new(&format!("{}{cgroup}", cgroup2_root().display())).is_dir(),
+        "containerd's cgroup {cgroup}"
+    );
+    eprintln!("containerd's CRI: pod prod/shop-real ({uid}), container web {container_id} at {cgroup}: {copied} bytes copied, exactly");
+    drop(_pod);
+    drop(containerd);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -182,3 +182,73 @@ async fn reply(request: Request<hyper::body::Incoming>, answer: Bytes) -> Respon
         .body(StreamBody::new(futures_util::stream::iter(frames)))
         .unwrap()
 }
+
+/// One unary gRPC call to a CRI socket, from the tests (the agent has its own client; this
+/// one creates pods and containers, as kubelet would): `message` to `/runtime.v1.<method>`,
+/// the answer's message bytes, or the failure as text.
+pub fn call(socket: &std::path::Path, method: &str, message: Vec<u8>) -> Result<Bytes, String> {
+    let socket = socket.to_path_buf();
+    let method = format!("/runtime.v1.RuntimeService/{method}");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    runtime.block_on(async move {
+        let stream = tokio::net::UnixStream::connect(&socket)
+            .await
+            .map_err(|e| e.to_string())?;
+        let (mut sender, connection) = hyper::client::conn::http2::handshake::<
+            _,
+            _,
+            http_body_util::Full<Bytes>,
+        >(TokioExecutor::new(), TokioIo::new(stream))
+        .await
+        .map_err(|e| e.to_string())?;
+        tokio::spawn(connection);
+        let mut frame = vec![0];
+        frame.extend_from_slice(&(message.len() as u32).to_be_bytes());
+        frame.extend_from_slice(&message);
+        let request = Request::post(format!("http://localhost{method}"))
+            .header("content-type", "application/grpc")
+            .header("te", "trailers")
+            .body(http_body_util::Full::new(Bytes::from(frame)))
+            .map_err(|e| e.to_string())?;
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|e| e.to_string())?;
+        let early = response
+            .headers()
+            .get("grpc-message")
+            .map(|m| m.to_str().unwrap_or("").to_string());
+        let early_status = response
+            .headers()
+            .get("grpc-status")
+            .map(|s| s.to_str().unwrap_or("").to_string());
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| e.to_string())?;
+        let trailers = body.trailers().cloned().unwrap_or_default();
+        let status = early_status
+            .or_else(|| {
+                trailers
+                    .get("grpc-status")
+                    .map(|s| s.to_str().unwrap_or("").to_string())
+            })
+            .unwrap_or_default();
+        if status != "0" {
+            let message = early
+                .or_else(|| {
+                    trailers
+                        .get("grpc-message")
+                        .map(|m| m.to_str().unwrap_or("").to_string())
+                })
+                .unwrap_or_default();
+            return Err(format!("{method}: gRPC status {status}: {message}"));
+        }
+        let bytes = body.to_bytes();
+        Ok(bytes.slice(5.min(bytes.len())..))
+    })
+}

@@ -5,7 +5,11 @@
 
 use anyhow::{bail, Result};
 
-use super::{layout, names::list_now, Named, Sources};
+use super::{
+    layout,
+    names::{list_now, Listing},
+    Named, Sources,
+};
 use crate::{snapshot::ContainerId, system::cgroup};
 
 /// A cgroup found for a filter, and what it is, for the log.
@@ -47,8 +51,19 @@ pub fn container(wanted: &str, sources: &Sources) -> Result<Found> {
     if let Some(found) = match_id(wanted, &candidates)? {
         return Ok(found);
     }
-    let named = list_now(sources);
-    match_name(wanted, &candidates, &named)
+    match_name(wanted, &candidates, &list_now(sources))
+}
+
+/// Why no runtime could be asked, for an error: nothing answered, and what failed.
+fn unanswered(listing: &Listing) -> String {
+    if listing.problems.is_empty() {
+        "no runtime answered to look up names (see --names-from)".to_string()
+    } else {
+        format!(
+            "no runtime answered to look up names ({}; see --names-from)",
+            listing.problems.join("; ")
+        )
+    }
 }
 
 fn describe(path: &str, id: &ContainerId, name: Option<&str>) -> Found {
@@ -94,8 +109,9 @@ fn match_id(wanted: &str, candidates: &[(String, ContainerId)]) -> Result<Option
 fn match_name(
     wanted: &str,
     candidates: &[(String, ContainerId)],
-    named: &[Named],
+    listing: &Listing,
 ) -> Result<Found> {
+    let named = &listing.named;
     let matching: Vec<(&(String, ContainerId), &Named)> = named
         .iter()
         .filter(|n| n.names.name == wanted)
@@ -108,8 +124,9 @@ fn match_name(
         .collect();
     match matching[..] {
         [((path, id), n)] => Ok(describe(path, id, Some(&n.names.name))),
-        [] if named.is_empty() => bail!(
-            "no running container with the id {wanted}, and no runtime answered to look up names (see --names-from)"
+        [] if !listing.answered => bail!(
+            "no running container with the id {wanted}, and {}",
+            unanswered(listing)
         ),
         [] => bail!(
             "no running container named or with the id {wanted} ({} container cgroups here, {} containers named by the runtimes)",
@@ -145,13 +162,13 @@ pub fn pod(wanted: &str, sources: &Sources) -> Result<Found> {
     if let Some(found) = match_pod_uid(wanted, &pods)? {
         return Ok(found);
     }
-    let named = list_now(sources);
-    let containers = if named.is_empty() {
+    let listing = list_now(sources);
+    let containers = if listing.named.is_empty() {
         Vec::new()
     } else {
         container_cgroups()?
     };
-    match_pod_name(wanted, &pods, &named, &containers)
+    match_pod_name(wanted, &pods, &listing, &containers)
 }
 
 fn pod_found(path: &str, uid: &str, name: Option<&str>) -> Found {
@@ -186,9 +203,10 @@ fn match_pod_uid(wanted: &str, pods: &[(String, String)]) -> Result<Option<Found
 fn match_pod_name(
     wanted: &str,
     pods: &[(String, String)],
-    named: &[Named],
+    listing: &Listing,
     containers: &[(String, ContainerId)],
 ) -> Result<Found> {
+    let named = &listing.named;
     let (namespace, name) = match wanted.split_once('/') {
         Some((namespace, name)) => (Some(namespace), name),
         None => (None, wanted),
@@ -217,8 +235,9 @@ fn match_pod_name(
             Some((path, _)) => Ok(pod_found(path, uid, Some(shown))),
             None => bail!("pod {shown} ({uid}) has no cgroup here: is it running on this node?"),
         },
-        [] if named.is_empty() => bail!(
-            "no pod with the UID {wanted}, and no runtime answered to look up pod names (the CRI socket or kubelet's logs: see --names-from)"
+        [] if !listing.answered => bail!(
+            "no pod with the UID {wanted}, and {} (pod names come from the CRI socket or kubelet's logs)",
+            unanswered(listing)
         ),
         [] => bail!(
             "no pod named or with the UID {wanted} on this node ({} pod cgroups here)",
@@ -270,6 +289,14 @@ mod tests {
         )
     }
 
+    fn answered(named: Vec<Named>) -> Listing {
+        Listing {
+            named,
+            answered: true,
+            problems: Vec::new(),
+        }
+    }
+
     fn entry(id: &str, name: &str, pod: &str, namespace: &str) -> Named {
         Named {
             id: id.into(),
@@ -306,11 +333,11 @@ mod tests {
     #[test]
     fn containers_by_name() {
         let c = candidates();
-        let named = vec![
+        let named = answered(vec![
             entry(&hex('a'), "zc-nginx-on", "", ""),
             entry(&hex('b'), "web", "shop-0", "prod"),
             entry(&hex('f'), "web", "gone", "prod"),
-        ];
+        ]);
         let on = match_name("zc-nginx-on", &c, &named).unwrap();
         assert_eq!(on.what, "podman container zc-nginx-on (aaaaaaaaaaaa)");
         assert_eq!(
@@ -323,12 +350,30 @@ mod tests {
             err.contains("no running container named or with the id nope"),
             "{err}"
         );
-        let err = match_name("nope", &c, &[]).unwrap_err().to_string();
+        let err = match_name("nope", &c, &Listing::default())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("no runtime answered"), "{err}");
-        let twice = vec![
+        let refused = Listing {
+            problems: vec!["cri (/x.sock): permission denied".into()],
+            ..Listing::default()
+        };
+        let err = match_name("nope", &c, &refused).unwrap_err().to_string();
+        assert!(
+            err.contains("(cri (/x.sock): permission denied; see --names-from)"),
+            "{err}"
+        );
+        let err = match_name("nope", &c, &answered(vec![]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("no running container named or with the id nope"),
+            "an empty answer is an answer: {err}"
+        );
+        let twice = answered(vec![
             entry(&hex('a'), "web", "", ""),
             entry(&hex('b'), "web", "shop-0", "prod"),
-        ];
+        ]);
         let err = match_name("web", &c, &twice).unwrap_err().to_string();
         assert!(err.contains("names 2 running containers"), "{err}");
         assert!(err.contains("bbbbbbbbbbbb in pod prod/shop-0"), "{err}");
@@ -357,13 +402,13 @@ mod tests {
         assert_eq!(match_pod_uid("shop-0", &pods).unwrap(), None);
         let c = candidates();
         // The source gives no UID: the container's cgroup does.
-        let named = vec![entry(&hex('b'), "web", "shop-0", "prod")];
+        let named = answered(vec![entry(&hex('b'), "web", "shop-0", "prod")]);
         let found = match_pod_name("shop-0", &pods, &named, &c).unwrap();
         assert_eq!(found.path, pods[0].0);
         assert_eq!(found.what, format!("pod prod/shop-0 ({UID})"));
         assert!(match_pod_name("prod/shop-0", &pods, &named, &c).is_ok());
         assert!(match_pod_name("dev/shop-0", &pods, &named, &c).is_err());
-        let err = match_pod_name("shop-0", &pods, &[], &c)
+        let err = match_pod_name("shop-0", &pods, &Listing::default(), &c)
             .unwrap_err()
             .to_string();
         assert!(err.contains("no runtime answered"), "{err}");

@@ -259,15 +259,35 @@ fn merge(known: &mut HashMap<String, Named>, named: Named) {
     }
 }
 
-/// Every container the sources know now, asked at once (for the filters, before attach).
-pub fn list_now(sources: &Sources) -> Vec<Named> {
+/// What the sources said when asked at once (for the filters, before attach).
+#[derive(Debug, Default)]
+pub struct Listing {
+    /// Every container they know, by id.
+    pub named: Vec<Named>,
+    /// Whether any source answered (an empty list is an answer).
+    pub answered: bool,
+    /// The sources that are there but failed, and why.
+    pub problems: Vec<String>,
+}
+
+/// Every container the sources know now, asked at once.
+pub fn list_now(sources: &Sources) -> Listing {
     let mut known = HashMap::new();
-    for (_, answer) in super::ask_all_blocking(sources) {
-        for named in answer.unwrap_or_default() {
-            merge(&mut known, named);
+    let mut listing = Listing::default();
+    for (source, answer) in super::ask_all_blocking(sources) {
+        match answer {
+            Ok(list) => {
+                listing.answered = true;
+                for named in list {
+                    merge(&mut known, named);
+                }
+            }
+            Err(err) if err.is_absent() => {}
+            Err(err) => listing.problems.push(format!("{source}: {err}")),
         }
     }
-    known.into_values().collect()
+    listing.named = known.into_values().collect();
+    listing
 }
 
 #[cfg(test)]
