@@ -102,7 +102,9 @@ pub fn runtimes_and_rootfs(workspace: &Path, apt: &mut Apt) -> Result<PathBuf> {
     }
     let without = missing(&WITHOUT_RECOMMENDS);
     if !without.is_empty() {
-        apt.install_without_recommends(&without, "the container tests (Docker)")?;
+        // The tests start their own daemons: the packages' must not start on install.
+        let _quiet = NoDaemonsStarted::new();
+        apt.install_without_recommends(&without, "the container tests (Docker, containerd)")?;
     }
     if Command::new("python3")
         .args(["-c", "import ensurepip, venv"])
@@ -124,6 +126,40 @@ fn installed(command: &str) -> bool {
     ["/usr/local/bin", "/usr/bin", "/usr/sbin", "/bin", "/sbin"]
         .iter()
         .any(|d| Path::new(d).join(command).is_file())
+}
+
+/// Where Debian's maintainer scripts ask whether they may start a daemon (invoke-rc.d).
+const POLICY_RC_D: &str = "/usr/sbin/policy-rc.d";
+
+/// While it lives, package installs start no daemon (a `policy-rc.d` that says no, as Debian's
+/// container images have), unless the machine has its own policy, which is left alone.
+struct NoDaemonsStarted {
+    made: bool,
+}
+
+impl NoDaemonsStarted {
+    fn new() -> NoDaemonsStarted {
+        use std::os::unix::fs::PermissionsExt;
+        let path = Path::new(POLICY_RC_D);
+        if path.exists() {
+            return NoDaemonsStarted { made: false };
+        }
+        let made = fs::write(
+            path,
+            "#!/bin/sh\n# cargo xtask: no daemon starts while it installs\nexit 101\n",
+        )
+        .is_ok()
+            && fs::set_permissions(path, fs::Permissions::from_mode(0o755)).is_ok();
+        NoDaemonsStarted { made }
+    }
+}
+
+impl Drop for NoDaemonsStarted {
+    fn drop(&mut self) {
+        if self.made {
+            let _ = fs::remove_file(POLICY_RC_D);
+        }
+    }
 }
 
 /// What a stamp holds: the recipe of what sits beside it.

@@ -21,6 +21,13 @@
 //! `/kubepods/besteffort/pod<uid>`. containerd with the cgroupfs driver under a systemd
 //! kubelet leaves `kubepods-…-pod<uid_>.slice:cri-containerd:<id>` as one component. Conmon's
 //! cgroups (`libpod-conmon-<id>.scope`, `crio-conmon-<id>.scope`) are not the container's.
+//!
+//! Where the names come from (read, not copied): kubelet's `pkg/kubelet/cm` (the QoS and pod
+//! cgroups, and systemd's escaping of `-`), containerd's CRI `getCgroupsPath`, runc's systemd
+//! unit names (`<prefix>-<name>.scope`), CRI-O's `internal/config/cgmgr`, moby's
+//! `daemon/oci_linux.go`, Podman's `libpod` (`libpod-<id>`, `/libpod_parent`), and systemd's
+//! `machine_start_scope`. The paths in the tests are ones real processes had on the project's
+//! machines (Podman, Docker and containerd by themselves, the others placed there with runc).
 
 use crate::snapshot::{ContainerId, Runtime};
 
