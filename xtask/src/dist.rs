@@ -277,7 +277,7 @@ fn render_copyright(template: &str, linked: &[String], ebpf: &[String]) -> Resul
 }
 
 /// The agent's version, from its manifest (what cargo-deb packages, with revision `-1`).
-fn agent_version(workspace: &Path) -> Result<String> {
+pub fn agent_version(workspace: &Path) -> Result<String> {
     let manifest_path = workspace.join(PACKAGE).join("Cargo.toml");
     let manifest = fs::read_to_string(&manifest_path)
         .with_context(|| format!("reading {}", manifest_path.display()))?;

@@ -2,14 +2,16 @@
 //! tests and lints of this workspace.
 //!
 //! Layout, from the top down: `tasks` strings the steps of each subcommand together; `dist`
-//! builds the Debian package, `test_programs` and `kafka` bring the programs the integration
-//! tests drive; `build` prepares the toolchain and builds the agent; `toolchain` finds or
+//! builds the Debian package, `test_programs`, `kafka` and `containers` bring the programs
+//! (and the root filesystem, helm and the manifest validator) the integration tests drive; `build` prepares the toolchain and builds the agent; `toolchain` finds or
 //! installs the eBPF compiler and bpf-linker, `ebpf` records and lints the kernel crate's
 //! build. Running commands and apt come from `dev_support`, which build.rs and the bench share.
 
 mod build;
+mod containers;
 mod dist;
 mod ebpf;
+mod image;
 mod kafka;
 mod layers;
 mod tasks;
@@ -62,6 +64,10 @@ enum Task {
     /// pages, bash/zsh/fish completions, the exporter's systemd unit (disabled) and the fleet
     /// files.
     Dist,
+    /// Build the Debian package, then the agent's OCI image from it with Podman (a Debian root
+    /// filesystem made with debootstrap; no registry): localhost/zerocopy-trace:<version>,
+    /// saved as target/image/zerocopy-trace_<version>.oci.tar (needs root).
+    Image,
     /// Check formatting, then clippy (with -D warnings) on the host crates and the eBPF crate.
     Lint,
     /// Find or install the eBPF toolchain (rustc with core source, bpf-linker) and show it.
@@ -110,6 +116,11 @@ fn run(task: Task) -> Result<()> {
         Task::Dist => {
             let deb = tasks::dist(&workspace)?;
             println!("{}", deb.display());
+            Ok(())
+        }
+        Task::Image => {
+            let archive = tasks::image(&workspace)?;
+            println!("{}", archive.display());
             Ok(())
         }
         Task::Lint => tasks::lint(&workspace),

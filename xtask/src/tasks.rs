@@ -11,8 +11,10 @@ use anyhow::{bail, Context, Result};
 use dev_support::{apt::Apt, cmd};
 
 use crate::build::{self, prepare, AGENT, BENCH, WORKLOAD};
+use crate::containers;
 use crate::dist;
 use crate::ebpf;
+use crate::image;
 use crate::kafka;
 use crate::layers;
 use crate::test_programs;
@@ -77,6 +79,13 @@ pub fn dist(workspace: &Path) -> Result<PathBuf> {
     dist::dist_prepared(workspace, &mut apt)
 }
 
+/// `cargo xtask image`: the Debian package, then the agent's OCI image; returns its archive.
+pub fn image(workspace: &Path) -> Result<PathBuf> {
+    let mut apt = Apt::default();
+    prepare(workspace, &mut apt)?;
+    image::image(workspace, &mut apt)
+}
+
 /// `cargo xtask bench ARGS`: the release agent with its bench-only commands, then the
 /// bench with `args`, which writes its results under `target/bench/` (never into the
 /// repository).
@@ -107,8 +116,9 @@ pub fn run(workspace: &Path, release: bool, args: &[OsString]) -> Result<()> {
 
 /// `cargo xtask test`: the workspace's tests (every crate but the eBPF one, which has no host
 /// build), one test at a time, with the workload helper built for the integration tests,
-/// Apache Kafka fetched for the Kafka test and the Debian package built (once) for the package
-/// test, when those tests are among the ones run.
+/// Apache Kafka fetched for the Kafka test, the container runtimes, root filesystem, helm and
+/// validator brought for the container and Kubernetes tests, and the Debian package built
+/// (once) for the package test and the agent's image, when those tests are among the ones run.
 pub fn test(workspace: &Path, extra: &[String]) -> Result<()> {
     let mut apt = Apt::default();
     prepare(workspace, &mut apt)?;
@@ -132,14 +142,37 @@ pub fn test(workspace: &Path, extra: &[String]) -> Result<()> {
         .current_dir(workspace)
         .env(kafka::DIR_ENV, &kafka)
         .args(args);
-    if runs_test(cargo_args(extra), PACKAGE_TEST) {
-        command.env(PACKAGE_ENV, dist::dist_prepared(workspace, &mut apt)?);
+    if containers::TESTS
+        .iter()
+        .any(|name| runs_test(cargo_args(extra), name))
+    {
+        command.env(
+            containers::DIR_ENV,
+            containers::ensure(workspace, &mut apt)?,
+        );
+    }
+    // The package test installs it; the Kubernetes test runs the agent's image made from it.
+    if [PACKAGE_TEST, IMAGE_TEST]
+        .iter()
+        .any(|name| runs_test(cargo_args(extra), name))
+    {
+        let deb = dist::dist_prepared(workspace, &mut apt)?;
+        if runs_test(cargo_args(extra), IMAGE_TEST) {
+            let name = image::build(workspace, &mut apt, &deb, IMAGE_TAG)?;
+            command.env(IMAGE_ENV, name);
+        }
+        command.env(PACKAGE_ENV, deb);
     }
     cmd::run(&mut command)
 }
 
 /// The integration test of the Debian package, and where it finds the package `dist` built.
 const PACKAGE_TEST: &str = "package";
+/// The test that runs the OCI image made from the package, the image's tag for it, and where
+/// it finds the image's name.
+const IMAGE_TEST: &str = "kubernetes";
+const IMAGE_TAG: &str = "test";
+const IMAGE_ENV: &str = "ZEROCOPY_TRACE_IMAGE";
 const PACKAGE_ENV: &str = "ZEROCOPY_TRACE_DEB";
 
 /// The `cargo test` part of `cargo xtask test -- EXTRA` (before a second `--`).

@@ -8,6 +8,7 @@ use crate::{
     collect::groups::DEFAULT_MAX_GROUPS,
     kernel::plan::Hook,
     session::{targets::Targets, trace::TraceOptions},
+    system::containers::Sources,
 };
 
 /// The exporter's default address: loopback only, on the port documented in the README
@@ -49,8 +50,9 @@ pub enum Command {
     Report(ReportArgs),
     /// Start a command, trace it and all its descendants until it exits, then report.
     Run(RunArgs),
-    /// Serve Prometheus metrics (GET /metrics): per command and systemd unit, the calls and the
-    /// copied and zero-copy bytes of every data-path syscall, computed at each scrape.
+    /// Serve Prometheus metrics (GET /metrics): per command, systemd unit and container, the
+    /// calls and the copied and zero-copy bytes of every data-path syscall, computed at each
+    /// scrape.
     Exporter(ExporterArgs),
     /// For `cargo xtask bench`: empty programs on the same hooks, until SIGINT.
     #[cfg(feature = "bench")]
@@ -142,6 +144,13 @@ pub struct TraceArgs {
     /// as blocked on this system, say so in a bug report).
     #[arg(long)]
     pub no_seccomp: bool,
+    /// Where containers' names come from (for the CONTAINER column, the JSON, the labels and
+    /// --container/--pod by name), comma-separated or repeated: docker, podman, cri,
+    /// kubelet-logs, each at its usual place or as KIND=PATH (cri=/run/crio/crio.sock), or
+    /// none. Default: all at their usual places; where none answers, containers are shown by
+    /// id.
+    #[arg(long, value_name = "SOURCE", value_delimiter = ',', value_parser = parse_source)]
+    pub names_from: Vec<String>,
 }
 
 impl TraceArgs {
@@ -153,8 +162,19 @@ impl TraceArgs {
             hook: self.hook,
             account: None,
             seccomp: !self.no_seccomp,
+            names: if self.names_from.is_empty() {
+                Sources::default()
+            } else {
+                // Each value was checked by `parse_source`.
+                Sources::parse(&self.names_from).unwrap_or_else(|_| Sources::none())
+            },
         }
     }
+}
+
+/// One `--names-from` value, checked as it is parsed.
+fn parse_source(text: &str) -> Result<String, String> {
+    Sources::parse(&[text.to_string()]).map(|_| text.to_string())
 }
 
 #[derive(Debug, Args)]
@@ -185,8 +205,16 @@ pub struct FilterArgs {
     #[arg(long, short = 'c', value_name = "NAME")]
     pub comm: Vec<String>,
     /// Trace every process in this cgroup (v2) or below it, e.g. system.slice/nginx.service.
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, value_name = "PATH", conflicts_with_all = ["container", "pod"])]
     pub cgroup: Option<PathBuf>,
+    /// Trace every process of this container: its id (or a unique prefix), or the name its
+    /// runtime gave it (Docker, Podman, Kubernetes; see --names-from). It must be running.
+    #[arg(long, value_name = "ID|NAME", conflicts_with = "pod")]
+    pub container: Option<String>,
+    /// Trace every process of this Kubernetes pod on this node: its UID, or its name
+    /// (NAME or NAMESPACE/NAME, from the CRI socket or kubelet's logs).
+    #[arg(long, value_name = "UID|NAME")]
+    pub pod: Option<String>,
     /// With --pid/--comm: do not follow children forked after attach.
     #[arg(long)]
     pub no_children: bool,
@@ -198,6 +226,8 @@ impl FilterArgs {
             pids: self.pid.clone(),
             comms: self.comm.clone(),
             cgroup: self.cgroup.clone(),
+            container: self.container.clone(),
+            pod: self.pod.clone(),
             follow_children: !self.no_children,
         }
     }
@@ -238,8 +268,8 @@ pub struct ExporterArgs {
     /// hashes). Read once at start.
     #[arg(long = "web.config.file", value_name = "FILE")]
     pub web_config: Option<PathBuf>,
-    /// Most groups (command, unit, cgroup) with series of their own; processes of groups beyond
-    /// it are counted under comm="other" and in zerocopy_groups_overflowed_total.
+    /// Most groups (command, unit, container, cgroup) with series of their own; processes of
+    /// groups beyond it are counted under comm="other" and in zerocopy_groups_overflowed_total.
     #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_GROUPS as u32,
           value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub max_groups: u32,
@@ -388,6 +418,51 @@ mod tests {
         assert!(Cli::try_parse_from(["zerocopy-trace", "report", "--bogus"]).is_err());
         assert!(Cli::try_parse_from(["zerocopy-trace", "report", "--pid", "x"]).is_err());
         assert!(Cli::try_parse_from(["zerocopy-trace", "report", "--max-processes", "0"]).is_err());
+    }
+
+    #[test]
+    fn container_filters_and_name_sources() {
+        let cli = Cli::try_parse_from([
+            "zerocopy-trace",
+            "report",
+            "--container",
+            "web",
+            "--names-from",
+            "podman,cri=/tmp/cri.sock",
+        ])
+        .unwrap();
+        let Some(Command::Report(args)) = cli.command else {
+            panic!("report")
+        };
+        assert_eq!(args.filter.targets().container.as_deref(), Some("web"));
+        let names = args.output.trace.options().names;
+        assert_eq!(names.0.len(), 2);
+        assert_eq!(names.0[1].path, std::path::Path::new("/tmp/cri.sock"));
+        for conflicting in [
+            &["--container", "a", "--cgroup", "x"][..],
+            &["--pod", "a", "--cgroup", "x"],
+            &["--pod", "a", "--container", "b"],
+            &["--names-from", "rkt"],
+        ] {
+            let mut argv = vec!["zerocopy-trace", "report"];
+            argv.extend_from_slice(conflicting);
+            assert!(Cli::try_parse_from(&argv).is_err(), "{argv:?}");
+        }
+        let none = Cli::try_parse_from(["zerocopy-trace", "top", "--names-from", "none"]).unwrap();
+        let Some(Command::Top(top)) = none.command else {
+            panic!("top")
+        };
+        assert_eq!(top.trace.options().names, Sources::none());
+        assert_eq!(
+            Cli::try_parse_from(["zerocopy-trace", "top", "--pod", "shop-0"])
+                .map(|c| match c.command {
+                    Some(Command::Top(t)) => t.filter.targets().pod,
+                    _ => None,
+                })
+                .unwrap()
+                .as_deref(),
+            Some("shop-0")
+        );
     }
 
     #[test]

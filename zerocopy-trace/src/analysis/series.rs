@@ -5,6 +5,10 @@
 //! by group; live processes by verdict; what was dropped; how many processes overflowed the
 //! group cap.
 //!
+//! Groups are told apart by container too, and labelled with its name once a runtime gave it
+//! (its short id until then). Two groups with the same labels (a container restarted under
+//! the same name) are one series: the exposition adds them up.
+//!
 //! A group's counters are its folded exited processes plus its live ones. Groups keep their
 //! place for the whole trace and a live process's counts never change group, so every counter
 //! only grows for the exporter's life, across exits.
@@ -16,10 +20,12 @@ use zerocopy_trace_common::Method;
 use super::{Analysis, SnapshotAnalysis};
 use crate::{
     model::{MethodBytes, Verdict},
-    snapshot::{Dropped, GroupId, ProcessCounters, Snapshot},
+    snapshot::{Container, Dropped, GroupId, ProcessCounters, Snapshot},
 };
 
-/// Which labels besides `comm` and `unit`.
+/// Which labels besides `comm`, `unit` and the container's (`container`: its name, else its
+/// short id; `pod`: its pod's name, else its UID; `namespace`), which every series has (empty
+/// outside a container).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Labels {
     /// `pid` on live processes' series (exited ones are summed without it).
@@ -100,10 +106,25 @@ impl Series {
         }
 
         let group_labels = |id: GroupId, pid: Option<u32>| -> LabelSet {
-            let mut set: LabelSet = Vec::with_capacity(4);
+            let mut set: LabelSet = Vec::with_capacity(7);
             if let Some(group) = snapshot.groups.get(id as usize) {
                 set.push(("comm", group.key.comm.clone()));
                 set.push(("unit", group.key.unit.clone()));
+                let c = group.container.as_deref();
+                set.push((
+                    "container",
+                    c.map(Container::display_name)
+                        .unwrap_or_default()
+                        .to_string(),
+                ));
+                set.push((
+                    "pod",
+                    c.map(Container::pod_name).unwrap_or_default().to_string(),
+                ));
+                set.push((
+                    "namespace",
+                    c.map(Container::namespace).unwrap_or_default().to_string(),
+                ));
                 if labels.cgroup {
                     set.push(("cgroup", group.key.cgroup.clone()));
                 }

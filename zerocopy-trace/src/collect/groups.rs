@@ -35,7 +35,8 @@ impl Default for Grouping {
 }
 
 impl Grouping {
-    /// The key of a process named `comm` in cgroup `cgroup` (a path, empty when unknown).
+    /// The key of a process named `comm` in cgroup `cgroup` (a path, empty when unknown):
+    /// its unit and container come from the path.
     pub fn key(&self, comm: &str, cgroup: &str) -> GroupKey {
         GroupKey {
             comm: comm.to_string(),
@@ -45,6 +46,7 @@ impl Grouping {
             } else {
                 String::new()
             },
+            container: crate::system::containers::layout::identify(cgroup),
         }
     }
 }
@@ -69,6 +71,7 @@ impl GroupTable {
             ids: HashMap::from([(other.clone(), OTHER)]),
             groups: vec![Group {
                 key: other,
+                container: None,
                 exited: 0,
                 counters: ProcessCounters::default(),
             }],
@@ -94,6 +97,7 @@ impl GroupTable {
         let id = self.groups.len() as GroupId;
         self.groups.push(Group {
             key: key.clone(),
+            container: None,
             exited: 0,
             counters: ProcessCounters::default(),
         });
@@ -181,6 +185,17 @@ mod tests {
         assert_eq!(group.exited, 3);
         assert_eq!(group.counters.syscall(0).bytes, 20);
         assert_eq!(group.counters.syscall(1).bytes, 20);
+    }
+
+    #[test]
+    fn containers_are_told_apart() {
+        let id = "0934f6b1a335b838525323cd033639ebcc79d524878673b5dba1a1361dcd30ab";
+        let a = Grouping::default().key("nginx", &format!("/libpod_parent/libpod-{id}"));
+        let host = Grouping::default().key("nginx", "/system.slice/nginx.service");
+        assert_eq!(a.container.as_ref().map(|c| c.id.as_str()), Some(id));
+        assert_eq!(host.container, None);
+        let mut table = GroupTable::new(Grouping::default());
+        assert_ne!(table.admit(a), table.admit(host), "same name, two groups");
     }
 
     #[test]

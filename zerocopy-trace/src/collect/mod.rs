@@ -8,7 +8,11 @@
 mod exits;
 pub mod groups;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::{
+    collections::{BTreeMap, HashMap, HashSet},
+    sync::Arc,
+    time::Duration,
+};
 
 use anyhow::Result;
 use aya::maps::{MapData, RingBuf};
@@ -20,9 +24,12 @@ use self::{
 };
 use crate::{
     kernel::maps::Maps,
-    snapshot::{groups::OTHER, GroupId, ProcessCounters, ProcessRecord, Snapshot},
+    snapshot::{
+        groups::OTHER, Container, Group, GroupId, ProcessCounters, ProcessRecord, Snapshot,
+    },
     system::{
         cgroup::{self, CgroupPaths},
+        containers::names::NameCache,
         procfs::{self, ProcessInfo},
     },
 };
@@ -84,6 +91,8 @@ const EXIT_OVERLAP_NS: u64 = 1_000_000;
 /// still named).
 pub struct Collector {
     groups: GroupTable,
+    /// The names container runtimes give the containers of the groups.
+    names: NameCache,
     exits: Exits,
     known: HashMap<u32, LiveProcess>,
     /// Walks of the live map so far: entries of `known` not seen in the last two are gone.
@@ -94,9 +103,11 @@ pub struct Collector {
 }
 
 impl Collector {
-    pub fn new(retention: Retention) -> Collector {
+    /// A collector keeping `retention`, naming containers from what `names` learns.
+    pub fn new(retention: Retention, names: NameCache) -> Collector {
         Collector {
             groups: GroupTable::new(retention.grouping),
+            names,
             exits: Exits::new(retention.keep_exited),
             known: HashMap::new(),
             walks: 0,
@@ -186,6 +197,10 @@ impl Collector {
             let info = procfs::leader_info(pid)?;
             let path = cgroup::of_process(pid).unwrap_or_default();
             let key = self.groups.grouping().key(&info.comm, &path);
+            if let Some(container) = &key.container {
+                // Asked now, so the names are there by the next snapshot.
+                self.names.names(&container.id);
+            }
             let group = self.groups.admit(key);
             self.known.insert(
                 pid,
@@ -227,6 +242,7 @@ impl Collector {
                 exited: false,
                 seq: 0,
                 group,
+                container: None,
                 counters,
             });
         }
@@ -268,14 +284,68 @@ impl Collector {
             exited: true,
             seq: p.seq,
             group: p.group,
+            container: None,
             counters: p.counters.clone(),
         }));
+        let groups = self.named_groups();
+        for p in &mut processes {
+            p.container = groups
+                .get(p.group as usize)
+                .and_then(|g| g.container.clone());
+        }
         Ok(Snapshot {
             processes,
-            groups: self.groups.groups().to_vec(),
+            groups,
             groups_overflowed: self.groups.overflowed(),
             dropped: maps.dropped()?,
         })
+    }
+
+    /// Starts asking the container runtimes for names (in the background): once the trace
+    /// has dropped its capabilities, which the asking thread then does not have either.
+    pub fn start_container_names(&mut self) {
+        self.names.start();
+    }
+
+    /// Names the containers of `snapshot` again once the runtimes answered what was asked,
+    /// waiting at most `wait` for them: for the last snapshot of a trace, whose processes may
+    /// have been learned by that snapshot itself.
+    pub fn name_containers(&self, snapshot: &mut Snapshot, wait: Duration) {
+        let unnamed = snapshot
+            .groups
+            .iter()
+            .any(|g| g.container.as_ref().is_some_and(|c| c.names.is_none()));
+        if !unnamed {
+            return;
+        }
+        self.names.settle(wait);
+        let groups = self.named_groups();
+        for p in &mut snapshot.processes {
+            p.container = groups
+                .get(p.group as usize)
+                .and_then(|g| g.container.clone());
+        }
+        for (group, named) in snapshot.groups.iter_mut().zip(groups) {
+            group.container = named.container;
+        }
+    }
+
+    /// Every group, with its container's names as known now.
+    fn named_groups(&self) -> Vec<Group> {
+        self.groups
+            .groups()
+            .iter()
+            .map(|g| {
+                let mut g = g.clone();
+                g.container = g.key.container.as_ref().map(|id| {
+                    Arc::new(Container {
+                        id: id.clone(),
+                        names: self.names.names(&id.id),
+                    })
+                });
+                g
+            })
+            .collect()
     }
 }
 
@@ -296,7 +366,7 @@ fn monotonic_ns() -> u64 {
 mod tests {
     use super::*;
 
-    use crate::snapshot::fixtures::calls_and_bytes as c;
+    use crate::{snapshot::fixtures::calls_and_bytes as c, system::containers::Sources};
 
     #[test]
     fn folds_by_process_and_replaces_repeats() {
@@ -363,10 +433,13 @@ mod tests {
 
     #[test]
     fn exits_keep_the_group_they_lived_in_and_fold_past_the_window() {
-        let mut collector = Collector::new(Retention {
-            keep_exited: 1,
-            grouping: Grouping::default(),
-        });
+        let mut collector = Collector::new(
+            Retention {
+                keep_exited: 1,
+                grouping: Grouping::default(),
+            },
+            NameCache::new(Sources::none()),
+        );
         let nginx = collector
             .groups
             .admit(Grouping::default().key("nginx", "/system.slice/nginx.service"));
@@ -413,10 +486,13 @@ mod tests {
 
     #[test]
     fn processes_not_seen_by_two_walks_are_forgotten() {
-        let mut collector = Collector::new(Retention {
-            keep_exited: 0,
-            grouping: Grouping::default(),
-        });
+        let mut collector = Collector::new(
+            Retention {
+                keep_exited: 0,
+                grouping: Grouping::default(),
+            },
+            NameCache::new(Sources::none()),
+        );
         let info = ProcessInfo {
             comm: "x".into(),
             ppid: 1,

@@ -9,10 +9,18 @@
 //! is retired for good (its counts stay in the machine-wide totals). A live process missing
 //! from a snapshot (it exited between the collector draining exit records and reading the live
 //! map) keeps its baseline for a few snapshots, so its exit record is not counted twice.
+//!
+//! Containers are followed as wholes too: a container's totals are its folded exits plus its
+//! processes in the snapshot, so they only grow (as the machine's do), and its delta is their
+//! growth since the snapshot before.
 
-use std::{collections::HashMap, time::Duration};
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::Arc,
+    time::Duration,
+};
 
-use crate::snapshot::{ProcessCounters, Snapshot};
+use crate::snapshot::{Container, ContainerId, ProcessCounters, Snapshot};
 
 /// Snapshots a live process may be missing from before it is no longer followed.
 const MISSING_GRACE: u32 = 3;
@@ -31,6 +39,8 @@ pub struct Followed<T> {
     pub id: u64,
     pub pid: u32,
     pub comm: String,
+    /// The container it runs in, with its names as of the last snapshot.
+    pub container: Option<Arc<Container>>,
     pub exited: bool,
     /// Counts since attach.
     pub totals: ProcessCounters,
@@ -41,6 +51,49 @@ pub struct Followed<T> {
     /// When (since attach) the exit was first seen.
     exited_at: Option<Duration>,
     missing: u32,
+}
+
+/// One container's processes added up (or, with no container, the host's: every process in
+/// none), since attach and since the snapshot before.
+#[derive(Clone, Debug)]
+pub struct ContainerTotals {
+    /// Stable across snapshots, for an output's selection; distinct from processes' ids.
+    pub id: u64,
+    pub container: Option<Arc<Container>>,
+    /// Its live processes in the last snapshot.
+    pub live: usize,
+    pub totals: ProcessCounters,
+    pub delta: ProcessCounters,
+}
+
+/// Ids of `ContainerTotals` start here, above any process's id.
+const CONTAINER_IDS: u64 = 1 << 63;
+
+impl<T> Followed<T> {
+    /// A row that is not one process but several added up (a container's), for an output
+    /// that shows them as it shows processes; `pid` is what the output makes of it.
+    pub fn aggregate(
+        id: u64,
+        pid: u32,
+        comm: String,
+        container: Option<Arc<Container>>,
+        totals: ProcessCounters,
+        delta: ProcessCounters,
+        view: T,
+    ) -> Followed<T> {
+        Followed {
+            id,
+            pid,
+            comm,
+            container,
+            exited: false,
+            totals,
+            delta,
+            view,
+            exited_at: None,
+            missing: 0,
+        }
+    }
 }
 
 /// Every followed process, and the whole machine's totals.
@@ -55,6 +108,8 @@ pub struct Deltas<T> {
     /// All processes, exited and folded ones included.
     machine_totals: ProcessCounters,
     machine_delta: ProcessCounters,
+    /// Every container seen (and the host), by container.
+    containers: BTreeMap<Option<ContainerId>, ContainerTotals>,
 }
 
 impl<T: Default> Default for Deltas<T> {
@@ -65,6 +120,7 @@ impl<T: Default> Default for Deltas<T> {
             next_id: 0,
             machine_totals: ProcessCounters::default(),
             machine_delta: ProcessCounters::default(),
+            containers: BTreeMap::new(),
         }
     }
 }
@@ -80,6 +136,7 @@ impl<T: Default> Deltas<T> {
         linger: Duration,
         mut refreshed: impl FnMut(&mut Followed<T>),
     ) {
+        self.advance_containers(&snapshot);
         let mut previous = std::mem::take(&mut self.followed);
         let mut totals = ProcessCounters::default();
         for group in &snapshot.groups {
@@ -107,6 +164,7 @@ impl<T: Default> Deltas<T> {
                     id: self.next_id,
                     pid: record.pid,
                     comm: String::new(),
+                    container: None,
                     exited: false,
                     totals: ProcessCounters::default(),
                     delta: ProcessCounters::default(),
@@ -118,6 +176,7 @@ impl<T: Default> Deltas<T> {
             followed.delta = record.counters.difference(&followed.totals);
             followed.totals = record.counters;
             followed.comm = record.comm;
+            followed.container = record.container;
             followed.missing = 0;
             if record.exited && !followed.exited {
                 followed.exited = true;
@@ -160,6 +219,55 @@ impl<T: Default> Deltas<T> {
         self.machine_delta = totals.difference(&self.machine_totals);
         self.machine_totals = totals;
     }
+
+    /// Each container's totals in `snapshot`, and their growth.
+    fn advance_containers(&mut self, snapshot: &Snapshot) {
+        /// One container's share of the snapshot.
+        #[derive(Default)]
+        struct Sum {
+            container: Option<Arc<Container>>,
+            live: usize,
+            totals: ProcessCounters,
+        }
+        let mut sums: BTreeMap<Option<ContainerId>, Sum> = BTreeMap::new();
+        let groups = snapshot
+            .groups
+            .iter()
+            .map(|g| (&g.container, 0, &g.counters));
+        let processes = snapshot
+            .processes
+            .iter()
+            .map(|p| (&p.container, usize::from(!p.exited), &p.counters));
+        for (container, live, counters) in groups.chain(processes) {
+            let sum = sums
+                .entry(container.as_ref().map(|c| c.id.clone()))
+                .or_default();
+            if container.is_some() {
+                sum.container.clone_from(container);
+            }
+            sum.live += live;
+            sum.totals.add(counters);
+        }
+        let mut next_id = CONTAINER_IDS + self.containers.len() as u64;
+        for (key, sum) in sums {
+            let entry = self.containers.entry(key).or_insert_with(|| {
+                next_id += 1;
+                ContainerTotals {
+                    id: next_id,
+                    container: None,
+                    live: 0,
+                    totals: ProcessCounters::default(),
+                    delta: ProcessCounters::default(),
+                }
+            });
+            entry.delta = sum.totals.difference(&entry.totals);
+            entry.totals = sum.totals;
+            entry.live = sum.live;
+            if sum.container.is_some() {
+                entry.container = sum.container;
+            }
+        }
+    }
 }
 
 impl<T> Deltas<T> {
@@ -174,6 +282,12 @@ impl<T> Deltas<T> {
 
     pub fn machine_delta(&self) -> &ProcessCounters {
         &self.machine_delta
+    }
+
+    /// Every container seen since attach, and the host's processes (`container: None`), in
+    /// no particular order.
+    pub fn containers(&self) -> impl Iterator<Item = &ContainerTotals> {
+        self.containers.values()
     }
 
     /// The last exit retired for good (its order of exit).
@@ -199,6 +313,7 @@ mod tests {
                     exited,
                     seq,
                     group: 0,
+                    container: None,
                     counters: served(&[("write", 1, bytes)]),
                 })
                 .collect(),

@@ -8,6 +8,7 @@ use crate::{
     correlate::{End, Finding, Flow},
     model::ZeroCopySends,
     output::human,
+    snapshot::Container,
 };
 
 /// `file->tcp via sendfile 1.0 MiB`
@@ -32,9 +33,65 @@ fn tls_clause(relay: &Flow) -> &'static str {
     }
 }
 
-/// One line for an operator about process `comm[pid]`.
-pub fn finding(comm: &str, pid: u32, finding: &Finding) -> String {
-    let who = format!("{comm}[{pid}]");
+/// Who a line is about: `nginx[18807]`, and the container it runs in:
+/// `nginx[18807] (container web)`, `nginx[7] (container web, pod prod/shop-0)`.
+pub fn who(comm: &str, pid: u32, container: Option<&Container>) -> String {
+    match container {
+        None => format!("{comm}[{pid}]"),
+        Some(c) => format!("{comm}[{pid}] ({})", container_phrase(c)),
+    }
+}
+
+/// `container web`, `container web, pod prod/shop-0`, by id where no runtime named them.
+pub fn container_phrase(c: &Container) -> String {
+    let mut phrase = format!("container {}", c.display_name());
+    let pod = c.pod_name();
+    if !pod.is_empty() {
+        let namespace = c.namespace();
+        if namespace.is_empty() {
+            phrase.push_str(&format!(", pod {pod}"));
+        } else {
+            phrase.push_str(&format!(", pod {namespace}/{pod}"));
+        }
+    }
+    phrase
+}
+
+/// A container in a column: its name, under its pod `namespace/pod/name` (ids where no
+/// runtime named them).
+pub fn container_label(c: &Container) -> String {
+    let pod = c.pod_name();
+    if pod.is_empty() {
+        return c.display_name().to_string();
+    }
+    match c.namespace() {
+        "" => format!("{pod}/{}", c.display_name()),
+        namespace => format!("{namespace}/{pod}/{}", c.display_name()),
+    }
+}
+
+/// One line for an operator about a container, all its processes added up: the sentence of a
+/// process's finding, about `container web`.
+pub fn container_finding(c: &Container, finding: &Finding) -> String {
+    about(&container_phrase(c), finding)
+}
+
+/// One line about a container's processes added up, or (`None`) the host's: the processes in
+/// no container.
+pub fn group_finding(c: Option<&Container>, finding: &Finding) -> String {
+    match c {
+        Some(c) => container_finding(c, finding),
+        None => about("the host's processes", finding),
+    }
+}
+
+/// One line for an operator about process `comm[pid]`, in `container` if it runs in one.
+pub fn finding(comm: &str, pid: u32, container: Option<&Container>, finding: &Finding) -> String {
+    about(&who(comm, pid, container), finding)
+}
+
+/// A finding's sentence about `who`.
+fn about(who: &str, finding: &Finding) -> String {
     match finding {
         Finding::NothingMoved { calls } => {
             format!("{who}: {} data-path calls, no bytes moved", human::count(*calls))
@@ -150,13 +207,51 @@ mod tests {
     use crate::{
         analysis::Analysis,
         snapshot::{
-            fixtures::{with, CHAR, FILE, TCP},
+            fixtures::{served, with, CHAR, FILE, TCP},
             ProcessCounters,
         },
     };
 
     fn sentence(comm: &str, pid: u32, counters: &ProcessCounters) -> String {
-        finding(comm, pid, &Analysis::of(counters).finding)
+        finding(comm, pid, None, &Analysis::of(counters).finding)
+    }
+
+    #[test]
+    fn findings_name_the_container() {
+        use crate::snapshot::{ContainerId, ContainerNames, Runtime};
+        let id = ContainerId {
+            runtime: Runtime::Containerd,
+            id: "ca978112ca1bbdcafac231b39a23dc4da786eff8147c4e72b9807785afee48bb".into(),
+            pod_uid: "7c9e6679-7425-40de-944b-e07fc1f90ae7".into(),
+        };
+        let unnamed = Container {
+            id: id.clone(),
+            names: None,
+        };
+        assert_eq!(
+            who("nginx", 7, Some(&unnamed)),
+            "nginx[7] (container ca978112ca1b, pod 7c9e6679-7425-40de-944b-e07fc1f90ae7)"
+        );
+        let named = Container {
+            id,
+            names: Some(ContainerNames {
+                name: "web".into(),
+                pod: "shop-0".into(),
+                namespace: "prod".into(),
+                image: String::new(),
+            }),
+        };
+        let line = finding(
+            "nginx",
+            7,
+            Some(&named),
+            &Analysis::of(&served(&[("sendfile64", 1, 1 << 20)])).finding,
+        );
+        assert!(
+            line.starts_with("nginx[7] (container web, pod prod/shop-0): 100.0% of 1.0 MiB"),
+            "{line}"
+        );
+        assert_eq!(who("cat", 1, None), "cat[1]");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Which processes to count, as the command line names them, resolved against the running
 //! machine: pids to their thread groups, names to the processes running under them now (those
-//! that exec under them later are caught in the kernel), a cgroup path to its id.
+//! that exec under them later are caught in the kernel), a cgroup path to its id, a container
+//! or a pod to its cgroup.
 
 use std::path::PathBuf;
 
@@ -8,7 +9,11 @@ use anyhow::{Context, Result};
 
 use crate::{
     kernel::plan::{Hook, Scope},
-    system::{cgroup, procfs},
+    system::{
+        cgroup,
+        containers::{find, Sources},
+        procfs,
+    },
 };
 
 /// Which processes to count; the whole machine when nothing is named.
@@ -18,6 +23,10 @@ pub struct Targets {
     pub comms: Vec<String>,
     /// A cgroup v2 directory: every process in it or below it.
     pub cgroup: Option<PathBuf>,
+    /// A container (id or name): every process in its cgroup or below.
+    pub container: Option<String>,
+    /// A Kubernetes pod (UID or name): every process in its cgroup or below.
+    pub pod: Option<String>,
     pub follow_children: bool,
 }
 
@@ -30,12 +39,30 @@ pub struct Resolved {
 
 impl Targets {
     fn filtered(&self) -> bool {
-        !self.pids.is_empty() || !self.comms.is_empty() || self.cgroup.is_some()
+        !self.pids.is_empty()
+            || !self.comms.is_empty()
+            || self.cgroup.is_some()
+            || self.container.is_some()
+            || self.pod.is_some()
     }
 
-    /// Resolves against /proc and the cgroup hierarchy. `extra_pid` (the stopped child of
+    /// The cgroup the kernel filter traces: `--cgroup` as given, or the one `--container` or
+    /// `--pod` resolves to (asking the runtimes in `names` for names).
+    fn cgroup_path(&self, names: &Sources) -> Result<Option<PathBuf>> {
+        let found = match (&self.container, &self.pod) {
+            (Some(container), _) => find::container(container, names)?,
+            (None, Some(pod)) => find::pod(pod, names)?,
+            (None, None) => return Ok(self.cgroup.clone()),
+        };
+        log::info!("tracing {}: cgroup {}", found.what, found.path);
+        // Relative to the v2 root, as `--cgroup` takes it.
+        Ok(Some(PathBuf::from(found.path.trim_start_matches('/'))))
+    }
+
+    /// Resolves against /proc and the cgroup hierarchy (and the container runtimes in
+    /// `names`, for a container or pod named by name). `extra_pid` (the stopped child of
     /// `run`) is traced too.
-    pub fn resolve(&self, extra_pid: Option<u32>, hook: Hook) -> Result<Resolved> {
+    pub fn resolve(&self, extra_pid: Option<u32>, hook: Hook, names: &Sources) -> Result<Resolved> {
         let mut pids = self
             .pids
             .iter()
@@ -61,7 +88,11 @@ impl Targets {
             filtered: self.filtered() || extra_pid.is_some(),
             follow_children: self.follow_children,
             comms: self.comms.clone(),
-            cgroup: self.cgroup.as_deref().map(cgroup::resolve).transpose()?,
+            cgroup: self
+                .cgroup_path(names)?
+                .as_deref()
+                .map(cgroup::resolve)
+                .transpose()?,
             hook,
         };
         Ok(Resolved { pids, scope })

@@ -4,6 +4,8 @@
 //! needs (`privileges::drop_after_attach`); finishing one detaches first, then takes the final
 //! snapshot.
 
+use std::time::Duration;
+
 use anyhow::{Context, Result};
 
 use super::targets::Targets;
@@ -16,14 +18,21 @@ use crate::{
         preflight,
     },
     snapshot::{Occupancy, Snapshot},
-    system::privileges::{self, Account},
+    system::{
+        containers::{names::NameCache, Sources},
+        privileges::{self, Account},
+    },
 };
+
+/// How long the final snapshot waits for the container runtimes to name containers it was
+/// the first to see: one relisting and one answer.
+const FINAL_NAMES_WAIT: Duration = Duration::from_secs(3);
 
 /// Process names are learned at least every this many ticks (1 s).
 const NAME_REFRESH_TICKS: u64 = 10;
 
-/// How the kernel side is set up.
-#[derive(Clone, Copy, Debug)]
+/// How the kernel side is set up, and where container names come from.
+#[derive(Clone, Debug)]
 pub struct TraceOptions {
     /// `None`: the default for this machine's CPU count.
     pub max_processes: Option<u32>,
@@ -33,6 +42,8 @@ pub struct TraceOptions {
     pub account: Option<Account>,
     /// Install the seccomp allow-list once attached.
     pub seccomp: bool,
+    /// Where to ask for container names (and for `--container NAME`, `--pod NAME`).
+    pub names: Sources,
 }
 
 pub struct Trace {
@@ -71,8 +82,8 @@ impl Trace {
         retention: Retention,
     ) -> Result<Trace> {
         let ready = preflight::check()?;
-        let resolved = targets.resolve(extra_pid, options.hook)?;
-        let mut collector = Collector::new(retention);
+        let resolved = targets.resolve(extra_pid, options.hook, &options.names)?;
+        let mut collector = Collector::new(retention, NameCache::new(options.names.clone()));
         if let Some(pid) = extra_pid {
             // Forked by us before attach: the kernel never saw that fork.
             collector.remember_parent(pid, std::process::id());
@@ -98,6 +109,7 @@ impl Trace {
                 "none"
             }
         );
+        collector.start_container_names();
         // Parsing the kernel's BTF took some megabytes that are free now; hand them back so a
         // long trace's memory starts from what it really uses.
         // SAFETY: malloc_trim only releases free heap memory.
@@ -154,8 +166,12 @@ impl Trace {
     /// process exactly once.
     pub fn finish(mut self) -> Result<Finished> {
         self.tracer.detach();
+        let mut snapshot = self.collector.snapshot(&mut self.maps)?;
+        // Containers first seen by this snapshot get their names if a runtime answers soon.
+        self.collector
+            .name_containers(&mut snapshot, FINAL_NAMES_WAIT);
         Ok(Finished {
-            snapshot: self.collector.snapshot(&mut self.maps)?,
+            snapshot,
             not_covered: self.not_covered,
             occupancy: self.maps.occupancy(),
         })

@@ -1,7 +1,9 @@
 //! The groups exited processes are folded into: what tells them apart, and each group's
 //! totals. The table that admits and folds them is the collector's (`collect::groups`).
 
-use super::ProcessCounters;
+use std::sync::Arc;
+
+use super::{Container, ContainerId, ProcessCounters};
 
 /// Index of a group in the table (and in `Snapshot::groups`).
 pub type GroupId = u32;
@@ -20,6 +22,8 @@ pub struct GroupKey {
     pub unit: String,
     /// The full cgroup path, only when grouping by cgroup was asked for; else empty.
     pub cgroup: String,
+    /// The container its cgroup belongs to, if any.
+    pub container: Option<ContainerId>,
 }
 
 /// A group and the final counts of its processes that exited and left the window of recent
@@ -27,6 +31,8 @@ pub struct GroupKey {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Group {
     pub key: GroupKey,
+    /// The key's container with the names its runtime gave it, as of the snapshot.
+    pub container: Option<Arc<Container>>,
     /// Exited processes folded in.
     pub exited: u64,
     pub counters: ProcessCounters,

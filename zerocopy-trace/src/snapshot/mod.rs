@@ -3,15 +3,19 @@
 //! attributed) and what is counted of one process (`ProcessCounters`). No logic beyond sums:
 //! the collector makes them, the model and the outputs read them.
 
+pub mod container;
 pub mod counters;
 #[cfg(test)]
 pub mod fixtures;
 pub mod groups;
 mod occupancy;
 
+use std::sync::Arc;
+
 use zerocopy_trace_common::{drop_reason, DropCounters};
 
 pub use self::{
+    container::{Container, ContainerId, ContainerNames, Runtime},
     counters::{path, Path, ProcessCounters},
     groups::{Group, GroupId, GroupKey},
     occupancy::Occupancy,
@@ -30,6 +34,8 @@ pub struct ProcessRecord {
     pub seq: u64,
     /// Index of its group in `Snapshot::groups`.
     pub group: GroupId,
+    /// The container it runs in (its group's), with the names its runtime gave it.
+    pub container: Option<Arc<Container>>,
     pub counters: ProcessCounters,
 }
 

@@ -154,28 +154,35 @@ impl CgroupPaths {
             return;
         };
         self.by_id.clear();
-        let mut pending = vec![(root, String::new())];
-        while let Some((dir, path)) = pending.pop() {
-            if self.by_id.len() >= MAX_WALKED {
-                break;
-            }
-            let Ok(meta) = std::fs::metadata(&dir) else {
-                continue;
-            };
-            let shown = if path.is_empty() {
-                "/".to_string()
-            } else {
-                path.clone()
-            };
-            self.by_id.insert(meta.ino(), shown);
-            let Ok(entries) = std::fs::read_dir(&dir) else {
-                continue;
-            };
-            for entry in entries.flatten() {
-                if entry.file_type().is_ok_and(|t| t.is_dir()) {
-                    let name = entry.file_name().to_string_lossy().into_owned();
-                    pending.push((entry.path(), format!("{path}/{name}")));
-                }
+        let by_id = &mut self.by_id;
+        walk(&root, |id, path| {
+            by_id.insert(id, path.to_string());
+        });
+    }
+}
+
+/// Visits every cgroup directory below `root` (the v2 root) and `root` itself, at most
+/// `MAX_WALKED`, with its id and its path as /proc/PID/cgroup writes it (`/`,
+/// `/system.slice/nginx.service`).
+pub fn walk(root: &Path, mut visit: impl FnMut(u64, &str)) {
+    let mut pending = vec![(root.to_path_buf(), String::new())];
+    let mut walked = 0;
+    while let Some((dir, path)) = pending.pop() {
+        if walked >= MAX_WALKED {
+            break;
+        }
+        let Ok(meta) = std::fs::metadata(&dir) else {
+            continue;
+        };
+        walked += 1;
+        visit(meta.ino(), if path.is_empty() { "/" } else { &path });
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                pending.push((entry.path(), format!("{path}/{name}")));
             }
         }
     }

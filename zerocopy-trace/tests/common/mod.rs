@@ -4,7 +4,10 @@
 
 #![allow(dead_code)]
 
+pub mod containers;
+pub mod fake_cri;
 pub mod kafka;
+pub mod prometheus;
 pub mod tmux;
 
 use std::{
@@ -255,4 +258,20 @@ pub fn assert_unloaded(ids: &[u32], how: &str) {
         Vec::<u32>::new(),
         "programs left loaded after {how}"
     );
+}
+
+/// True when `program` is on PATH; false (after saying so) outside CI, a failure in CI.
+pub fn have(program: &str, package: &str) -> bool {
+    if Command::new("sh")
+        .args(["-c", &format!("command -v {program}")])
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
+        return true;
+    }
+    if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
+        panic!("{program} is missing, and CI=true forbids skipping (`cargo xtask test` installs {package})");
+    }
+    eprintln!("SKIPPED ({program} not installed): `cargo xtask test` installs {package}");
+    false
 }

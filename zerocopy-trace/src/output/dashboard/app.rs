@@ -10,7 +10,10 @@
 //! folds older ones into per-command totals; the header says how many were folded. So the
 //! dashboard's memory is the same whatever the churn.
 
-use std::{collections::VecDeque, time::Duration};
+use std::{
+    collections::{HashMap, VecDeque},
+    time::Duration,
+};
 
 use crate::{
     analysis::Analysis,
@@ -19,6 +22,7 @@ use crate::{
         rates::per_second,
         Cost, Verdict,
     },
+    output::wording,
     snapshot::{Dropped, ProcessCounters, Snapshot},
 };
 
@@ -55,6 +59,16 @@ pub enum Action {
     TogglePause,
     ToggleTotals,
     ToggleHelp,
+    /// One row per container (and one for the host) instead of one per process.
+    ToggleContainers,
+}
+
+/// What a row of the table is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rows {
+    Processes,
+    /// One per container, its processes added up, and one for the host's processes.
+    Containers,
 }
 
 /// How keys are read right now.
@@ -142,8 +156,12 @@ impl Default for RowView {
 }
 
 /// One process as the dashboard follows it: its id (what the selection follows), pid, name,
-/// totals and delta, and the dashboard's `RowView` of it.
+/// totals and delta, and the dashboard's `RowView` of it. In the containers' table a row is a
+/// container: `comm` its label, `pid` its live processes (see `App::ingest`).
 pub type Row = Followed<RowView>;
+
+/// The label of the host's row in the containers' table.
+pub const HOST_ROW: &str = "(host)";
 
 /// What the table shows of a row in the current mode: per second (rates) or since attach.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -181,8 +199,12 @@ pub struct App {
     pub help: bool,
     pub detail: bool,
     pub quit: bool,
+    pub rows_are: Rows,
     /// Every process in the table (the model follows them from snapshot to snapshot).
     rows: Deltas<RowView>,
+    /// One row per container (and the host), rebuilt from the model's container totals at
+    /// each snapshot; their views (histories) carried over by id.
+    container_rows: Vec<Row>,
     selected: Option<u64>,
 }
 
@@ -203,7 +225,9 @@ impl App {
             help: false,
             detail: false,
             quit: false,
+            rows_are: Rows::Processes,
             rows: Deltas::default(),
+            container_rows: Vec::new(),
             selected: None,
         }
     }
@@ -228,6 +252,63 @@ impl App {
                 },
             );
         });
+        self.rebuild_container_rows(seconds);
+    }
+
+    /// The containers' rows from the model's container totals, each keeping its history.
+    fn rebuild_container_rows(&mut self, seconds: f64) {
+        let mut previous: HashMap<u64, RowView> = std::mem::take(&mut self.container_rows)
+            .into_iter()
+            .map(|row| (row.id, row.view))
+            .collect();
+        self.container_rows = self
+            .rows
+            .containers()
+            // The host's row only when some process outside containers made a call.
+            .filter(|c| c.container.is_some() || c.totals.rows().any(|(_, _, n)| n.calls > 0))
+            .map(|c| {
+                let mut view = previous.remove(&c.id).unwrap_or_default();
+                view.analysis = Analysis::of(&c.totals);
+                view.rate = Cost::of(&c.delta);
+                push_sample(
+                    &mut view.history,
+                    Throughput {
+                        copied: per_second(view.rate.copied_bytes, seconds) as u64,
+                        zero_copy: per_second(view.rate.zero_copy_bytes, seconds) as u64,
+                    },
+                );
+                let label = c
+                    .container
+                    .as_deref()
+                    .map_or(HOST_ROW.to_string(), wording::container_label);
+                Followed::aggregate(
+                    c.id,
+                    c.live as u32,
+                    label,
+                    c.container.clone(),
+                    c.totals.clone(),
+                    c.delta.clone(),
+                    view,
+                )
+            })
+            .collect();
+    }
+
+    /// Whether any process of the table runs in a container.
+    pub fn has_containers(&self) -> bool {
+        self.rows.followed().any(|row| row.container.is_some())
+            || self
+                .container_rows
+                .iter()
+                .any(|row| row.container.is_some())
+    }
+
+    /// The rows of the current table.
+    fn current_rows(&self) -> Box<dyn Iterator<Item = &Row> + '_> {
+        match self.rows_are {
+            Rows::Processes => Box::new(self.rows.followed()),
+            Rows::Containers => Box::new(self.container_rows.iter()),
+        }
     }
 
     pub fn input_mode(&self) -> InputMode {
@@ -298,12 +379,14 @@ impl App {
     pub fn visible(&self) -> Vec<(&Row, Figures)> {
         let needle = self.filter.to_lowercase();
         let mut rows: Vec<(&Row, Figures)> = self
-            .rows
-            .followed()
+            .current_rows()
             .filter(|row| {
                 needle.is_empty()
                     || row.comm.to_lowercase().contains(&needle)
                     || row.pid.to_string() == needle
+                    || row.container.as_ref().is_some_and(|c| {
+                        wording::container_label(c).to_lowercase().contains(&needle)
+                    })
             })
             .map(|row| (row, self.row_figures(row)))
             .collect();
@@ -384,6 +467,12 @@ pub fn update(app: &mut App, action: Action) {
             }
         }
         Action::ToggleHelp => app.help = !app.help,
+        Action::ToggleContainers => {
+            app.rows_are = match app.rows_are {
+                Rows::Processes => Rows::Containers,
+                Rows::Containers => Rows::Processes,
+            };
+        }
     }
 }
 
@@ -418,6 +507,7 @@ pub mod tests {
             // Test exits of distinct pids are distinct exits; the same pid's the same.
             seq: if exited { u64::from(pid) } else { 0 },
             group: 0,
+            container: None,
             counters: counters(entries),
         }
     }
@@ -658,6 +748,7 @@ pub mod tests {
                 comm: "cc1".into(),
                 ..GroupKey::default()
             },
+            container: None,
             exited,
             counters: counters(&[("read", exited, bytes)]),
         };

@@ -42,6 +42,7 @@ pub fn action(mode: InputMode, key: KeyEvent) -> Action {
             KeyCode::Char('/') => Action::StartFilter,
             KeyCode::Char(' ') => Action::TogglePause,
             KeyCode::Char('t') => Action::ToggleTotals,
+            KeyCode::Char('c') => Action::ToggleContainers,
             KeyCode::Char('?') => Action::ToggleHelp,
             _ => Action::None,
         },
@@ -68,6 +69,7 @@ mod tests {
         assert_eq!(n(KeyCode::Char('/')), Action::StartFilter);
         assert_eq!(n(KeyCode::Char(' ')), Action::TogglePause);
         assert_eq!(n(KeyCode::Char('t')), Action::ToggleTotals);
+        assert_eq!(n(KeyCode::Char('c')), Action::ToggleContainers);
         assert_eq!(n(KeyCode::Char('?')), Action::ToggleHelp);
         assert_eq!(n(KeyCode::Char('q')), Action::Quit);
         assert_eq!(n(KeyCode::Esc), Action::Quit);

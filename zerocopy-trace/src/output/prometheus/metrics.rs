@@ -254,7 +254,9 @@ mod tests {
                 comm: comm.into(),
                 unit: unit.into(),
                 cgroup: format!("/system.slice/{unit}"),
+                container: None,
             },
+            container: None,
             exited,
             counters: crate::snapshot::fixtures::served(entries),
         }
@@ -273,6 +275,7 @@ mod tests {
             exited,
             seq: u64::from(exited),
             group,
+            container: None,
             counters: crate::snapshot::fixtures::served(entries),
         }
     }
@@ -309,15 +312,15 @@ mod tests {
         let text = exposition(fixture(), Labels::default(), Format::Prometheus);
         let s = samples(&text);
         for want in [
-            r#"zerocopy_syscall_bytes_total{comm="nginx",unit="nginx.service",syscall="sendfile64",method="zero_copy"} 9000"#,
-            r#"zerocopy_syscall_bytes_total{comm="nginx",unit="nginx.service",syscall="read",method="copied"} 200"#,
-            r#"zerocopy_syscall_bytes_total{comm="nginx",unit="nginx.service",syscall="write",method="copied"} 200"#,
-            r#"zerocopy_syscall_calls_total{comm="nginx",unit="nginx.service",syscall="sendfile64"} 9"#,
-            r#"zerocopy_syscall_errors_total{comm="nginx",unit="nginx.service",syscall="sendfile64"} 0"#,
-            r#"zerocopy_transitions_total{comm="nginx",unit="nginx.service"} 26"#,
-            r#"zerocopy_processes_exited_total{comm="nginx",unit="nginx.service"} 5"#,
-            r#"zerocopy_syscall_bytes_total{comm="cat",unit="",syscall="read",method="copied"} 7"#,
-            r#"zerocopy_processes_exited_total{comm="cat",unit=""} 1"#,
+            r#"zerocopy_syscall_bytes_total{comm="nginx",unit="nginx.service",container="",pod="",namespace="",syscall="sendfile64",method="zero_copy"} 9000"#,
+            r#"zerocopy_syscall_bytes_total{comm="nginx",unit="nginx.service",container="",pod="",namespace="",syscall="read",method="copied"} 200"#,
+            r#"zerocopy_syscall_bytes_total{comm="nginx",unit="nginx.service",container="",pod="",namespace="",syscall="write",method="copied"} 200"#,
+            r#"zerocopy_syscall_calls_total{comm="nginx",unit="nginx.service",container="",pod="",namespace="",syscall="sendfile64"} 9"#,
+            r#"zerocopy_syscall_errors_total{comm="nginx",unit="nginx.service",container="",pod="",namespace="",syscall="sendfile64"} 0"#,
+            r#"zerocopy_transitions_total{comm="nginx",unit="nginx.service",container="",pod="",namespace=""} 26"#,
+            r#"zerocopy_processes_exited_total{comm="nginx",unit="nginx.service",container="",pod="",namespace=""} 5"#,
+            r#"zerocopy_syscall_bytes_total{comm="cat",unit="",container="",pod="",namespace="",syscall="read",method="copied"} 7"#,
+            r#"zerocopy_processes_exited_total{comm="cat",unit="",container="",pod="",namespace=""} 1"#,
             r#"zerocopy_processes{verdict="zero-copy"} 1"#,
             r#"zerocopy_processes{verdict="copying"} 1"#,
             r#"zerocopy_processes{verdict="mixed"} 0"#,
@@ -356,9 +359,56 @@ mod tests {
         let text = exposition(fixture(), labels, Format::Prometheus);
         let s = samples(&text);
         for want in [
-            r#"zerocopy_syscall_bytes_total{comm="nginx",unit="nginx.service",cgroup="/system.slice/nginx.service",pid="10",syscall="sendfile64",method="zero_copy"} 4000"#,
-            r#"zerocopy_syscall_bytes_total{comm="nginx",unit="nginx.service",cgroup="/system.slice/nginx.service",syscall="sendfile64",method="zero_copy"} 5000"#,
-            r#"zerocopy_syscall_bytes_total{comm="cat",unit="",cgroup="/system.slice/",syscall="read",method="copied"} 7"#,
+            r#"zerocopy_syscall_bytes_total{comm="nginx",unit="nginx.service",container="",pod="",namespace="",cgroup="/system.slice/nginx.service",pid="10",syscall="sendfile64",method="zero_copy"} 4000"#,
+            r#"zerocopy_syscall_bytes_total{comm="nginx",unit="nginx.service",container="",pod="",namespace="",cgroup="/system.slice/nginx.service",syscall="sendfile64",method="zero_copy"} 5000"#,
+            r#"zerocopy_syscall_bytes_total{comm="cat",unit="",container="",pod="",namespace="",cgroup="/system.slice/",syscall="read",method="copied"} 7"#,
+        ] {
+            assert!(s.contains(&want), "missing {want} in:\n{text}");
+        }
+    }
+
+    #[test]
+    fn containers_label_their_series_and_same_labels_add_up() {
+        use std::sync::Arc;
+
+        use crate::snapshot::{Container, ContainerId, ContainerNames, Runtime};
+        let named = |id: &str, names: Option<ContainerNames>| {
+            Arc::new(Container {
+                id: ContainerId {
+                    runtime: Runtime::Containerd,
+                    id: id.repeat(64),
+                    pod_uid: "7c9e6679-7425-40de-944b-e07fc1f90ae7".into(),
+                },
+                names,
+            })
+        };
+        let web = ContainerNames {
+            name: "web".into(),
+            pod: "shop-0".into(),
+            namespace: "prod".into(),
+            image: String::new(),
+        };
+        // The container restarted: a new id, the same names, one series for both.
+        let mut first = group("nginx", "", 2, &[("sendfile64", 2, 2000)]);
+        first.container = Some(named("a", Some(web.clone())));
+        let mut second = group("nginx", "", 0, &[]);
+        second.container = Some(named("b", Some(web)));
+        let mut unnamed = group("nginx", "", 1, &[("read", 1, 10)]);
+        unnamed.container = Some(named("c", None));
+        let mut live = process(20, 2, false, &[("sendfile64", 1, 500)]);
+        live.container = second.container.clone();
+        let snapshot = Snapshot {
+            processes: vec![live],
+            groups: vec![group("other", "", 0, &[]), first, second, unnamed],
+            groups_overflowed: 0,
+            dropped: Default::default(),
+        };
+        let text = exposition(snapshot, Labels::default(), Format::Prometheus);
+        let s = samples(&text);
+        for want in [
+            r#"zerocopy_syscall_bytes_total{comm="nginx",unit="",container="web",pod="shop-0",namespace="prod",syscall="sendfile64",method="zero_copy"} 2500"#,
+            r#"zerocopy_processes_exited_total{comm="nginx",unit="",container="web",pod="shop-0",namespace="prod"} 2"#,
+            r#"zerocopy_syscall_bytes_total{comm="nginx",unit="",container="cccccccccccc",pod="7c9e6679-7425-40de-944b-e07fc1f90ae7",namespace="",syscall="read",method="copied"} 10"#,
         ] {
             assert!(s.contains(&want), "missing {want} in:\n{text}");
         }

@@ -9,9 +9,15 @@
 //! "destination": {...}}`. Syscalls and operations a process never used are left out of its
 //! maps; `io_uring` and `msg_zerocopy` are left out when empty.
 //! Exited processes beyond `--max-rows` are summed per group in `"folded": [{"comm", "unit",
-//! "cgroup", "processes", "syscalls", "io_uring", "copied_bytes", "zero_copy_bytes",
-//! "transitions", "zero_copy_ratio", "verdict"}]`, with `"folded_processes"` their number and
-//! `"groups_overflowed"` the processes counted under the `other` group.
+//! "cgroup", "container", "processes", "syscalls", "io_uring", "copied_bytes",
+//! "zero_copy_bytes", "transitions", "zero_copy_ratio", "verdict"}]`, with
+//! `"folded_processes"` their number and `"groups_overflowed"` the processes counted under the
+//! `other` group.
+//! A process (or group) in a container has `"container": {"runtime", "id", "name", "image",
+//! "pod_uid", "pod", "namespace"}` (`null` where unknown or outside a pod); outside one,
+//! `"container": null`. `"containers": [{"container": {...}, "processes", "copied_bytes",
+//! "zero_copy_bytes", "transitions", "zero_copy_ratio", "verdict", "finding"}]` sums each
+//! container's processes, live, exited and folded, largest movers first.
 
 use std::collections::BTreeMap;
 
@@ -20,16 +26,17 @@ use zerocopy_trace_common::{drop_reason, fd_kind, Counters, IO_URING_OPS, SYSCAL
 
 use super::Report;
 use crate::{
-    analysis::{FoldedAnalysis, ProcessAnalysis},
+    analysis::{ContainerAnalysis, FoldedAnalysis, ProcessAnalysis},
     model::{Verdict, ZeroCopySends},
     output::wording,
-    snapshot::{Occupancy, ProcessCounters},
+    snapshot::{Container, ContainerNames, Occupancy, ProcessCounters},
 };
 
 #[derive(Serialize)]
 struct JsonReport<'a> {
     duration_s: f64,
     processes: Vec<JsonProcess<'a>>,
+    containers: Vec<JsonContainerTotals<'a>>,
     folded: Vec<JsonFolded<'a>>,
     folded_processes: u64,
     max_rows: usize,
@@ -49,6 +56,7 @@ struct JsonProcess<'a> {
     ppid: u32,
     comm: &'a str,
     exited: bool,
+    container: Option<JsonContainer<'a>>,
     syscalls: BTreeMap<&'static str, JsonSyscall>,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     io_uring: BTreeMap<&'static str, JsonOp>,
@@ -70,6 +78,7 @@ struct JsonFolded<'a> {
     unit: &'a str,
     #[serde(skip_serializing_if = "str::is_empty")]
     cgroup: &'a str,
+    container: Option<JsonContainer<'a>>,
     processes: u64,
     syscalls: BTreeMap<&'static str, JsonSyscall>,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
@@ -79,6 +88,62 @@ struct JsonFolded<'a> {
     transitions: u64,
     zero_copy_ratio: Option<f64>,
     verdict: Verdict,
+}
+
+/// A container as its cgroup names it, and as its runtime does when it answered.
+#[derive(Serialize)]
+struct JsonContainer<'a> {
+    runtime: &'static str,
+    id: &'a str,
+    name: Option<&'a str>,
+    image: Option<&'a str>,
+    pod_uid: Option<&'a str>,
+    pod: Option<&'a str>,
+    namespace: Option<&'a str>,
+}
+
+impl<'a> JsonContainer<'a> {
+    fn of(c: &'a Container) -> JsonContainer<'a> {
+        let given = |field: fn(&ContainerNames) -> &str| {
+            c.names.as_ref().map(field).filter(|s| !s.is_empty())
+        };
+        JsonContainer {
+            runtime: c.id.runtime.name(),
+            id: &c.id.id,
+            name: given(|n| &n.name),
+            image: given(|n| &n.image),
+            pod_uid: Some(c.id.pod_uid.as_str()).filter(|s| !s.is_empty()),
+            pod: given(|n| &n.pod),
+            namespace: given(|n| &n.namespace),
+        }
+    }
+}
+
+/// A container's processes added up.
+#[derive(Serialize)]
+struct JsonContainerTotals<'a> {
+    container: JsonContainer<'a>,
+    processes: u64,
+    copied_bytes: u64,
+    zero_copy_bytes: u64,
+    transitions: u64,
+    zero_copy_ratio: Option<f64>,
+    verdict: Verdict,
+    finding: String,
+}
+
+fn json_container_totals(c: &ContainerAnalysis) -> JsonContainerTotals<'_> {
+    let cost = &c.analysis.cost;
+    JsonContainerTotals {
+        container: JsonContainer::of(&c.container),
+        processes: c.processes,
+        copied_bytes: cost.copied_bytes,
+        zero_copy_bytes: cost.zero_copy_bytes,
+        transitions: cost.transitions,
+        zero_copy_ratio: cost.zero_copy_ratio(),
+        verdict: cost.verdict(),
+        finding: wording::container_finding(&c.container, &c.analysis.finding),
+    }
 }
 
 #[derive(Serialize)]
@@ -216,6 +281,7 @@ fn json_folded(f: &FoldedAnalysis) -> JsonFolded<'_> {
         comm: &f.key.comm,
         unit: &f.key.unit,
         cgroup: &f.key.cgroup,
+        container: f.container.as_deref().map(JsonContainer::of),
         processes: f.processes,
         syscalls: json_syscalls(&f.counters),
         io_uring: json_io_uring(&f.counters),
@@ -236,6 +302,7 @@ fn json_process(process: &ProcessAnalysis) -> JsonProcess<'_> {
         ppid: p.ppid,
         comm: &p.comm,
         exited: p.exited,
+        container: p.container.as_deref().map(JsonContainer::of),
         syscalls: json_syscalls(&p.counters),
         io_uring: json_io_uring(&p.counters),
         msg_zerocopy: JsonZeroCopySends::of(&cost.zero_copy_sends),
@@ -255,7 +322,7 @@ fn json_process(process: &ProcessAnalysis) -> JsonProcess<'_> {
                 bytes: f.bytes,
             })
             .collect(),
-        finding: wording::finding(&p.comm, p.pid, &analysis.finding),
+        finding: wording::finding(&p.comm, p.pid, p.container.as_deref(), &analysis.finding),
     }
 }
 
@@ -278,6 +345,12 @@ pub fn to_json(report: &Report) -> String {
     let doc = JsonReport {
         duration_s: report.duration.as_secs_f64(),
         processes,
+        containers: report
+            .analysed
+            .containers
+            .iter()
+            .map(json_container_totals)
+            .collect(),
         folded: folded.iter().map(json_folded).collect(),
         folded_processes: folded.iter().map(|f| f.processes).sum(),
         max_rows: report.max_rows,
@@ -345,6 +418,7 @@ mod tests {
                     exited: true,
                     seq: 1,
                     group: 1,
+                    container: None,
                     counters: {
                         let mut counters = syscalls.clone();
                         *counters.op_mut(0) = read_op();
@@ -358,6 +432,7 @@ mod tests {
                     exited: false,
                     seq: 0,
                     group: 0,
+                    container: None,
                     counters: ProcessCounters::default(),
                 },
             ],
@@ -367,6 +442,7 @@ mod tests {
                         comm: "other".into(),
                         ..GroupKey::default()
                     },
+                    container: None,
                     exited: 0,
                     counters: ProcessCounters::default(),
                 },
@@ -375,7 +451,9 @@ mod tests {
                         comm: "srv".into(),
                         unit: "srv.service".into(),
                         cgroup: String::new(),
+                        container: None,
                     },
+                    container: None,
                     exited: 7,
                     counters: syscalls,
                 },

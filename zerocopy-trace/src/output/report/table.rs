@@ -9,6 +9,7 @@ use crate::{
     analysis::FoldedAnalysis,
     model::Cost,
     output::{human, wording},
+    snapshot::Container,
 };
 
 /// Findings printed under the table, for the largest movers.
@@ -55,11 +56,49 @@ fn folded_name(f: &FoldedAnalysis) -> String {
     )
 }
 
+/// A text table: a header and rows, each column as wide as its widest cell, the columns in
+/// `left` left-aligned (text), the others right-aligned (numbers).
+fn aligned(header: &[&str], rows: &[Vec<String>], left: &[usize], indent: &str) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: &mut dyn Iterator<Item = &str>| -> String {
+        let mut s = String::from(indent);
+        for (i, (cell, &w)) in cells.zip(&widths).enumerate() {
+            if i > 0 {
+                s.push_str("  ");
+            }
+            if left.contains(&i) {
+                let _ = write!(s, "{cell:<w$}");
+            } else {
+                let _ = write!(s, "{cell:>w$}");
+            }
+        }
+        s.trim_end().to_string()
+    };
+    let mut out = String::new();
+    let _ = writeln!(out, "{}", line(&mut header.iter().copied()));
+    for row in rows {
+        let _ = writeln!(out, "{}", line(&mut row.iter().map(String::as_str)));
+    }
+    out
+}
+
 pub fn to_table(report: &Report) -> String {
     let processes = &report.analysed.processes;
     let folded = &report.analysed.folded;
+    let containers = &report.analysed.containers;
+    // A CONTAINER column only where some process runs in one.
+    let with_containers = !containers.is_empty()
+        || processes.iter().any(|p| p.record.container.is_some())
+        || folded.iter().any(|f| f.container.is_some());
+    let container_cell =
+        |c: Option<&Container>| c.map_or("-".to_string(), wording::container_label);
     // Processes and folded groups ranked together: largest movers first, then most calls.
-    let mut ranked: Vec<(&Cost, [String; 9])> = processes
+    let mut ranked: Vec<(&Cost, Vec<String>)> = processes
         .iter()
         .map(|process| {
             let p = &process.record;
@@ -69,29 +108,31 @@ pub fn to_table(report: &Report) -> String {
                 p.comm.clone()
             };
             let cost = &process.analysis.cost;
-            let [a, b, c, d, e, f, g] = figures(cost);
-            (cost, [p.pid.to_string(), comm, a, b, c, d, e, f, g])
+            let mut row = vec![p.pid.to_string(), comm];
+            if with_containers {
+                row.push(container_cell(p.container.as_deref()));
+            }
+            row.extend(figures(cost));
+            (cost, row)
         })
         .collect();
     ranked.extend(folded.iter().map(|f| {
         let cost = &f.analysis.cost;
-        let [a, b, c, d, e, g, h] = figures(cost);
-        (cost, ["-".to_string(), folded_name(f), a, b, c, d, e, g, h])
+        let mut row = vec!["-".to_string(), folded_name(f)];
+        if with_containers {
+            row.push(container_cell(f.container.as_deref()));
+        }
+        row.extend(figures(cost));
+        (cost, row)
     }));
     ranked.sort_by(|(a, _), (b, _)| {
         b.moved_bytes()
             .cmp(&a.moved_bytes())
             .then(b.calls.cmp(&a.calls))
     });
-    let rows: Vec<[String; 9]> = ranked.into_iter().map(|(_, row)| row).collect();
+    let rows: Vec<Vec<String>> = ranked.into_iter().map(|(_, row)| row).collect();
     let folded_processes: u64 = folded.iter().map(|f| f.processes).sum();
 
-    let mut widths = HEADER.map(str::len);
-    for row in &rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
     let mut out = String::new();
     let movers = processes.len() as u64 + folded_processes;
     let _ = writeln!(
@@ -120,38 +161,53 @@ pub fn to_table(report: &Report) -> String {
     if let Some(why) = &report.ended_because {
         let _ = writeln!(out, "ended: {why}");
     }
-    let line = |cells: &[&str]| -> String {
-        let mut s = String::new();
-        for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
-            // Text columns (comm, verdict) read best left-aligned, numbers right-aligned.
-            let left = i == 1 || i == 2;
-            if i > 0 {
-                s.push_str("  ");
-            }
-            if left {
-                let _ = write!(s, "{cell:<w$}");
-            } else {
-                let _ = write!(s, "{cell:>w$}");
-            }
-        }
-        s.trim_end().to_string()
-    };
-    let _ = writeln!(out, "{}", line(&HEADER));
-    for row in &rows {
-        let cells: Vec<&str> = row.iter().map(String::as_str).collect();
-        let _ = writeln!(out, "{}", line(&cells));
+    let mut header: Vec<&str> = HEADER[..2].to_vec();
+    let mut left = vec![1, 2];
+    if with_containers {
+        header.push("CONTAINER");
+        left.push(3);
     }
+    header.extend_from_slice(&HEADER[2..]);
+    out.push_str(&aligned(&header, &rows, &left, ""));
     if rows.is_empty() {
         let _ = writeln!(out, "(no data-path syscalls seen)");
+    }
+    if !containers.is_empty() {
+        let _ = writeln!(out, "containers:");
+        let rows: Vec<Vec<String>> = containers
+            .iter()
+            .map(|c| {
+                let mut row = vec![
+                    wording::container_label(&c.container),
+                    c.container.id.runtime.name().to_string(),
+                    human::count(c.processes),
+                ];
+                row.extend(figures(&c.analysis.cost));
+                row
+            })
+            .collect();
+        let header = [
+            "CONTAINER",
+            "RUNTIME",
+            "PROCESSES",
+            "VERDICT",
+            "ZERO-COPY%",
+            "COPIED",
+            "ZERO-COPY",
+            "TRANSITIONS",
+            "CALLS",
+            "URING-OPS",
+        ];
+        out.push_str(&aligned(&header, &rows, &[0, 1, 3], "  "));
     }
     if !processes.is_empty() {
         let _ = writeln!(out, "findings:");
         for p in processes.iter().take(FINDINGS) {
-            let (comm, pid) = (&p.record.comm, p.record.pid);
+            let r = &p.record;
             let _ = writeln!(
                 out,
                 "  {}",
-                wording::finding(comm, pid, &p.analysis.finding)
+                wording::finding(&r.comm, r.pid, r.container.as_deref(), &p.analysis.finding)
             );
         }
         if processes.len() > FINDINGS {
@@ -208,6 +264,7 @@ mod tests {
             exited: false,
             seq: 0,
             group: 0,
+            container: None,
             counters: crate::snapshot::fixtures::served(entries),
         }
     }
@@ -305,7 +362,9 @@ mod tests {
                 comm: comm.into(),
                 unit: unit.into(),
                 cgroup: String::new(),
+                container: None,
             },
+            container: None,
             exited,
             counters: crate::snapshot::fixtures::served(entries),
         };

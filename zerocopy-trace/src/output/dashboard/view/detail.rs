@@ -13,7 +13,7 @@ use super::table::verdict_color;
 use crate::{
     model::{rates::per_second, Cost},
     output::{
-        dashboard::app::{App, Row as ProcessRow},
+        dashboard::app::{App, Row as ProcessRow, Rows},
         human, wording,
     },
     snapshot::{path, ProcessCounters},
@@ -53,8 +53,23 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
             .render(area, buf);
         return;
     };
+    let containers = app.rows_are == Rows::Containers;
+    let heading = if containers {
+        let processes = if row.pid == 1 { "process" } else { "processes" };
+        format!(" {} ({} live {processes}) ", row.comm, row.pid)
+    } else {
+        match row.container.as_deref() {
+            Some(c) => format!(
+                " pid {} {} ({}) ",
+                row.pid,
+                row.comm,
+                wording::container_phrase(c)
+            ),
+            None => format!(" pid {} {} ", row.pid, row.comm),
+        }
+    };
     let mut title = vec![
-        Span::raw(format!(" pid {} {} ", row.pid, row.comm)).bold(),
+        Span::raw(heading).bold(),
         Span::styled(
             figures.verdict.as_str(),
             Style::new().fg(verdict_color(figures.verdict)),
@@ -83,8 +98,9 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     .areas(inner);
     syscall_table(app, row, &used, syscalls, buf);
     sparklines(row, sparks, buf);
-    paths_picture(&row.view.analysis.cost, picture, buf);
-    flows_and_finding(row, flows, buf);
+    let here = if containers { "all pids" } else { "this pid" };
+    paths_picture(&row.view.analysis.cost, here, picture, buf);
+    flows_and_finding(row, containers, flows, buf);
 }
 
 fn syscall_table(app: &App, row: &ProcessRow, used: &[usize], area: Rect, buf: &mut Buffer) {
@@ -183,9 +199,14 @@ fn sparklines(row: &ProcessRow, area: Rect, buf: &mut Buffer) {
 }
 
 /// The classic per-chunk costs of the two paths, each with what this process did on it.
-fn paths_picture(paths: &Cost, area: Rect, buf: &mut Buffer) {
-    let here =
-        |text: String| Line::from(vec![Span::raw("  this pid  ").dark_gray(), Span::raw(text)]);
+/// `here` names whose figures they are (`this pid`, `all pids` of a container).
+fn paths_picture(paths: &Cost, here: &str, area: Rect, buf: &mut Buffer) {
+    let here = |text: String| {
+        Line::from(vec![
+            Span::raw(format!("  {here}  ")).dark_gray(),
+            Span::raw(text),
+        ])
+    };
     let ops = |n: u64| {
         if n > 0 {
             format!(" + {} io_uring ops", human::count(n))
@@ -231,7 +252,7 @@ fn paths_picture(paths: &Cost, area: Rect, buf: &mut Buffer) {
 }
 
 /// The process's largest flows since attach, and the finding they lead to.
-fn flows_and_finding(row: &ProcessRow, area: Rect, buf: &mut Buffer) {
+fn flows_and_finding(row: &ProcessRow, container_row: bool, area: Rect, buf: &mut Buffer) {
     let flows = &row.view.analysis.flows;
     let summary = if flows.is_empty() {
         "none".to_string()
@@ -245,11 +266,16 @@ fn flows_and_finding(row: &ProcessRow, area: Rect, buf: &mut Buffer) {
     };
     Paragraph::new(vec![
         Line::from(vec![Span::raw("flows ").bold(), Span::raw(summary)]),
-        Line::from(wording::finding(
-            &row.comm,
-            row.pid,
-            &row.view.analysis.finding,
-        ))
+        Line::from(if container_row {
+            wording::group_finding(row.container.as_deref(), &row.view.analysis.finding)
+        } else {
+            wording::finding(
+                &row.comm,
+                row.pid,
+                row.container.as_deref(),
+                &row.view.analysis.finding,
+            )
+        })
         .cyan(),
     ])
     .render(area, buf);

@@ -10,7 +10,7 @@ use ratatui::{
 
 use super::format;
 use crate::output::{
-    dashboard::app::{App, Show},
+    dashboard::app::{App, Rows, Show},
     human,
 };
 
@@ -79,6 +79,9 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
         value,
     ));
     state.push(Span::raw(format!(" by {}", app.sort.name())));
+    if app.rows_are == Rows::Containers {
+        state.push(Span::raw(", per container"));
+    }
     if app.paused {
         state.push(Span::raw(" "));
         state.push(Span::styled(" PAUSED ", Style::new().reversed()));

@@ -8,13 +8,14 @@ use ratatui::{
     widgets::{Block, Clear, Paragraph, Widget},
 };
 
-const KEYS: [(&str, &str); 10] = [
+const KEYS: [(&str, &str); 11] = [
     ("↑ ↓  j k", "move (PgUp PgDn, g G: page, first, last)"),
     ("Enter", "detail of the selected process"),
     ("s", "cycle the sort column"),
     ("/", "filter by name or pid (Enter keep, Esc clear)"),
     ("space", "pause / resume refreshing"),
     ("t", "rates per second / totals since attach"),
+    ("c", "one row per container / per process"),
     ("?", "this help (Esc closes)"),
     ("q Esc ^C", "quit (detaches every program)"),
     ("", ""),

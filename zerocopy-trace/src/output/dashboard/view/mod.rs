@@ -15,7 +15,7 @@ use ratatui::{
     widgets::{Paragraph, Widget},
 };
 
-use super::app::App;
+use super::app::{App, Rows};
 
 /// Rows the process table keeps above the detail pane when the pane fits beside it.
 const MIN_TABLE: u16 = 4;
@@ -68,7 +68,7 @@ fn footer(app: &App, area: Rect, buf: &mut Buffer) {
                 Style::new().reversed(),
             ));
         }
-        for (k, what) in [
+        let mut keys = vec![
             (" q", " quit "),
             (" ↑↓", " move "),
             (" ⏎", " detail "),
@@ -76,8 +76,13 @@ fn footer(app: &App, area: Rect, buf: &mut Buffer) {
             (" /", " filter "),
             (" space", " pause "),
             (" t", " totals "),
-            (" ?", " help"),
-        ] {
+        ];
+        // Shown where it does something: some process runs in a container.
+        if app.has_containers() || app.rows_are == Rows::Containers {
+            keys.push((" c", " containers "));
+        }
+        keys.push((" ?", " help"));
+        for (k, what) in keys {
             spans.push(key(k));
             spans.push(Span::raw(what).dark_gray());
         }

@@ -1,5 +1,7 @@
 //! The process table: one row per process, the selected one highlighted, columns dropped
-//! (least useful first) when the terminal is too narrow for them and a readable name.
+//! (least useful first) when the terminal is too narrow for them and a readable name. A
+//! CONTAINER column where some process runs in one; with `c`, one row per container instead
+//! (its live processes under PROCS).
 
 use ratatui::{
     buffer::Buffer,
@@ -13,8 +15,8 @@ use super::format;
 use crate::{
     model::Verdict,
     output::{
-        dashboard::app::{App, Figures, Row as ProcessRow, Show, SortKey},
-        human,
+        dashboard::app::{App, Figures, Row as ProcessRow, Rows, Show, SortKey},
+        human, wording,
     },
 };
 
@@ -26,6 +28,7 @@ const BAR: usize = 4;
 enum Column {
     Pid,
     Comm,
+    Container,
     Verdict,
     Share,
     Copied,
@@ -40,6 +43,7 @@ impl Column {
         match self {
             Column::Pid => 7,
             Column::Comm => 15,
+            Column::Container => 16,
             Column::Verdict => 9,
             Column::Share => 9,
             Column::Copied => 8,
@@ -50,11 +54,15 @@ impl Column {
         }
     }
 
-    fn title(self, show: Show) -> &'static str {
+    fn title(self, show: Show, rows: Rows) -> &'static str {
         let rates = show == Show::Rates;
+        let containers = rows == Rows::Containers;
         match self {
+            Column::Pid if containers => "PROCS",
             Column::Pid => "PID",
+            Column::Comm if containers => "CONTAINER",
             Column::Comm => "COMM",
+            Column::Container => "CONTAINER",
             Column::Verdict => "VERDICT",
             Column::Share => "ZC%",
             Column::Copied if rates => "COPIED/s",
@@ -83,17 +91,20 @@ impl Column {
     fn right_aligned(self) -> bool {
         !matches!(
             self,
-            Column::Comm | Column::Verdict | Column::Share | Column::Busiest
+            Column::Comm | Column::Container | Column::Verdict | Column::Share | Column::Busiest
         )
     }
 }
 
-/// The columns that fit `width`, and the name column's width.
-fn layout(width: u16) -> (Vec<Column>, u16) {
+/// The columns that fit `width`, and the name column's width; `container` asks for the
+/// CONTAINER column.
+fn layout(width: u16, container: bool) -> (Vec<Column>, u16) {
     use Column::*;
-    let mut columns = vec![
-        Pid,
-        Comm,
+    let mut columns = vec![Pid, Comm];
+    if container {
+        columns.push(Container);
+    }
+    columns.extend([
         Verdict,
         Share,
         Copied,
@@ -101,9 +112,9 @@ fn layout(width: u16) -> (Vec<Column>, u16) {
         Transitions,
         PerCall,
         Busiest,
-    ];
+    ]);
     // Dropped in this order when the name would get narrower than MIN_COMM.
-    for optional in [PerCall, Busiest] {
+    for optional in [PerCall, Busiest, Container] {
         if comm_width(&columns, width) >= MIN_COMM {
             break;
         }
@@ -124,11 +135,12 @@ fn comm_width(columns: &[Column], width: u16) -> u16 {
 }
 
 pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
-    let (columns, comm) = layout(area.width);
+    let container_column = app.rows_are == Rows::Processes && app.has_containers();
+    let (columns, comm) = layout(area.width, container_column);
     let visible = app.visible();
     let selected = app.selected_index(&visible);
     let header = Row::new(columns.iter().map(|&c| {
-        let title = c.title(app.show);
+        let title = c.title(app.show, app.rows_are);
         let cell = if c.right_aligned() {
             Line::from(title).right_aligned()
         } else {
@@ -171,6 +183,8 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     if visible.is_empty() && area.height > 1 {
         let why = if app.samples == 0 {
             "waiting for the first refresh..."
+        } else if !app.filter.is_empty() && app.rows_are == Rows::Containers {
+            "no container matches the filter"
         } else if !app.filter.is_empty() {
             "no process matches the filter"
         } else {
@@ -190,6 +204,11 @@ fn cell<'a>(column: Column, row: &'a ProcessRow, f: &Figures) -> Cell<'a> {
     match column {
         Column::Pid => right(row.pid.to_string()),
         Column::Comm => Cell::from(row.comm.as_str()),
+        Column::Container => Cell::from(
+            row.container
+                .as_deref()
+                .map_or("-".to_string(), wording::container_label),
+        ),
         // Nothing moves after exit: the verdict says so instead of `idle`.
         Column::Verdict if row.exited && f.verdict == Verdict::Idle => {
             Cell::from("exited").fg(Color::DarkGray)

@@ -284,3 +284,122 @@ fn totals_filter_pause_and_help() {
     );
     assert!(screen[23].starts_with(" /py "), "{screen:#?}");
 }
+
+/// Two nginx in Podman containers, one with sendfile and one without, and a host process.
+fn containers_app() -> App {
+    use std::sync::Arc;
+
+    use crate::snapshot::{Container, ContainerId, ContainerNames, Runtime};
+    let container = |id: char, name: &str| {
+        Some(Arc::new(Container {
+            id: ContainerId {
+                runtime: Runtime::Podman,
+                id: std::iter::repeat_n(id, 64).collect(),
+                pod_uid: String::new(),
+            },
+            names: Some(ContainerNames {
+                name: name.into(),
+                ..ContainerNames::default()
+            }),
+        }))
+    };
+    let on = container('a', "nginx-on");
+    let off = container('b', "nginx-off");
+    let snap = |scale: u64| {
+        let mut records = vec![
+            record(101, "nginx", false, &[("sendfile64", scale, scale << 20)]),
+            record(
+                201,
+                "nginx",
+                false,
+                &[("read", scale, scale << 20), ("write", scale, scale << 20)],
+            ),
+            record(202, "nginx", false, &[("read", scale, scale << 10)]),
+            record(7, "curl", false, &[("recvfrom", 1, 1 << 20)]),
+        ];
+        records[0].container = on.clone();
+        records[1].container = off.clone();
+        records[2].container = off.clone();
+        snapshot(records)
+    };
+    let mut app = App::new(secs(1));
+    app.ingest(snap(1), secs(1));
+    app.ingest(snap(3), secs(2));
+    app
+}
+
+#[test]
+fn processes_show_their_container_and_c_groups_by_it() {
+    let mut app = containers_app();
+    let screen = lines(&render(&app, 100, 9));
+    assert_eq!(
+        screen[2],
+        "    PID COMM            CONTAINER        VERDICT   ZC%       COPIED/s ZERO-CP/s TRANS/s BUSIEST"
+    );
+    assert!(
+        screen
+            .iter()
+            .any(|l| l.starts_with("    201 nginx           nginx-off        copying")),
+        "{screen:#?}"
+    );
+    assert!(
+        screen
+            .iter()
+            .any(|l| l.starts_with("      7 curl            -                idle")),
+        "{screen:#?}"
+    );
+    assert_eq!(
+        screen[8],
+        " q quit  ↑↓ move  ⏎ detail  s sort  / filter  space pause  t totals  c containers  ? help"
+    );
+
+    update(&mut app, Action::ToggleContainers);
+    let screen = lines(&render(&app, 100, 9));
+    assert!(
+        screen[1].ends_with("rates by moved, per container"),
+        "{screen:#?}"
+    );
+    assert_eq!(
+        screen[2],
+        "  PROCS CONTAINER       VERDICT   ZC%       COPIED/s ZERO-CP/s TRANS/s B/CALL BUSIEST"
+    );
+    // nginx-off: two processes, 2 MiB read and 2 MiB written (+2 KiB read by the other) in
+    // the last second, in 6 calls.
+    assert_eq!(
+        &screen[3..6],
+        [
+            "      2 nginx-off       copying   ····   0%     4.0M        0B      12   683K read",
+            "      1 nginx-on        zero-copy ████ 100%       0B      2.0M       4   1.0M sendfile64",
+            "      1 (host)          idle      ····    -       0B        0B       0      - -",
+        ],
+        "{screen:#?}"
+    );
+    // The detail of a container: its processes added up, its finding about the container.
+    update(&mut app, Action::ToggleDetail);
+    let screen = lines(&render(&app, 100, 24)).join("\n");
+    assert!(
+        screen.contains(" nginx-off (2 live processes) copying"),
+        "{screen}"
+    );
+    assert!(
+        screen.contains("all pids  9 calls, 6.0 MiB copied by the CPU"),
+        "{screen}"
+    );
+    assert!(screen.contains("container nginx-off: "), "{screen}");
+    // The filter matches container names; back to processes with `c` again.
+    update(&mut app, Action::ToggleDetail);
+    update(&mut app, Action::StartFilter);
+    for c in "ON".chars() {
+        update(&mut app, Action::FilterChar(c));
+    }
+    update(&mut app, Action::FilterAccept);
+    let rows: Vec<String> = app.visible().iter().map(|(r, _)| r.comm.clone()).collect();
+    assert_eq!(rows, ["nginx-on"]);
+    update(&mut app, Action::ToggleContainers);
+    let pids: Vec<u32> = app.visible().iter().map(|(r, _)| r.pid).collect();
+    assert_eq!(
+        pids,
+        [101],
+        "the filter finds a process by its container's name"
+    );
+}
