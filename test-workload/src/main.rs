@@ -71,6 +71,10 @@ struct Args {
     #[arg(long, value_name = "N", default_value_t = 0)]
     hold_ms: u64,
 
+    /// hold: a file created once every holder has written (the tracer can stop then).
+    #[arg(long, value_name = "FILE")]
+    ready: Option<std::path::PathBuf>,
+
     /// Children of churn and hold (hold keeps them all alive at once).
     #[arg(long, value_name = "N", default_value_t = 1000,
           value_parser = clap::value_parser!(u32).range(1..))]
@@ -122,6 +126,7 @@ fn run(args: Args) -> Result<()> {
         hold: Duration::from_millis(args.hold_ms),
         dir: WorkDir::new(args.dir)?,
         processes: args.processes as usize,
+        ready: args.ready,
         parallel: args.parallel as usize,
         threads: args.threads as usize,
     };

@@ -9,6 +9,8 @@ pub const PROG_SYSCALL_EXIT: &str = "syscall_exit";
 pub const PROG_RAW_SYSCALL_EXIT: &str = "raw_syscall_exit";
 /// Program on the BTF-typed `sys_exit` tracepoint (tp_btf): the same, with direct loads.
 pub const PROG_TYPED_SYSCALL_EXIT: &str = "btf_syscall_exit";
+/// The same, reading the fd array's slot by helper: for verifiers that refuse the direct load.
+pub const PROG_TYPED_SYSCALL_EXIT_SLOT_READ: &str = "btf_syscall_exit_slot_read";
 /// The raw tracepoint both exit-only programs attach to.
 pub const TRACEPOINT_SYS_EXIT: &str = "sys_exit";
 /// Empty programs on the same hooks, for the benchmark's floor (`zerocopy-trace
@@ -22,6 +24,11 @@ pub const PROG_PROCESS_FORK: &str = "process_fork";
 pub const PROG_PROCESS_EXEC: &str = "process_exec";
 /// Program on `sched/sched_process_exit`: frees per-thread state and delivers final counts.
 pub const PROG_PROCESS_EXIT: &str = "process_exit";
+/// The same three on the raw tracepoints of the same names, used wherever BTF gives the
+/// task's layout (see the eBPF crate's `process`).
+pub const PROG_PROCESS_FORK_RAW: &str = "process_fork_raw";
+pub const PROG_PROCESS_EXEC_RAW: &str = "process_exec_raw";
+pub const PROG_PROCESS_EXIT_RAW: &str = "process_exit_raw";
 
 /// Program on `io_uring/io_uring_submit_req`: remembers who submitted a request.
 pub const PROG_IO_URING_SUBMIT: &str = "io_uring_submit";

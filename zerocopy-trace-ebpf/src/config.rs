@@ -6,8 +6,8 @@ use core::ptr::{addr_of, read_volatile};
 
 use zerocopy_trace_common::{
     hot::MAX_HOT_SLOT_BITS, io_uring::MAX_IO_URING_OPCODE, Config, IoUringConfig, KernelOffsets,
-    SyscallConfig, TypedCasts, COMM_LEN, IO_URING_OP_COUNT, MAX_COMMS, MAX_CPUS, MAX_SYSCALL_NR,
-    NOT_TRACED, SYSCALL_COUNT,
+    SyscallConfig, TypedCasts, COMM_LEN, IO_URING_OP_COUNT, MAX_COMMS, MAX_SYSCALL_NR, NOT_TRACED,
+    SYSCALL_COUNT,
 };
 
 #[no_mangle]
@@ -58,13 +58,20 @@ pub fn ret_offset() -> usize {
 }
 
 #[inline(always)]
-pub fn exit_pid_offset() -> usize {
-    field!(exit_pid_offset) as usize
-}
-
-#[inline(always)]
 pub fn exit_group_dead_offset() -> usize {
     field!(exit_group_dead_offset) as usize
+}
+
+/// Offset of `task_struct.pid` (0: unknown; the raw lifecycle programs are then not used).
+#[inline(always)]
+pub fn task_pid() -> u32 {
+    field!(task_pid)
+}
+
+/// Offsets of `task_struct.signal` and `signal_struct.live`, (0, 0) when unknown.
+#[inline(always)]
+pub fn live_thread_offsets() -> (u32, u32) {
+    (field!(task_signal), field!(signal_live))
 }
 
 #[inline(always)]
@@ -80,16 +87,6 @@ pub fn filter_enabled() -> bool {
 #[inline(always)]
 pub fn follow_children() -> bool {
     field!(follow_children) != 0
-}
-
-#[inline(always)]
-pub fn nr_cpus() -> u32 {
-    let n = field!(nr_cpus);
-    if n > MAX_CPUS {
-        MAX_CPUS
-    } else {
-        n
-    }
 }
 
 /// Bits of a hot slot's index: 1 to `MAX_HOT_SLOT_BITS`, whatever the loader wrote.

@@ -1,4 +1,6 @@
-//! Adding to the per-CPU counters, and counting what could not be added.
+//! Adding to the shared counters, and counting what could not be added.
+
+use core::intrinsics::{atomic_xadd, AtomicOrdering};
 
 use zerocopy_trace_common::{drop_reason, fd_kind, hot, notices::Notice, Counters, ProcKey};
 
@@ -7,12 +9,21 @@ use crate::{
     maps::{DROPPED, HOT_COUNTERS, PROC_COUNTERS},
 };
 
-/// Adds `delta` to `*slot`. The slot is this CPU's, so there is no cross-CPU traffic, and a
-/// plain add is enough: the kernel never runs a second tracing program on a CPU while one is
-/// active there (`bpf_prog_active`), so no other program interleaves with this update.
+/// Adds `delta` to `*slot`, atomically: threads of one process count into the same entry
+/// from several CPUs at once. Relaxed: each counter is a sum on its own, read by the agent
+/// with no order against the others; the compiler emits the `lock add` form (no fetch), which
+/// every kernel's verifier accepts.
 #[inline(always)]
 fn bump(slot: *mut u64, delta: u64) {
-    // SAFETY: `slot` points into a live per-CPU map value, 8-byte aligned.
+    // SAFETY: `slot` points into a live map value, 8-byte aligned.
+    unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(slot, delta) };
+}
+
+/// Adds `delta` to a per-CPU counter: this CPU's alone, and the kernel never runs a second
+/// program of ours on a CPU while one is running there, so a plain add is enough.
+#[inline(always)]
+fn bump_local(slot: *mut u64, delta: u64) {
+    // SAFETY: `slot` points into this CPU's element of a per-CPU array, 8-byte aligned.
     unsafe { *slot = (*slot).wrapping_add(delta) };
 }
 
@@ -34,33 +45,39 @@ pub struct Call {
 /// What a new entry starts from, in read-only data.
 static ZERO: Counters = Counters::ZERO;
 
-/// This CPU's counters of `key`: its hot slot where it owns it or can claim it, else its entry
-/// in `PROC_COUNTERS`. `None` (and `bytes` counted as dropped) when the map is full.
+/// The counters of `key`: its hot slot where it owns it, or claims it once the key is busy,
+/// else its entry in `PROC_COUNTERS`. `None` (and `bytes` counted as dropped) when the map is
+/// full.
 #[inline(always)]
 fn slot(key: &ProcKey, bytes: u64) -> Option<*mut Counters> {
     let owner = hot::owner(key);
-    if let Some(hot) = HOT_COUNTERS.get_ptr_mut(hot::index(key, config::hot_slot_bits())) {
-        // SAFETY: `hot` is this CPU's element of a per-CPU array. Only programs on this CPU
-        // claim it or count in it, and they do not interleave; the exit program, on any CPU,
-        // frees only slots whose process has no thread left to count (see `hot_slot`).
+    let hot = HOT_COUNTERS.get_ptr_mut(hot::index(key, config::hot_slot_bits()));
+    if let Some(hot) = hot {
+        // SAFETY: `hot` is a live element of the hot-slot array; its owner is read plainly
+        // (an 8-byte aligned load is atomic) and changed only by `hot_slot`.
+        if unsafe { core::ptr::read_volatile(&raw const (*hot).owner) } == owner {
+            return Some(unsafe { &raw mut (*hot).counters });
+        }
+    }
+    let shared = shared_slot(key, bytes)?;
+    if let Some(hot) = hot {
+        // SAFETY: `shared` points to a live entry's value; `hot` as above.
         unsafe {
-            if (*hot).owner == owner {
-                return Some(&raw mut (*hot).counters);
-            }
-            if (*hot).owner == 0 {
-                // The key's shared entry exists before it claims the slot: it tells the exit
-                // program the id was used, so the exit looks for its slots only then.
-                shared_slot(key, bytes)?;
-                hot_slot::claim(hot, owner);
+            // The shared entry stays: it tells the exit program the id was used, and holds
+            // the calls made before the claim.
+            if core::ptr::read_volatile(&raw const (*shared).calls) >= hot::HOT_AFTER_CALLS
+                && core::ptr::read_volatile(&raw const (*hot).owner) == 0
+                && hot_slot::claim(hot, owner)
+            {
                 return Some(&raw mut (*hot).counters);
             }
         }
     }
-    shared_slot(key, bytes)
+    Some(shared)
 }
 
-/// This CPU's counters of `key` in `PROC_COUNTERS`, created at the first call. `None` (and
-/// `bytes` counted as dropped) when the map is full.
+/// The counters of `key` in `PROC_COUNTERS`, created at the first call. `None` (and `bytes`
+/// counted as dropped) when the map is full.
 #[inline(always)]
 fn shared_slot(key: &ProcKey, bytes: u64) -> Option<*mut Counters> {
     if let Some(slot) = PROC_COUNTERS.get_ptr_mut(key) {
@@ -85,11 +102,13 @@ pub fn record(key: &ProcKey, call: &Call) {
     };
     let (source, source_direct) = fd_kind::split(call.source_kind);
     let (destination, destination_direct) = fd_kind::split(call.destination_kind);
-    // SAFETY: `slot` points to this CPU's value of a live map entry.
+    // SAFETY: `slot` points to a live map entry's value.
     unsafe {
         bump(&raw mut (*slot).calls, 1);
         bump(&raw mut (*slot).bytes, call.bytes);
-        bump(&raw mut (*slot).errors, call.error as u64);
+        if call.error {
+            bump(&raw mut (*slot).errors, 1);
+        }
         if call.zerocopy_sends != 0 {
             bump(&raw mut (*slot).zerocopy_sends, call.zerocopy_sends);
             bump(&raw mut (*slot).msg_zerocopy_bytes, call.bytes);
@@ -126,7 +145,7 @@ pub fn record_notice(key: &ProcKey, notice: Notice) {
 }
 
 /// # Safety
-/// `slot` points to this CPU's value of a live map entry.
+/// `slot` points to a live map entry's value.
 #[inline(always)]
 unsafe fn add_notice(slot: *mut Counters, notice: Notice) {
     // SAFETY: guaranteed by the caller.
@@ -144,8 +163,8 @@ pub fn dropped(reason: u32, bytes: u64) {
     if let Some(slot) = DROPPED.get_ptr_mut(reason) {
         // SAFETY: `slot` points to this CPU's element of a per-CPU array.
         unsafe {
-            bump(&raw mut (*slot).calls, 1);
-            bump(&raw mut (*slot).bytes, bytes);
+            bump_local(&raw mut (*slot).calls, 1);
+            bump_local(&raw mut (*slot).bytes, bytes);
         }
     }
 }
@@ -156,8 +175,8 @@ pub fn dropped_batch(reason: u32, calls: u64, bytes: u64) {
     if let Some(slot) = DROPPED.get_ptr_mut(reason) {
         // SAFETY: as in `dropped`.
         unsafe {
-            bump(&raw mut (*slot).calls, calls);
-            bump(&raw mut (*slot).bytes, bytes);
+            bump_local(&raw mut (*slot).calls, calls);
+            bump_local(&raw mut (*slot).bytes, bytes);
         }
     }
 }

@@ -71,14 +71,17 @@ pub fn of_fd(fd: i32) -> u8 {
 }
 
 /// The `fd_kind` of `fd` in `task`, walking to its file by direct loads. Only for programs
-/// whose context is BTF-typed (tp_btf): others are rejected by the verifier.
+/// whose context is BTF-typed (tp_btf): others are rejected by the verifier. With
+/// `SLOT_BY_HELPER`, the fd array's slot is read by a helper call instead: some verifiers
+/// (6.12's) type the array, a `struct file **`, as a plain number and refuse the load through
+/// it; the rest of the walk stays direct.
 ///
 /// # Safety
 /// `task` must come from `current::task_typed`.
 #[inline(always)]
-pub unsafe fn of_fd_typed(task: *const u8, fd: i32) -> u8 {
+pub unsafe fn of_fd_typed<const SLOT_BY_HELPER: bool>(task: *const u8, fd: i32) -> u8 {
     // SAFETY: guaranteed by the caller.
-    match unsafe { typed_file_of_fd(task, fd) } {
+    match unsafe { typed_file_of_fd::<SLOT_BY_HELPER>(task, fd) } {
         // SAFETY: `file` is typed by `typed_file_of_fd`.
         Some(file) => unsafe { typed_kind_of_file(file) },
         None => fd_kind::UNKNOWN,
@@ -166,7 +169,10 @@ fn file_of_fd(fd: i32) -> Option<u64> {
 /// # Safety
 /// `task` must come from `current::task_typed`.
 #[inline(always)]
-unsafe fn typed_file_of_fd(task: *const u8, fd: i32) -> Option<*const u8> {
+unsafe fn typed_file_of_fd<const SLOT_BY_HELPER: bool>(
+    task: *const u8,
+    fd: i32,
+) -> Option<*const u8> {
     let o = config::offsets();
     if o.resolve == 0 || fd < 0 {
         return None;
@@ -184,7 +190,11 @@ unsafe fn typed_file_of_fd(task: *const u8, fd: i32) -> Option<*const u8> {
             return None;
         }
         let fd_array: *const *const u8 = member(fdt, o.fdtable_fd);
-        *fd_array.add(fd as usize)
+        if SLOT_BY_HELPER {
+            read::<u64>(fd_array as u64 + fd as u64 * 8)? as *const u8
+        } else {
+            *fd_array.add(fd as usize)
+        }
     };
     if file.is_null() {
         return None;

@@ -3,27 +3,27 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{HashMap, LruHashMap, PerCpuArray, PerCpuHashMap, RingBuf},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
 use zerocopy_trace_common::{
     drop_reason, hot::MAX_HOT_SLOT_BITS, Counters, DropCounters, HotCounters, InflightOp,
     PendingCall, ProcKey,
 };
 
-/// Live totals per (process, syscall); per-CPU so the hot path never contends across CPUs.
-/// Preallocated: a map that allocates on insert fails bursts of new processes (its per-CPU
-/// free lists refill asynchronously), and each failure would be a dropped count. The agent
-/// sizes it from `--max-processes`, whose default follows the number of CPUs.
+/// Live totals per (process, syscall), one value for all CPUs, counted into with atomic adds:
+/// a per-CPU map repeats every entry per possible CPU, which at 255 CPUs is 255 times the
+/// memory and the agent's reads. Threads of one process on several CPUs share the entry's
+/// cache lines; the hot slots take the busiest keys off the hash lookup. Preallocated: a map
+/// that allocates on insert fails bursts of new processes, and each failure would be a dropped
+/// count. The agent sizes it from `--max-processes`.
 #[map]
-pub static PROC_COUNTERS: PerCpuHashMap<ProcKey, Counters> =
-    PerCpuHashMap::with_max_entries(16384, 0);
+pub static PROC_COUNTERS: HashMap<ProcKey, Counters> = HashMap::with_max_entries(16384, 0);
 
-/// Each CPU's hot slots, in front of `PROC_COUNTERS` (see `zerocopy_trace_common::hot`): an
-/// array lookup is inlined into the program, a hash lookup hashes and walks a bucket. The
-/// loader sizes it to `1 << Config::hot_slot_bits`.
+/// The hot slots, in front of `PROC_COUNTERS` (see `zerocopy_trace_common::hot`): an array
+/// lookup is inlined into the program, a hash lookup hashes and walks a bucket. The loader
+/// sizes it to `1 << Config::hot_slot_bits`.
 #[map]
-pub static HOT_COUNTERS: PerCpuArray<HotCounters> =
-    PerCpuArray::with_max_entries(1 << MAX_HOT_SLOT_BITS, 0);
+pub static HOT_COUNTERS: Array<HotCounters> = Array::with_max_entries(1 << MAX_HOT_SLOT_BITS, 0);
 
 /// The call in flight per thread id, written at enter and consumed at exit.
 #[map]

@@ -1,43 +1,56 @@
 //! Process lifecycle: following children at fork, and at exit freeing per-thread state and
 //! delivering a process's final counts once, then freeing them, so a reused pid starts at zero.
+//!
+//! Each program comes twice: on the raw tracepoint (`*_raw`, used wherever BTF gives the
+//! task's layout) and on the classic one (the fallback). A classic tracepoint's program is
+//! skipped while any other BPF work runs on its CPU (the kernel's `bpf_prog_active`), which
+//! includes the agent's own map reads when the scheduler preempts them: a fork or an exit
+//! missed that way is a child not followed or a process's counts never delivered. A raw
+//! tracepoint's program is skipped only when it would run inside itself.
 
 use aya_ebpf::{
     bindings::BPF_NOEXIST,
     helpers::{
-        bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid,
-        bpf_ktime_get_ns, bpf_map_lookup_percpu_elem,
+        bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns,
     },
-    macros::tracepoint,
-    programs::TracePointContext,
+    macros::{raw_tracepoint, tracepoint},
+    programs::{RawTracePointContext, TracePointContext},
+    EbpfContext,
 };
 use aya_log_ebpf::warn;
 use core::ptr::read_volatile;
 
-use zerocopy_trace_common::{
-    drop_reason, hot, Counters, ExitRecord, HotCounters, ProcKey, ID_COUNT,
-};
+use zerocopy_trace_common::{drop_reason, hot, Counters, ExitRecord, ProcKey, ID_COUNT};
 
 use crate::{
     config,
     counters::dropped_batch,
-    hot_slot,
+    fd_kind, hot_slot,
     maps::{EXITS, HOT_COUNTERS, PARENTS, PENDING, PROC_COUNTERS, TRACED},
     syscall::is_traced,
 };
 
 #[tracepoint]
 pub fn process_fork(ctx: TracePointContext) -> u32 {
-    on_fork(&ctx);
+    // SAFETY: `child_pid` is a pid_t at the configured offset of sched_process_fork.
+    if let Ok(child) = unsafe { ctx.read_at::<i32>(config::fork_child_pid_offset()) } {
+        on_fork(&ctx, child as u32);
+    }
+    0
+}
+
+/// `sched_process_fork(struct task_struct *parent, struct task_struct *child)`.
+#[raw_tracepoint(tracepoint = "sched_process_fork")]
+pub fn process_fork_raw(ctx: RawTracePointContext) -> i32 {
+    let child: u64 = ctx.arg(1);
+    if let Some(pid) = fd_kind::read::<i32>(child + u64::from(config::task_pid())) {
+        on_fork(&ctx, pid as u32);
+    }
     0
 }
 
 #[inline(always)]
-fn on_fork(ctx: &TracePointContext) {
-    // SAFETY: `child_pid` is a pid_t at the configured offset of sched_process_fork.
-    let Ok(child) = (unsafe { ctx.read_at::<i32>(config::fork_child_pid_offset()) }) else {
-        return;
-    };
-    let child = child as u32;
+fn on_fork(ctx: &impl EbpfContext, child: u32) {
     // The tracepoint runs in the parent, so the current tgid is the parent process.
     let parent = (bpf_get_current_pid_tgid() >> 32) as u32;
     if !is_traced(parent) {
@@ -66,10 +79,16 @@ pub fn process_exec(ctx: TracePointContext) -> u32 {
     0
 }
 
+#[raw_tracepoint(tracepoint = "sched_process_exec")]
+pub fn process_exec_raw(ctx: RawTracePointContext) -> i32 {
+    on_exec(&ctx);
+    0
+}
+
 /// `--comm NAME`: a process that execs under a traced name joins the traced set, so servers
 /// started after attach are followed too. Runs after exec set the new name.
 #[inline(always)]
-fn on_exec(ctx: &TracePointContext) {
+fn on_exec(ctx: &impl EbpfContext) {
     if !config::filter_enabled() || config::comm(0).is_none() {
         return;
     }
@@ -91,20 +110,37 @@ fn on_exec(ctx: &TracePointContext) {
 
 #[tracepoint]
 pub fn process_exit(ctx: TracePointContext) -> u32 {
-    on_exit(&ctx);
+    let group_dead_offset = config::exit_group_dead_offset();
+    let group_dead = if group_dead_offset != 0 {
+        // SAFETY: `group_dead` is a bool at the configured offset of sched_process_exit.
+        Some(unsafe { ctx.read_at::<u8>(group_dead_offset) }.unwrap_or(0) != 0)
+    } else {
+        None
+    };
+    on_exit(group_dead);
     0
 }
 
-#[inline(always)]
-fn on_exit(ctx: &TracePointContext) {
-    // SAFETY: `pid` and `group_dead` are at the configured offsets of sched_process_exit.
-    let Ok(pid) = (unsafe { ctx.read_at::<i32>(config::exit_pid_offset()) }) else {
-        return;
+/// `sched_process_exit(struct task_struct *p)`, with `bool group_dead` after it from 6.16 on.
+#[raw_tracepoint(tracepoint = "sched_process_exit")]
+pub fn process_exit_raw(ctx: RawTracePointContext) -> i32 {
+    let group_dead = if config::exit_group_dead_offset() != 0 {
+        Some(ctx.arg::<u64>(1) & 0xff != 0)
+    } else {
+        None
     };
-    // SAFETY: as above.
-    let group_dead = unsafe { ctx.read_at::<u8>(config::exit_group_dead_offset()) }.unwrap_or(0);
-    let pid = pid as u32;
-    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    on_exit(group_dead);
+    0
+}
+
+/// The exit of the current thread; `group_dead` as the tracepoint says, `None` where it does
+/// not (before 6.16).
+#[inline(always)]
+fn on_exit(group_dead: Option<bool>) {
+    // The exiting task is the current one, as sched_process_exit's `pid` is.
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let pid = pid_tgid as u32;
+    let tgid = (pid_tgid >> 32) as u32;
 
     let _ = PENDING.remove(pid);
     if pid != tgid {
@@ -112,7 +148,7 @@ fn on_exit(ctx: &TracePointContext) {
         let _ = PARENTS.remove(pid);
         let _ = TRACED.remove(pid);
     }
-    if group_dead == 0 {
+    if !group_dead.unwrap_or_else(last_live_thread) {
         return;
     }
     if is_traced(tgid) {
@@ -122,14 +158,35 @@ fn on_exit(ctx: &TracePointContext) {
     let _ = TRACED.remove(tgid);
 }
 
-/// Moves the process's counters out of `PROC_COUNTERS` and the hot slots: each used id's
-/// per-CPU values and slots are summed into one `ExitRecord` on the ring buffer, then freed.
-/// What does not fit in the ring buffer is counted as dropped (`exit_lost`, in every report). No kernel log line here: the
-/// logging macro doubled this program's size and tripled its verification time, which every
-/// start pays.
+/// Whether the exiting thread is the last of its process, where the tracepoint does not say
+/// (before 6.16): from the thread group's live count, which the exiting thread decremented
+/// before the tracepoint, 0 when none is left. Two threads exiting together may both read 0;
+/// `deliver_final_counts` delivers each id once all the same.
+#[inline(always)]
+fn last_live_thread() -> bool {
+    let (task_signal, signal_live) = config::live_thread_offsets();
+    if task_signal == 0 {
+        // No way to tell: only the leader's exit ends the process (the loader refuses this
+        // case, so it is never taken).
+        return false;
+    }
+    // SAFETY: the helper has no preconditions.
+    let task = unsafe { aya_ebpf::helpers::bpf_get_current_task() };
+    let Some(signal) = fd_kind::read::<u64>(task + task_signal as u64) else {
+        return false;
+    };
+    fd_kind::read::<i32>(signal + signal_live as u64) == Some(0)
+}
+
+/// Moves the process's counters out of `PROC_COUNTERS` and its hot slots: each used id's entry
+/// and slot are added into one `ExitRecord` on the ring buffer, then freed. The work is the
+/// same on any number of CPUs. Deleting the entry decides who delivers it: of two exiting
+/// threads that both saw the group dead, the one whose delete fails discards its record. What
+/// does not fit in the ring buffer is counted as dropped (`exit_lost`, in every report). No
+/// kernel log line here: the logging macro doubled this program's size and tripled its
+/// verification time, which every start pays.
 #[inline(always)]
 fn deliver_final_counts(tgid: u32) {
-    let nr_cpus = config::nr_cpus();
     // SAFETY: reading a map value of our own; a missing parent is 0.
     let ppid = unsafe { PARENTS.get(tgid) }.copied().unwrap_or(0);
     let comm = bpf_get_current_comm().unwrap_or([0; 16]);
@@ -139,15 +196,14 @@ fn deliver_final_counts(tgid: u32) {
     let cgroup_id = unsafe { bpf_get_current_cgroup_id() };
     for id in 0..ID_COUNT as u32 {
         let key = ProcKey { tgid, syscall: id };
-        // Per-CPU entries exist on every CPU or on none: absent on CPU 0 means unused.
-        if percpu_counters(&key, 0).is_null() {
+        let Some(shared) = PROC_COUNTERS.get_ptr(key) else {
             continue;
-        }
+        };
         match EXITS.reserve::<ExitRecord>(0) {
             Some(mut entry) => {
                 let record = entry.as_mut_ptr();
                 // SAFETY: `record` points to ring buffer memory reserved for one ExitRecord;
-                // every field is written before submit (the counters by `sum_counters`).
+                // every field is written before submit (the counters by the copy).
                 unsafe {
                     (*record).tgid = tgid;
                     (*record).ppid = ppid;
@@ -156,115 +212,63 @@ fn deliver_final_counts(tgid: u32) {
                     (*record).exit_ns = exit_ns;
                     (*record).cgroup_id = cgroup_id;
                     (*record).comm = comm;
-                    sum_counters(&key, nr_cpus, &raw mut (*record).counters);
-                    take_hot_slots(&key, nr_cpus, |hot| (*record).counters.add(hot));
+                    copy_counters(shared, &raw mut (*record).counters);
                 }
+                if PROC_COUNTERS.remove(key).is_err() {
+                    entry.discard(0);
+                    continue;
+                }
+                // SAFETY: as above.
+                take_hot_slot(&key, |hot| unsafe { (*record).counters.add(hot) });
                 entry.submit(0);
             }
             None => {
-                let (mut calls, mut bytes) = sum_calls_and_bytes(&key, nr_cpus);
-                take_hot_slots(&key, nr_cpus, |hot| {
+                // SAFETY: `shared` points to a live entry's value.
+                let (mut calls, mut bytes) = unsafe { ((*shared).calls, (*shared).bytes) };
+                if PROC_COUNTERS.remove(key).is_err() {
+                    continue;
+                }
+                take_hot_slot(&key, |hot| {
                     calls = calls.wrapping_add(hot.calls);
                     bytes = bytes.wrapping_add(hot.bytes);
                 });
                 dropped_batch(drop_reason::EXIT_LOST, calls, bytes);
             }
         }
-        let _ = PROC_COUNTERS.remove(key);
     }
 }
 
-/// Shows `take` the counters of every CPU's hot slot `key` owns, then frees the slot (no
+/// Shows `take` the counters of the hot slot `key` owns, if it owns one, then frees it (no
 /// thread of the process is left to count in it).
 #[inline(always)]
-fn take_hot_slots(key: &ProcKey, nr_cpus: u32, mut take: impl FnMut(&Counters)) {
-    let owner = hot::owner(key);
+fn take_hot_slot(key: &ProcKey, take: impl FnOnce(&Counters)) {
     let index = hot::index(key, config::hot_slot_bits());
-    let mut cpu = 0u32;
-    while cpu < nr_cpus {
-        let slot: *mut HotCounters = percpu_value(&raw const HOT_COUNTERS, &index, cpu);
-        if slot.is_null() {
-            break;
-        }
-        // SAFETY: non-null: a live element of a per-CPU array, 8-byte aligned; its owner, if
-        // `key`, has no thread left.
-        unsafe {
-            if read_volatile(&raw const (*slot).owner) == owner {
-                take(&(*slot).counters);
-                hot_slot::free(slot);
-            }
-        }
-        cpu += 1;
-    }
-}
-
-/// This CPU slot's counters of `key` in `PROC_COUNTERS`, or null.
-#[inline(always)]
-fn percpu_counters(key: &ProcKey, cpu: u32) -> *const Counters {
-    percpu_value(&raw const PROC_COUNTERS, key, cpu)
-}
-
-/// CPU `cpu`'s value of `key` in per-CPU map `map`, or null. `K` and `V` must be the map's
-/// key and value types.
-#[inline(always)]
-fn percpu_value<M, K, V>(map: *const M, key: &K, cpu: u32) -> *mut V {
-    // SAFETY: the helper takes the map and a pointer to a key of its key type; it returns null
-    // or a pointer to that CPU's value.
+    let Some(slot) = HOT_COUNTERS.get_ptr_mut(index) else {
+        return;
+    };
+    // SAFETY: a live element of the hot-slot array, 8-byte aligned; its owner, if `key`, has
+    // no thread left.
     unsafe {
-        bpf_map_lookup_percpu_elem(
-            map as *mut core::ffi::c_void,
-            key as *const K as *const core::ffi::c_void,
-            cpu,
-        )
+        if read_volatile(&raw const (*slot).owner) == hot::owner(key) {
+            take(&(*slot).counters);
+            hot_slot::free(slot);
+        }
     }
-    .cast()
 }
 
-/// Every CPU's counters of `key`, added up into `out`. CPU 0's are copied in with one helper
-/// call (the entry exists on every CPU): zeroing 224 bytes first would cost the verifier a
-/// byte loop per id.
+/// Copies the counters at `from` (a map value) to `out` with one helper call: zeroing 224
+/// bytes first, or a member-wise copy, would cost the verifier far more.
 ///
 /// # Safety
 /// `out` points to writable memory for one `Counters`.
 #[inline(always)]
-unsafe fn sum_counters(key: &ProcKey, nr_cpus: u32, out: *mut Counters) {
-    let first = percpu_counters(key, 0);
-    // SAFETY: `first` is null or a live value; a failed read leaves zeroes (the helper clears
-    // the destination on error).
+unsafe fn copy_counters(from: *const Counters, out: *mut Counters) {
+    // SAFETY: `from` is a live value; a failed read leaves zeroes (the helper clears the
+    // destination on error).
     unsafe {
         let _ = aya_ebpf::helpers::bpf_probe_read_kernel_buf(
-            first as *const u8,
+            from as *const u8,
             core::slice::from_raw_parts_mut(out as *mut u8, core::mem::size_of::<Counters>()),
         );
     }
-    let mut cpu = 1u32;
-    while cpu < nr_cpus {
-        let value = percpu_counters(key, cpu);
-        if value.is_null() {
-            break;
-        }
-        // SAFETY: non-null: a valid Counters of a live entry; `out` as the caller guarantees.
-        unsafe { (*out).add(&*value) };
-        cpu += 1;
-    }
-}
-
-/// Calls and bytes of `key` over every CPU: what a lost exit record is counted as.
-#[inline(always)]
-fn sum_calls_and_bytes(key: &ProcKey, nr_cpus: u32) -> (u64, u64) {
-    let (mut calls, mut bytes) = (0u64, 0u64);
-    let mut cpu = 0u32;
-    while cpu < nr_cpus {
-        let value = percpu_counters(key, cpu);
-        if value.is_null() {
-            break;
-        }
-        // SAFETY: non-null: a valid Counters of a live entry.
-        unsafe {
-            calls = calls.wrapping_add((*value).calls);
-            bytes = bytes.wrapping_add((*value).bytes);
-        }
-        cpu += 1;
-    }
-    (calls, bytes)
 }

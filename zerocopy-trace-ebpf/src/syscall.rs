@@ -271,6 +271,18 @@ pub fn raw_syscall_exit(ctx: RawTracePointContext) -> i32 {
 /// walks, from `current`, without a helper call while the CPU runs the thread it last saw.
 #[btf_tracepoint(function = "sys_exit")]
 pub fn btf_syscall_exit(ctx: BtfTracePointContext) -> i32 {
+    typed_exit::<false>(&ctx)
+}
+
+/// The typed hook for kernels whose verifier refuses the direct load of an fd array slot
+/// (6.12): the same, with that one read by a helper call (see `fd_kind::of_fd_typed`).
+#[btf_tracepoint(function = "sys_exit")]
+pub fn btf_syscall_exit_slot_read(ctx: BtfTracePointContext) -> i32 {
+    typed_exit::<true>(&ctx)
+}
+
+#[inline(always)]
+fn typed_exit<const SLOT_BY_HELPER: bool>(ctx: &BtfTracePointContext) -> i32 {
     let regs: *const u8 = ctx.arg(0);
     // SAFETY: the first argument of sys_exit is the BTF-typed pt_regs of the exiting syscall;
     // `nr_register` is an 8-byte member of it.
@@ -286,7 +298,7 @@ pub fn btf_syscall_exit(ctx: BtfTracePointContext) -> i32 {
     }
     count_from_registers(tgid, id, ctx.arg(1), &TypedRegisters(regs), &|fd| {
         // SAFETY: as above.
-        unsafe { fd_kind::of_fd_typed(task, fd) }
+        unsafe { fd_kind::of_fd_typed::<SLOT_BY_HELPER>(task, fd) }
     });
     0
 }

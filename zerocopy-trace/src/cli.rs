@@ -123,8 +123,9 @@ impl OutputArgs {
 /// How the kernel side is set up.
 #[derive(Debug, Args)]
 pub struct TraceArgs {
-    /// Most processes counted at once; past it, counts are reported as dropped. Default: 8192,
-    /// fewer on machines with many CPUs (the kernel keeps its counters per process and CPU).
+    /// Most processes counted at once; past it, counts are reported as dropped. Default: 16384,
+    /// on any number of CPUs (about 37 MiB of kernel memory); sizes that would take more than
+    /// half of the available memory are refused.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub max_processes: Option<u32>,
     /// Where the programs hook in: `btf` (one program on the BTF-typed sys_exit tracepoint, for

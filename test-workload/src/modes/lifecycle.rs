@@ -51,9 +51,10 @@ pub fn churn(params: &Params) -> Result<Vec<ProcessReport>> {
     children.wait()
 }
 
-/// `--processes` holders, all alive at once: each makes one `write` of `--chunk` bytes to
-/// /dev/null, then waits until the parent has forked them all, then sleeps `--hold-ms` and
-/// exits. So for `--hold-ms` at least, every holder is alive (and has written).
+/// `--processes` holders, all alive at once: each makes `--repeat` `write`s of `--chunk` bytes
+/// to /dev/null, then waits until the parent has forked them all, then sleeps `--hold-ms` and
+/// exits. So for `--hold-ms` at least, every holder is alive (and has written). With
+/// `--ready FILE`, the parent creates FILE once every holder has written.
 pub fn hold(params: &Params) -> Result<Vec<ProcessReport>> {
     let null = dev_null()?;
     let fd = null.as_raw_fd();
@@ -61,17 +62,25 @@ pub fn hold(params: &Params) -> Result<Vec<ProcessReport>> {
     let data = &data[..];
     let all_forked = Gate::new()?;
     let gate = &all_forked;
+    let rounds = params.sizes.rounds;
     let slots = SharedSlots::new(params.processes)?;
     let mut children = Children::new(Mode::Hold.name(), &slots, params.hold);
     for _ in 0..params.processes {
         children.spawn("holder", &[fd], move |rec| {
-            write_whole(rec, fd, data)?;
+            for _ in 0..rounds {
+                write_whole(rec, fd, data)?;
+            }
+            gate.arrive();
             // Abandon: the parent died before forking every holder; exit anyway.
             let _ = gate.wait();
             Ok(())
         })?;
     }
     all_forked.open(Signal::Go);
+    if let Some(ready) = &params.ready {
+        all_forked.wait_arrivals(params.processes as u32);
+        std::fs::write(ready, b"").with_context(|| format!("creating {}", ready.display()))?;
+    }
     children.wait()
 }
 

@@ -152,6 +152,8 @@ pub struct Params {
     pub dir: WorkDir,
     /// Children of churn and hold.
     pub processes: usize,
+    /// hold: created once every holder has written.
+    pub ready: Option<std::path::PathBuf>,
     /// Most churn children alive at once.
     pub parallel: usize,
     /// Threads of the threads mode's child.

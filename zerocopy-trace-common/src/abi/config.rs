@@ -201,7 +201,9 @@ pub struct Config {
     pub nr_offset: u16,
     /// Offset of `ret` in the `sys_exit_*` tracepoints.
     pub ret_offset: u16,
-    /// Offsets of `pid` and `group_dead` in `sched_process_exit`.
+    /// Offsets of `pid` and `group_dead` in `sched_process_exit`; `group_dead` 0 where the
+    /// kernel's tracepoint has no such field (before 6.16): the process's end is then told
+    /// by its live-thread count (`task_signal`, `signal_live`).
     pub exit_pid_offset: u16,
     pub exit_group_dead_offset: u16,
     /// Offset of `child_pid` in `sched_process_fork`.
@@ -230,7 +232,7 @@ pub struct Config {
     pub o_direct: u32,
     /// For the typed hook: what `typed_cast` makes of a `struct file *` and a `struct socket *`.
     pub typed_casts: TypedCasts,
-    /// The hot slots per CPU are `1 << hot_slot_bits` (see `hot`).
+    /// The hot slots are `1 << hot_slot_bits` (see `hot`).
     pub hot_slot_bits: u32,
     /// For the typed hook: offsets of `task_struct.tgid`, which it loads from the running task
     /// rather than calling a helper for it, and of `task_struct.stack`, by which it knows the
@@ -238,6 +240,14 @@ pub struct Config {
     /// rest of a short call's work where returns are mitigated).
     pub typed_task_tgid: u32,
     pub typed_task_stack: u32,
+    /// Offsets of `task_struct.signal` and `signal_struct.live` (an `atomic_t`): where the
+    /// exit tracepoint has no `group_dead`, the exiting thread is the group's last when the
+    /// live count it already decremented is 0 (0 and 0: unknown).
+    pub task_signal: u32,
+    pub signal_live: u32,
+    /// Offset of `task_struct.pid`: the raw fork program reads the child's pid from its task.
+    pub task_pid: u32,
+    pub _reserved_end: u32,
 }
 
 /// The BTF type ids the typed hook casts untyped kernel pointers to (with the kernel's
@@ -333,6 +343,10 @@ impl Config {
             hot_slot_bits: MAX_HOT_SLOT_BITS,
             typed_task_tgid: 0,
             typed_task_stack: 0,
+            task_signal: 0,
+            signal_live: 0,
+            task_pid: 0,
+            _reserved_end: 0,
         }
     }
 }
@@ -354,7 +368,7 @@ const _: () = assert!(
             + COMM_LEN * MAX_COMMS
             + 24
             + core::mem::size_of::<IoUringConfig>()
-            + 32
+            + 48
 );
 
 // SAFETY: #[repr(C)], only integers and integer arrays, no padding (the size checks above), so

@@ -16,7 +16,11 @@ pub mod drop_reason {
     /// Children of traced processes that could not be followed (the traced-process map was
     /// full): `calls` counts such children; their syscalls are not seen at all.
     pub const UNFOLLOWED_CHILDREN: u32 = 5;
-    pub const COUNT: u32 = 6;
+    /// Runs of our programs the kernel skipped because another BPF program was running on the
+    /// same CPU (its `recursion_misses`): each a syscall, completion, fork or exit not seen.
+    /// Counted by the agent from the programs' info, not in the kernel; calls only.
+    pub const MISSED_RUNS: u32 = 6;
+    pub const COUNT: u32 = 7;
     /// Names as shown in reports and JSON, by index.
     pub const NAMES: [&str; COUNT as usize] = [
         "missing_enter",
@@ -25,6 +29,7 @@ pub mod drop_reason {
         "exit_lost",
         "mmsg_unreadable",
         "unfollowed_children",
+        "missed_runs",
     ];
 }
 

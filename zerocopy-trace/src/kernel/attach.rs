@@ -1,20 +1,21 @@
 //! The one place that touches the kernel to start and stop tracing: load the object with its
 //! configuration, attach the programs, hand out the maps, and detach.
 
-use std::borrow::Cow;
+use std::{borrow::Cow, os::fd::AsFd};
 
 use anyhow::{Context, Result};
 use aya::{
     programs::{trace_point::TracePointLinkId, BtfTracePoint, RawTracePoint, TracePoint},
     Ebpf, EbpfLoader,
 };
-use zerocopy_trace_common::{names, Counters, RDONLY_CAST_PLACEHOLDER};
+use zerocopy_trace_common::{names, Counters, PendingCall, ProcKey, RDONLY_CAST_PLACEHOLDER};
 
 use super::{
     btf::{offsets, stub},
-    kfunc_calls,
+    kfunc_calls, load_error,
     maps::Maps,
     plan::{Hook, Plan},
+    program_stats,
 };
 
 /// The eBPF object built by `cargo xtask build`, embedded at compile time.
@@ -68,19 +69,48 @@ impl Limits {
     }
 }
 
-/// What the kernel's hash keeps beside each entry's key and values: its list node, hash and
-/// the pointer to the per-CPU values, rounded up.
-const HASH_ENTRY_OVERHEAD: u64 = 64;
-/// Bytes of kernel memory a counter entry takes per CPU (value, key and hash bookkeeping).
-const COUNTER_ENTRY_BYTES: u64 = size_of::<Counters>() as u64 + HASH_ENTRY_OVERHEAD;
-/// Kernel memory the default `--max-processes` stays within.
-const DEFAULT_COUNTER_BUDGET: u64 = 32 << 20;
+/// The default `--max-processes`, on any number of CPUs: the counters are shared by all CPUs
+/// (counted into atomically), so their memory does not grow with the CPU count: about 37 MiB
+/// of kernel memory for every map (`Limits::kernel_bytes`).
+pub const DEFAULT_MAX_PROCESSES: u32 = 16384;
 
-/// The default `--max-processes`: 8192, or fewer on machines with many CPUs, where each
-/// counter entry is repeated per CPU, so the counters stay within 32 MiB of kernel memory.
-pub fn default_max_processes(cpus: u32) -> u32 {
-    let per_process = 4 * COUNTER_ENTRY_BYTES * u64::from(cpus.max(1));
-    (DEFAULT_COUNTER_BUDGET / per_process).clamp(256, 8192) as u32
+/// What the kernel's hash keeps beside each entry's key and value (its list node and hash),
+/// rounded up.
+const HASH_ENTRY_OVERHEAD: u64 = 48;
+/// The maps whose size does not follow `--max-processes`: the exit ring buffer (4 MiB), the
+/// parents (65 536 entries), the io_uring requests in flight, the hot slots and the rest.
+const FIXED_MAP_BYTES: u64 = 12 << 20;
+
+impl Limits {
+    /// About how much kernel memory maps of these sizes take, all preallocated at load.
+    pub fn kernel_bytes(&self) -> u64 {
+        let entry = |key: usize, value: usize| (key + value) as u64 + HASH_ENTRY_OVERHEAD;
+        u64::from(self.counter_entries) * entry(size_of::<ProcKey>(), size_of::<Counters>())
+            + u64::from(self.pending_entries) * entry(4, size_of::<PendingCall>())
+            + u64::from(self.traced_entries) * entry(4, 4)
+            + FIXED_MAP_BYTES
+    }
+
+    /// Refuses sizes whose maps would take more than half of the memory the kernel says is
+    /// available (`available`, bytes): a mistyped `--max-processes` must not push the machine
+    /// into reclaim or the OOM killer for the workload it is meant to watch.
+    pub fn check_kernel_memory(&self, processes: u32, available: Option<u64>) -> Result<()> {
+        let Some(available) = available else {
+            return Ok(());
+        };
+        let needed = self.kernel_bytes();
+        anyhow::ensure!(
+            needed <= available / 2,
+            "--max-processes {processes} needs about {} MiB of kernel memory for its maps, more \
+             than half of the {} MiB available: choose a smaller one (the default, {}, takes \
+             about {} MiB)",
+            needed >> 20,
+            available >> 20,
+            DEFAULT_MAX_PROCESSES,
+            Limits::for_processes(DEFAULT_MAX_PROCESSES).kernel_bytes() >> 20,
+        );
+        Ok(())
+    }
 }
 
 /// Attached programs. Dropping it (or `detach`) removes every program and link it created;
@@ -97,8 +127,9 @@ pub struct Tracer {
     pub hook: Hook,
 }
 
+/// `e` from loading or attaching `what`, in one line (`load_error`).
 fn load_error(e: impl std::error::Error + Send + Sync + 'static, what: &str) -> anyhow::Error {
-    anyhow::Error::new(e).context(format!("{what} (needs root, or CAP_BPF and CAP_PERFMON)"))
+    load_error::describe(anyhow::Error::new(e), what)
 }
 
 /// Loads the object configured by `plan`, attaches every covered tracepoint, and returns the
@@ -126,26 +157,42 @@ pub fn attach(plan: &Plan, limits: Limits) -> Result<(Tracer, Maps)> {
 
     let mut program_ids = Vec::new();
     let mut links = Vec::new();
-    let sched = |name: &str| vec![("sched", name.to_string())];
     // Process hooks first: exits and forks are then seen for every counted syscall.
-    for (program, tracepoint) in [
-        (names::PROG_PROCESS_EXIT, "sched_process_exit"),
-        (names::PROG_PROCESS_FORK, "sched_process_fork"),
-        (names::PROG_PROCESS_EXEC, "sched_process_exec"),
-    ] {
-        attach_tracepoints(
-            &mut ebpf,
-            program,
-            &sched(tracepoint),
-            &mut program_ids,
-            &mut links,
-        )?;
+    let lifecycle = [
+        (
+            names::PROG_PROCESS_EXIT,
+            names::PROG_PROCESS_EXIT_RAW,
+            "sched_process_exit",
+        ),
+        (
+            names::PROG_PROCESS_FORK,
+            names::PROG_PROCESS_FORK_RAW,
+            "sched_process_fork",
+        ),
+        (
+            names::PROG_PROCESS_EXEC,
+            names::PROG_PROCESS_EXEC_RAW,
+            "sched_process_exec",
+        ),
+    ];
+    for (classic, raw, tracepoint) in lifecycle {
+        if plan.raw_lifecycle {
+            attach_raw(&mut ebpf, raw, tracepoint, &mut program_ids)?;
+        } else {
+            attach_tracepoints(
+                &mut ebpf,
+                classic,
+                &[("sched", tracepoint.to_string())],
+                &mut program_ids,
+                &mut links,
+            )?;
+        }
     }
     // Completions before submissions: every request seen submitted is seen completing.
     if plan.io_uring {
         for (program, tracepoint) in [
             (names::PROG_IO_URING_COMPLETE, "io_uring_complete"),
-            (names::PROG_IO_URING_SUBMIT, "io_uring_submit_req"),
+            (names::PROG_IO_URING_SUBMIT, plan.io_uring_submit),
         ] {
             attach_tracepoints(
                 &mut ebpf,
@@ -170,7 +217,11 @@ pub fn attach(plan: &Plan, limits: Limits) -> Result<(Tracer, Maps)> {
         Hook::Typed | Hook::Raw => attach_exit_only(
             &mut ebpf,
             plan,
-            [names::PROG_TYPED_SYSCALL_EXIT, names::PROG_RAW_SYSCALL_EXIT],
+            &[
+                names::PROG_TYPED_SYSCALL_EXIT,
+                names::PROG_TYPED_SYSCALL_EXIT_SLOT_READ,
+            ],
+            names::PROG_RAW_SYSCALL_EXIT,
             &mut program_ids,
         )?,
     };
@@ -251,7 +302,8 @@ pub fn attach_empty_programs(plan: &Plan) -> Result<Tracer> {
         Hook::Typed | Hook::Raw => attach_exit_only(
             &mut ebpf,
             plan,
-            [names::PROG_EMPTY_TYPED, names::PROG_EMPTY_RAW],
+            &[names::PROG_EMPTY_TYPED],
+            names::PROG_EMPTY_RAW,
             &mut program_ids,
         )?,
     };
@@ -271,20 +323,38 @@ pub fn attach_empty_programs(plan: &Plan) -> Result<Tracer> {
     })
 }
 
-/// Attaches an exit-only program to `sys_exit`: `programs[0]` on the typed (tp_btf) hook when
-/// the plan asks for it, else, or when this kernel refuses it, `programs[1]` on the raw
-/// tracepoint. Returns the hook in use.
+/// Attaches an exit-only program to `sys_exit`: the first of the `typed` variants this kernel
+/// accepts on the typed (tp_btf) hook when the plan asks for it, else, or when it refuses them
+/// all, `raw` on the raw tracepoint. Returns the hook in use. A variant refused is one line
+/// (the verifier's verdict); the next is tried.
 fn attach_exit_only(
     ebpf: &mut Ebpf,
     plan: &Plan,
-    [typed, raw]: [&str; 2],
+    typed: &[&str],
+    raw: &str,
     ids: &mut Vec<u32>,
 ) -> Result<Hook> {
     if let Some(typed_hook) = plan.typed {
-        match attach_typed(ebpf, typed, typed_hook.sys_exit_typedef, ids) {
-            Ok(()) => return Ok(Hook::Typed),
-            Err(e) => log::warn!("the btf hook is unavailable here ({e:#}): using --hook raw"),
+        let mut refusals = Vec::new();
+        for (i, variant) in typed.iter().enumerate() {
+            match attach_typed(ebpf, variant, typed_hook.sys_exit_typedef, ids) {
+                Ok(()) => {
+                    if i > 0 {
+                        log::info!(
+                            "the btf hook runs as {variant} here ({} refused: {})",
+                            typed[i - 1],
+                            refusals.join("; ")
+                        );
+                    }
+                    return Ok(Hook::Typed);
+                }
+                Err(e) => refusals.push(format!("{e:#}")),
+            }
         }
+        log::warn!(
+            "the btf hook is unavailable here ({}): using --hook raw",
+            refusals.last().map(String::as_str).unwrap_or("no variant")
+        );
     }
     attach_raw(ebpf, raw, names::TRACEPOINT_SYS_EXIT, ids)?;
     Ok(Hook::Raw)
@@ -335,6 +405,17 @@ impl Tracer {
     /// Removing a tracepoint attachment waits for an RCU grace period in the kernel (tens of
     /// milliseconds); one after the other, 44 of them take seconds. Dropped on threads of their
     /// own, the waits overlap.
+    /// Runs of our programs the kernel skipped so far (`program_stats`), 0 once detached.
+    pub fn missed_runs(&self) -> u64 {
+        let Some(ebpf) = &self.ebpf else {
+            return 0;
+        };
+        ebpf.programs()
+            .filter_map(|(_, program)| program.fd().ok())
+            .filter_map(|fd| program_stats::recursion_misses(&fd.as_fd()).ok())
+            .sum()
+    }
+
     pub fn detach(&mut self) {
         if let Some(logger) = self.logger.as_mut() {
             logger.flush();
@@ -380,12 +461,40 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_default_process_limit_follows_the_cpus() {
-        assert_eq!(default_max_processes(2), 8192);
-        assert_eq!(default_max_processes(16), 1820);
-        assert_eq!(default_max_processes(64), 455);
-        assert_eq!(default_max_processes(4096), 256);
-        assert_eq!(default_max_processes(0), 8192);
+    fn kernel_memory_is_estimated_and_bounded() {
+        let default = Limits::for_processes(DEFAULT_MAX_PROCESSES);
+        // 65 536 counters of 280 bytes, 65 536 pending calls and traced processes, the rest.
+        assert_eq!(
+            default.kernel_bytes(),
+            65536 * 280 + 65536 * 76 + 65536 * 56 + (12 << 20)
+        );
+        assert!(default.kernel_bytes() < 64 << 20);
+        let gib = 1u64 << 30;
+        default
+            .check_kernel_memory(DEFAULT_MAX_PROCESSES, Some(gib))
+            .unwrap();
+        // Unknown available memory: nothing to check against.
+        Limits::for_processes(u32::MAX)
+            .check_kernel_memory(u32::MAX, None)
+            .unwrap();
+        // A million processes need about 1.5 GiB: refused with 2 GiB available, in one line
+        // that names the option and what it would take.
+        let million = Limits::for_processes(1_000_000);
+        let error = million
+            .check_kernel_memory(1_000_000, Some(2 * gib))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.starts_with("--max-processes 1000000 needs about 1583 MiB of kernel memory"),
+            "{error}"
+        );
+        assert!(
+            error.contains("the default, 16384, takes about 37 MiB"),
+            "{error}"
+        );
+        million
+            .check_kernel_memory(1_000_000, Some(4 * gib))
+            .unwrap();
     }
 
     #[test]

@@ -92,6 +92,20 @@ pub fn per_cpu_entries<K: Pod, V: Pod>(
     }
 }
 
+/// Every entry of plain (not per-CPU) map `map`, as `per_cpu_entries` reads them. A plain
+/// map's values come back to back at their own size, a per-CPU map's padded to 8 each: the
+/// same layout for one CPU where the size is a multiple of 8, which it is for every value
+/// read here (checked at compile time).
+pub fn entries<K: Pod, V: Pod>(map: &MapData) -> io::Result<Option<Vec<(K, V)>>> {
+    const { assert!(size_of::<V>().is_multiple_of(8)) };
+    Ok(per_cpu_entries::<K, V>(map, 1)?.map(|entries| {
+        entries
+            .into_iter()
+            .filter_map(|(key, mut values)| values.pop().map(|value| (key, value)))
+            .collect()
+    }))
+}
+
 /// Bytes of one CPU's value in a per-CPU map's user-space layout: padded to 8.
 fn per_cpu_stride<V>() -> usize {
     size_of::<V>().next_multiple_of(8)

@@ -1,26 +1,26 @@
-//! The maps the agent reads, and how it reads them: the live counters (the shared per-CPU hash
-//! and the hot slots in front of it, summed over CPUs), the drop counters, and what is left in
+//! The maps the agent reads, and how it reads them: the live counters (the shared hash and the
+//! hot slots in front of it), the drop counters (per CPU, summed here), and what is left in
 //! each map. Batched where the kernel has batch lookups (`map_batch`), entry by entry where not.
 
 use std::collections::{BTreeMap, HashSet};
 
 use anyhow::{anyhow, Context, Result};
 use aya::{
-    maps::{HashMap, IterableMap, MapData, PerCpuArray, PerCpuHashMap, RingBuf},
+    maps::{Array, HashMap, IterableMap, MapData, PerCpuArray, RingBuf},
     Ebpf,
 };
 use zerocopy_trace_common::{
     drop_reason, hot, names, Counters, DropCounters, HotCounters, InflightOp, PendingCall, ProcKey,
 };
 
-use super::map_batch::{self, PerCpuEntries};
+use super::map_batch;
 use crate::snapshot::{Dropped, Occupancy};
 
 /// The maps the agent reads, owned apart from the programs so they stay readable after detach.
 pub struct Maps {
-    pub counters: PerCpuHashMap<MapData, ProcKey, Counters>,
-    /// Each CPU's hot slots, in front of `counters` (see `zerocopy_trace_common::hot`).
-    pub hot: PerCpuArray<MapData, HotCounters>,
+    pub counters: HashMap<MapData, ProcKey, Counters>,
+    /// The hot slots, in front of `counters` (see `zerocopy_trace_common::hot`).
+    pub hot: Array<MapData, HotCounters>,
     pub traced: HashMap<MapData, u32, u32>,
     /// Final counts of exited processes; read as soon as they arrive.
     pub exits: RingBuf<MapData>,
@@ -39,8 +39,8 @@ impl Maps {
                 .ok_or_else(|| anyhow!("map {name} missing from the eBPF object"))
         };
         Ok(Maps {
-            counters: PerCpuHashMap::try_from(take(names::MAP_PROC_COUNTERS)?)?,
-            hot: PerCpuArray::try_from(take(names::MAP_HOT_COUNTERS)?)?,
+            counters: HashMap::try_from(take(names::MAP_PROC_COUNTERS)?)?,
+            hot: Array::try_from(take(names::MAP_HOT_COUNTERS)?)?,
             traced: HashMap::try_from(take(names::MAP_TRACED)?)?,
             exits: RingBuf::try_from(take(names::MAP_EXITS)?)?,
             dropped: PerCpuArray::try_from(take(names::MAP_DROPPED)?)?,
@@ -64,16 +64,16 @@ impl Maps {
     }
 
     /// The live counters of every (process, id) that has any: its entry in the shared map and
-    /// the hot slots it owns, summed over CPUs. The shared map is read first: a slot claimed
-    /// meanwhile is in the second read, and neither ever loses counts it had.
+    /// the hot slot it owns. The shared map is read first: a slot claimed meanwhile is in the
+    /// second read, and neither ever loses counts it had.
     pub fn live_counters(&self) -> Vec<(ProcKey, Counters)> {
         let shared = self.shared_counters();
         with_hot_slots(shared, self.claimed_hot_slots())
     }
 
     /// The processes with an entry in the shared map. In batches where it can: the values come
-    /// along (a few hundred bytes per CPU and entry), but one syscall per few hundred entries
-    /// costs far less than two per entry.
+    /// along (a few hundred bytes an entry), but one syscall per few hundred entries costs far
+    /// less than two per entry.
     pub fn live_processes(&self) -> HashSet<u32> {
         match self.shared_batched() {
             Some(entries) => entries.iter().map(|(key, _)| key.tgid).collect(),
@@ -97,49 +97,37 @@ impl Maps {
         Ok(out)
     }
 
-    /// Every CPU's claimed hot slots: in one batch where the kernel has batch lookups, else
-    /// slot by slot.
+    /// The claimed hot slots: in one batch where the kernel has batch lookups, else slot by
+    /// slot.
     pub fn claimed_hot_slots(&self) -> Vec<HotCounters> {
         let slots: Vec<HotCounters> =
             match read_batched::<u32, HotCounters>(self.hot.map(), "hot slots") {
-                Some(entries) => entries
-                    .into_iter()
-                    .flat_map(|(_, per_cpu)| per_cpu)
-                    .collect(),
+                Some(entries) => entries.into_iter().map(|(_, slot)| slot).collect(),
                 None => (0..self.hot.len())
                     .filter_map(|i| self.hot.get(&i, 0).ok())
-                    .flat_map(|per_cpu| per_cpu.iter().copied().collect::<Vec<_>>())
                     .collect(),
             };
         slots.into_iter().filter(|slot| slot.owner != 0).collect()
     }
 
-    /// The shared map's entries, summed over CPUs.
+    /// The shared map's entries.
     fn shared_counters(&self) -> Vec<(ProcKey, Counters)> {
         if let Some(entries) = self.shared_batched() {
-            return entries
-                .into_iter()
-                .map(|(key, per_cpu)| (key, sum_over_cpus(per_cpu.iter())))
-                .collect();
+            return entries;
         }
-        let mut entries = Vec::new();
-        for item in self.counters.iter() {
-            // An entry deleted while iterating is expected (its process just exited).
-            let Ok((key, per_cpu)) = item else { continue };
-            entries.push((key, sum_over_cpus(per_cpu.iter())));
-        }
-        entries
+        // An entry deleted while iterating is expected (its process just exited).
+        self.counters.iter().flatten().collect()
     }
 
-    /// The shared map's entries, each CPU's counters apart, in a few syscalls where the kernel
-    /// has batch lookups; `None` where it has not.
-    fn shared_batched(&self) -> Option<PerCpuEntries<ProcKey, Counters>> {
+    /// The shared map's entries in a few syscalls where the kernel has batch lookups; `None`
+    /// where it has not.
+    fn shared_batched(&self) -> Option<Vec<(ProcKey, Counters)>> {
         read_batched(self.counters.map(), "live counters")
     }
 }
 
 /// `entries` (from the shared map; a repeated key replaces) with the counts of the hot slots
-/// added to their owners' (a key may own a slot on each CPU). Each key once.
+/// added to their owners'. Each key once.
 pub fn with_hot_slots(
     entries: impl IntoIterator<Item = (ProcKey, Counters)>,
     slots: impl IntoIterator<Item = HotCounters>,
@@ -162,34 +150,21 @@ pub fn with_hot_slots(
         .collect()
 }
 
-/// Every entry of per-CPU map `map` (`what`, for the log), each CPU's value apart, in a few
-/// syscalls (`map_batch`). `None` where the kernel has no batch lookups, the read failed, or a
-/// test hook forces the one-by-one reads: the caller then reads entry by entry.
-fn read_batched<K: aya::Pod, V: aya::Pod>(
-    map: &MapData,
-    what: &str,
-) -> Option<PerCpuEntries<K, V>> {
+/// Every entry of map `map` (`what`, for the log) in a few syscalls (`map_batch`). `None`
+/// where the kernel has no batch lookups, the read failed, or a test hook forces the
+/// one-by-one reads: the caller then reads entry by entry.
+fn read_batched<K: aya::Pod, V: aya::Pod>(map: &MapData, what: &str) -> Option<Vec<(K, V)>> {
     #[cfg(feature = "test-hooks")]
     if crate::test_hooks::entry_by_entry() {
         return None;
     }
-    let cpus = aya::util::nr_cpus().ok()?;
-    match map_batch::per_cpu_entries(map, cpus) {
+    match map_batch::entries(map) {
         Ok(entries) => entries,
         Err(e) => {
             log::debug!("batch read of the {what} failed ({e}): reading one by one");
             None
         }
     }
-}
-
-/// One process's counters of one id, summed over the CPUs' slots.
-fn sum_over_cpus<'a>(per_cpu: impl Iterator<Item = &'a Counters>) -> Counters {
-    let mut sum = Counters::default();
-    for c in per_cpu {
-        sum.add(c);
-    }
-    sum
 }
 
 #[cfg(test)]
@@ -213,9 +188,8 @@ mod tests {
                 (key(9, 0), c(5, 50)),
             ],
             [
-                // Process 7's id 1 owns a slot on two CPUs.
-                slot(key(7, 1), 3, 300),
-                slot(key(7, 1), 4, 4000),
+                // Process 7's id 1 owns a slot.
+                slot(key(7, 1), 7, 4300),
                 // A slot claimed after the shared map was read.
                 slot(key(8, 2), 1, 1),
                 // A free slot adds nothing.

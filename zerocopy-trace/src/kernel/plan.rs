@@ -16,6 +16,10 @@ use crate::system::cgroup::Cgroup;
 
 /// What `not_covered` calls the io_uring tracepoints when the kernel lacks them.
 pub const IO_URING: &str = "io_uring";
+/// The io_uring submission tracepoint, and its name before 6.4 (same fields for what the
+/// programs read: `req`, `opcode`).
+const IO_URING_SUBMIT: &str = "io_uring_submit_req";
+const IO_URING_SUBMIT_BEFORE_6_4: &str = "io_uring_submit_sqe";
 
 /// What to attach and with which configuration.
 #[derive(Clone, Debug)]
@@ -28,11 +32,40 @@ pub struct Plan {
     pub not_covered: Vec<&'static str>,
     /// The io_uring tracepoints exist: their programs get attached.
     pub io_uring: bool,
+    /// The io_uring tracepoint a request's submission is seen on: `io_uring_submit_req`
+    /// (6.4 and later) or, before, the same tracepoint under its old name
+    /// `io_uring_submit_sqe`.
+    pub io_uring_submit: &'static str,
+    /// The lifecycle programs attach to the raw `sched_process_*` tracepoints (BTF gave
+    /// `task_struct.pid`), else to the classic ones (see the eBPF crate's `process`).
+    pub raw_lifecycle: bool,
     /// The hook to attach, after falling back from one this kernel's BTF cannot support.
     pub hook: Hook,
     /// What the typed hook needs of the kernel's BTF (the tracepoint's typedef, the cast
     /// kfunc): set exactly when `hook` is `Hook::Typed`.
     pub typed: Option<TypedHook>,
+    /// How the exit program tells that a process has ended.
+    pub process_end: ProcessEnd,
+}
+
+/// How the exit program tells that the exiting thread was its process's last.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProcessEnd {
+    /// The tracepoint's `group_dead` field (6.16 and later).
+    GroupDead,
+    /// The thread group's live count (`task->signal->live`) read through BTF, 0 once the
+    /// last thread is exiting (before 6.16).
+    LiveThreads,
+}
+
+impl ProcessEnd {
+    /// How it reads in the log and the JSON report.
+    pub fn describe(self) -> &'static str {
+        match self {
+            ProcessEnd::GroupDead => "sched_process_exit's group_dead",
+            ProcessEnd::LiveThreads => "the thread group's live count (task->signal->live)",
+        }
+    }
 }
 
 /// Filters chosen on the command line.
@@ -205,9 +238,9 @@ pub fn plan(
             };
             match (scope.hook, layout.typed) {
                 (Hook::Typed, None) => {
-                    log::info!(
-                        "the kernel's BTF lacks what the btf hook needs (btf_trace_sys_exit, \
-                         bpf_rdonly_cast): using --hook raw"
+                    log::warn!(
+                        "the btf hook needs btf_trace_sys_exit and the bpf_rdonly_cast kfunc \
+                         (Linux 6.2 and later) in the kernel's BTF: using --hook raw"
                     );
                     Hook::Raw
                 }
@@ -232,14 +265,32 @@ pub fn plan(
     let exit = format("sched", "sched_process_exit")?
         .context("tracepoint sched/sched_process_exit is missing")?;
     config.exit_pid_offset = exit.offset("pid")?;
-    config.exit_group_dead_offset = exit.offset("group_dead").context(
-        "sched_process_exit has no group_dead field (kernel older than 6.x?): cannot tell when a process ends",
-    )?;
+    let process_end = match (exit.offset("group_dead"), layout.live_threads) {
+        (Ok(offset), _) => {
+            config.exit_group_dead_offset = offset;
+            ProcessEnd::GroupDead
+        }
+        (Err(_), Some(live)) => {
+            config.task_signal = live.task_signal;
+            config.signal_live = live.signal_live;
+            ProcessEnd::LiveThreads
+        }
+        (Err(_), None) => bail!(
+            "this kernel's sched_process_exit has no group_dead field (before 6.16) and its BTF \
+             gives no task_struct.signal->live: cannot tell when a process ends"
+        ),
+    };
+    config.task_pid = layout.task_pid.unwrap_or_default();
     let fork = format("sched", "sched_process_fork")?
         .context("tracepoint sched/sched_process_fork is missing")?;
     config.fork_child_pid_offset = fork.offset("child_pid")?;
 
-    let submit = format("io_uring", "io_uring_submit_req")?;
+    let mut io_uring_submit = IO_URING_SUBMIT;
+    let mut submit = format("io_uring", IO_URING_SUBMIT)?;
+    if submit.is_none() {
+        io_uring_submit = IO_URING_SUBMIT_BEFORE_6_4;
+        submit = format("io_uring", IO_URING_SUBMIT_BEFORE_6_4)?;
+    }
     let complete = format("io_uring", "io_uring_complete")?;
     let io_uring = match (submit, complete) {
         (Some(submit), Some(complete)) => {
@@ -268,15 +319,18 @@ pub fn plan(
         config.cgroup_level = cgroup.level;
     }
     config.nr_cpus = nr_cpus.min(MAX_CPUS);
-    config.hot_slot_bits = hot::slot_bits(nr_cpus);
+    config.hot_slot_bits = hot::MAX_HOT_SLOT_BITS;
     config.agent_tgid = std::process::id();
     Ok(Plan {
         config,
         covered,
         not_covered,
         io_uring,
+        io_uring_submit,
+        raw_lifecycle: layout.task_pid.is_some(),
         hook,
         typed: layout.typed.filter(|_| hook == Hook::Typed),
+        process_end,
     })
 }
 
@@ -362,7 +416,7 @@ fn same_offset(slot: &mut Option<u16>, offset: u16, field: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernel::btf::offsets::Registers;
+    use crate::kernel::btf::offsets::{LiveThreads, Registers};
     use crate::kernel::tracefs::parse_format;
     use zerocopy_trace_common::{syscalls::syscall_id, KernelOffsets, TypedCasts, NOT_TRACED};
 
@@ -514,6 +568,70 @@ mod tests {
         assert_eq!(c.syscall_of_nr[libc::SYS_openat as usize], NOT_TRACED);
     }
 
+    /// Debian 12's 6.1 as the plan sees it: no `group_dead` in sched_process_exit, the
+    /// io_uring submission tracepoint under its old name.
+    fn kernel_6_1() -> impl FnMut(&str, &str) -> Result<Option<Format>> {
+        let mut newer = fake_kernel(&[]);
+        move |category, name| {
+            match (category, name) {
+            ("sched", "sched_process_exit") => Ok(Some(
+                parse_format("name: sched_process_exit\n\tfield:char comm[16];\toffset:8;\tsize:16;\tsigned:0;\n\tfield:pid_t pid;\toffset:24;\tsize:4;\tsigned:1;\n\tfield:int prio;\toffset:28;\tsize:4;\tsigned:1;\n").unwrap(),
+            )),
+            ("io_uring", "io_uring_submit_req") => Ok(None),
+            ("io_uring", "io_uring_submit_sqe") => newer("io_uring", "io_uring_submit_req"),
+            _ => newer(category, name),
+        }
+        }
+    }
+
+    #[test]
+    fn without_group_dead_a_process_ends_with_its_live_threads() {
+        let live = LiveThreads {
+            task_signal: 2104,
+            signal_live: 20,
+        };
+        let layout = KernelLayout {
+            live_threads: Some(live),
+            task_pid: Some(1496),
+            ..KernelLayout::default()
+        };
+        let old = plan(kernel_6_1(), &Scope::default(), &layout, 2).unwrap();
+        assert_eq!(old.process_end, ProcessEnd::LiveThreads);
+        assert_eq!(old.config.exit_group_dead_offset, 0);
+        assert_eq!((old.config.task_signal, old.config.signal_live), (2104, 20));
+        assert_eq!(old.config.task_pid, 1496);
+        assert!(old.raw_lifecycle);
+        // io_uring is still covered, through the tracepoint's old name.
+        assert!(old.io_uring);
+        assert_eq!(old.io_uring_submit, "io_uring_submit_sqe");
+        assert!(old.not_covered.is_empty(), "{:?}", old.not_covered);
+
+        // With group_dead, it is used, and the live count is not needed.
+        let new = plan(fake_kernel(&[]), &Scope::default(), &layout, 2).unwrap();
+        assert_eq!(new.process_end, ProcessEnd::GroupDead);
+        assert_eq!(new.config.exit_group_dead_offset, 32);
+        assert_eq!(new.config.task_signal, 0);
+        assert_eq!(new.io_uring_submit, "io_uring_submit_req");
+
+        // Neither: refused, saying why, rather than counting processes that never end.
+        let error = plan(kernel_6_1(), &Scope::default(), &KernelLayout::default(), 2)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("no group_dead field"), "{error}");
+        assert!(error.contains("task_struct.signal->live"), "{error}");
+        // Without BTF's task_struct.pid the lifecycle programs stay on the classic hooks.
+        assert!(
+            !plan(
+                fake_kernel(&[]),
+                &Scope::default(),
+                &KernelLayout::default(),
+                2
+            )
+            .unwrap()
+            .raw_lifecycle
+        );
+    }
+
     #[test]
     fn missing_tracepoints_are_skipped_and_listed() {
         let plan = plan(
@@ -560,6 +678,8 @@ mod tests {
             nr: 120,
         };
         let layout = KernelLayout {
+            live_threads: None,
+            task_pid: None,
             offsets,
             registers: Some(registers),
             typed: None,
@@ -649,7 +769,7 @@ mod tests {
             offsets: KernelOffsets::default(),
             registers: Some(registers),
             typed,
-            io_uring: None,
+            ..KernelLayout::default()
         };
         let plan_with = |ids| plan(fake_kernel(&[]), &typed, &with(ids), 1).unwrap();
         let ids = TypedHook {

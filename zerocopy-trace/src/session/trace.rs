@@ -21,6 +21,7 @@ use crate::{
     system::{
         containers::{names::NameCache, Sources},
         privileges::{self, Account},
+        procfs,
     },
 };
 
@@ -34,7 +35,7 @@ const NAME_REFRESH_TICKS: u64 = 10;
 /// How the kernel side is set up, and where container names come from.
 #[derive(Clone, Debug)]
 pub struct TraceOptions {
-    /// `None`: the default for this machine's CPU count.
+    /// `None`: the default (`attach::DEFAULT_MAX_PROCESSES`).
     pub max_processes: Option<u32>,
     pub hook: Hook,
     /// Who a root-started agent becomes once attached (`None`: an agent not started as root
@@ -65,11 +66,33 @@ pub struct Finished {
     pub occupancy: Occupancy,
 }
 
+/// Shows the runs the kernel skipped among what was dropped (calls only: what a skipped run
+/// would have counted is unknown).
+fn count_missed_runs(snapshot: &mut Snapshot, missed: u64) {
+    if let Some(slot) = snapshot
+        .dropped
+        .get_mut(zerocopy_trace_common::drop_reason::MISSED_RUNS as usize)
+    {
+        slot.calls = missed;
+    }
+}
+
+/// The maps' sizes `--max-processes` asks for, if the machine has the memory for them.
+fn map_limits(options: &TraceOptions) -> Result<Limits> {
+    let processes = options
+        .max_processes
+        .unwrap_or(attach::DEFAULT_MAX_PROCESSES);
+    let limits = Limits::for_processes(processes);
+    limits.check_kernel_memory(processes, procfs::mem_available())?;
+    Ok(limits)
+}
+
 impl Trace {
     /// What can be checked before anything is attached or started (the command of `run`
     /// included): the privileges to trace and tracefs.
-    pub fn check(_options: &TraceOptions) -> Result<()> {
+    pub fn check(options: &TraceOptions) -> Result<()> {
         preflight::check()?;
+        map_limits(options)?;
         Ok(())
     }
 
@@ -89,10 +112,10 @@ impl Trace {
             collector.remember_parent(pid, std::process::id());
         }
         let plan = plan::for_this_kernel(&ready.tracefs, &resolved.scope, ready.cpus)?;
-        let max_processes = options
-            .max_processes
-            .unwrap_or_else(|| attach::default_max_processes(ready.cpus));
-        let (tracer, mut maps) = attach::attach(&plan, Limits::for_processes(max_processes))?;
+        let (tracer, mut maps) = attach::attach(&plan, map_limits(options)?)?;
+        // Read while /proc/self/fdinfo is still ours to read (a process that changes its user
+        // becomes undumpable, and its /proc files root's).
+        let map_bytes = procfs::own_bpf_map_bytes();
         for pid in resolved.pids {
             maps.traced.insert(pid, 1, 0).with_context(|| {
                 format!("registering pid {pid} (more targets than --max-processes?)")
@@ -115,9 +138,12 @@ impl Trace {
         // SAFETY: malloc_trim only releases free heap memory.
         unsafe { libc::malloc_trim(0) };
         log::info!(
-            "attached {} syscalls ({} hook); BPF program ids {:?}",
+            "attached {} syscalls ({} hook; a process's end told by {}; maps {:.1} MiB of \
+             kernel memory); BPF program ids {:?}",
             plan.covered.len(),
             tracer.hook.name(),
+            plan.process_end.describe(),
+            map_bytes as f64 / f64::from(1 << 20),
             tracer.program_ids
         );
         Ok(Trace {
@@ -158,15 +184,20 @@ impl Trace {
     /// Everything counted so far, while staying attached.
     pub fn snapshot(&mut self) -> Result<Snapshot> {
         self.last_walk = self.ticks;
-        self.collector.snapshot(&mut self.maps)
+        let mut snapshot = self.collector.snapshot(&mut self.maps)?;
+        count_missed_runs(&mut snapshot, self.tracer.missed_runs());
+        Ok(snapshot)
     }
 
     /// Detaches, then takes the final snapshot: with no program attached no exit record can be
     /// in flight, so draining the ring buffer and then reading the live map counts every
     /// process exactly once.
     pub fn finish(mut self) -> Result<Finished> {
+        // Read before detach: the counts go with the programs.
+        let missed = self.tracer.missed_runs();
         self.tracer.detach();
         let mut snapshot = self.collector.snapshot(&mut self.maps)?;
+        count_missed_runs(&mut snapshot, missed);
         // Containers first seen by this snapshot get their names if a runtime answers soon.
         self.collector
             .name_containers(&mut snapshot, FINAL_NAMES_WAIT);

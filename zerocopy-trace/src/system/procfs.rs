@@ -9,6 +9,31 @@ use procfs::{
     FromRead, MountEntry,
 };
 
+/// The memory the kernel says is available for new work (`MemAvailable` in /proc/meminfo),
+/// in bytes; `None` where it cannot be read.
+pub fn mem_available() -> Option<u64> {
+    use procfs::Current;
+    procfs::Meminfo::current().ok()?.mem_available
+}
+
+/// The kernel memory charged to the BPF maps this process holds: the `memlock` of each map
+/// fd in /proc/self/fdinfo, in bytes (what `bpftool map` shows as memlock).
+pub fn own_bpf_map_bytes() -> u64 {
+    let Ok(entries) = std::fs::read_dir("/proc/self/fdinfo") else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| std::fs::read_to_string(entry.path()).ok())
+        .filter(|info| info.lines().any(|line| line.starts_with("map_type:")))
+        .filter_map(|info| {
+            info.lines()
+                .find_map(|line| line.strip_prefix("memlock:"))
+                .and_then(|value| value.trim().parse::<u64>().ok())
+        })
+        .sum()
+}
+
 /// Name and parent of a live process.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProcessInfo {

@@ -151,6 +151,62 @@ pub fn process(report: &Value, pid: u64) -> &Value {
         .unwrap_or_else(|| panic!("pid {pid} missing from the report:\n{report:#}"))
 }
 
+/// Waits until `path` exists, at most `timeout`.
+pub fn wait_for_file(path: &Path, timeout: std::time::Duration) {
+    let deadline = std::time::Instant::now() + timeout;
+    while !path.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} did not appear within {timeout:?}",
+            path.display()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// The kernel memory charged to the BPF maps process `pid` holds (the `memlock` of each map
+/// fd in its fdinfo), in bytes.
+pub fn kernel_map_bytes(pid: u32) -> u64 {
+    let mut total = 0;
+    for entry in std::fs::read_dir(format!("/proc/{pid}/fdinfo"))
+        .unwrap()
+        .flatten()
+    {
+        let Ok(info) = std::fs::read_to_string(entry.path()) else {
+            continue;
+        };
+        if !info.lines().any(|line| line.starts_with("map_type:")) {
+            continue;
+        }
+        total += info
+            .lines()
+            .find_map(|line| line.strip_prefix("memlock:"))
+            .and_then(|value| value.trim().parse::<u64>().ok())
+            .unwrap_or(0);
+    }
+    total
+}
+
+/// Whether the running kernel's BTF names `name` (a function, type or member), by its
+/// string table: enough to tell which features a kernel has.
+pub fn kernel_btf_names(name: &str) -> bool {
+    let btf = std::fs::read("/sys/kernel/btf/vmlinux").unwrap();
+    let needle = format!("\0{name}\0");
+    btf.windows(needle.len()).any(|w| w == needle.as_bytes())
+}
+
+/// The number of possible CPUs (what per-CPU maps are sized by).
+pub fn possible_cpus() -> usize {
+    let text = std::fs::read_to_string("/sys/devices/system/cpu/possible").unwrap();
+    text.trim()
+        .split(',')
+        .map(|range| match range.split_once('-') {
+            Some((a, b)) => b.parse::<usize>().unwrap() - a.parse::<usize>().unwrap() + 1,
+            None => 1,
+        })
+        .sum()
+}
+
 /// Asserts nothing was dropped.
 pub fn assert_nothing_dropped(report: &Value) {
     for (reason, d) in report["dropped"].as_object().expect("dropped object") {

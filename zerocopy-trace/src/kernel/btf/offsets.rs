@@ -184,9 +184,31 @@ pub fn typed_hook_from_btf(btf: &Btf) -> Result<TypedHook> {
     })
 }
 
+/// Where a task's thread group keeps its count of live threads: how the exit program tells a
+/// process's end on kernels whose `sched_process_exit` has no `group_dead` (before 6.16).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LiveThreads {
+    /// `task_struct.signal`
+    pub task_signal: u32,
+    /// `signal_struct.live`, an `atomic_t`
+    pub signal_live: u32,
+}
+
+/// The live-thread count's offsets, from BTF.
+pub fn live_threads_from_btf(btf: &Btf) -> Result<LiveThreads> {
+    Ok(LiveThreads {
+        task_signal: fixed_width_offset(btf, "task_struct", &["signal"], 8)?,
+        signal_live: fixed_width_offset(btf, "signal_struct", &["live"], 4)?,
+    })
+}
+
 /// What the kernel programs need to know of this kernel's structures.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct KernelLayout {
+    /// For telling a process's end without `group_dead`; `None` when unknown.
+    pub live_threads: Option<LiveThreads>,
+    /// `task_struct.pid`, for the fork program's raw tracepoint; `None` when unknown.
+    pub task_pid: Option<u32>,
     /// For fd kinds; `resolve == 0` when unknown.
     pub offsets: KernelOffsets,
     /// For the exit-only hooks (typed and raw); `None` when unknown.
@@ -222,7 +244,15 @@ pub fn of_running_kernel() -> KernelLayout {
     let io_uring = io_uring_from_btf(&btf)
         .map_err(|e| log::warn!("io_uring operations' fd kinds and notices unavailable: {e:#}"))
         .ok();
+    let live_threads = live_threads_from_btf(&btf)
+        .map_err(|e| log::info!("the live-thread count is unavailable: {e:#}"))
+        .ok();
+    let task_pid = fixed_width_offset(&btf, "task_struct", &["pid"], 4)
+        .map_err(|e| log::info!("task_struct.pid is unavailable: {e:#}"))
+        .ok();
     KernelLayout {
+        live_threads,
+        task_pid,
         offsets,
         registers,
         typed,
@@ -277,6 +307,9 @@ mod tests {
             typed.task_tgid,
             btf.member_offset("task_struct", &["pid"]).unwrap() + 4
         );
+        assert!(btf.func_id("no_such_function_here").is_err());
+        let live = live_threads_from_btf(&btf).unwrap();
+        assert!(live.task_signal > 0, "{live:?}");
         assert!(btf.func_id("no_such_function_here").is_err());
         // `sock` is defined once in vmlinux; a name defined nowhere is an error.
         assert!(btf.struct_id("no_such_struct_here").is_err());
