@@ -15,6 +15,9 @@ pub const AGENT: &str = "zerocopy-trace";
 /// The workload helper's package and binary name: the integration tests' ground truth.
 pub const WORKLOAD: &str = "zerocopy-trace-workload";
 
+/// The agent's hooks for its integration tests (a panic on purpose), never in the product.
+pub const TEST_HOOKS: &str = "zerocopy-trace/test-hooks";
+
 /// The bench's package and binary name.
 pub const BENCH: &str = "zerocopy-trace-bench";
 

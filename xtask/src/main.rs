@@ -17,6 +17,7 @@ mod layers;
 mod tasks;
 mod test_programs;
 mod toolchain;
+mod vm;
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -54,8 +55,37 @@ enum Task {
         args: Vec<OsString>,
     },
     /// Build the eBPF object, fetch Apache Kafka (for its test), then run the workspace tests one
-    /// at a time.
+    /// at a time. With --kernel, boot one of Debian's kernels in QEMU (TCG) over this machine's
+    /// root filesystem and run the privileged suites inside it instead.
     Test {
+        /// Run the suites in a VM of this Debian kernel series: 6.1 (bookworm), 6.12
+        /// (bookworm-security), 6.18 (trixie-backports) or 5.10 (bullseye); fetched with apt
+        /// into target/vm, nothing installed.
+        #[arg(long, value_name = "SERIES")]
+        kernel: Option<vm::Series>,
+        /// Possible CPUs of the guest (2 online, the rest hot-pluggable).
+        #[arg(
+            long,
+            requires = "kernel",
+            value_name = "N",
+            value_parser = clap::value_parser!(u16).range(2..=255)
+        )]
+        possible_cpus: Option<u16>,
+        /// The guest's memory [default: 4G].
+        #[arg(long, requires = "kernel", value_name = "SIZE", value_parser = vm::parse_memory)]
+        memory: Option<String>,
+        /// Stop the guest (and fail) after this many minutes [default: 30].
+        #[arg(
+            long,
+            requires = "kernel",
+            value_name = "MIN",
+            value_parser = clap::value_parser!(u64).range(1..)
+        )]
+        vm_timeout: Option<u64>,
+        /// The agent's integration suites to run in the guest, comma-separated (or name them
+        /// with `-- --test NAME`) [default: exact_bytes,reliability,cleanup].
+        #[arg(long, requires = "kernel", value_name = "A,B", value_delimiter = ',')]
+        suites: Vec<String>,
         /// Extra `cargo test` arguments after `--`; a second `--` starts the test binaries' own.
         #[arg(last = true)]
         args: Vec<String>,
@@ -112,7 +142,27 @@ fn run(task: Task) -> Result<()> {
             Ok(())
         }
         Task::Run { release, args } => tasks::run(&workspace, release, &args),
-        Task::Test { args } => tasks::test(&workspace, &args),
+        Task::Test {
+            kernel: None, args, ..
+        } => tasks::test(&workspace, &args),
+        Task::Test {
+            kernel: Some(series),
+            possible_cpus,
+            memory,
+            vm_timeout,
+            suites,
+            args,
+        } => vm::test(
+            &workspace,
+            &vm::Options {
+                series,
+                possible_cpus: possible_cpus.unwrap_or(2),
+                memory: memory.unwrap_or_else(|| vm::DEFAULT_MEMORY.to_owned()),
+                timeout_minutes: vm_timeout.unwrap_or(vm::DEFAULT_TIMEOUT_MINUTES),
+                suites,
+            },
+            &args,
+        ),
         Task::Dist => {
             let deb = tasks::dist(&workspace)?;
             println!("{}", deb.display());

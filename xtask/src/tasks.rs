@@ -10,7 +10,7 @@ use anyhow::{bail, Context, Result};
 
 use dev_support::{apt::Apt, cmd};
 
-use crate::build::{self, prepare, AGENT, BENCH, WORKLOAD};
+use crate::build::{self, prepare, AGENT, BENCH, TEST_HOOKS, WORKLOAD};
 use crate::containers;
 use crate::dist;
 use crate::ebpf;
@@ -19,9 +19,6 @@ use crate::kafka;
 use crate::layers;
 use crate::test_programs;
 use crate::toolchain::{self, BPF_LINKER_VERSION};
-
-/// The agent's hooks for its integration tests (a panic on purpose), never in the product.
-const TEST_HOOKS: &str = "zerocopy-trace/test-hooks";
 
 /// The agent's commands that only the bench drives (the empty programs, `report --refresh`),
 /// never in the product.

@@ -1,0 +1,261 @@
+//! `cargo xtask test --kernel SERIES`: the privileged suites inside a QEMU guest of one of
+//! Debian's kernels, over the host's root filesystem, with as many possible CPUs as asked.
+//!
+//! In order: the host's tools (`virtme`), the kernel package (`kernels`), the test binaries
+//! built on the host (`suites`), the guest's script (`guest`), one boot, then what the guest
+//! left (`results`), printed as the host run prints its suites. Everything lives under
+//! `target/vm/`; a run's files under `target/vm/runs/<series>-<N>cpus/`.
+
+mod guest;
+mod kernels;
+mod results;
+mod suites;
+mod virtme;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+
+use dev_support::apt::Apt;
+
+use crate::build::{prepare, AGENT};
+use crate::test_programs;
+
+pub use kernels::Series;
+use results::Report;
+use suites::Forwarded;
+
+/// What `--kernel` and its options asked for.
+#[derive(Debug)]
+pub struct Options {
+    pub series: Series,
+    pub possible_cpus: u16,
+    pub memory: String,
+    pub timeout_minutes: u64,
+    /// `--suites`, empty when not given.
+    pub suites: Vec<String>,
+}
+
+/// The guest's memory unless `--memory` says otherwise.
+pub const DEFAULT_MEMORY: &str = "4G";
+
+/// Past this the VM is stopped and the run fails. A debug run of the three default suites takes
+/// about 10 minutes under TCG (see the README); this leaves room for a slower machine.
+pub const DEFAULT_TIMEOUT_MINUTES: u64 = 30;
+
+/// Checks a `--memory` value as QEMU's `-m` takes it: a whole number of MiB or GiB.
+pub fn parse_memory(text: &str) -> Result<String, String> {
+    let (number, unit) = text.split_at(text.len().saturating_sub(1));
+    let valid = matches!(unit, "M" | "G")
+        && !number.is_empty()
+        && number.bytes().all(|b| b.is_ascii_digit())
+        && number.parse::<u64>().is_ok_and(|n| n > 0);
+    if valid {
+        Ok(text.to_owned())
+    } else {
+        Err(format!("`{text}` is not a size such as 4G or 3072M"))
+    }
+}
+
+/// A run's directory: `target/vm/runs/<series>-<N>cpus`.
+fn run_dir(workspace: &Path, series: &Series, possible_cpus: u16) -> PathBuf {
+    kernels::vm_dir(workspace)
+        .join("runs")
+        .join(format!("{}-{possible_cpus}cpus", series.name))
+}
+
+/// The whole run; an error if any suite failed, did not finish, or the guest never got to the
+/// suites.
+pub fn test(workspace: &Path, options: &Options, extra: &[String]) -> Result<()> {
+    let forwarded = Forwarded::split(extra);
+    let names = suites::choose(&options.suites, &forwarded.tests)?;
+    let mut apt = Apt::default();
+    prepare(workspace, &mut apt)?;
+    // The programs the suites drive, on the host's filesystem the guest boots from.
+    test_programs::ensure(&mut apt)?;
+    let venv_bin = virtme::ensure(workspace, &mut apt)?;
+    let kernel = kernels::fetch(workspace, &options.series)?;
+    let binaries = suites::build(workspace, &names, &forwarded)?;
+
+    let dir = run_dir(workspace, &options.series, options.possible_cpus);
+    let results_dir = dir.join("results");
+    if dir.exists() {
+        fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
+    }
+    fs::create_dir_all(&results_dir)
+        .with_context(|| format!("creating {}", results_dir.display()))?;
+    let scratch = dir.join("scratch.img");
+    virtme::scratch_disk(&scratch)?;
+    let script = results_dir.join("guest.sh");
+    let path = std::env::var("PATH").unwrap_or_else(|_| "/usr/sbin:/usr/bin:/sbin:/bin".into());
+    let binary_args = forwarded.binary_args();
+    fs::write(
+        &script,
+        guest::script(&guest::Plan {
+            results: &results_dir,
+            workdir: &workspace.join(AGENT),
+            path: &path,
+            suites: &binaries,
+            args: &binary_args,
+        }),
+    )
+    .with_context(|| format!("writing {}", script.display()))?;
+
+    let console = dir.join("console.log");
+    eprintln!(
+        "xtask: booting {} with {} possible CPUs ({} online) under TCG to run {}; the guest's \
+         console goes to {}, each suite's output to {}/<suite>.out",
+        kernel.release,
+        options.possible_cpus,
+        virtme::ONLINE_CPUS,
+        names.join(", "),
+        console.display(),
+        results_dir.display()
+    );
+    let started = Instant::now();
+    let ended = virtme::run(
+        &venv_bin,
+        &virtme::Boot {
+            vmlinuz: &kernel.vmlinuz,
+            memory: &options.memory,
+            possible_cpus: options.possible_cpus,
+            rwdir: &results_dir,
+            scratch: &scratch,
+            script: &script,
+        },
+        options.timeout_minutes,
+        &console,
+    )?;
+    let wall = started.elapsed().as_secs();
+    // Up to 8 GiB of what the tests wrote: nothing reads it again.
+    let _ = fs::remove_file(&scratch);
+
+    let report = results::read(&results_dir, &names);
+    print_outputs(&report);
+    let verdict = judge(&report, &ended, options, &kernel.release);
+    eprintln!(
+        "xtask: the {} guest ran {wall} s in all (boot, suites, shutdown); files in {}",
+        kernel.release,
+        dir.display()
+    );
+    if verdict.is_err() && !report.done {
+        print_console_tail(&console);
+    }
+    verdict
+}
+
+/// Each suite's output, as `cargo test` would have shown it on the host.
+fn print_outputs(report: &Report) {
+    for suite in &report.suites {
+        if let Some(output) = &suite.output {
+            println!("\n===== {} (in the guest) =====\n{output}", suite.name);
+        }
+    }
+}
+
+/// The summary, then `Err` unless every suite passed in a guest that was what was asked for.
+fn judge(report: &Report, ended: &virtme::Ended, options: &Options, release: &str) -> Result<()> {
+    let mut problems = Vec::new();
+    match &report.guest {
+        Some(info) => {
+            eprintln!(
+                "xtask: guest: kernel {}, {} online CPUs, possible {} ({} CPUs), /tmp {}",
+                info.kernel,
+                info.online,
+                info.possible,
+                info.possible_count()
+                    .map_or("?".to_owned(), |n| n.to_string()),
+                info.tmp
+            );
+            if info.kernel != release {
+                problems.push(format!(
+                    "the guest ran kernel {}, not {release}",
+                    info.kernel
+                ));
+            }
+            if info.possible_count() != Some(u32::from(options.possible_cpus)) {
+                problems.push(format!(
+                    "the guest has possible CPUs {}, not {}",
+                    info.possible, options.possible_cpus
+                ));
+            }
+        }
+        None => problems.push("the guest never described itself (did it boot?)".to_owned()),
+    }
+    if let Some(why) = &report.setup_failed {
+        problems.push(format!("readying the guest failed: {why}"));
+    }
+    if *ended == virtme::Ended::TimedOut {
+        problems.push(format!(
+            "the guest ran past --vm-timeout {} min and was stopped",
+            options.timeout_minutes
+        ));
+    } else if !report.done && report.setup_failed.is_none() {
+        problems.push("the guest ended before its script did".to_owned());
+    }
+    let mut failed = Vec::new();
+    for suite in &report.suites {
+        eprintln!(
+            "xtask: {release}: {}: {}",
+            suite.name,
+            suite.outcome.describe()
+        );
+        if !suite.outcome.passed() {
+            failed.push(suite.name.as_str());
+        }
+    }
+    if !failed.is_empty() {
+        problems.push(format!("suites failed: {}", failed.join(", ")));
+    }
+    if problems.is_empty() {
+        eprintln!(
+            "xtask: {release} with {} possible CPUs: every suite passed",
+            options.possible_cpus
+        );
+        Ok(())
+    } else {
+        bail!(
+            "kernel {release} with {} possible CPUs: {}",
+            options.possible_cpus,
+            problems.join("; ")
+        )
+    }
+}
+
+/// The end of the guest's console, where a panic or a hung boot shows.
+fn print_console_tail(console: &Path) {
+    if let Ok(text) = fs::read_to_string(console) {
+        let lines: Vec<&str> = text.lines().collect();
+        let tail = &lines[lines.len().saturating_sub(40)..];
+        eprintln!(
+            "xtask: the last lines of {}:\n{}",
+            console.display(),
+            tail.join("\n")
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_is_a_whole_number_of_mib_or_gib() {
+        assert_eq!(parse_memory("4G").unwrap(), "4G");
+        assert_eq!(parse_memory("3072M").unwrap(), "3072M");
+        for bad in ["", "G", "4", "4g", "0G", "-1G", "1.5G", "4GB"] {
+            assert!(parse_memory(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn each_kernel_and_cpu_count_has_its_own_run_directory() {
+        let series: Series = "6.18".parse().unwrap();
+        assert_eq!(
+            run_dir(Path::new("/ws"), &series, 255),
+            Path::new("/ws/target/vm/runs/6.18-255cpus")
+        );
+    }
+}
