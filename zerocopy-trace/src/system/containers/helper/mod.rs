@@ -1,0 +1,170 @@
+//! The names helper: a small process of our own binary that asks the container runtimes for
+//! names on the agent's behalf, so that the agent itself can give up everything the runtimes'
+//! sockets need.
+//!
+//! Once attached the agent becomes `nobody` and no socket can be made under its seccomp
+//! allow-list, while Docker's, Podman's and containerd's sockets are root's (0600 or 0660) and
+//! kubelet's log directories are read by root. So, while still privileged, the agent starts
+//! this helper (`spawn`): `/proc/self/exe names-helper`, a hidden subcommand, with the sources
+//! fixed on its command line and one end of a socket pair as its standard input. The helper
+//! (`serve`) keeps root's uid, the owner of those sockets, and nothing else: no capability,
+//! no group, `NoNewPrivs`, not dumpable, and its own seccomp allow-list (unix sockets only,
+//! files opened for reading only, no program run). It answers `list` with what each source
+//! said (`protocol`), at most once a second, and ends with the agent: its parent's death
+//! signal, and the end of the socket pair.
+//!
+//! Each side trusts the other with nothing: the helper asks only the sources it was started
+//! with, whatever the agent says, and takes only the one request; the agent reads bounded
+//! lines within a deadline and, on anything else, stops asking and shows containers by id.
+
+mod protocol;
+pub mod serve;
+
+use std::{
+    io::{self, Read, Write},
+    os::{fd::OwnedFd, unix::net::UnixStream, unix::process::CommandExt},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use self::protocol::{Answer, Outcome, Violation, MAX_LINE, REQUEST};
+use super::{Answers, ApiError, Source, Sources, ANSWER_TIMEOUT, RELIST_INTERVAL};
+
+/// The hidden subcommand the helper runs as.
+pub const SUBCOMMAND: &str = "names-helper";
+
+/// Why the helper could not be asked (it is then asked no more).
+#[derive(Debug, thiserror::Error)]
+pub enum HelperError {
+    #[error("the names helper: {0}")]
+    Io(#[from] io::Error),
+    #[error("the names helper ended")]
+    Ended,
+    #[error("the names helper gave no answer within {} s", .0.as_secs())]
+    Timeout(Duration),
+    #[error(transparent)]
+    Violation(#[from] Violation),
+}
+
+/// The agent's end of a running helper.
+pub struct NamesHelper {
+    stream: UnixStream,
+    child: Child,
+    sources: Vec<Source>,
+    /// The longest a whole answer may take: every source's timeout, one wait of the helper's
+    /// pace, and some slack.
+    answer_within: Duration,
+}
+
+impl NamesHelper {
+    /// Starts the helper for `sources`, while this process still has what they need (root's
+    /// uid). Relative paths are made absolute here: the helper runs in `/`.
+    pub fn spawn(sources: &Sources) -> io::Result<NamesHelper> {
+        let (ours, theirs) = UnixStream::pair()?;
+        let mut command = Command::new("/proc/self/exe");
+        command
+            .arg0("zerocopy-trace")
+            .arg(SUBCOMMAND)
+            .arg("--parent")
+            .arg(std::process::id().to_string());
+        for source in &sources.0 {
+            let path = std::path::absolute(&source.path)?;
+            let path = path.to_str().ok_or_else(|| {
+                io::Error::new(io::ErrorKind::InvalidInput, "a source path not in UTF-8")
+            })?;
+            command
+                .arg("--names-from")
+                .arg(format!("{}={path}", source.kind.name()));
+        }
+        command
+            // Nothing of the agent's environment, working directory or terminal signals: the
+            // helper ignores a Ctrl-C meant for the agent, which still wants names at its end.
+            .env_clear()
+            .current_dir("/")
+            .process_group(0)
+            .stdin(Stdio::from(OwnedFd::from(theirs)))
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
+        let child = command.spawn()?;
+        let slowest = ANSWER_TIMEOUT * u32::try_from(sources.0.len()).unwrap_or(u32::MAX);
+        Ok(NamesHelper {
+            stream: ours,
+            child,
+            sources: sources.0.clone(),
+            answer_within: slowest + RELIST_INTERVAL + Duration::from_secs(2),
+        })
+    }
+
+    /// The helper's pid.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Every source's answer, in order, as the helper tells it.
+    pub fn list(&mut self) -> Result<Answers, HelperError> {
+        self.stream.write_all(REQUEST)?;
+        let deadline = Instant::now() + self.answer_within;
+        let mut answer = Answer::new(self.sources.len());
+        let mut pending: Vec<u8> = Vec::with_capacity(MAX_LINE);
+        let mut chunk = [0u8; 16 * 1024];
+        while !answer.ended() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(HelperError::Timeout(self.answer_within));
+            }
+            self.stream.set_read_timeout(Some(left))?;
+            let n = match self.stream.read(&mut chunk) {
+                Ok(0) => return Err(HelperError::Ended),
+                Ok(n) => n,
+                Err(err)
+                    if matches!(
+                        err.kind(),
+                        io::ErrorKind::WouldBlock
+                            | io::ErrorKind::TimedOut
+                            | io::ErrorKind::Interrupted
+                    ) =>
+                {
+                    continue
+                }
+                Err(err) => return Err(err.into()),
+            };
+            pending.extend_from_slice(&chunk[..n]);
+            let mut start = 0;
+            while let Some(at) = pending[start..].iter().position(|&b| b == b'\n') {
+                answer.line(&pending[start..start + at])?;
+                start += at + 1;
+                if answer.ended() && start != pending.len() {
+                    return Err(Violation("bytes after the end".into()).into());
+                }
+            }
+            pending.drain(..start);
+            if pending.len() >= MAX_LINE {
+                return Err(Violation("an answer too long".into()).into());
+            }
+        }
+        let outcomes = answer.finish()?;
+        Ok(self
+            .sources
+            .iter()
+            .cloned()
+            .zip(outcomes)
+            .map(|(source, outcome)| {
+                let answer = match outcome {
+                    Outcome::Answered(list) => Ok(list),
+                    Outcome::Absent => Err(ApiError::Absent(io::ErrorKind::NotFound.into())),
+                    Outcome::Failed(why) => Err(ApiError::Relayed(why)),
+                };
+                (source, answer)
+            })
+            .collect())
+    }
+}
+
+impl Drop for NamesHelper {
+    fn drop(&mut self) {
+        // The end of the socket pair ends the helper (at once when it waits for a request,
+        // else when it writes the answer it is working on); then it is reaped.
+        let _ = self.stream.shutdown(std::net::Shutdown::Both);
+        let _ = self.child.wait();
+    }
+}
