@@ -9,9 +9,10 @@
 //! fixed on its command line and one end of a socket pair as its standard input. The helper
 //! (`serve`) keeps root's uid, the owner of those sockets, and nothing else: no capability,
 //! no group, `NoNewPrivs`, not dumpable, and its own seccomp allow-list (unix sockets only,
-//! files opened for reading only, no program run). It answers `list` with what each source
-//! said (`protocol`), at most once a second, and ends with the agent: its parent's death
-//! signal, and the end of the socket pair.
+//! files opened for reading only, no program run), says `ready`, which the agent waits for
+//! before it drops its own privileges, and answers each `list` with what each source said
+//! (`protocol`), at most once a second. It ends with the agent: its parent's death signal, and
+//! the end of the socket pair.
 //!
 //! Each side trusts the other with nothing: the helper asks only the sources it was started
 //! with, whatever the agent says, and takes only the one request; the agent reads bounded
@@ -27,11 +28,14 @@ use std::{
     time::{Duration, Instant},
 };
 
-use self::protocol::{Answer, Outcome, Violation, MAX_LINE, REQUEST};
+use self::protocol::{Answer, Outcome, Violation, MAX_LINE, READY, REQUEST};
 use super::{Answers, ApiError, Source, Sources, ANSWER_TIMEOUT, RELIST_INTERVAL};
 
 /// The hidden subcommand the helper runs as.
 pub const SUBCOMMAND: &str = "names-helper";
+
+/// The longest the agent waits for a new helper to be confined (it takes milliseconds).
+const READY_WITHIN: Duration = Duration::from_secs(5);
 
 /// Why the helper could not be asked (it is then asked no more).
 #[derive(Debug, thiserror::Error)]
@@ -85,7 +89,13 @@ impl NamesHelper {
             .stdin(Stdio::from(OwnedFd::from(theirs)))
             .stdout(Stdio::null())
             .stderr(Stdio::inherit());
-        let child = command.spawn()?;
+        let mut child = command.spawn()?;
+        if let Err(err) = wait_until_ready(&ours) {
+            // Still root here: a helper that did not confine itself is stopped for sure.
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(err);
+        }
         let slowest = ANSWER_TIMEOUT * u32::try_from(sources.0.len()).unwrap_or(u32::MAX);
         Ok(NamesHelper {
             stream: ours,
@@ -158,6 +168,28 @@ impl NamesHelper {
             })
             .collect())
     }
+}
+
+/// Waits, at most `READY_WITHIN`, for the helper to say it is confined.
+fn wait_until_ready(mut stream: &UnixStream) -> io::Result<()> {
+    stream.set_read_timeout(Some(READY_WITHIN))?;
+    let mut said = [0u8; READY.len()];
+    stream.read_exact(&mut said).map_err(|err| {
+        let why = match err.kind() {
+            io::ErrorKind::UnexpectedEof => "it ended".to_string(),
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
+                format!("not ready within {} s", READY_WITHIN.as_secs())
+            }
+            _ => err.to_string(),
+        };
+        io::Error::other(format!("the names helper did not start: {why}"))
+    })?;
+    if said != READY {
+        return Err(io::Error::other(
+            "the names helper said something else than ready",
+        ));
+    }
+    Ok(())
 }
 
 impl Drop for NamesHelper {

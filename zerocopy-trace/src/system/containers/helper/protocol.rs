@@ -2,7 +2,8 @@
 //! tab-separated fields, small and bounded, so that either side can refuse what the other sends
 //! without trusting it.
 //!
-//! The agent sends `list`. The helper answers with, for each source it was started with (by
+//! Once confined, the helper says `ready`: the agent goes on only then, so it never gives up
+//! its privileges beside a helper that still has them. The agent then sends `list`. The helper answers with, for each source it was started with (by
 //! its index in that list), the containers it named, then one line saying how asking it went,
 //! and `end`:
 //!
@@ -24,6 +25,8 @@
 use super::super::{ApiError, Named};
 use crate::snapshot::ContainerNames;
 
+/// The helper's first line, once it is confined.
+pub const READY: &[u8] = b"ready\n";
 /// The one request.
 pub const REQUEST: &[u8] = b"list\n";
 /// Longest line either side accepts, its newline included.

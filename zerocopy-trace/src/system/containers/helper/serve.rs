@@ -14,7 +14,7 @@ use anyhow::{bail, Context, Result};
 
 use super::{
     super::{ask_all, Sources, RELIST_INTERVAL},
-    protocol::{encode_answer, REQUEST},
+    protocol::{encode_answer, READY, REQUEST},
 };
 use crate::system::{privileges, seccomp};
 
@@ -32,6 +32,9 @@ pub fn serve(parent: u32, specs: &[String]) -> Result<()> {
         .build()
         .context("starting the async runtime")?;
     seccomp::install_names_helper()?;
+    (&stream)
+        .write_all(READY)
+        .context("telling the agent it is ready")?;
     let mut last: Option<Instant> = None;
     while read_request(&stream)? {
         // At most one listing a `RELIST_INTERVAL`, whatever the agent asks: the runtimes are
