@@ -7,16 +7,17 @@ use std::{
         fd::{FromRawFd, OwnedFd},
         unix::net::UnixStream,
     },
+    path::PathBuf,
     time::Instant,
 };
 
 use anyhow::{bail, Context, Result};
 
 use super::{
-    super::{ask_all, Sources, RELIST_INTERVAL},
+    super::{ask_all, kubelet, SourceKind, Sources, RELIST_INTERVAL},
     protocol::{encode_answer, READY, REQUEST},
 };
-use crate::system::{privileges, seccomp};
+use crate::system::{landlock, privileges, seccomp};
 
 /// Runs the helper: `parent` is the agent's pid, `specs` the sources as `--names-from` takes
 /// them. Returns when the agent closes its end; any other way out is an error.
@@ -26,6 +27,8 @@ pub fn serve(parent: u32, specs: &[String]) -> Result<()> {
     let sources = Sources::parse(specs).map_err(anyhow::Error::msg)?;
     close_other_descriptors();
     privileges::drop_for_names_helper()?;
+    let listable = listable(&sources);
+    landlock::confine_to_listing(&listable.iter().map(PathBuf::as_path).collect::<Vec<_>>())?;
     // Built before the filter: it makes its epoll instance and its waker then.
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -53,6 +56,26 @@ pub fn serve(parent: u32, specs: &[String]) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The directories the helper may list under Landlock: kubelet's log directories (each
+/// source's and its pods' beside it), or, where a source is not there yet, the directory it
+/// will be made in (kubelet may start after the agent).
+fn listable(sources: &Sources) -> Vec<PathBuf> {
+    let mut dirs = Vec::new();
+    for source in sources
+        .0
+        .iter()
+        .filter(|s| s.kind == SourceKind::KubeletLogs)
+    {
+        if source.path.is_dir() {
+            dirs.push(source.path.clone());
+            dirs.push(kubelet::pods_dir(&source.path));
+        } else if let Some(parent) = source.path.parent() {
+            dirs.push(parent.to_path_buf());
+        }
+    }
+    dirs
 }
 
 /// Standard input, which the agent made one end of a socket pair; anything else means the
