@@ -187,7 +187,20 @@ pub fn drop_after_attach(account: Option<Account>) -> Result<Dropped> {
         CapsHashSet::new()
     };
     let effective = caps::read(None, CapSet::Effective).unwrap_or_default();
-    let become_user = account.filter(|_| is_root());
+    let become_user = account.filter(|_| is_root()).filter(|to| {
+        // Root without CAP_SETUID and CAP_SETGID (a container given only what tracing needs)
+        // cannot change its user: it keeps root's uid, and gives up every capability below.
+        let can = to.uid == 0
+            || (effective.contains(&Capability::CAP_SETUID)
+                && effective.contains(&Capability::CAP_SETGID));
+        if !can {
+            log::warn!(
+                "keeping uid 0 after attach: becoming uid {} needs CAP_SETUID and CAP_SETGID, which this agent was not given (every capability is given up all the same)",
+                to.uid
+            );
+        }
+        can
+    });
     if effective.contains(&Capability::CAP_SETPCAP) {
         // Nothing exec'd later could regain a capability.
         caps::clear(None, CapSet::Bounding)
