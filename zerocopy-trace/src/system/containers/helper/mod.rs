@@ -64,7 +64,6 @@ impl NamesHelper {
     /// Starts the helper for `sources`, while this process still has what they need (root's
     /// uid). Relative paths are made absolute here: the helper runs in `/`.
     pub fn spawn(sources: &Sources) -> io::Result<NamesHelper> {
-        let (ours, theirs) = UnixStream::pair()?;
         let mut command = Command::new("/proc/self/exe");
         command
             .arg0("zerocopy-trace")
@@ -80,6 +79,12 @@ impl NamesHelper {
                 .arg("--names-from")
                 .arg(format!("{}={path}", source.kind.name()));
         }
+        NamesHelper::start(command, sources)
+    }
+
+    /// Runs `command` as the helper of `sources` and waits until it says it is ready.
+    fn start(mut command: Command, sources: &Sources) -> io::Result<NamesHelper> {
+        let (ours, theirs) = UnixStream::pair()?;
         command
             // Nothing of the agent's environment, working directory or terminal signals: the
             // helper ignores a Ctrl-C meant for the agent, which still wants names at its end.
@@ -90,6 +95,8 @@ impl NamesHelper {
             .stdout(Stdio::null())
             .stderr(Stdio::inherit());
         let mut child = command.spawn()?;
+        // The command holds the helper's end too: closed here, so a helper that dies is seen.
+        drop(command);
         if let Err(err) = wait_until_ready(&ours) {
             // Still root here: a helper that did not confine itself is stopped for sure.
             let _ = child.kill();
@@ -198,5 +205,80 @@ impl Drop for NamesHelper {
         // else when it writes the answer it is working on); then it is reaped.
         let _ = self.stream.shutdown(std::net::Shutdown::Both);
         let _ = self.child.wait();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::system::containers::SourceKind;
+
+    fn one_source() -> Sources {
+        Sources(vec![Source {
+            kind: SourceKind::Docker,
+            path: "/x.sock".into(),
+        }])
+    }
+
+    /// A stand-in helper: a shell script on the socket pair (its standard input, where its
+    /// output goes too).
+    fn fake(script: &str) -> io::Result<NamesHelper> {
+        let mut command = Command::new("/bin/sh");
+        command.args(["-c", &format!("exec 1>&0; {script}")]);
+        NamesHelper::start(command, &one_source())
+    }
+
+    const READY_THEN_LIST: &str = "printf 'ready\\n'; read request; ";
+
+    #[test]
+    fn an_answer_is_read_and_mapped_to_the_sources() {
+        let mut helper = fake(&format!(
+            "{READY_THEN_LIST}printf 'container\\t0\\tab12\\tweb\\t\\t\\t\\t\\nanswered\\t0\\nend\\n'; \
+             read request; printf 'failed\\t0\\tpermission denied\\nend\\n'; read request"
+        ))
+        .unwrap();
+        let answers = helper.list().unwrap();
+        assert_eq!(answers.len(), 1);
+        assert_eq!(answers[0].0, one_source().0[0]);
+        let list = answers[0].1.as_ref().unwrap();
+        assert_eq!(
+            (list[0].id.as_str(), list[0].names.name.as_str()),
+            ("ab12", "web")
+        );
+        let answers = helper.list().unwrap();
+        let err = answers[0].1.as_ref().unwrap_err();
+        assert!(!err.is_absent());
+        assert_eq!(err.to_string(), "permission denied");
+    }
+
+    #[test]
+    fn a_helper_that_misbehaves_is_given_up() {
+        let mut after_end = fake(&format!(
+            "{READY_THEN_LIST}printf 'answered\\t0\\nend\\nmore'; read request"
+        ))
+        .unwrap();
+        let err = after_end.list().unwrap_err();
+        assert!(err.to_string().contains("bytes after the end"), "{err}");
+
+        let mut ended = fake(READY_THEN_LIST).unwrap();
+        assert!(matches!(ended.list(), Err(HelperError::Ended)));
+
+        let mut silent = fake(&format!("{READY_THEN_LIST}read request")).unwrap();
+        silent.answer_within = Duration::from_millis(200);
+        assert!(matches!(silent.list(), Err(HelperError::Timeout(_))));
+
+        let endless =
+            "printf 'ready\\n'; read request; while printf 'xxxxxxxxxxxxxxxx' 2>/dev/null; do :; done";
+        let mut endless = fake(endless).unwrap();
+        let err = endless.list().unwrap_err();
+        assert!(err.to_string().contains("too long"), "{err}");
+    }
+
+    #[test]
+    fn a_helper_that_does_not_say_ready_is_refused() {
+        let err = fake("exit 0").err().unwrap();
+        assert!(err.to_string().contains("it ended"), "{err}");
+        let err = fake("printf 'hello\\n'; read request").err().unwrap();
+        assert!(err.to_string().contains("something else"), "{err}");
     }
 }
