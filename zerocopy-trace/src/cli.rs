@@ -62,6 +62,20 @@ pub enum Command {
     /// completions, generated from this command line, under DIR.
     #[command(hide = true)]
     Assets(AssetsArgs),
+    /// Started by the agent itself, before it gives up its privileges: asks the container
+    /// runtimes for names on its behalf, over the socket pair on standard input.
+    #[command(hide = true, name = "names-helper")]
+    NamesHelper(NamesHelperArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct NamesHelperArgs {
+    /// The agent's pid: the helper ends with it.
+    #[arg(long)]
+    pub parent: u32,
+    /// Where to ask, as `--names-from` takes them (`KIND=PATH`), for the helper's whole life.
+    #[arg(long = "names-from", value_name = "KIND=PATH")]
+    pub names_from: Vec<String>,
 }
 
 #[derive(Debug, Args)]

@@ -786,6 +786,14 @@ fn the_image_runs_with_the_manifests_capabilities_and_counts_the_host_exactly() 
                 .join(",")
         ),
     ];
+    for var in agent["env"].as_array().into_iter().flatten() {
+        args.push("-e".into());
+        args.push(format!(
+            "{}={}",
+            var["name"].as_str().unwrap(),
+            var["value"].as_str().unwrap()
+        ));
+    }
     for mount in agent["volumeMounts"].as_array().unwrap() {
         let host = host_paths[mount["name"].as_str().unwrap()];
         if !Path::new(host).exists() {
@@ -873,8 +881,22 @@ fn the_image_runs_with_the_manifests_capabilities_and_counts_the_host_exactly() 
         );
         std::thread::sleep(Duration::from_millis(200));
     }
-    // Exactly the manifest's capabilities in its bounding set; after attach CAP_BPF alone.
+    // Exactly the manifest's capabilities in its bounding set (no CAP_SETPCAP to empty it);
+    // after attach none (CAP_BPF alone where this kernel checks it on every use of a map, as
+    // the agent says), and root's uid, which the pod has no CAP_SETUID to give up.
     let pid = podman.inspect("zc-image-agent", "{{.State.Pid}}");
+    let logs = podman.command().args(["logs", &id]).output().unwrap();
+    let logs = format!(
+        "{}{}",
+        String::from_utf8_lossy(&logs.stdout),
+        String::from_utf8_lossy(&logs.stderr)
+    );
+    let kept_bpf = logs.contains("privileges dropped: uid 0, capabilities CAP_BPF only");
+    assert!(
+        kept_bpf || logs.contains("privileges dropped: uid 0, capabilities none"),
+        "{logs}"
+    );
+    let after = if kept_bpf { capability_bit("BPF") } else { 0 };
     let wanted: u64 = caps.iter().map(|c| capability_bit(c)).sum();
     assert_eq!(
         capability_set(&pid, "CapBnd:"),
@@ -883,10 +905,28 @@ fn the_image_runs_with_the_manifests_capabilities_and_counts_the_host_exactly() 
     );
     assert_eq!(
         capability_set(&pid, "CapEff:"),
-        capability_bit("BPF"),
+        after,
         "effective after attach"
     );
-    assert_eq!(capability_set(&pid, "CapPrm:"), capability_bit("BPF"));
+    assert_eq!(capability_set(&pid, "CapPrm:"), after);
+    // Its names helper (kubelet's logs): root's uid, no capability, NoNewPrivs, its filter.
+    let helper = procfs::process::all_processes()
+        .unwrap()
+        .filter_map(Result::ok)
+        .find(|p| {
+            p.stat().is_ok_and(|s| s.ppid.to_string() == pid)
+                && p.cmdline()
+                    .is_ok_and(|c| c.get(1).is_some_and(|a| a == "names-helper"))
+        })
+        .unwrap_or_else(|| panic!("no names helper under pid {pid}:\n{logs}"));
+    let status = helper.status().unwrap();
+    assert_eq!(status.euid, 0);
+    assert_eq!(
+        (status.capeff, status.capprm, status.capamb),
+        (0, 0, Some(0))
+    );
+    assert_eq!(status.capbnd, Some(wanted));
+    assert_eq!((status.nonewprivs, status.seccomp), (Some(1), Some(2)));
 
     // A workload on the host, counted exactly through the image's exporter.
     let truth_path = dir.join("truth.json");
@@ -950,7 +990,7 @@ fn the_image_runs_with_the_manifests_capabilities_and_counts_the_host_exactly() 
         sample_sum(&exposition, "zerocopy_dropped_total", "reason="),
         0
     );
-    eprintln!("the image {image}: CapBnd {wanted:#x}, CapEff after attach {:#x}; {sendfile} sendfile bytes of zci-sf counted", capability_bit("BPF"));
+    eprintln!("the image {image}: CapBnd {wanted:#x}, CapEff after attach {after:#x}; {sendfile} sendfile bytes of zci-sf counted");
     drop(_stop);
     let _ = podman.command().args(["rmi", "-f", &image]).output();
     for made in made.iter().rev() {

@@ -3,13 +3,15 @@
 //! started as root, after attaching it is nobody with no capability, an empty bounding set,
 //! NoNewPrivs and a seccomp filter whose refusals are errors, not kills; `run`'s command gets
 //! none of its capabilities; without what it needs, and on every kind of bad input, it says so
-//! in one line and exits non-zero.
+//! in one line and exits non-zero. The names helper it starts to ask the container runtimes
+//! keeps root's uid and nothing else, and goes away with the agent, even when the agent is
+//! killed.
 
 mod common;
 
 use std::{os::unix::fs::PermissionsExt, path::Path, process::Command};
 
-use common::{privileged, process, scratch, workload, AGENT};
+use common::{privileged, process, scratch, signal_agent, spawn_agent, workload, AGENT};
 
 const CAPS: &str = "+bpf,+perfmon,+dac_read_search";
 
@@ -267,6 +269,115 @@ fn the_command_of_run_has_no_capabilities() {
     {
         if set != "CapBnd" {
             assert_eq!(*line, format!("{set}: {zero}"), "{with_ambient:?}");
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The agent's names helper: its one child whose command line is `names-helper`.
+fn names_helper_of(agent: u32) -> u32 {
+    let helpers: Vec<u32> = procfs::process::all_processes()
+        .expect("listing processes")
+        .filter_map(Result::ok)
+        .filter(|p| p.stat().is_ok_and(|s| s.ppid == agent as i32))
+        .filter(|p| {
+            p.cmdline()
+                .is_ok_and(|c| c.get(1).is_some_and(|a| a == "names-helper"))
+        })
+        .map(|p| p.pid as u32)
+        .collect();
+    assert_eq!(
+        helpers.len(),
+        1,
+        "the names helpers of {agent}: {helpers:?}"
+    );
+    helpers[0]
+}
+
+/// Whether `pid` is gone (or a zombie: dead, waiting for a reaper that is not ours).
+fn gone(pid: u32) -> bool {
+    procfs::process::Process::new(pid as i32)
+        .and_then(|p| p.stat())
+        .map_or(true, |s| s.state == 'Z')
+}
+
+/// Started as root, the agent starts its names helper before it drops its privileges: root's
+/// uid (the owner of the runtimes' sockets), no group, no capability in any set, NoNewPrivs,
+/// its own seccomp filter, its own process group, nothing open but its socket pair and the
+/// standard streams; it goes away when the agent ends, and when the agent is killed.
+#[test]
+fn the_names_helper_keeps_root_alone_and_dies_with_the_agent() {
+    if !privileged() {
+        return;
+    }
+    let dir = scratch("names-helper");
+    let logs = dir.join("containers");
+    std::fs::create_dir_all(&logs).unwrap();
+    let names = format!("kubelet-logs={}", logs.display());
+    for end in [libc::SIGINT, libc::SIGKILL] {
+        let (mut agent, _) = spawn_agent(&["report", "--json", "--names-from", &names]);
+        let agent_pid = agent.child().id();
+        let helper = names_helper_of(agent_pid);
+        let status = procfs::process::Process::new(helper as i32)
+            .and_then(|p| p.status())
+            .expect("the helper's status");
+        assert_eq!(
+            (status.ruid, status.euid, status.suid, status.fuid),
+            (0, 0, 0, 0),
+            "root's uid"
+        );
+        assert_eq!(status.groups, Vec::<u32>::new(), "no group");
+        assert_eq!(
+            (status.capinh, status.capprm, status.capeff),
+            (0, 0, 0),
+            "no capability"
+        );
+        assert_eq!(status.capbnd, Some(0), "bounding set");
+        assert_eq!(status.capamb, Some(0), "ambient set");
+        assert_eq!(status.nonewprivs, Some(1));
+        assert_eq!(status.seccomp, Some(2), "its seccomp filter");
+        let process = procfs::process::Process::new(helper as i32).unwrap();
+        assert_eq!(process.stat().unwrap().pgrp, helper as i32, "its own group");
+        // Nothing of the agent's but the socket pair and standard error: no map, program, file
+        // or socket of its own; past the standard three, only its runtime's epoll, waker and
+        // signal pair, made after it closed everything else.
+        for fd in process.fd().expect("the helper's descriptors") {
+            use procfs::process::FDTarget;
+            let fd = fd.unwrap();
+            let allowed = match (fd.fd, &fd.target) {
+                (0, FDTarget::Socket(_)) => true,
+                (1, FDTarget::Path(path)) => path == Path::new("/dev/null"),
+                (2, FDTarget::Pipe(_)) => true,
+                (3.., FDTarget::AnonInode(kind)) => kind == "[eventpoll]" || kind == "[eventfd]",
+                (3.., FDTarget::Socket(_)) => true,
+                _ => false,
+            };
+            assert!(allowed, "the helper holds fd {} -> {:?}", fd.fd, fd.target);
+        }
+        // The agent's own status: nobody, as always.
+        let agent_status = procfs::process::Process::new(agent_pid as i32)
+            .and_then(|p| p.status())
+            .unwrap();
+        assert_eq!(agent_status.euid, 65534);
+        if end == libc::SIGINT {
+            // The agent reaps it before it exits.
+            let (exit, _) = signal_agent(&mut agent, end);
+            assert!(exit.success(), "{exit:?}");
+            assert!(gone(helper), "the helper outlived the agent");
+        } else {
+            let (exit, _) = signal_agent(&mut agent, end);
+            assert_eq!(
+                std::os::unix::process::ExitStatusExt::signal(&exit),
+                Some(libc::SIGKILL)
+            );
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while !gone(helper) {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the helper {helper} outlived the killed agent by 10 s"
+                );
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
         }
     }
     let _ = std::fs::remove_dir_all(&dir);

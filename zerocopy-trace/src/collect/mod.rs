@@ -301,8 +301,14 @@ impl Collector {
         })
     }
 
-    /// Starts asking the container runtimes for names (in the background): once the trace
-    /// has dropped its capabilities, which the asking thread then does not have either.
+    /// Starts the names helper, which asks the container runtimes for the agent: while the
+    /// trace still has root's uid, before it drops its privileges.
+    pub fn start_names_helper(&mut self) {
+        self.names.start_helper();
+    }
+
+    /// Starts asking for container names (in the background): once the trace has dropped its
+    /// capabilities, which the asking thread then does not have either.
     pub fn start_container_names(&mut self) {
         self.names.start();
     }

@@ -18,7 +18,10 @@ use anyhow::{bail, Result};
 use crate::{
     cli::{Cli, Command, TraceArgs},
     session::{self, trace::TraceOptions},
-    system::privileges::{self, User},
+    system::{
+        containers,
+        privileges::{self, User},
+    },
 };
 
 /// Runs the command `cli` names (the dashboard when it names none).
@@ -36,6 +39,10 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 written.len(),
                 args.dir.display()
             );
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(Command::NamesHelper(args)) => {
+            containers::helper::serve::serve(args.parent, &args.names_from)?;
             Ok(ExitCode::SUCCESS)
         }
         #[cfg(feature = "bench")]

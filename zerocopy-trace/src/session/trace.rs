@@ -121,6 +121,9 @@ impl Trace {
                 format!("registering pid {pid} (more targets than --max-processes?)")
             })?;
         }
+        // The one process that keeps root's uid, to ask the container runtimes, is started
+        // before the agent gives it up.
+        collector.start_names_helper();
         // Attached and registered: from here on the agent only reads and updates maps.
         let dropped = privileges::drop_after_attach(options.account)?;
         log::info!(

@@ -7,6 +7,8 @@
 //! without one (5.19 and later: the check moved to creating maps and loading programs), else
 //! with CAP_BPF alone; an empty bounding set, no ambient or inheritable capability,
 //! `NoNewPrivs`, and not dumpable. `drop_after_attach` says why each step is where it is.
+//! The names helper, which asks the container runtimes for the agent, keeps root's uid alone
+//! (`drop_for_names_helper`).
 
 use std::{ffi::CString, io};
 
@@ -185,7 +187,20 @@ pub fn drop_after_attach(account: Option<Account>) -> Result<Dropped> {
         CapsHashSet::new()
     };
     let effective = caps::read(None, CapSet::Effective).unwrap_or_default();
-    let become_user = account.filter(|_| is_root());
+    let become_user = account.filter(|_| is_root()).filter(|to| {
+        // Root without CAP_SETUID and CAP_SETGID (a container given only what tracing needs)
+        // cannot change its user: it keeps root's uid, and gives up every capability below.
+        let can = to.uid == 0
+            || (effective.contains(&Capability::CAP_SETUID)
+                && effective.contains(&Capability::CAP_SETGID));
+        if !can {
+            log::warn!(
+                "keeping uid 0 after attach: becoming uid {} needs CAP_SETUID and CAP_SETGID, which this agent was not given (every capability is given up all the same)",
+                to.uid
+            );
+        }
+        can
+    });
     if effective.contains(&Capability::CAP_SETPCAP) {
         // Nothing exec'd later could regain a capability.
         caps::clear(None, CapSet::Bounding)
@@ -263,6 +278,83 @@ pub fn drop_after_attach(account: Option<Account>) -> Result<Dropped> {
         uid,
         kept_bpf: keep_bpf,
     })
+}
+
+/// The securebits that make root's uid no special case for capabilities, each locked: no
+/// capability is gained by an exec as uid 0 (`NOROOT`), none can be raised as ambient, and a
+/// uid change keeps none (`KEEP_CAPS` and `NO_SETUID_FIXUP` locked off).
+const SECUREBITS_LOCKED_DOWN: libc::c_ulong = {
+    const NOROOT: libc::c_ulong = 1 << 0;
+    const NO_SETUID_FIXUP: libc::c_ulong = 1 << 2;
+    const KEEP_CAPS: libc::c_ulong = 1 << 4;
+    const NO_CAP_AMBIENT_RAISE: libc::c_ulong = 1 << 6;
+    // Each bit's lock is the bit above it.
+    let set = NOROOT | NO_CAP_AMBIENT_RAISE;
+    let locks = (NOROOT | NO_SETUID_FIXUP | KEEP_CAPS | NO_CAP_AMBIENT_RAISE) << 1;
+    set | locks
+};
+
+/// Gives up, in the names helper (`containers::helper`), everything but its uid: the agent
+/// starts it while still root, and root's uid is what owns the runtimes' sockets (0600 or 0660)
+/// and may read kubelet's log directories, with no capability at all. So: no supplementary
+/// group, no capability in any set (the bounding set emptied and root's special case turned
+/// off for good where CAP_SETPCAP allows: a container's agent may lack it), `NoNewPrivs`, not
+/// dumpable. Its seccomp filter then keeps it from opening anything for writing.
+pub fn drop_for_names_helper() -> Result<()> {
+    let effective = caps::read(None, CapSet::Effective).unwrap_or_default();
+    if effective.contains(&Capability::CAP_SETPCAP) {
+        // SAFETY: a plain prctl with constant arguments.
+        ok_or_errno(
+            unsafe { libc::prctl(libc::PR_SET_SECUREBITS, SECUREBITS_LOCKED_DOWN, 0, 0, 0) },
+            "PR_SET_SECUREBITS",
+        )?;
+        caps::clear(None, CapSet::Bounding)
+            .map_err(|e| anyhow!("{e}"))
+            .context("emptying the capability bounding set")?;
+    }
+    if effective.contains(&Capability::CAP_SETGID) {
+        // SAFETY: setgroups with no groups.
+        ok_or_errno(
+            unsafe { libc::setgroups(0, std::ptr::null()) },
+            "dropping the groups",
+        )?;
+    }
+    // SAFETY: plain prctl calls with constant arguments.
+    unsafe {
+        ok_or_errno(
+            libc::prctl(
+                libc::PR_CAP_AMBIENT,
+                libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong,
+                0,
+                0,
+                0,
+            ),
+            "clearing the ambient capabilities",
+        )?;
+    }
+    caps::clear(None, CapSet::Inheritable)
+        .and_then(|()| caps::clear(None, CapSet::Effective))
+        .and_then(|()| caps::clear(None, CapSet::Permitted))
+        .map_err(|e| anyhow!("{e}"))
+        .context("dropping the names helper's capabilities")?;
+    // SAFETY: plain prctl calls with constant arguments.
+    unsafe {
+        ok_or_errno(
+            libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0),
+            "PR_SET_NO_NEW_PRIVS",
+        )?;
+        ok_or_errno(
+            libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0),
+            "PR_SET_DUMPABLE",
+        )?;
+    }
+    if !caps::read(None, CapSet::Permitted)
+        .map_err(|e| anyhow!("{e}"))?
+        .is_empty()
+    {
+        bail!("the names helper kept a capability");
+    }
+    Ok(())
 }
 
 fn ok_or_errno(rc: libc::c_int, what: &str) -> Result<()> {

@@ -13,11 +13,21 @@
 //! The list was taken from `strace -f` of every command after attach (the exporter over TLS
 //! with Basic auth under attack, the dashboard, `report`, `run`), plus calls glibc, std, tokio
 //! or rustls make on paths those runs did not take (a thread starting, a big buffer growing).
+//!
+//! The names helper (`containers::helper`) has a list of its own, narrower still, with
+//! conditions on two calls' arguments (`install_names_helper`); its blocked calls are said the
+//! same way, as the helper's.
 
-use std::collections::BTreeMap;
+use std::{
+    collections::BTreeMap,
+    sync::atomic::{AtomicBool, Ordering},
+};
 
 use anyhow::{anyhow, Result};
-use seccompiler::{BpfProgram, SeccompAction, SeccompFilter, TargetArch};
+use seccompiler::{
+    BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
+    SeccompRule, TargetArch,
+};
 
 /// The allowed syscalls, with the names the SIGSYS line uses.
 macro_rules! syscalls {
@@ -208,15 +218,102 @@ fn name_of(nr: libc::c_long) -> Option<&'static str> {
         .map(|(_, name)| &name[4..])
 }
 
-/// Installs the allow-list on every thread of this process (it also sets `NoNewPrivs`, which a
-/// filter needs without CAP_SYS_ADMIN).
+/// What the names helper calls once confined (`containers::helper`): memory, its runtime's
+/// epoll and timers, reading and writing what it holds, connecting its sockets, listing
+/// kubelet's directories. `socket` and `openat` are allowed with conditions of their own
+/// (`install_names_helper`); nothing else: no thread, no program, no file written, renamed or
+/// its mode changed, no signal sent, no credential changed.
+const NAMES_HELPER_ALLOWED: &[(libc::c_long, &str)] = syscalls![
+    SYS_brk,
+    SYS_mmap,
+    SYS_munmap,
+    SYS_mremap,
+    SYS_mprotect,
+    SYS_madvise,
+    SYS_futex,
+    SYS_sched_yield,
+    SYS_rt_sigreturn,
+    SYS_rt_sigprocmask,
+    SYS_sigaltstack,
+    SYS_exit,
+    SYS_exit_group,
+    SYS_epoll_pwait,
+    SYS_epoll_ctl,
+    SYS_clock_gettime,
+    SYS_clock_nanosleep,
+    SYS_nanosleep,
+    SYS_getrandom,
+    SYS_read,
+    SYS_write,
+    SYS_readv,
+    SYS_writev,
+    SYS_recvfrom,
+    SYS_sendto,
+    SYS_recvmsg,
+    SYS_sendmsg,
+    SYS_close,
+    SYS_fstat,
+    SYS_newfstatat,
+    SYS_statx,
+    SYS_getdents64,
+    SYS_fcntl,
+    SYS_connect,
+    SYS_getsockopt,
+    SYS_getsockname,
+    SYS_getpeername,
+    SYS_shutdown,
+    SYS_getpid,
+    SYS_getppid,
+];
+
+#[cfg(target_arch = "x86_64")]
+const NAMES_HELPER_ALLOWED_X86_64: &[(libc::c_long, &str)] = syscalls![SYS_epoll_wait];
+#[cfg(not(target_arch = "x86_64"))]
+const NAMES_HELPER_ALLOWED_X86_64: &[(libc::c_long, &str)] = &[];
+
+/// `openat`'s flags that write, create or truncate: the helper opens for reading only.
+const OPEN_WRITES: u64 = (libc::O_ACCMODE | libc::O_CREAT | libc::O_TRUNC | libc::O_APPEND) as u64;
+
+/// Whether this process is the names helper (for the SIGSYS line).
+static IN_NAMES_HELPER: AtomicBool = AtomicBool::new(false);
+
+/// Installs the agent's allow-list on every thread of this process (it also sets `NoNewPrivs`,
+/// which a filter needs without CAP_SYS_ADMIN).
 pub fn install() -> Result<()> {
+    apply(allowed().map(|&(nr, _)| (nr, Vec::new())).collect())
+}
+
+/// Installs the names helper's allow-list: its calls, `socket` for unix sockets only
+/// (`AF_UNIX` as the domain) and `openat` for reading only (none of `OPEN_WRITES`).
+pub fn install_names_helper() -> Result<()> {
+    IN_NAMES_HELPER.store(true, Ordering::Relaxed);
+    let condition = |arg, op, value| {
+        SeccompCondition::new(arg, SeccompCmpArgLen::Dword, op, value)
+            .and_then(|c| SeccompRule::new(vec![c]))
+            .map_err(|e| anyhow!("building the seccomp filter: {e}"))
+    };
+    let mut rules: BTreeMap<i64, Vec<SeccompRule>> = NAMES_HELPER_ALLOWED
+        .iter()
+        .chain(NAMES_HELPER_ALLOWED_X86_64)
+        .map(|&(nr, _)| (nr, Vec::new()))
+        .collect();
+    rules.insert(
+        libc::SYS_socket,
+        vec![condition(0, SeccompCmpOp::Eq, libc::AF_UNIX as u64)?],
+    );
+    rules.insert(
+        libc::SYS_openat,
+        vec![condition(2, SeccompCmpOp::MaskedEq(OPEN_WRITES), 0)?],
+    );
+    apply(rules)
+}
+
+/// Installs `rules` (a syscall with no rule is allowed outright) on every thread.
+fn apply(rules: BTreeMap<i64, Vec<SeccompRule>>) -> Result<()> {
     let trap = handles_sigsys();
     if trap {
         install_sigsys_handler()?;
     }
-    let rules: BTreeMap<i64, Vec<seccompiler::SeccompRule>> =
-        allowed().map(|&(nr, _)| (nr, Vec::new())).collect();
     let denied = if trap {
         SeccompAction::Trap
     } else {
@@ -254,14 +351,18 @@ struct SigsysInfo {
 /// Writes `zerocopy-trace: seccomp: blocked syscall N (name)` with write(2) alone: no
 /// allocation, no lock (a signal handler may interrupt either).
 fn say_blocked(nr: libc::c_long) {
-    let mut line = [0u8; 96];
+    let mut line = [0u8; 128];
     let mut len = 0;
     let mut put = |bytes: &[u8]| {
         let n = bytes.len().min(line.len() - len);
         line[len..len + n].copy_from_slice(&bytes[..n]);
         len += n;
     };
-    put(b"zerocopy-trace: seccomp: blocked syscall ");
+    if IN_NAMES_HELPER.load(Ordering::Relaxed) {
+        put(b"zerocopy-trace names helper: seccomp: blocked syscall ");
+    } else {
+        put(b"zerocopy-trace: seccomp: blocked syscall ");
+    }
     let mut digits = [0u8; 20];
     let mut d = digits.len();
     let mut v = nr.unsigned_abs();
@@ -366,5 +467,65 @@ mod tests {
         unsafe { libc::waitpid(pid, &mut status, 0) };
         assert!(libc::WIFEXITED(status), "killed: status {status:#x}");
         assert_eq!(libc::WEXITSTATUS(status), 0);
+    }
+
+    /// The names helper's list, in a child: a unix socket and a read-only open work; a TCP
+    /// socket, an open for writing (or creating, or truncating), an exec and a thread fail with
+    /// ENOSYS. The child exits with the number of the first check that did not hold.
+    #[test]
+    fn the_names_helper_may_only_read_and_use_unix_sockets() {
+        // Prepared before the fork: the child allocates nothing.
+        let path = std::ffi::CString::new("/etc/hostname").unwrap();
+        let scratch = std::env::temp_dir().join(format!("zct-seccomp-{}", std::process::id()));
+        let scratch = std::ffi::CString::new(scratch.to_str().unwrap()).unwrap();
+        let shell = std::ffi::CString::new("/bin/true").unwrap();
+        // SAFETY: the child only runs the filter and plain syscalls, then _exits.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0);
+        if pid == 0 {
+            // SAFETY: plain syscalls on prepared arguments; the child _exits.
+            unsafe {
+                let enosys =
+                    |rc: libc::c_long| rc == -1 && *libc::__errno_location() == libc::ENOSYS;
+                let code = if install_names_helper().is_err() {
+                    1
+                } else if libc::socket(libc::AF_UNIX, libc::SOCK_STREAM, 0) < 0 {
+                    2
+                } else if libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) < 0 {
+                    3
+                } else if !enosys(libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0).into()) {
+                    4
+                } else if !enosys(libc::socket(libc::AF_NETLINK, libc::SOCK_RAW, 0).into()) {
+                    5
+                } else if !enosys(libc::open(path.as_ptr(), libc::O_WRONLY).into()) {
+                    6
+                } else if !enosys(libc::open(path.as_ptr(), libc::O_RDWR).into()) {
+                    7
+                } else if !enosys(
+                    libc::open(scratch.as_ptr(), libc::O_RDONLY | libc::O_CREAT, 0o600).into(),
+                ) {
+                    8
+                } else if !enosys(libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_TRUNC).into())
+                {
+                    9
+                } else if !enosys(
+                    libc::execv(shell.as_ptr(), [shell.as_ptr(), std::ptr::null()].as_ptr()).into(),
+                ) {
+                    10
+                } else if !enosys(libc::syscall(libc::SYS_clone3, 0, 0)) {
+                    11
+                } else if !enosys(libc::syscall(libc::SYS_setuid, 0)) {
+                    12
+                } else {
+                    0
+                };
+                libc::_exit(code)
+            }
+        }
+        let mut status = 0;
+        // SAFETY: waiting for our own child.
+        unsafe { libc::waitpid(pid, &mut status, 0) };
+        assert!(libc::WIFEXITED(status), "killed: status {status:#x}");
+        assert_eq!(libc::WEXITSTATUS(status), 0, "the check that failed");
     }
 }

@@ -9,7 +9,7 @@ use super::{unix_http::ApiError, Named};
 use crate::snapshot::ContainerNames;
 
 /// Where kubelet keeps the pods' log directories, beside `/var/log/containers`.
-fn pods_dir(containers: &Path) -> std::path::PathBuf {
+pub fn pods_dir(containers: &Path) -> std::path::PathBuf {
     containers.with_file_name("pods")
 }
 

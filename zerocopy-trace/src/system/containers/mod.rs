@@ -8,6 +8,7 @@
 mod cri;
 mod docker;
 pub mod find;
+pub mod helper;
 mod kubelet;
 pub mod layout;
 pub mod names;
@@ -150,6 +151,9 @@ impl Sources {
     }
 }
 
+/// Runtimes are listed again at most this often.
+pub const RELIST_INTERVAL: Duration = Duration::from_secs(1);
+
 /// How long one source may take to answer.
 pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -173,7 +177,10 @@ pub async fn ask(source: &Source) -> Result<Vec<Named>, ApiError> {
 }
 
 /// Every source's answer, in order.
-pub async fn ask_all(sources: &Sources) -> Vec<(Source, Result<Vec<Named>, ApiError>)> {
+pub type Answers = Vec<(Source, Result<Vec<Named>, ApiError>)>;
+
+/// Every source's answer, in order.
+pub async fn ask_all(sources: &Sources) -> Answers {
     let mut answers = Vec::with_capacity(sources.0.len());
     for source in &sources.0 {
         // Skip quickly what is not there at all (most of the usual places on any machine).
@@ -192,7 +199,7 @@ pub async fn ask_all(sources: &Sources) -> Vec<(Source, Result<Vec<Named>, ApiEr
 
 /// `ask_all` from synchronous code, on a thread of its own (so it works whether or not the
 /// caller is inside an async runtime); the thread ends before this returns.
-pub fn ask_all_blocking(sources: &Sources) -> Vec<(Source, Result<Vec<Named>, ApiError>)> {
+pub fn ask_all_blocking(sources: &Sources) -> Answers {
     let sources = sources.clone();
     let asked = std::thread::Builder::new()
         .name("zct-containers".into())

@@ -7,7 +7,10 @@
 //! warned about once.
 //!
 //! The thread is started by `start`, which the trace calls once it has dropped its
-//! capabilities: a thread inherits its creator's capabilities, and this one needs none.
+//! capabilities: a thread inherits its creator's capabilities, and this one needs none. It
+//! asks the runtimes itself only where the agent keeps what they need; an agent started as
+//! root gives that up, so before it does the trace calls `start_helper`, and the thread asks
+//! the names helper (`helper`) instead, which asks them for it.
 
 use std::{
     collections::{HashMap, HashSet},
@@ -16,11 +19,13 @@ use std::{
     time::{Duration, Instant},
 };
 
-use super::{ask_all, Named, Source, Sources};
+use super::{
+    ask_all,
+    helper::{HelperError, NamesHelper},
+    Answers, Named, Sources, RELIST_INTERVAL,
+};
 use crate::snapshot::ContainerNames;
 
-/// Runtimes are listed again at most this often.
-pub const RELIST_INTERVAL: Duration = Duration::from_secs(1);
 /// An id no runtime knew is asked about again after this long.
 pub const RETRY_UNKNOWN: Duration = Duration::from_secs(10);
 /// Most names kept: far more containers than a node runs in a day.
@@ -59,6 +64,8 @@ pub struct NameCache {
     sources: Sources,
     shared: Arc<Shared>,
     thread: Option<JoinHandle<()>>,
+    /// The helper started by `start_helper`, until the thread takes it.
+    helper: Option<NamesHelper>,
 }
 
 impl NameCache {
@@ -71,6 +78,28 @@ impl NameCache {
                 wake: Condvar::new(),
             }),
             thread: None,
+            helper: None,
+        }
+    }
+
+    /// Starts the names helper, which the thread will ask instead of the runtimes (call while
+    /// the agent still has root's uid, before it gives it up). Without a source, none; where
+    /// it cannot start, the thread asks the runtimes itself, with the agent's rights.
+    pub fn start_helper(&mut self) {
+        if self.helper.is_some() || self.sources.0.is_empty() {
+            return;
+        }
+        match NamesHelper::spawn(&self.sources) {
+            Ok(helper) => {
+                log::info!(
+                    "container names are asked by the names helper, pid {}",
+                    helper.pid()
+                );
+                self.helper = Some(helper);
+            }
+            Err(err) => log::warn!(
+                "no names helper ({err}): the runtimes are asked with the agent's own rights"
+            ),
         }
     }
 
@@ -81,10 +110,13 @@ impl NameCache {
             return;
         }
         let shared = Arc::clone(&self.shared);
-        let sources = self.sources.clone();
+        let asker = match self.helper.take() {
+            Some(helper) => Asker::Helper(helper),
+            None => Asker::Direct(self.sources.clone()),
+        };
         match std::thread::Builder::new()
             .name("zct-names".into())
-            .spawn(move || asker(&shared, &sources))
+            .spawn(move || ask(&shared, asker))
         {
             Ok(thread) => self.thread = Some(thread),
             Err(err) => log::warn!("containers are shown by id: no thread to ask runtimes ({err})"),
@@ -97,7 +129,7 @@ impl NameCache {
         if let Some(named) = state.known.get(id) {
             return Some(named.names.clone());
         }
-        if self.sources.0.is_empty() {
+        if self.sources.0.is_empty() || state.stop {
             return None;
         }
         let retry = state
@@ -150,14 +182,29 @@ impl Drop for NameCache {
     }
 }
 
+/// Who the thread asks.
+enum Asker {
+    /// The runtimes, with the agent's own rights.
+    Direct(Sources),
+    /// The names helper.
+    Helper(NamesHelper),
+}
+
 /// The thread: waits for ids to ask about, lists every source, files the answers.
-fn asker(shared: &Shared, sources: &Sources) {
-    let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    else {
-        log::warn!("containers are shown by id: no runtime to ask them with");
-        return;
+fn ask(shared: &Shared, asker: Asker) {
+    let mut list: Box<dyn FnMut() -> Result<Answers, HelperError>> = match asker {
+        Asker::Direct(sources) => {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                log::warn!("containers are shown by id: no runtime to ask them with");
+                return;
+            };
+            Box::new(move || Ok(runtime.block_on(ask_all(&sources))))
+        }
+        // Plain reads and writes on the socket pair: no runtime.
+        Asker::Helper(mut helper) => Box::new(move || helper.list()),
     };
     let mut last_listing: Option<Instant> = None;
     loop {
@@ -184,16 +231,24 @@ fn asker(shared: &Shared, sources: &Sources) {
         }
         drop(state);
         last_listing = Some(Instant::now());
-        let answers = runtime.block_on(ask_all(sources));
+        let answers = list();
         let mut state = shared.lock();
-        file(&mut state, answers);
+        match answers {
+            Ok(answers) => file(&mut state, answers),
+            Err(err) => {
+                // A helper that fails or says what it may not is not asked again, and no other
+                // can be started without the privileges given up: no one is left to ask.
+                log::warn!("{err}: containers are shown by id from now on");
+                state.stop = true;
+            }
+        }
         // Whoever waits for the answers (`settle`).
         shared.wake.notify_all();
     }
 }
 
 /// Files one listing's answers: names learned, ids still unknown, and what to say once.
-fn file(state: &mut State, answers: Vec<(Source, Result<Vec<Named>, super::ApiError>)>) {
+fn file(state: &mut State, answers: Answers) {
     let mut answered = Vec::new();
     for (source, answer) in answers {
         match answer {
@@ -293,7 +348,7 @@ pub fn list_now(sources: &Sources) -> Listing {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::system::containers::{ApiError, SourceKind};
+    use crate::system::containers::{ApiError, Source, SourceKind};
 
     fn named(id: &str, name: &str, pod: &str) -> Named {
         Named {

@@ -35,6 +35,9 @@ pub enum ApiError {
     Grpc { code: u32, message: String },
     #[error("bad answer: {0}")]
     Decode(String),
+    /// What the names helper said of a source it asked for the agent.
+    #[error("{0}")]
+    Relayed(String),
 }
 
 impl ApiError {
