@@ -252,16 +252,20 @@ fn a_traced_pid_that_exits_ends_the_trace_with_its_report() {
     }
     let dir = scratch("pid-exits");
     let truth_path = dir.join("truth.json");
-    // The shell waits for the agent to attach, then becomes the workload (same pid), whose
-    // holders are forked after attach and so followed.
+    let go = dir.join("go");
+    // The shell waits for the agent to attach (the go file), then becomes the workload (same
+    // pid), whose holders are forked after attach and so followed.
     let script = format!(
-        "sleep 1; exec {workload} hold --processes 2 --hold-ms 500 --out {}",
-        truth_path.display(),
+        "while [ ! -e {go} ]; do sleep 0.05; done; exec {workload} hold --processes 2 \
+         --hold-ms 500 --out {truth}",
+        go = go.display(),
+        truth = truth_path.display(),
         workload = workload()
     );
     let mut workload = Command::new("sh").args(["-c", &script]).spawn().unwrap();
     let pid = workload.id().to_string();
     let (mut agent, _) = spawn_agent(&["report", "--json", "--pid", &pid]);
+    std::fs::write(&go, b"").unwrap();
     assert!(workload.wait().unwrap().success());
     // No signal: the agent ends by itself once the pid is gone, and reports.
     let mut stdout = String::new();

@@ -26,6 +26,9 @@ pub mod files {
     pub const DONE: &str = "done";
     /// The kernel's log at the end, for a verifier or oops message the suites' output lacks.
     pub const DMESG: &str = "dmesg.txt";
+    /// The agent's own words on this kernel, with its defaults: the hook it chose, how it
+    /// tells a process's end, its maps' kernel memory (the `attached` line), and any warning.
+    pub const AGENT: &str = "agent.txt";
 
     /// A suite's combined stdout and stderr.
     pub fn output(suite: &str) -> String {
@@ -50,6 +53,8 @@ pub struct Plan<'a> {
     /// The host's PATH, so the programs the tests drive are found as on the host.
     pub path: &'a str,
     pub suites: &'a [Suite],
+    /// The agent the suites test (beside their binaries, in the same profile).
+    pub agent: &'a Path,
     /// Every test binary's arguments.
     pub args: &'a [String],
 }
@@ -102,6 +107,12 @@ pub fn script(plan: &Plan) -> String {
             args.join(" ")
         );
     }
+    let _ = writeln!(
+        s,
+        "RUST_LOG=info {} run -- true 2>&1 | grep -E 'attached|WARN|ERROR|error' > \"$results/{}\"",
+        quote_path(plan.agent),
+        files::AGENT
+    );
     let _ = writeln!(
         s,
         "dmesg > \"$results/{}\" 2>&1\ntouch \"$results/{}\"",
@@ -186,6 +197,7 @@ mod tests {
             workdir: Path::new("/ws/zerocopy-trace"),
             path: "/usr/bin:/bin",
             suites,
+            agent: Path::new("/ws/target/release/zerocopy-trace"),
             args,
         })
     }
@@ -224,11 +236,17 @@ mod tests {
             assert!(text.find(step).expect(step) < exact, "{step}");
         }
         assert!(text.rfind("touch \"$results/done\"").unwrap() > cleanup);
+        // After the suites, the agent says what it chose on this kernel.
+        let agent = text
+            .find("RUST_LOG=info '/ws/target/release/zerocopy-trace' run -- true")
+            .expect(&text);
+        assert!(agent > cleanup);
         // The files results.rs reads are the ones written.
         for name in [
             files::GUEST.to_owned(),
             files::SETUP_FAILED.to_owned(),
             files::DMESG.to_owned(),
+            files::AGENT.to_owned(),
             files::output("$name"),
             files::status("$name"),
             files::seconds("$name"),

@@ -91,6 +91,12 @@ pub fn test(workspace: &Path, options: &Options, extra: &[String]) -> Result<()>
     let script = results_dir.join("guest.sh");
     let path = std::env::var("PATH").unwrap_or_else(|_| "/usr/sbin:/usr/bin:/sbin:/bin".into());
     let binary_args = forwarded.binary_args();
+    // target/<profile>/deps/<suite>-<hash> -> target/<profile>/zerocopy-trace
+    let agent = binaries
+        .first()
+        .and_then(|suite| suite.binary.parent()?.parent())
+        .map(|profile| profile.join(AGENT))
+        .context("no test binary built")?;
     fs::write(
         &script,
         guest::script(&guest::Plan {
@@ -98,6 +104,7 @@ pub fn test(workspace: &Path, options: &Options, extra: &[String]) -> Result<()>
             workdir: &workspace.join(AGENT),
             path: &path,
             suites: &binaries,
+            agent: &agent,
             args: &binary_args,
         }),
     )
@@ -134,6 +141,11 @@ pub fn test(workspace: &Path, options: &Options, extra: &[String]) -> Result<()>
 
     let report = results::read(&results_dir, &names);
     print_outputs(&report);
+    if let Ok(words) = fs::read_to_string(results_dir.join(guest::files::AGENT)) {
+        for line in words.lines() {
+            eprintln!("xtask: the agent in the guest: {line}");
+        }
+    }
     let verdict = judge(&report, &ended, options, &kernel.release);
     eprintln!(
         "xtask: the {} guest ran {wall} s in all (boot, suites, shutdown); files in {}",
