@@ -71,6 +71,8 @@ fn run_dir(workspace: &Path, series: &Series, possible_cpus: u16) -> PathBuf {
 pub fn test(workspace: &Path, options: &Options, extra: &[String]) -> Result<()> {
     let forwarded = Forwarded::split(extra);
     let names = suites::choose(&options.suites, &forwarded.tests)?;
+    let dir = run_dir(workspace, &options.series, options.possible_cpus);
+    guest::check_visible([workspace, dir.as_path()]).map_err(anyhow::Error::msg)?;
     let mut apt = Apt::default();
     prepare(workspace, &mut apt)?;
     // The programs the suites drive, on the host's filesystem the guest boots from.
@@ -79,7 +81,8 @@ pub fn test(workspace: &Path, options: &Options, extra: &[String]) -> Result<()>
     let kernel = kernels::fetch(workspace, &options.series)?;
     let binaries = suites::build(workspace, &names, &forwarded)?;
 
-    let dir = run_dir(workspace, &options.series, options.possible_cpus);
+    guest::check_visible(binaries.iter().map(|s| s.binary.as_path()))
+        .map_err(anyhow::Error::msg)?;
     if dir.exists() {
         fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
     }
