@@ -74,7 +74,7 @@ enum Task {
         /// The guest's memory [default: 4G].
         #[arg(long, requires = "kernel", value_name = "SIZE", value_parser = vm::parse_memory)]
         memory: Option<String>,
-        /// Stop the guest (and fail) after this many minutes [default: 30].
+        /// Stop the guest (and fail) after this many minutes [default: 45].
         #[arg(
             long,
             requires = "kernel",

@@ -44,6 +44,22 @@ pub mod files {
     }
 }
 
+/// The guest's /tmp: the scratch disk is mounted over it.
+const GUEST_TMP: &str = "/tmp";
+
+/// `Err` naming the first of `paths` the scratch /tmp would hide in the guest (the results,
+/// the binaries and the workspace must stay visible there).
+pub fn check_visible<'a>(paths: impl IntoIterator<Item = &'a Path>) -> Result<(), String> {
+    match paths.into_iter().find(|p| p.starts_with(GUEST_TMP)) {
+        Some(path) => Err(format!(
+            "the guest mounts its scratch ext4 over {GUEST_TMP}, which would hide {}: run from a \
+             workspace (and target directory) outside {GUEST_TMP}",
+            path.display()
+        )),
+        None => Ok(()),
+    }
+}
+
 /// What the script needs to know.
 pub struct Plan<'a> {
     /// The results directory (the same path on the host and in the guest).
@@ -253,6 +269,19 @@ mod tests {
         ] {
             assert!(text.contains(&format!("\"$results/{name}\"")), "{name}");
         }
+    }
+
+    #[test]
+    fn nothing_the_guest_needs_may_sit_under_its_tmp() {
+        let fine = [
+            Path::new("/work/ws"),
+            Path::new("/work/ws/target/debug/deps/cleanup-1"),
+        ];
+        assert!(check_visible(fine).is_ok());
+        let err = check_visible([Path::new("/work/ws"), Path::new("/tmp/ws/target")]).unwrap_err();
+        assert!(err.contains("hide /tmp/ws/target"), "{err}");
+        // A sibling that merely starts with the same letters is fine.
+        assert!(check_visible([Path::new("/tmpfs/ws")]).is_ok());
     }
 
     #[test]

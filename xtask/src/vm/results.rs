@@ -172,6 +172,15 @@ pub struct Report {
     pub suites: Vec<SuiteResult>,
 }
 
+impl Report {
+    /// Whether the guest's script never began: no word from it at all.
+    pub fn never_started(&self) -> bool {
+        self.guest.is_none()
+            && self.setup_failed.is_none()
+            && self.suites.iter().all(|s| s.outcome == Outcome::NotRun)
+    }
+}
+
 /// Reads the results directory for `suites`.
 pub fn read(dir: &Path, suites: &[String]) -> Report {
     let read = |name: &str| fs::read_to_string(dir.join(name)).ok();
@@ -298,7 +307,7 @@ mod tests {
         write("reliability.out", "running 7 tests\n");
         let suites = ["exact_bytes", "reliability", "cleanup"].map(str::to_owned);
         let report = read(&dir, &suites);
-        assert_eq!(report.guest.unwrap().kernel, "6.1.0-57-amd64");
+        assert_eq!(report.guest.as_ref().unwrap().kernel, "6.1.0-57-amd64");
         assert!(!report.done);
         assert_eq!(report.setup_failed, None);
         assert_eq!(
@@ -315,6 +324,10 @@ mod tests {
         );
         assert_eq!(report.suites[1].outcome, Outcome::Unfinished);
         assert_eq!(report.suites[2].outcome, Outcome::NotRun);
+        assert!(!report.never_started());
+        let empty = dir.join("empty");
+        fs::create_dir_all(&empty).unwrap();
+        assert!(read(&empty, &suites).never_started());
         fs::remove_dir_all(&dir).unwrap();
     }
 }
