@@ -257,17 +257,8 @@ pub fn drop_after_attach(account: Option<Account>) -> Result<Dropped> {
                 "PR_SET_KEEPCAPS",
             )?;
         }
-        // No exec of a setuid or file-capability program can raise anything again.
-        ok_or_errno(
-            libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0),
-            "PR_SET_NO_NEW_PRIVS",
-        )?;
-        // Not even a process of the same user may attach to it or read its memory.
-        ok_or_errno(
-            libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0),
-            "PR_SET_DUMPABLE",
-        )?;
     }
+    no_new_privileges_nor_dumps()?;
     // SAFETY: getuid has no preconditions.
     let uid = unsafe { libc::getuid() };
     // SAFETY: a plain call; it must fail.
@@ -337,17 +328,7 @@ pub fn drop_for_names_helper() -> Result<()> {
         .and_then(|()| caps::clear(None, CapSet::Permitted))
         .map_err(|e| anyhow!("{e}"))
         .context("dropping the names helper's capabilities")?;
-    // SAFETY: plain prctl calls with constant arguments.
-    unsafe {
-        ok_or_errno(
-            libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0),
-            "PR_SET_NO_NEW_PRIVS",
-        )?;
-        ok_or_errno(
-            libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0),
-            "PR_SET_DUMPABLE",
-        )?;
-    }
+    no_new_privileges_nor_dumps()?;
     if !caps::read(None, CapSet::Permitted)
         .map_err(|e| anyhow!("{e}"))?
         .is_empty()
@@ -437,6 +418,24 @@ fn lookup_in(map: &std::os::fd::OwnedFd) -> Result<(), i32> {
     } else {
         Err(io::Error::last_os_error().raw_os_error().unwrap_or(0))
     }
+}
+
+/// No exec of a setuid or file-capability program can raise anything again, and not even a
+/// process of the same user may attach to this one or read its memory: the agent after attach
+/// and its names helper both end so.
+fn no_new_privileges_nor_dumps() -> Result<()> {
+    // SAFETY: plain prctl calls with constant arguments.
+    unsafe {
+        ok_or_errno(
+            libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0),
+            "PR_SET_NO_NEW_PRIVS",
+        )?;
+        ok_or_errno(
+            libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0),
+            "PR_SET_DUMPABLE",
+        )?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
