@@ -109,9 +109,18 @@ fn fio_io_uring_buffered_read_counts_every_operation() {
     // Through the page cache: copied into fio's buffers by the CPU.
     assert_eq!(job["verdict"], "copying", "{job:#}");
     assert!(job["copied_bytes"].as_u64().unwrap() >= SIZE);
-    // The operations cost no transitions of their own: only fio's io_uring_enter calls do.
+    // The operations cost no transitions of their own: only fio's syscalls do, nearly all of
+    // them io_uring_enter. fio enters to submit and to wait for completions, so a loaded
+    // machine sees a few more enters than operations (515 for 512 once): bounded by two each.
     let enters = job["syscalls"]["io_uring_enter"]["calls"].as_u64().unwrap();
-    assert!(enters > 0 && enters <= ios, "{job:#}");
+    assert!(enters > 0 && enters <= 2 * ios, "{job:#}");
+    let calls: u64 = job["syscalls"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|s| s["calls"].as_u64().unwrap())
+        .sum();
+    assert_eq!(job["transitions"].as_u64(), Some(2 * calls), "{job:#}");
     assert_nothing_dropped(&report);
     assert_eq!(report["maps"]["io_uring"], 0);
 }

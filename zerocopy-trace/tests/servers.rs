@@ -1,5 +1,7 @@
 //! Real servers nobody here wrote, attached to while they run: nginx serving a file with
-//! `sendfile on;` (zero copy) and `sendfile off;` (a user-space relay), and socat relaying
+//! `sendfile on;` (zero copy), `sendfile off;` (a user-space relay) and `directio` (O_DIRECT
+//! reads written out by the CPU: one copy a byte), haproxy relaying nginx by splice (each
+//! byte delivered once, though it went into a pipe and out), and socat relaying
 //! tcp -> tcp through user space. The programs are installed by `cargo xtask test`.
 
 mod common;
@@ -41,7 +43,8 @@ impl Drop for Nginx {
     }
 }
 
-fn start_nginx(dir: &Path, sendfile: bool) -> Nginx {
+/// nginx serving `dir/www` with these `http` directives (`sendfile on;`, ...).
+fn start_nginx(dir: &Path, directives: &str) -> Nginx {
     let www = dir.join("www");
     std::fs::create_dir_all(&www).unwrap();
     write_file(&www.join("big.bin"), FILE_SIZE);
@@ -49,11 +52,10 @@ fn start_nginx(dir: &Path, sendfile: bool) -> Nginx {
     let conf = format!(
         "daemon off;\nworker_processes 1;\npid {dir}/nginx.pid;\nerror_log {dir}/error.log;\n\
          events {{ worker_connections 64; }}\n\
-         http {{\n  access_log off;\n  sendfile {};\n  \
+         http {{\n  access_log off;\n  {directives}\n  \
          client_body_temp_path {dir}/body;\n  proxy_temp_path {dir}/proxy;\n  \
          fastcgi_temp_path {dir}/fastcgi;\n  uwsgi_temp_path {dir}/uwsgi;\n  scgi_temp_path {dir}/scgi;\n  \
          server {{ listen 127.0.0.1:{port}; root {www}; }}\n}}\n",
-        if sendfile { "on" } else { "off" },
         dir = dir.display(),
         www = www.display(),
     );
@@ -112,7 +114,7 @@ fn nginx_with_sendfile_achieves_zero_copy() {
         return;
     }
     let dir = scratch("nginx-sendfile-on");
-    let nginx = start_nginx(&dir, true);
+    let nginx = start_nginx(&dir, "sendfile on;");
     // Attached by name to the running server: master and worker. Alive at the end, so its
     // counts come from the live map, read in batches.
     let (agent, _) = spawn_agent(&["report", "--json", "--comm", "nginx"]);
@@ -160,7 +162,7 @@ fn nginx_without_sendfile_is_a_user_space_relay() {
         return;
     }
     let dir = scratch("nginx-sendfile-off");
-    let nginx = start_nginx(&dir, false);
+    let nginx = start_nginx(&dir, "sendfile off;");
     // Attached by pid: the master and its worker, both already running.
     let master = nginx.master.id().to_string();
     let workers = String::from_utf8(
@@ -214,6 +216,175 @@ fn nginx_without_sendfile_is_a_user_space_relay() {
             && finding.contains("sendfile() would copy none of it"),
         "{finding}"
     );
+    drop(nginx);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// nginx's `directio`: files from its size up are read with `O_DIRECT` (DMA into nginx's
+/// buffers, no page cache, and no sendfile for them), then written to the socket by the CPU.
+/// Every byte served went through user memory once: 1 CPU copy a byte, copying, not the half
+/// zero copy its two legs would suggest.
+#[test]
+fn nginx_with_directio_copies_each_byte_once() {
+    if !privileged() {
+        return;
+    }
+    let dir = scratch("nginx-directio");
+    let nginx = start_nginx(&dir, "sendfile on;\n  directio 4m;");
+    let (agent, _) = spawn_agent(&["report", "--json", "--comm", "nginx"]);
+    fetch(nginx.port);
+    let report = stop_agent(agent);
+    let w = worker(&report);
+    // The kernel saw the O_DIRECT reads: every byte of the file.
+    let direct: u64 = w["syscalls"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|s| s["direct_bytes"].as_u64().unwrap_or(0))
+        .sum();
+    assert_eq!(direct, REQUESTS * FILE_SIZE, "{w:#}");
+    assert!(w["syscalls"].get("sendfile64").is_none(), "{w:#}");
+    let to_tcp = bytes_to_tcp(w);
+    assert!(
+        (REQUESTS * FILE_SIZE..REQUESTS * (FILE_SIZE + 1024)).contains(&to_tcp),
+        "{to_tcp}"
+    );
+    let top = &w["flows"][0];
+    assert_eq!(
+        (
+            top["source"].as_str(),
+            top["destination"].as_str(),
+            top["via"].as_str(),
+            top["cpu_copies"].as_u64(),
+            top["bytes"].as_u64(),
+        ),
+        (
+            Some("file"),
+            Some("tcp"),
+            Some("direct I/O + user space"),
+            Some(1),
+            Some(REQUESTS * FILE_SIZE)
+        ),
+        "{w:#}"
+    );
+    assert_eq!(top["relay"], true);
+    // The CPU copied the body once (and the requests and headers: under 1 KiB each).
+    let copied = w["copied_bytes"].as_u64().unwrap();
+    assert!(
+        (REQUESTS * FILE_SIZE..REQUESTS * (FILE_SIZE + 2048)).contains(&copied),
+        "{w:#}"
+    );
+    assert_eq!(w["verdict"], "copying", "{w:#}");
+    let finding = w["finding"].as_str().unwrap();
+    assert!(
+        finding.contains(
+            "128.0 MiB file->tcp through direct I/O + user space: 128.0 MiB of CPU copies"
+        ) && finding.contains("sendfile() would copy none of it"),
+        "{finding}"
+    );
+    drop(nginx);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+struct Haproxy {
+    process: Child,
+    port: u16,
+}
+
+impl Drop for Haproxy {
+    fn drop(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+}
+
+/// haproxy in front of `backend` in TCP mode, relaying the responses by `splice()` through
+/// its pipes (`option splice-response`) where it can.
+fn start_haproxy(dir: &Path, backend: u16) -> Haproxy {
+    let port = free_port();
+    let conf = format!(
+        "global\n  maxconn 64\n  nbthread 1\n\
+         defaults\n  mode tcp\n  timeout connect 5s\n  timeout client 60s\n  \
+         timeout server 60s\n  option splice-response\n\
+         frontend relay\n  bind 127.0.0.1:{port}\n  default_backend web\n\
+         backend web\n  server nginx 127.0.0.1:{backend}\n"
+    );
+    let conf_path = dir.join("haproxy.cfg");
+    std::fs::write(&conf_path, conf).unwrap();
+    let process = Command::new("haproxy")
+        .arg("-db")
+        .arg("-f")
+        .arg(&conf_path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starting haproxy (cargo xtask test installs it)");
+    wait_for_port(port);
+    Haproxy { process, port }
+}
+
+/// haproxy relaying nginx's responses by splice: each byte goes into a pipe and out of it
+/// (two splice calls, the syscalls' bytes twice the body), but is delivered once, tcp -> tcp
+/// in the kernel.
+#[test]
+fn haproxy_splice_relay_is_delivered_once() {
+    if !privileged() {
+        return;
+    }
+    let dir = scratch("haproxy-splice");
+    let nginx = start_nginx(&dir, "sendfile on;");
+    let haproxy = start_haproxy(&dir, nginx.port);
+    let pid = haproxy.process.id().to_string();
+    let (agent, _) = spawn_agent(&["report", "--json", "--pid", &pid]);
+    fetch(haproxy.port);
+    let report = stop_agent(agent);
+    let p = report["processes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["pid"].as_u64() == Some(u64::from(haproxy.process.id())))
+        .unwrap_or_else(|| panic!("no haproxy in {report:#}"));
+    let spliced = p["syscalls"]["splice"]["bytes"].as_u64().unwrap_or(0);
+    // Into the pipes from nginx's socket, out of them to curl's: most of the two bodies.
+    let into_pipes = p["syscalls"]["splice"]["fd_kinds"]["destination"]["pipe"]
+        .as_u64()
+        .unwrap_or(0);
+    assert_eq!(into_pipes * 2, spliced, "{p:#}");
+    assert!(into_pipes >= REQUESTS * FILE_SIZE * 9 / 10, "{p:#}");
+    // Counted once: the zero-copy bytes are what went through the pipes, not twice that.
+    assert_eq!(p["zero_copy_bytes"].as_u64(), Some(into_pipes), "{p:#}");
+    let top = &p["flows"][0];
+    assert_eq!(
+        (
+            top["source"].as_str(),
+            top["destination"].as_str(),
+            top["via"].as_str(),
+            top["bytes"].as_u64(),
+            top["cpu_copies"].as_u64()
+        ),
+        (
+            Some("tcp"),
+            Some("tcp"),
+            Some("splice"),
+            Some(into_pipes),
+            Some(0)
+        ),
+        "{p:#}"
+    );
+    // What did not go by splice went through user space: the headers, and any data that
+    // arrived before a pipe was set up. Delivered: each byte once.
+    let delivered = p["delivered_bytes"].as_u64().unwrap();
+    assert!(
+        (REQUESTS * FILE_SIZE..REQUESTS * (FILE_SIZE + 4096) + 4096).contains(&delivered),
+        "{p:#}"
+    );
+    assert_eq!(p["verdict"], "zero-copy", "{p:#}");
+    let finding = p["finding"].as_str().unwrap();
+    assert!(
+        finding.contains("moved tcp->tcp by splice: zero copy achieved"),
+        "{finding}"
+    );
+    drop(haproxy);
     drop(nginx);
     let _ = std::fs::remove_dir_all(&dir);
 }

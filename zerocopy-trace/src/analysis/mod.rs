@@ -8,11 +8,14 @@ pub mod series;
 use std::{collections::BTreeMap, sync::Arc};
 
 use crate::{
-    correlate::{self, Finding, Flow},
+    correlate::{self, Finding},
     snapshot::{groups::GroupKey, Container, ContainerId, Dropped, ProcessRecord, Snapshot},
 };
 
-use crate::{model::Cost, snapshot::ProcessCounters};
+use crate::{
+    model::{self, Cost, Flow},
+    snapshot::ProcessCounters,
+};
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Analysis {
@@ -25,8 +28,8 @@ pub struct Analysis {
 impl Analysis {
     /// The analysis of one process's counters (or of a group's).
     pub fn of(counters: &ProcessCounters) -> Analysis {
-        let cost = Cost::of(counters);
-        let flows = correlate::flows(counters);
+        let flows = model::flows(counters);
+        let cost = Cost::with_flows(counters, &flows);
         let finding = correlate::finding(&cost, &flows);
         Analysis {
             cost,
@@ -109,8 +112,8 @@ pub fn containers(snapshot: &Snapshot) -> Vec<ContainerAnalysis> {
         .collect();
     out.sort_by(|a, b| {
         let (ca, cb) = (&a.analysis.cost, &b.analysis.cost);
-        cb.moved_bytes()
-            .cmp(&ca.moved_bytes())
+        cb.delivered_bytes
+            .cmp(&ca.delivered_bytes)
             .then((cb.calls + cb.ops).cmp(&(ca.calls + ca.ops)))
             .then(a.container.id.cmp(&b.container.id))
     });
@@ -134,8 +137,8 @@ impl SnapshotAnalysis {
             .collect();
         folded.sort_by(|a, b| {
             let (ca, cb) = (&a.analysis.cost, &b.analysis.cost);
-            cb.moved_bytes()
-                .cmp(&ca.moved_bytes())
+            cb.delivered_bytes
+                .cmp(&ca.delivered_bytes)
                 .then(cb.calls.cmp(&ca.calls))
                 .then(a.key.cmp(&b.key))
         });
@@ -150,8 +153,8 @@ impl SnapshotAnalysis {
             .collect();
         processes.sort_by(|a, b| {
             let (ca, cb) = (&a.analysis.cost, &b.analysis.cost);
-            cb.moved_bytes()
-                .cmp(&ca.moved_bytes())
+            cb.delivered_bytes
+                .cmp(&ca.delivered_bytes)
                 .then((cb.calls + cb.ops).cmp(&(ca.calls + ca.ops)))
                 .then(a.record.pid.cmp(&b.record.pid))
         });

@@ -6,12 +6,18 @@
 //! copies but no transitions of their own: the process pays 2 per `io_uring_enter` (none with
 //! SQPOLL, as long as the kernel thread is awake). Reads and writes of an `O_DIRECT` file go
 //! by DMA: no CPU copy. Zero-copy sends are zero copy only where the kernel's completion
-//! notices say so.
+//! notices say so. The share of zero copy is of the bytes delivered (the flows': each byte
+//! once from its source to its destination), so a byte read by `O_DIRECT` and then written
+//! to a socket by the CPU is not zero copy, and a byte spliced through a pipe counts once.
 
 use serde::Serialize;
 use zerocopy_trace_common::{Counters, Method};
 
-use crate::snapshot::{Path, ProcessCounters};
+use super::{
+    flows::{flows, Flow},
+    split::{MethodBytes, ZeroCopySends},
+};
+use crate::snapshot::ProcessCounters;
 
 /// At or above this share of zero-copy bytes a process is `zero-copy`.
 pub const ZERO_COPY_THRESHOLD: f64 = 0.9;
@@ -38,84 +44,47 @@ impl Verdict {
     }
 }
 
-/// The sends of a process that asked for zero copy (`MSG_ZEROCOPY`, io_uring's `SEND_ZC`),
-/// and what the kernel's completion notices said of them.
+/// Calls and the bytes they moved.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct ZeroCopySends {
-    /// Sends that asked for zero copy and took bytes.
-    pub sends: u64,
+pub struct CallsBytes {
+    pub calls: u64,
     pub bytes: u64,
-    /// Sends covered by a notice the process read (with io_uring: a notification with a
-    /// usage report).
-    pub notified: u64,
-    /// Of those, the sends the kernel copied anyway.
-    pub copied: u64,
-    /// Some of the sends were `MSG_ZEROCOPY` syscalls; some were io_uring operations.
-    pub by_syscall: bool,
-    pub by_io_uring: bool,
 }
 
-impl ZeroCopySends {
-    pub fn of(counters: &ProcessCounters) -> ZeroCopySends {
-        let mut z = ZeroCopySends::default();
-        for (_, path, c) in counters.rows() {
-            z.sends = z.sends.saturating_add(c.zerocopy_sends);
-            z.bytes = z.bytes.saturating_add(c.msg_zerocopy_bytes.min(c.bytes));
-            z.notified = z.notified.saturating_add(c.zerocopy_notified);
-            z.copied = z.copied.saturating_add(c.zerocopy_copied);
-            if c.zerocopy_sends > 0 {
-                if path.io_uring {
-                    z.by_io_uring = true;
-                } else {
-                    z.by_syscall = true;
-                }
-            }
-        }
-        z
+impl CallsBytes {
+    fn add(&mut self, c: &Counters) {
+        self.calls = self.calls.saturating_add(c.calls);
+        self.bytes = self.bytes.saturating_add(c.bytes);
     }
 
-    /// Notices cover at most the sends made (notices of sends made before the trace began
-    /// confirm nothing counted here), and copied ones at most those notified.
-    fn clamped(&self) -> (u64, u64) {
-        let notified = self.notified.min(self.sends);
-        (notified, self.copied.min(notified))
+    /// Bytes a call moved on average; `None` without calls that moved bytes.
+    pub fn per_call(&self) -> Option<u64> {
+        (self.calls > 0 && self.bytes > 0).then(|| self.bytes.div_ceil(self.calls))
     }
+}
 
-    /// Sends the kernel said it copied.
-    pub fn kernel_copied(&self) -> u64 {
-        self.clamped().1
-    }
-
-    /// Sends no notice confirmed either way: not taken as zero copy.
-    pub fn unconfirmed(&self) -> u64 {
-        self.sends.saturating_sub(self.clamped().0)
-    }
-
-    /// Sends the kernel confirmed it did not copy.
-    pub fn confirmed(&self) -> u64 {
-        let (notified, copied) = self.clamped();
-        notified - copied
-    }
-
-    /// The confirmed share of `bytes` asked for zero copy. Notices count sends, not bytes:
-    /// when only some sends are confirmed, their bytes are taken as that share of the bytes.
-    pub fn confirmed_share(&self, bytes: u64) -> u64 {
-        if self.sends == 0 {
-            return 0;
-        }
-        let share = u128::from(bytes) * u128::from(self.confirmed()) / u128::from(self.sends);
-        u64::try_from(share).unwrap_or(u64::MAX).min(bytes)
-    }
+/// A process's own sendfile, splice and copy_file_range syscalls (not io_uring operations).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MoverCalls {
+    pub sendfile: CallsBytes,
+    /// Every splice call, into a pipe and out of it alike.
+    pub splice: CallsBytes,
+    pub copy_file_range: CallsBytes,
 }
 
 /// What a process's data path cost.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Cost {
-    /// Bytes a CPU copied across the user/kernel boundary.
+    /// Bytes a CPU copied across the user/kernel boundary: twice each byte relayed by read
+    /// and write, once each byte read into or written from user memory.
     pub copied_bytes: u64,
-    /// Bytes moved without a CPU copy through user memory: in the kernel, by DMA to or from
-    /// an `O_DIRECT` file, or by zero-copy sends the kernel confirmed.
+    /// Bytes delivered from their source to their destination without any CPU copy: in the
+    /// kernel, by DMA between an `O_DIRECT` file and user memory, or by zero-copy sends the
+    /// kernel confirmed. A byte spliced into a pipe and out of it counts once.
     pub zero_copy_bytes: u64,
+    /// Bytes delivered, each once from its source to its destination: the flows' bytes. A
+    /// byte read and written out again is one byte delivered (and two CPU copies).
+    pub delivered_bytes: u64,
     /// User/kernel mode transitions spent on the data path: 2 per syscall (`io_uring_enter`
     /// included); io_uring operations add none of their own.
     pub transitions: u64,
@@ -126,7 +95,8 @@ pub struct Cost {
     pub errors: u64,
     /// The two paths of the classic picture: read/write/recv/send calls (whose bytes are
     /// copied, or pinned by zero-copy sends, or moved by DMA with `O_DIRECT`), and in-kernel
-    /// movers with the bytes they moved; each as syscalls and as io_uring operations.
+    /// movers with the bytes they moved (a byte through a pipe twice: into it and out);
+    /// each as syscalls and as io_uring operations.
     pub copy_calls: u64,
     pub copy_ops: u64,
     /// Bytes of zero-copy sends the kernel confirmed it did not copy.
@@ -136,54 +106,19 @@ pub struct Cost {
     pub kernel_calls: u64,
     pub kernel_ops: u64,
     pub kernel_bytes: u64,
+    /// The process's own in-kernel mover syscalls: how many bytes a call of each moves for
+    /// this process, to price a remedy by.
+    pub movers: MoverCalls,
     pub zero_copy_sends: ZeroCopySends,
-}
-
-/// How one syscall's (or operation's) bytes split between the two paths.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct MethodBytes {
-    /// Copied by a CPU across the user/kernel boundary.
-    pub copied: u64,
-    /// Moved in the kernel (sendfile, splice, ...), by DMA (`O_DIRECT`), or by zero-copy
-    /// sends the kernel confirmed.
-    pub zero_copy: u64,
-    /// Of `zero_copy`: by DMA to or from an `O_DIRECT` file.
-    pub direct: u64,
-    /// Of `zero_copy`: sends the kernel confirmed it did not copy.
-    pub pinned: u64,
-}
-
-impl MethodBytes {
-    /// How `c`'s bytes, counted for `path`, split between the two paths, given what the
-    /// process's zero-copy notices said (`sends`).
-    pub fn of(path: &Path, c: &Counters, sends: &ZeroCopySends) -> MethodBytes {
-        match path.method {
-            Method::UserCopy | Method::ZeroCopySend => {
-                // DMA to or from an O_DIRECT file, then sends that asked for zero copy (as far
-                // as the notices confirm them), then the rest: copied.
-                let direct = c.direct_bytes.min(c.bytes);
-                let asked = c.msg_zerocopy_bytes.min(c.bytes - direct);
-                let pinned = sends.confirmed_share(asked);
-                MethodBytes {
-                    copied: c.bytes - direct - pinned,
-                    zero_copy: direct + pinned,
-                    direct,
-                    pinned,
-                }
-            }
-            Method::Sendfile | Method::CopyFileRange | Method::PipeMover | Method::DirectIo => {
-                MethodBytes {
-                    zero_copy: c.bytes,
-                    ..MethodBytes::default()
-                }
-            }
-            Method::RingSubmit => MethodBytes::default(),
-        }
-    }
 }
 
 impl Cost {
     pub fn of(counters: &ProcessCounters) -> Cost {
+        Cost::with_flows(counters, &flows(counters))
+    }
+
+    /// The cost of `counters`, whose flows (`flows(counters)`) the caller has already.
+    pub fn with_flows(counters: &ProcessCounters, flows: &[Flow]) -> Cost {
         let mut cost = Cost::default();
         let sends = ZeroCopySends::of(counters);
         for (_, path, c) in counters.rows() {
@@ -201,7 +136,6 @@ impl Cost {
             cost.errors = cost.errors.saturating_add(c.errors);
             let split = MethodBytes::of(&path, c, &sends);
             cost.copied_bytes = cost.copied_bytes.saturating_add(split.copied);
-            cost.zero_copy_bytes = cost.zero_copy_bytes.saturating_add(split.zero_copy);
             cost.direct_bytes = cost.direct_bytes.saturating_add(split.direct);
             cost.pinned_bytes = cost.pinned_bytes.saturating_add(split.pinned);
             match path.method {
@@ -211,22 +145,34 @@ impl Cost {
                 Method::Sendfile | Method::CopyFileRange | Method::PipeMover | Method::DirectIo => {
                     cost.kernel_bytes = cost.kernel_bytes.saturating_add(c.bytes);
                     *kernel_calls = kernel_calls.saturating_add(c.calls);
+                    let mover = match (path.io_uring, path.method, path.name) {
+                        (true, _, _) => None,
+                        (false, Method::Sendfile, _) => Some(&mut cost.movers.sendfile),
+                        (false, Method::CopyFileRange, _) => Some(&mut cost.movers.copy_file_range),
+                        (false, Method::PipeMover, "splice") => Some(&mut cost.movers.splice),
+                        _ => None,
+                    };
+                    if let Some(mover) = mover {
+                        mover.add(c);
+                    }
                 }
                 Method::RingSubmit => {}
+            }
+        }
+        for f in flows {
+            cost.delivered_bytes = cost.delivered_bytes.saturating_add(f.bytes);
+            if f.cpu_copies == 0 {
+                cost.zero_copy_bytes = cost.zero_copy_bytes.saturating_add(f.bytes);
             }
         }
         cost.zero_copy_sends = sends;
         cost
     }
 
-    pub fn moved_bytes(&self) -> u64 {
-        self.copied_bytes.saturating_add(self.zero_copy_bytes)
-    }
-
-    /// zero_copy_bytes / (zero_copy_bytes + copied_bytes); `None` when nothing moved.
+    /// zero_copy_bytes / delivered_bytes; `None` when nothing was delivered.
     pub fn zero_copy_ratio(&self) -> Option<f64> {
-        let moved = self.moved_bytes();
-        (moved > 0).then(|| self.zero_copy_bytes as f64 / moved as f64)
+        let delivered = self.delivered_bytes;
+        (delivered > 0).then(|| self.zero_copy_bytes.min(delivered) as f64 / delivered as f64)
     }
 
     pub fn verdict(&self) -> Verdict {
@@ -285,7 +231,7 @@ mod tests {
         }
         let io_uring_enter = Cost::of(&with(&[("io_uring_enter", 5, 0)]));
         assert_eq!(
-            (io_uring_enter.moved_bytes(), io_uring_enter.transitions),
+            (io_uring_enter.delivered_bytes, io_uring_enter.transitions),
             (0, 10)
         );
         for name in [
@@ -360,7 +306,10 @@ mod tests {
         assert_eq!(cost.direct_bytes, 4096 + 2048);
         assert_eq!(cost.copied_bytes, 8192 - 2048);
         assert_eq!(cost.kernel_bytes, 500);
+        // Delivered with no CPU copy: the O_DIRECT bytes, which stay in the process, and the
+        // spliced ones.
         assert_eq!(cost.zero_copy_bytes, 4096 + 2048 + 500);
+        assert_eq!(cost.delivered_bytes, 4096 + 8192 + 500);
         assert_eq!((cost.calls, cost.ops, cost.transitions), (7, 10, 14));
         assert_eq!((cost.copy_calls, cost.copy_ops, cost.kernel_ops), (4, 8, 2));
     }

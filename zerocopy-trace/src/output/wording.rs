@@ -5,21 +5,44 @@
 use zerocopy_trace_common::fd_kind;
 
 use crate::{
-    correlate::{End, Finding, Flow},
-    model::ZeroCopySends,
+    correlate::{
+        finding::{Pricing, MIN_BYTES},
+        Finding,
+    },
+    model::{End, Flow, ZeroCopySends},
     output::human,
     snapshot::Container,
 };
 
-/// `file->tcp via sendfile 1.0 MiB`
+/// `file->tcp via sendfile 1.0 MiB`, `file->tcp via user space 1.0 MiB (2 copies)`: the CPU
+/// copies each byte cost, where it cost any.
 pub fn flow(f: &Flow) -> String {
+    let copies = match f.cpu_copies {
+        0 => String::new(),
+        1 => " (1 copy)".to_string(),
+        n => format!(" ({n} copies)"),
+    };
     format!(
-        "{}->{} via {} {}",
+        "{}->{} via {} {}{copies}",
         f.source.name(),
         f.destination.name(),
         f.via.label,
         human::bytes(f.bytes)
     )
+}
+
+/// What a remedy's transitions were priced from, in words.
+fn pricing(p: &Pricing) -> String {
+    match p {
+        Pricing::Observed { bytes_per_call } => format!(
+            "at the {} a call its own calls of it move",
+            human::bytes(*bytes_per_call)
+        ),
+        Pricing::ChunkNow { bytes_per_call } => format!(
+            "at most, at the {} a call it moves now",
+            human::bytes(*bytes_per_call)
+        ),
+    }
 }
 
 /// Serving a file over TLS encrypted in user space (Kafka's TLS listener, nginx with ssl) is the
@@ -96,27 +119,40 @@ fn about(who: &str, finding: &Finding) -> String {
         Finding::NothingMoved { calls } => {
             format!("{who}: {} data-path calls, no bytes moved", human::count(*calls))
         }
+        Finding::BelowFloor { delivered } => format!(
+            "{who}: {} delivered, under the {} a finding needs",
+            human::bytes(*delivered),
+            human::bytes(MIN_BYTES)
+        ),
         Finding::Relay {
             flow,
             cpu_copied_bytes,
             transitions,
             remedy,
             remedy_transitions,
+            pricing: priced,
         } => format!(
-            "{who}: {} {}->{} through user space: {} of CPU copies and {} transitions; {} would copy none of it and spend {} transitions{}",
+            "{who}: {} {}->{} through {}: {} of CPU copies and {} transitions; {} would copy none of it and spend {} transitions ({}){}",
             human::bytes(flow.bytes),
             flow.source.name(),
             flow.destination.name(),
+            flow.via.label,
             human::bytes(*cpu_copied_bytes),
             human::count(*transitions),
             remedy.call(),
             human::count(*remedy_transitions),
+            pricing(priced),
             tls_clause(flow),
         ),
         Finding::ZeroCopy { ratio, moved, flow } => format!(
-            "{who}: {} of {} moved {}->{} by {}: zero copy achieved",
+            "{who}: {} of {} delivered with no CPU copy, {} moved {}->{} by {}: zero copy achieved",
             human::percent(Some(*ratio)),
             human::bytes(*moved),
+            if flow.bytes == *moved {
+                "all of it".to_string()
+            } else {
+                format!("{} of it", human::bytes(flow.bytes))
+            },
             flow.source.name(),
             flow.destination.name(),
             flow.via.label
@@ -147,7 +183,7 @@ fn about(who: &str, finding: &Finding) -> String {
             copied,
             largest,
         } => format!(
-            "{who}: {} zero copy of {} moved; {} copied through user space{}",
+            "{who}: {} zero copy of {} delivered; {} copied through user space{}",
             human::percent(Some(*ratio)),
             human::bytes(*moved),
             human::bytes(*copied),
@@ -263,7 +299,7 @@ mod tests {
         let f = sentence("nginx", 4121, &c);
         assert!(
             f.starts_with(
-                "nginx[4121]: 100.0% of 1.0 MiB moved file->tcp by sendfile: zero copy achieved"
+                "nginx[4121]: 100.0% of 1.0 MiB delivered with no CPU copy, 1.0 MiB of it moved file->tcp by sendfile: zero copy achieved"
             ),
             "{f}"
         );
@@ -282,7 +318,7 @@ mod tests {
         ]);
         assert_eq!(
             sentence("python3", 880, &c),
-            "python3[880]: 512.0 MiB file->tcp through user space: 1.0 GiB of CPU copies and 32 768 transitions; sendfile() would copy none of it and spend 16 384 transitions; if the socket carries TLS, user-space TLS forces this copy: kernel TLS (kTLS) lets sendfile() encrypt in the kernel"
+            "python3[880]: 512.0 MiB file->tcp through user space: 1.0 GiB of CPU copies and 32 768 transitions; sendfile() would copy none of it and spend 16 384 transitions (at most, at the 64.0 KiB a call it moves now); if the socket carries TLS, user-space TLS forces this copy: kernel TLS (kTLS) lets sendfile() encrypt in the kernel"
         );
     }
 
@@ -302,9 +338,15 @@ mod tests {
 
     #[test]
     fn a_receiving_client_is_copying() {
-        let c = with(&[("recvfrom", 3, 3000, Some(TCP), None)]);
+        let c = with(&[("recvfrom", 48, 3 << 20, Some(TCP), None)]);
         let f = sentence("curl", 5, &c);
-        assert!(f.contains("0.0% zero copy of 2.9 KiB moved"), "{f}");
+        assert!(f.contains("0.0% zero copy of 3.0 MiB delivered"), "{f}");
+        // Under the floor: what it did, no judgement.
+        let c = with(&[("recvfrom", 3, 3000, Some(TCP), None)]);
+        assert_eq!(
+            sentence("curl", 5, &c),
+            "curl[5]: 2.9 KiB delivered, under the 1.0 MiB a finding needs"
+        );
     }
 
     /// 256 MSG_ZEROCOPY sends of 16 MiB, and notices read for `notified` of them, `copied`
@@ -348,7 +390,7 @@ mod tests {
             .direct_bytes = 64 << 20;
         assert_eq!(
             sentence("fio", 7, &c),
-            "fio[7]: 100.0% of 64.0 MiB moved file->process by direct I/O: zero copy achieved"
+            "fio[7]: 100.0% of 64.0 MiB delivered with no CPU copy, all of it moved file->process by direct I/O: zero copy achieved"
         );
     }
 

@@ -369,8 +369,10 @@ impl App {
             transitions: per(cost.transitions),
             ratio: cost.zero_copy_ratio(),
             verdict: cost.verdict(),
-            bytes_per_call: (cost.calls + cost.ops > 0)
-                .then(|| cost.moved_bytes() as f64 / (cost.calls + cost.ops) as f64),
+            bytes_per_call: (cost.calls + cost.ops > 0).then(|| {
+                let bytes = counters.rows().map(|(_, _, c)| c.bytes).sum::<u64>();
+                bytes as f64 / (cost.calls + cost.ops) as f64
+            }),
             busiest,
         }
     }

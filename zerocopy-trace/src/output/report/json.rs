@@ -3,20 +3,25 @@
 //! {"calls", "bytes", "errors", "msg_zerocopy_bytes", "direct_bytes"}}, "io_uring": {"<OP>":
 //! {"ops", "bytes", "errors", "direct_bytes"}}, "msg_zerocopy": {"sends", "bytes",
 //! "completions", "kernel_copied", "unconfirmed"}, "copied_bytes", "zero_copy_bytes",
-//! "transitions", "zero_copy_ratio", "verdict", "flows": [{"source", "destination", "via",
-//! "bytes", "relay"}], "finding"}], "dropped": {"<reason>": {"calls", "bytes"}}, "not_covered":
-//! [...]}`. Each syscall and operation also has `"fd_kinds": {"source": {"<kind>": bytes},
+//! "delivered_bytes", "transitions", "zero_copy_ratio", "verdict", "flows": [{"source",
+//! "destination", "via", "bytes", "cpu_copies", "relay"}], "flows_folded": {"flows", "bytes"},
+//! "finding"}], "dropped": {"<reason>": {"calls", "bytes"}}, "not_covered": [...]}`.
+//! `copied_bytes` are the bytes the CPU copied (a byte read and written out: twice),
+//! `delivered_bytes` each byte once from its source to its destination (the flows' sum),
+//! `zero_copy_bytes` those delivered with no CPU copy, `zero_copy_ratio` their share.
+//! Flows under 1 MiB and under 1 % of what the process delivered are added up in
+//! `flows_folded` (left out when there are none). Each syscall and operation also has `"fd_kinds": {"source": {"<kind>": bytes},
 //! "destination": {...}}`. Syscalls and operations a process never used are left out of its
 //! maps; `io_uring` and `msg_zerocopy` are left out when empty.
 //! Exited processes beyond `--max-rows` are summed per group in `"folded": [{"comm", "unit",
 //! "cgroup", "container", "processes", "syscalls", "io_uring", "copied_bytes",
-//! "zero_copy_bytes", "transitions", "zero_copy_ratio", "verdict"}]`, with
+//! "zero_copy_bytes", "delivered_bytes", "transitions", "zero_copy_ratio", "verdict"}]`, with
 //! `"folded_processes"` their number and `"groups_overflowed"` the processes counted under the
 //! `other` group.
 //! A process (or group) in a container has `"container": {"runtime", "id", "name", "image",
 //! "pod_uid", "pod", "namespace"}` (`null` where unknown or outside a pod); outside one,
 //! `"container": null`. `"containers": [{"container": {...}, "processes", "copied_bytes",
-//! "zero_copy_bytes", "transitions", "zero_copy_ratio", "verdict", "finding"}]` sums each
+//! "zero_copy_bytes", "delivered_bytes", "transitions", "zero_copy_ratio", "verdict", "finding"}]` sums each
 //! container's processes, live, exited and folded, largest movers first.
 
 use std::collections::BTreeMap;
@@ -27,7 +32,7 @@ use zerocopy_trace_common::{drop_reason, fd_kind, Counters, IO_URING_OPS, SYSCAL
 use super::Report;
 use crate::{
     analysis::{ContainerAnalysis, FoldedAnalysis, ProcessAnalysis},
-    model::{Verdict, ZeroCopySends},
+    model::{flows, Verdict, ZeroCopySends},
     output::wording,
     snapshot::{Container, ContainerNames, Occupancy, ProcessCounters},
 };
@@ -64,11 +69,21 @@ struct JsonProcess<'a> {
     msg_zerocopy: Option<JsonZeroCopySends>,
     copied_bytes: u64,
     zero_copy_bytes: u64,
+    delivered_bytes: u64,
     transitions: u64,
     zero_copy_ratio: Option<f64>,
     verdict: Verdict,
     flows: Vec<JsonFlow>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    flows_folded: Option<JsonFoldedFlows>,
     finding: String,
+}
+
+/// The flows too small to list (`model::flows::listed`), added up.
+#[derive(Serialize)]
+struct JsonFoldedFlows {
+    flows: u64,
+    bytes: u64,
 }
 
 /// Exited processes of one group, summed.
@@ -85,6 +100,7 @@ struct JsonFolded<'a> {
     io_uring: BTreeMap<&'static str, JsonOp>,
     copied_bytes: u64,
     zero_copy_bytes: u64,
+    delivered_bytes: u64,
     transitions: u64,
     zero_copy_ratio: Option<f64>,
     verdict: Verdict,
@@ -126,6 +142,7 @@ struct JsonContainerTotals<'a> {
     processes: u64,
     copied_bytes: u64,
     zero_copy_bytes: u64,
+    delivered_bytes: u64,
     transitions: u64,
     zero_copy_ratio: Option<f64>,
     verdict: Verdict,
@@ -139,6 +156,7 @@ fn json_container_totals(c: &ContainerAnalysis) -> JsonContainerTotals<'_> {
         processes: c.processes,
         copied_bytes: cost.copied_bytes,
         zero_copy_bytes: cost.zero_copy_bytes,
+        delivered_bytes: cost.delivered_bytes,
         transitions: cost.transitions,
         zero_copy_ratio: cost.zero_copy_ratio(),
         verdict: cost.verdict(),
@@ -152,6 +170,9 @@ struct JsonFlow {
     destination: &'static str,
     via: String,
     bytes: u64,
+    /// CPU copies each byte cost: 2 read + write, 1 with an O_DIRECT or pinned leg, 0 in the
+    /// kernel.
+    cpu_copies: u8,
     /// Read into user memory only to be written out again.
     relay: bool,
 }
@@ -287,6 +308,7 @@ fn json_folded(f: &FoldedAnalysis) -> JsonFolded<'_> {
         io_uring: json_io_uring(&f.counters),
         copied_bytes: cost.copied_bytes,
         zero_copy_bytes: cost.zero_copy_bytes,
+        delivered_bytes: cost.delivered_bytes,
         transitions: cost.transitions,
         zero_copy_ratio: cost.zero_copy_ratio(),
         verdict: cost.verdict(),
@@ -297,6 +319,7 @@ fn json_folded(f: &FoldedAnalysis) -> JsonFolded<'_> {
 fn json_process(process: &ProcessAnalysis) -> JsonProcess<'_> {
     let (p, analysis) = (&process.record, &process.analysis);
     let cost = &analysis.cost;
+    let (listed, folded) = flows::listed(&analysis.flows, cost.delivered_bytes);
     JsonProcess {
         pid: p.pid,
         ppid: p.ppid,
@@ -308,11 +331,11 @@ fn json_process(process: &ProcessAnalysis) -> JsonProcess<'_> {
         msg_zerocopy: JsonZeroCopySends::of(&cost.zero_copy_sends),
         copied_bytes: cost.copied_bytes,
         zero_copy_bytes: cost.zero_copy_bytes,
+        delivered_bytes: cost.delivered_bytes,
         transitions: cost.transitions,
         zero_copy_ratio: cost.zero_copy_ratio(),
         verdict: cost.verdict(),
-        flows: analysis
-            .flows
+        flows: listed
             .iter()
             .map(|f| JsonFlow {
                 relay: f.is_relay(),
@@ -320,8 +343,13 @@ fn json_process(process: &ProcessAnalysis) -> JsonProcess<'_> {
                 destination: f.destination.name(),
                 via: f.via.label.clone(),
                 bytes: f.bytes,
+                cpu_copies: f.cpu_copies,
             })
             .collect(),
+        flows_folded: (!folded.is_empty()).then(|| JsonFoldedFlows {
+            flows: folded.len() as u64,
+            bytes: folded.iter().map(|f| f.bytes).sum(),
+        }),
         finding: wording::finding(&p.comm, p.pid, p.container.as_deref(), &analysis.finding),
     }
 }

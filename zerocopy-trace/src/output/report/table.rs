@@ -126,8 +126,8 @@ pub fn to_table(report: &Report) -> String {
         (cost, row)
     }));
     ranked.sort_by(|(a, _), (b, _)| {
-        b.moved_bytes()
-            .cmp(&a.moved_bytes())
+        b.delivered_bytes
+            .cmp(&a.delivered_bytes)
             .then(b.calls.cmp(&a.calls))
     });
     let rows: Vec<Vec<String>> = ranked.into_iter().map(|(_, row)| row).collect();
@@ -318,7 +318,7 @@ mod tests {
         assert_eq!(lines[4], "findings:");
         assert_eq!(
             lines[5],
-            "  nginx[4121]: 100.0% of 1.2 GiB moved file->tcp by sendfile: zero copy achieved",
+            "  nginx[4121]: 100.0% of 1.2 GiB delivered with no CPU copy, all of it moved file->tcp by sendfile: zero copy achieved",
             "{text}"
         );
         assert!(
