@@ -160,9 +160,10 @@ impl Trace {
         })
     }
 
-    /// The housekeeping of every tick: keeps the exit ring buffer drained and learns the
-    /// names of live processes.
+    /// The housekeeping of every tick: keeps the exec and exit ring buffers drained and
+    /// learns the names of live processes.
     pub fn tick(&mut self) -> Result<()> {
+        self.collector.drain_execs(&mut self.maps.execs);
         self.collector.drain_exits(&mut self.maps.exits);
         self.tracer.flush_kernel_log();
         // Learn names while processes are alive (a process that dies after detach is still
