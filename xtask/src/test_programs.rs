@@ -9,11 +9,16 @@ use anyhow::Result;
 use dev_support::apt::Apt;
 
 /// (command, Debian package that provides it, what needs it)
-const PROGRAMS: [(&str, &str, &str); 9] = [
+const PROGRAMS: [(&str, &str, &str); 10] = [
     ("nginx", "nginx-light", "the nginx sendfile on/off tests"),
     ("fio", "fio", "the io_uring and O_DIRECT tests"),
     ("socat", "socat", "the user-space proxy test"),
     ("curl", "curl", "the HTTP client of the server tests"),
+    (
+        "java",
+        "openjdk-17-jdk-headless",
+        "the naming test: a JVM whose threads rename themselves (`java File.java` needs the JDK)",
+    ),
     ("tmux", "tmux", "the dashboard's end-to-end test"),
     (
         "openssl",

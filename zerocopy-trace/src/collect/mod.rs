@@ -159,6 +159,7 @@ impl Collector {
         if let Some(known) = self.known.get_mut(&record.tgid) {
             if record.exec_ns >= known.learned_ns {
                 known.info.comm = procfs::comm_from_bytes(&record.comm);
+                log::debug!("pid {} exec'd: named {}", record.tgid, known.info.comm);
             }
         }
     }
@@ -235,6 +236,7 @@ impl Collector {
             let learned_ns = monotonic_ns();
             // Keys of the live map are thread groups: the cheaper leader read is enough.
             let info = procfs::leader_info(pid)?;
+            log::debug!("learned pid {pid}: {}", info.comm);
             let path = cgroup::of_process(pid).unwrap_or_default();
             let key = self.groups.grouping().key(&info.comm, &path);
             if let Some(container) = &key.container {
