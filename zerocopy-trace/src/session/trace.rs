@@ -87,12 +87,16 @@ fn count_missed_runs(snapshot: &mut Snapshot, missed: u64) {
 }
 
 /// Registers the running descendants of `roots` (registered already) with the kernel filter;
-/// returns them.
+/// returns them. The agent and what it started are none of them (`--pid $$` of the shell that
+/// started it).
 fn register_descendants(maps: &mut Maps, roots: &[u32]) -> Result<Vec<u32>> {
+    let agent = std::process::id();
     let mut registered = roots.to_vec();
     let mut added = Vec::new();
     for _ in 0..DESCENDANT_SCANS {
-        let new = targets::descendants(&registered, &procfs::parents());
+        let mut processes = procfs::parents();
+        processes.retain(|&(pid, _)| pid != agent);
+        let new = targets::descendants(&registered, &processes);
         if new.is_empty() {
             break;
         }
