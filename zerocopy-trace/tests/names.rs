@@ -15,8 +15,8 @@ use std::{
 use serde_json::Value;
 
 use common::{
-    have, privileged, process, scratch, spawn_agent_watched, stop_agent, trace_run, wait_for_file,
-    wait_for_line, write_file,
+    have, privileged, process, scratch, spawn_agent_watched, stop_agent, trace_run, wait_for_line,
+    write_file,
 };
 
 /// What the agent logs as it learns names (debug lines of its collector), on top of `info`.
@@ -38,6 +38,24 @@ fn written_to_files(p: &Value) -> &Value {
 /// read one line from it.
 fn open_gate(gate: &Path) {
     std::fs::write(gate, "go\n").unwrap_or_else(|e| panic!("opening {}: {e}", gate.display()));
+}
+
+/// Waits for the file `path` that process `pid` makes, saying what became of it if it does not.
+fn wait_until(path: &Path, timeout: Duration, pid: u32) {
+    let deadline = std::time::Instant::now() + timeout;
+    while !path.exists() {
+        if std::time::Instant::now() > deadline {
+            let read = |file: &str| std::fs::read_to_string(format!("/proc/{pid}/{file}"));
+            panic!(
+                "{} did not appear within {timeout:?}; pid {pid}: comm {:?}, stat {:?}, wchan {:?}",
+                path.display(),
+                read("comm"),
+                read("stat"),
+                read("wchan")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 fn make_fifo(path: &Path) {
@@ -215,7 +233,8 @@ fn a_live_process_is_renamed_when_it_execs() {
     open_gate(&first);
     wait_for_line(&lines, &format!("learned pid {pid}: sh"), LEARNED_WITHIN);
     open_gate(&second);
-    wait_for_file(&done, Duration::from_secs(30));
+    // Generous: python3 starts in well under a second here, in some seconds in a TCG guest.
+    wait_until(&done, Duration::from_secs(120), pid);
     wait_for_line(
         &lines,
         &format!("pid {pid} exec'd: named python3"),
