@@ -15,6 +15,11 @@ const PROGRAMS: [(&str, &str, &str); 10] = [
     ("socat", "socat", "the user-space proxy test"),
     ("haproxy", "haproxy", "the splice relay test"),
     ("curl", "curl", "the HTTP client of the server tests"),
+    (
+        "javac",
+        "openjdk-17-jdk-headless",
+        "the naming test: a JVM whose threads rename themselves (`java File.java` needs the JDK's compiler, not only the JRE)",
+    ),
     ("tmux", "tmux", "the dashboard's end-to-end test"),
     (
         "openssl",

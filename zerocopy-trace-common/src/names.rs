@@ -20,7 +20,8 @@ pub const PROG_EMPTY_RAW: &str = "empty_raw";
 pub const PROG_EMPTY_TRACEPOINT: &str = "empty_tracepoint";
 /// Program on `sched/sched_process_fork`: follows children and remembers parents.
 pub const PROG_PROCESS_FORK: &str = "process_fork";
-/// Program on `sched/sched_process_exec`: `--comm` names matched at exec.
+/// Program on `sched/sched_process_exec`: `--comm` names matched at exec, and the new name of
+/// a traced process sent to the agent.
 pub const PROG_PROCESS_EXEC: &str = "process_exec";
 /// Program on `sched/sched_process_exit`: frees per-thread state and delivers final counts.
 pub const PROG_PROCESS_EXIT: &str = "process_exit";
@@ -48,6 +49,8 @@ pub const MAP_TRACED: &str = "TRACED";
 pub const MAP_PARENTS: &str = "PARENTS";
 /// Ring buffer of `ExitRecord`s: final counts of processes that exited.
 pub const MAP_EXITS: &str = "EXITS";
+/// Ring buffer of `ExecRecord`s: the names traced processes took at exec.
+pub const MAP_EXECS: &str = "EXECS";
 /// LRU hash `request address -> InflightOp`: io_uring requests between submit and completion.
 pub const MAP_IO_URING_INFLIGHT: &str = "IO_URING_INFLIGHT";
 /// Per-CPU array of `DropCounters`, indexed by `DropReason`.

@@ -74,6 +74,12 @@ pub fn live_thread_offsets() -> (u32, u32) {
     (field!(task_signal), field!(signal_live))
 }
 
+/// Offsets of `task_struct.group_leader` and `task_struct.comm`, (0, 0) when unknown.
+#[inline(always)]
+pub fn leader_comm_offsets() -> (u32, u32) {
+    (field!(task_group_leader), field!(task_comm))
+}
+
 #[inline(always)]
 pub fn fork_child_pid_offset() -> usize {
     field!(fork_child_pid_offset) as usize

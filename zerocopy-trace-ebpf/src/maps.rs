@@ -50,6 +50,13 @@ pub static PARENTS: HashMap<u32, u32> = HashMap::with_max_entries(65536, 0);
 #[map]
 pub static EXITS: RingBuf = RingBuf::with_byte_size(4 << 20, 0);
 
+/// The names traced processes took at exec, for the agent: one `ExecRecord` (40 bytes with
+/// its header) per exec, room for some 6 500 between two drains (every 100 ms). One that does
+/// not fit leaves the process under its old name while it lives (its exit record names it
+/// anyway).
+#[map]
+pub static EXECS: RingBuf = RingBuf::with_byte_size(256 << 10, 0);
+
 /// `struct mmsghdr`s copied from user memory at once (64 bytes each).
 pub const MMSG_BATCH: usize = 16;
 

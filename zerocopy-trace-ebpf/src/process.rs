@@ -20,13 +20,15 @@ use aya_ebpf::{
 use aya_log_ebpf::warn;
 use core::ptr::read_volatile;
 
-use zerocopy_trace_common::{drop_reason, hot, Counters, ExitRecord, ProcKey, ID_COUNT};
+use zerocopy_trace_common::{
+    drop_reason, hot, Counters, ExecRecord, ExitRecord, ProcKey, COMM_LEN, ID_COUNT,
+};
 
 use crate::{
     config,
     counters::dropped_batch,
     fd_kind, hot_slot,
-    maps::{EXITS, HOT_COUNTERS, PARENTS, PENDING, PROC_COUNTERS, TRACED},
+    maps::{EXECS, EXITS, HOT_COUNTERS, PARENTS, PENDING, PROC_COUNTERS, TRACED},
     syscall::is_traced,
 };
 
@@ -85,26 +87,44 @@ pub fn process_exec_raw(ctx: RawTracePointContext) -> i32 {
     0
 }
 
-/// `--comm NAME`: a process that execs under a traced name joins the traced set, so servers
-/// started after attach are followed too. Runs after exec set the new name.
+/// Runs after exec set the new name, in the execing thread, which is the thread group's leader
+/// by then. `--comm NAME`: a process that execs under a traced name joins the traced set, so
+/// servers started after attach are followed too. A traced process's new name goes to the
+/// agent (`EXECS`), which names it after the program it runs now.
 #[inline(always)]
 fn on_exec(ctx: &impl EbpfContext) {
-    if !config::filter_enabled() || config::comm(0).is_none() {
-        return;
-    }
     let Ok(comm) = bpf_get_current_comm() else {
         return;
     };
-    let mut i = 0;
-    while let Some(name) = config::comm(i) {
-        if name == comm {
-            let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
-            if TRACED.insert(tgid, 1, 0).is_err() {
-                warn!(ctx, "traced-process map full: {} not followed", tgid);
+    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    if config::filter_enabled() {
+        let mut i = 0;
+        while let Some(name) = config::comm(i) {
+            if name == comm {
+                if TRACED.insert(tgid, 1, 0).is_err() {
+                    warn!(ctx, "traced-process map full: {} not followed", tgid);
+                }
+                break;
             }
-            return;
+            i += 1;
         }
-        i += 1;
+    }
+    if !is_traced(tgid) {
+        return;
+    }
+    // A full ring buffer leaves the old name until the process exits; nothing is counted
+    // wrong.
+    if let Some(mut entry) = EXECS.reserve::<ExecRecord>(0) {
+        let record = entry.as_mut_ptr();
+        // SAFETY: `record` points to ring buffer memory reserved for one ExecRecord; every
+        // field is written before submit.
+        unsafe {
+            (*record).tgid = tgid;
+            (*record)._reserved = 0;
+            (*record).exec_ns = bpf_ktime_get_ns();
+            (*record).comm = comm;
+        }
+        entry.submit(0);
     }
 }
 
@@ -178,6 +198,26 @@ fn last_live_thread() -> bool {
     fd_kind::read::<i32>(signal + signal_live as u64) == Some(0)
 }
 
+/// The name of the current task's thread group leader: the program's after its last exec
+/// (the execing thread becomes the leader), whichever thread exits last and whatever names
+/// the other threads gave themselves. The exiting thread's own name where the offsets are
+/// unknown or the read fails. A leader that exited before its threads is a zombie whose
+/// task, and name, stay until the group is dead.
+#[inline(always)]
+fn leader_comm() -> [u8; COMM_LEN] {
+    let (group_leader, comm) = config::leader_comm_offsets();
+    if group_leader != 0 && comm != 0 {
+        // SAFETY: the helper has no preconditions.
+        let task = unsafe { aya_ebpf::helpers::bpf_get_current_task() };
+        if let Some(leader) = fd_kind::read::<u64>(task + u64::from(group_leader)) {
+            if let Some(name) = fd_kind::read::<[u8; COMM_LEN]>(leader + u64::from(comm)) {
+                return name;
+            }
+        }
+    }
+    bpf_get_current_comm().unwrap_or([0; COMM_LEN])
+}
+
 /// Moves the process's counters out of `PROC_COUNTERS` and its hot slots: each used id's entry
 /// and slot are added into one `ExitRecord` on the ring buffer, then freed. The work is the
 /// same on any number of CPUs. Deleting the entry decides who delivers it: of two exiting
@@ -189,7 +229,7 @@ fn last_live_thread() -> bool {
 fn deliver_final_counts(tgid: u32) {
     // SAFETY: reading a map value of our own; a missing parent is 0.
     let ppid = unsafe { PARENTS.get(tgid) }.copied().unwrap_or(0);
-    let comm = bpf_get_current_comm().unwrap_or([0; 16]);
+    let comm = leader_comm();
     // SAFETY: the helper has no preconditions.
     let exit_ns = unsafe { bpf_ktime_get_ns() };
     // SAFETY: the helper has no preconditions (0 where cgroup v2 is not mounted).

@@ -212,7 +212,8 @@ pub struct ReportArgs {
 /// Which processes to trace; the whole machine when none is given.
 #[derive(Debug, Args)]
 pub struct FilterArgs {
-    /// Trace only this process (and the children it forks); repeatable.
+    /// Trace only this process, its descendants running now (a server's master and its
+    /// workers) and the children they fork; repeatable.
     #[arg(long, short = 'p', value_name = "PID")]
     pub pid: Vec<u32>,
     /// Trace only processes with this name (as in /proc/PID/comm), running now or exec'd later;
@@ -230,7 +231,8 @@ pub struct FilterArgs {
     /// (NAME or NAMESPACE/NAME, from the CRI socket or kubelet's logs).
     #[arg(long, value_name = "UID|NAME")]
     pub pod: Option<String>,
-    /// With --pid/--comm: do not follow children forked after attach.
+    /// With --pid/--comm: trace the named processes alone, not the descendants a --pid has
+    /// running now nor the children any of them forks after attach.
     #[arg(long)]
     pub no_children: bool,
 }

@@ -39,7 +39,9 @@ use crate::cli::Cli;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
+    // Warnings, and the line that says the trace is attached (scripts wait for it).
+    let default_filter = format!("warn,{}=info", session::trace::ATTACHED_LOG_TARGET);
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default_filter))
         .format_timestamp(None)
         .format_target(false)
         .init();

@@ -107,6 +107,45 @@ fn left_over(dir: &Path) -> Vec<String> {
         .collect()
 }
 
+/// Without RUST_LOG the agent says one thing on stderr: that it is attached, with the hook and
+/// the scope, so a script can wait for that line.
+#[test]
+fn the_attached_line_is_shown_by_default_and_names_the_scope() {
+    if !privileged() {
+        return;
+    }
+    let dir = scratch("run-attached-line");
+    let out = Command::new(AGENT)
+        .args(["run", "-o"])
+        .arg(dir.join("report.json"))
+        .args(["--", "true"])
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("starting zerocopy-trace");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let attached: Vec<&str> = stderr
+        .lines()
+        .filter(|line| line.contains("attached"))
+        .collect();
+    assert_eq!(attached.len(), 1, "{stderr}");
+    let line = attached[0];
+    assert!(line.starts_with("[INFO ] attached 22 syscalls ("), "{line}");
+    assert!(
+        line.contains(" hook; scope: command pid ") && line.contains("; new children followed;"),
+        "{line}"
+    );
+    assert!(line.contains("BPF program ids ["), "{line}");
+    // Nothing else at info level without RUST_LOG.
+    assert!(
+        !stderr
+            .lines()
+            .any(|l| l.starts_with("[INFO ]") && l != line),
+        "{stderr}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn the_command_starts_with_default_signals() {
     if !privileged() {

@@ -15,7 +15,8 @@ use std::{
 use serde_json::Value;
 
 use common::{
-    free_port, privileged, scratch, spawn_agent, spawn_agent_with_env, stop_agent, write_file,
+    free_port, privileged, process, scratch, spawn_agent, spawn_agent_watched,
+    spawn_agent_with_env, stop_agent, write_file,
 };
 
 const FILE_SIZE: u64 = 64 << 20;
@@ -385,6 +386,94 @@ fn haproxy_splice_relay_is_delivered_once() {
         "{finding}"
     );
     drop(haproxy);
+    drop(nginx);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The children of `parent` (`pgrep -P`), once it has at least one.
+fn children_of(parent: u32) -> Vec<u32> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let out = Command::new("pgrep")
+            .args(["-P", &parent.to_string()])
+            .output()
+            .expect("running pgrep");
+        let children: Vec<u32> = String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .map(|pid| pid.parse().expect("a pid"))
+            .collect();
+        if !children.is_empty() {
+            return children;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{parent} forked no child in 10 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// `--pid $(cat nginx.pid)`, the first thing an operator types: the master's pid alone, its
+/// worker started before the trace. The worker is traced as a descendant, the agent says so,
+/// and its sendfile bytes are exact. With `--no-children` the master is traced alone.
+#[test]
+fn nginx_traced_by_its_masters_pid_includes_its_worker() {
+    if !privileged() {
+        return;
+    }
+    let dir = scratch("nginx-master-pid");
+    let nginx = start_nginx(&dir, "sendfile on;");
+    let master = nginx.master.id();
+    let workers = children_of(master);
+    assert_eq!(workers.len(), 1, "worker_processes 1: {workers:?}");
+    let worker_pid = workers[0];
+    let master_arg = master.to_string();
+    let (agent, said, _) = spawn_agent_watched(&["report", "--json", "--pid", &master_arg], &[]);
+    assert!(
+        said.iter().any(|line| line.contains(&format!(
+            "--pid: 1 running descendant(s) traced too: [{worker_pid}]"
+        ))),
+        "{said:#?}"
+    );
+    assert!(
+        said.last().unwrap().contains(&format!(
+            "scope: pid {master} + 1 descendant; new children followed"
+        )),
+        "{said:#?}"
+    );
+    fetch(nginx.port);
+    let report = stop_agent(agent);
+    let w = process(&report, u64::from(worker_pid));
+    assert_eq!(w["comm"], "nginx", "{w:#}");
+    assert_eq!(
+        w["syscalls"]["sendfile64"]["bytes"],
+        REQUESTS * FILE_SIZE,
+        "{w:#}"
+    );
+    assert_eq!(
+        w["syscalls"]["sendfile64"]["fd_kinds"]["destination"]["tcp"],
+        REQUESTS * FILE_SIZE,
+        "{w:#}"
+    );
+    assert_eq!(w["verdict"], "zero-copy", "{w:#}");
+
+    // --no-children: the master alone, which serves nothing.
+    let (agent, said, _) = spawn_agent_watched(
+        &["report", "--json", "--pid", &master_arg, "--no-children"],
+        &[],
+    );
+    assert!(
+        said.last()
+            .unwrap()
+            .contains(&format!("scope: pid {master}; new children not followed")),
+        "{said:#?}"
+    );
+    fetch(nginx.port);
+    let report = stop_agent(agent);
+    for p in report["processes"].as_array().unwrap() {
+        assert_ne!(p["pid"], worker_pid, "{report:#}");
+        assert!(p["syscalls"].get("sendfile64").is_none(), "{report:#}");
+    }
     drop(nginx);
     let _ = std::fs::remove_dir_all(&dir);
 }

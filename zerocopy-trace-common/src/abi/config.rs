@@ -247,6 +247,11 @@ pub struct Config {
     pub signal_live: u32,
     /// Offset of `task_struct.pid`: the raw fork program reads the child's pid from its task.
     pub task_pid: u32,
+    /// Offsets of `task_struct.group_leader` and `task_struct.comm`: the exit program names a
+    /// process by its leader's name, not by its last exiting thread's (0 and 0: unknown, the
+    /// exiting thread's name is used).
+    pub task_group_leader: u32,
+    pub task_comm: u32,
     pub _reserved_end: u32,
 }
 
@@ -346,6 +351,8 @@ impl Config {
             task_signal: 0,
             signal_live: 0,
             task_pid: 0,
+            task_group_leader: 0,
+            task_comm: 0,
             _reserved_end: 0,
         }
     }
@@ -368,7 +375,7 @@ const _: () = assert!(
             + COMM_LEN * MAX_COMMS
             + 24
             + core::mem::size_of::<IoUringConfig>()
-            + 48
+            + 56
 );
 
 // SAFETY: #[repr(C)], only integers and integer arrays, no padding (the size checks above), so

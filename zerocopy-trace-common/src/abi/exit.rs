@@ -21,6 +21,8 @@ pub struct ExitRecord {
     /// The process's cgroup (v2) id when it exited: the inode number of its cgroup directory,
     /// from which the agent learns the systemd unit its counts are grouped under.
     pub cgroup_id: u64,
+    /// The thread group leader's name (not the exiting thread's: threads rename themselves,
+    /// and any of them may be the last to exit), the program's name after its last exec.
     pub comm: [u8; COMM_LEN],
     pub counters: Counters,
 }

@@ -5,6 +5,7 @@
 mod config;
 mod counters;
 mod dropped;
+mod exec;
 mod exit;
 pub mod hot;
 mod inflight_op;
@@ -14,6 +15,7 @@ mod pending;
 pub use config::*;
 pub use counters::*;
 pub use dropped::*;
+pub use exec::*;
 pub use exit::*;
 pub use inflight_op::*;
 pub use limits::*;

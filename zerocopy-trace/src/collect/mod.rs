@@ -16,7 +16,7 @@ use std::{
 
 use anyhow::Result;
 use aya::maps::{MapData, RingBuf};
-use zerocopy_trace_common::{Counters, ExitRecord, ProcKey, ID_COUNT};
+use zerocopy_trace_common::{Counters, ExecRecord, ExitRecord, ProcKey, ID_COUNT};
 
 use self::{
     exits::{Exits, NewExit},
@@ -72,14 +72,26 @@ pub fn decode_exit(bytes: &[u8]) -> Option<ExitRecord> {
     Some(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<ExitRecord>()) })
 }
 
-/// A live process as first learned: its name, parent and group stay what they were then, so
-/// its counts never move from one group to another while it lives or when it exits.
+/// Decodes one exec ring buffer item; `None` if it is not an `ExecRecord`'s size.
+pub fn decode_exec(bytes: &[u8]) -> Option<ExecRecord> {
+    if bytes.len() < std::mem::size_of::<ExecRecord>() {
+        return None;
+    }
+    // SAFETY: as in `decode_exit`: enough bytes, plain integers, an unaligned read.
+    Some(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<ExecRecord>()) })
+}
+
+/// A live process as first learned: its parent and group stay what they were then, so its
+/// counts never move from one group to another while it lives or when it exits. Its name
+/// follows its execs (`rename`).
 #[derive(Clone, Debug)]
 struct LiveProcess {
     info: ProcessInfo,
     group: GroupId,
     /// The walk of the live map that last saw it.
     seen: u64,
+    /// When /proc was read for it (CLOCK_MONOTONIC): an exec before then is in that name.
+    learned_ns: u64,
 }
 
 /// An exit record that arrived this long before the live map was read may still have had its
@@ -126,6 +138,32 @@ impl Collector {
         self.drain(exits, |_| {})
     }
 
+    /// Renames the live processes that exec'd, from every record in the exec ring buffer.
+    /// Returns how many records there were.
+    pub fn drain_execs(&mut self, execs: &mut RingBuf<MapData>) -> usize {
+        let mut n = 0;
+        while let Some(item) = execs.next() {
+            if let Some(record) = decode_exec(&item) {
+                self.rename(&record);
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// A process exec'd: a known one is named after its new program from now on (its group
+    /// stays: counts never move between groups). One not known yet is named when it is
+    /// learned, from /proc, after the exec; one learned after the exec has the new name
+    /// already, and a pid reused since is another process, which is left alone.
+    fn rename(&mut self, record: &ExecRecord) {
+        if let Some(known) = self.known.get_mut(&record.tgid) {
+            if record.exec_ns >= known.learned_ns {
+                known.info.comm = procfs::comm_from_bytes(&record.comm);
+                log::debug!("pid {} exec'd: named {}", record.tgid, known.info.comm);
+            }
+        }
+    }
+
     /// Drains the ring buffer, filing each record and showing it to `seen`.
     fn drain(&mut self, exits: &mut RingBuf<MapData>, mut seen: impl FnMut(&ExitRecord)) -> usize {
         let mut n = 0;
@@ -157,7 +195,9 @@ impl Collector {
         );
     }
 
-    /// Names an exit on its first record: as it was known while alive, else from the record.
+    /// Names an exit on its first record: by the record's name, its thread group leader's as
+    /// it exited (the program after its last exec, whatever its threads called themselves),
+    /// in the group it lived in if it was known alive, else in the group of that name.
     fn identify_exit(&mut self, record: &ExitRecord) -> NewExit {
         let known = self.known.remove(&record.tgid);
         let ppid = match (record.ppid, &known) {
@@ -165,15 +205,15 @@ impl Collector {
             (0, None) => self.parents.get(&record.tgid).copied().unwrap_or(0),
             (ppid, _) => ppid,
         };
+        let comm = procfs::comm_from_bytes(&record.comm);
         match known {
             Some(k) => NewExit {
                 pid: record.tgid,
                 ppid,
-                comm: k.info.comm,
+                comm: if comm.is_empty() { k.info.comm } else { comm },
                 group: k.group,
             },
             None => {
-                let comm = procfs::comm_from_bytes(&record.comm);
                 let path = self
                     .cgroups
                     .path_of(record.cgroup_id)
@@ -193,8 +233,10 @@ impl Collector {
     /// Learns a live process: name and parent from /proc, its group from its cgroup.
     fn learn(&mut self, pid: u32) -> Option<&LiveProcess> {
         if !self.known.contains_key(&pid) {
+            let learned_ns = monotonic_ns();
             // Keys of the live map are thread groups: the cheaper leader read is enough.
             let info = procfs::leader_info(pid)?;
+            log::debug!("learned pid {pid}: {}", info.comm);
             let path = cgroup::of_process(pid).unwrap_or_default();
             let key = self.groups.grouping().key(&info.comm, &path);
             if let Some(container) = &key.container {
@@ -208,6 +250,7 @@ impl Collector {
                     info,
                     group,
                     seen: self.walks,
+                    learned_ns,
                 },
             );
         }
@@ -266,6 +309,7 @@ impl Collector {
     /// process that exits while the snapshot is taken is never missing and never counted twice,
     /// and every total only grows from one snapshot to the next.
     pub fn snapshot(&mut self, maps: &mut Maps) -> Result<Snapshot> {
+        self.drain_execs(&mut maps.execs);
         self.drain_exits(&mut maps.exits);
         let reading_from = monotonic_ns().saturating_sub(EXIT_OVERLAP_NS);
         let mut entries = maps.live_counters();
@@ -422,9 +466,24 @@ mod tests {
         assert!(fold_counters([]).is_empty());
     }
 
-    fn exit_record(tgid: u32, exit_ns: u64, syscall: u32, counters: Counters) -> ExitRecord {
+    fn comm(name: &str) -> [u8; 16] {
         let mut comm = [0; 16];
-        comm[..3].copy_from_slice(b"srv");
+        comm[..name.len()].copy_from_slice(name.as_bytes());
+        comm
+    }
+
+    fn exit_record(tgid: u32, exit_ns: u64, syscall: u32, counters: Counters) -> ExitRecord {
+        named_exit_record("srv", tgid, exit_ns, syscall, counters)
+    }
+
+    fn named_exit_record(
+        name: &str,
+        tgid: u32,
+        exit_ns: u64,
+        syscall: u32,
+        counters: Counters,
+    ) -> ExitRecord {
+        let comm = comm(name);
         ExitRecord {
             tgid,
             ppid: 1,
@@ -460,12 +519,13 @@ mod tests {
                 info,
                 group: nginx,
                 seen: 0,
+                learned_ns: 0,
             },
         );
-        // LiveProcess while alive: its exit keeps that name and group, whatever the record says (the
-        // parent the kernel saw fork it wins over /proc's).
-        collector.add_exit_record(&exit_record(5, 100, 0, c(1, 10)));
-        collector.add_exit_record(&exit_record(5, 100, 1, c(2, 20)));
+        // Known while alive: its exit keeps that group (the parent the kernel saw fork it wins
+        // over /proc's), and takes the record's name, its leader's as it exited.
+        collector.add_exit_record(&named_exit_record("nginx", 5, 100, 0, c(1, 10)));
+        collector.add_exit_record(&named_exit_record("nginx", 5, 100, 1, c(2, 20)));
         let recent: Vec<&exits::ExitedProcess> = collector.exits.recent().collect();
         assert_eq!(recent.len(), 1);
         assert_eq!(
@@ -490,6 +550,79 @@ mod tests {
         );
     }
 
+    /// `sh -c '...; exec cp a b'`: learned as `sh`, renamed by the exec record after it was
+    /// learned, and named `cp` at its exit even where that record was lost; its counts stay in
+    /// the group it was first counted in.
+    #[test]
+    fn a_process_is_named_after_the_program_it_exec_d() {
+        let mut collector = Collector::new(
+            Retention {
+                keep_exited: 4,
+                grouping: Grouping::default(),
+            },
+            NameCache::new(Sources::none()),
+        );
+        let sh = collector.groups.admit(Grouping::default().key("sh", ""));
+        let learned = |pid, learned_ns| LiveProcess {
+            info: ProcessInfo {
+                comm: "sh".into(),
+                ppid: 1,
+                tgid: pid,
+            },
+            group: sh,
+            seen: 0,
+            learned_ns,
+        };
+        let exec = |tgid, exec_ns| ExecRecord {
+            tgid,
+            _reserved: 0,
+            exec_ns,
+            comm: comm("cp"),
+        };
+        collector.known.insert(7, learned(7, 100));
+        collector.rename(&exec(7, 150));
+        assert_eq!(collector.known[&7].info.comm, "cp");
+        assert_eq!(collector.known[&7].group, sh);
+        // An exec before /proc was read is in that name already: a pid reused since, learned
+        // after the exec, keeps the name it was learned with.
+        collector.known.insert(8, learned(8, 200));
+        collector.rename(&exec(8, 150));
+        assert_eq!(collector.known[&8].info.comm, "sh");
+        // Not known: nothing to rename (it is named from /proc when learned).
+        collector.rename(&exec(9, 150));
+        assert!(!collector.known.contains_key(&9));
+        // Its exec record lost: the exit record's leader name wins over the stale one.
+        collector.add_exit_record(&named_exit_record("cp", 8, 300, 0, c(1, 64)));
+        let exited = collector.exits.recent().find(|p| p.pid == 8).unwrap();
+        assert_eq!((exited.comm.as_str(), exited.group), ("cp", sh));
+        // A record with no name (the kernel could not read one) keeps the known one.
+        collector.add_exit_record(&named_exit_record("", 7, 400, 0, c(1, 64)));
+        let exited = collector.exits.recent().find(|p| p.pid == 7).unwrap();
+        assert_eq!(exited.comm, "cp");
+    }
+
+    #[test]
+    fn decodes_exec_records_and_rejects_short_ones() {
+        let record = ExecRecord {
+            tgid: 42,
+            _reserved: 0,
+            exec_ns: 9,
+            comm: comm("java"),
+        };
+        // SAFETY: viewing a plain #[repr(C)] value as bytes.
+        let bytes = unsafe {
+            std::slice::from_raw_parts(
+                (&raw const record).cast::<u8>(),
+                std::mem::size_of::<ExecRecord>(),
+            )
+        };
+        let decoded = decode_exec(bytes).unwrap();
+        assert_eq!((decoded.tgid, decoded.exec_ns), (42, 9));
+        assert_eq!(procfs::comm_from_bytes(&decoded.comm), "java");
+        assert!(decode_exec(&bytes[..31]).is_none());
+        assert!(decode_exec(&[]).is_none());
+    }
+
     #[test]
     fn processes_not_seen_by_two_walks_are_forgotten() {
         let mut collector = Collector::new(
@@ -510,6 +643,7 @@ mod tests {
                 info,
                 group: OTHER,
                 seen: 0,
+                learned_ns: 0,
             },
         );
         collector.end_walk();

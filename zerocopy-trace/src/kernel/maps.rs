@@ -24,6 +24,8 @@ pub struct Maps {
     pub traced: HashMap<MapData, u32, u32>,
     /// Final counts of exited processes; read as soon as they arrive.
     pub exits: RingBuf<MapData>,
+    /// The names traced processes took at exec; read as soon as they arrive.
+    pub execs: RingBuf<MapData>,
     pub dropped: PerCpuArray<MapData, DropCounters>,
     /// Held to count what is left in them (`occupancy`): the agent never writes them.
     pub pending: HashMap<MapData, u32, PendingCall>,
@@ -43,6 +45,7 @@ impl Maps {
             hot: Array::try_from(take(names::MAP_HOT_COUNTERS)?)?,
             traced: HashMap::try_from(take(names::MAP_TRACED)?)?,
             exits: RingBuf::try_from(take(names::MAP_EXITS)?)?,
+            execs: RingBuf::try_from(take(names::MAP_EXECS)?)?,
             dropped: PerCpuArray::try_from(take(names::MAP_DROPPED)?)?,
             pending: HashMap::try_from(take(names::MAP_PENDING)?)?,
             parents: HashMap::try_from(take(names::MAP_PARENTS)?)?,

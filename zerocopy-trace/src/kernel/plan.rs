@@ -281,6 +281,10 @@ pub fn plan(
         ),
     };
     config.task_pid = layout.task_pid.unwrap_or_default();
+    if let Some(leader) = layout.leader_comm {
+        config.task_group_leader = leader.task_group_leader;
+        config.task_comm = leader.task_comm;
+    }
     let fork = format("sched", "sched_process_fork")?
         .context("tracepoint sched/sched_process_fork is missing")?;
     config.fork_child_pid_offset = fork.offset("child_pid")?;
@@ -416,7 +420,7 @@ fn same_offset(slot: &mut Option<u16>, offset: u16, field: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernel::btf::offsets::{LiveThreads, Registers};
+    use crate::kernel::btf::offsets::{LeaderComm, LiveThreads, Registers};
     use crate::kernel::tracefs::parse_format;
     use zerocopy_trace_common::{syscalls::syscall_id, KernelOffsets, TypedCasts, NOT_TRACED};
 
@@ -593,6 +597,10 @@ mod tests {
         let layout = KernelLayout {
             live_threads: Some(live),
             task_pid: Some(1496),
+            leader_comm: Some(LeaderComm {
+                task_group_leader: 1688,
+                task_comm: 2928,
+            }),
             ..KernelLayout::default()
         };
         let old = plan(kernel_6_1(), &Scope::default(), &layout, 2).unwrap();
@@ -600,6 +608,10 @@ mod tests {
         assert_eq!(old.config.exit_group_dead_offset, 0);
         assert_eq!((old.config.task_signal, old.config.signal_live), (2104, 20));
         assert_eq!(old.config.task_pid, 1496);
+        assert_eq!(
+            (old.config.task_group_leader, old.config.task_comm),
+            (1688, 2928)
+        );
         assert!(old.raw_lifecycle);
         // io_uring is still covered, through the tracepoint's old name.
         assert!(old.io_uring);
@@ -680,6 +692,7 @@ mod tests {
         let layout = KernelLayout {
             live_threads: None,
             task_pid: None,
+            leader_comm: None,
             offsets,
             registers: Some(registers),
             typed: None,

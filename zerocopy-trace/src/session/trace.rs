@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 
-use super::targets::Targets;
+use super::targets::{self, Targets};
 use crate::{
     collect::{Collector, Retention},
     kernel::{
@@ -31,6 +31,15 @@ const FINAL_NAMES_WAIT: Duration = Duration::from_secs(3);
 
 /// Process names are learned at least every this many ticks (1 s).
 const NAME_REFRESH_TICKS: u64 = 10;
+
+/// The log target of the one line that says the trace is attached, and what it covers: shown
+/// by default (`main`'s default filter), so scripts can wait for it.
+pub const ATTACHED_LOG_TARGET: &str = "zerocopy_trace::attached";
+
+/// Scans of /proc for the descendants of `--pid` processes: each finds the children forked
+/// before their parent was registered (the kernel follows those forked after), so the scans
+/// end when one finds none new, or after this many.
+const DESCENDANT_SCANS: usize = 4;
 
 /// How the kernel side is set up, and where container names come from.
 #[derive(Clone, Debug)]
@@ -77,6 +86,31 @@ fn count_missed_runs(snapshot: &mut Snapshot, missed: u64) {
     }
 }
 
+/// Registers the running descendants of `roots` (registered already) with the kernel filter;
+/// returns them. The agent and what it started are none of them (`--pid $$` of the shell that
+/// started it).
+fn register_descendants(maps: &mut Maps, roots: &[u32]) -> Result<Vec<u32>> {
+    let agent = std::process::id();
+    let mut registered = roots.to_vec();
+    let mut added = Vec::new();
+    for _ in 0..DESCENDANT_SCANS {
+        let mut processes = procfs::parents();
+        processes.retain(|&(pid, _)| pid != agent);
+        let new = targets::descendants(&registered, &processes);
+        if new.is_empty() {
+            break;
+        }
+        for &pid in &new {
+            maps.traced.insert(pid, 1, 0).with_context(|| {
+                format!("registering pid {pid}, a descendant (more than --max-processes?)")
+            })?;
+        }
+        registered.extend(&new);
+        added.extend(new);
+    }
+    Ok(added)
+}
+
 /// The maps' sizes `--max-processes` asks for, if the machine has the memory for them.
 fn map_limits(options: &TraceOptions) -> Result<Limits> {
     let processes = options
@@ -116,10 +150,25 @@ impl Trace {
         // Read while /proc/self/fdinfo is still ours to read (a process that changes its user
         // becomes undumpable, and its /proc files root's).
         let map_bytes = procfs::own_bpf_map_bytes();
-        for pid in resolved.pids {
+        for &pid in &resolved.pids {
             maps.traced.insert(pid, 1, 0).with_context(|| {
                 format!("registering pid {pid} (more targets than --max-processes?)")
             })?;
+        }
+        let mut described = resolved.described;
+        if !resolved.descendants_of.is_empty() {
+            let added = register_descendants(&mut maps, &resolved.descendants_of)?;
+            log::info!(
+                "--pid: {} running descendant(s) traced too{} (--no-children traces the pids \
+                 alone)",
+                added.len(),
+                if added.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {added:?}")
+                }
+            );
+            described.descendants = added.len();
         }
         // The one process that keeps root's uid, to ask the container runtimes, is started
         // before the agent gives it up.
@@ -141,10 +190,12 @@ impl Trace {
         // SAFETY: malloc_trim only releases free heap memory.
         unsafe { libc::malloc_trim(0) };
         log::info!(
-            "attached {} syscalls ({} hook; a process's end told by {}; maps {:.1} MiB of \
-             kernel memory); BPF program ids {:?}",
+            target: ATTACHED_LOG_TARGET,
+            "attached {} syscalls ({} hook; scope: {}; a process's end told by {}; maps {:.1} \
+             MiB of kernel memory); BPF program ids {:?}",
             plan.covered.len(),
             tracer.hook.name(),
+            described.describe(),
             plan.process_end.describe(),
             map_bytes as f64 / f64::from(1 << 20),
             tracer.program_ids
@@ -160,9 +211,10 @@ impl Trace {
         })
     }
 
-    /// The housekeeping of every tick: keeps the exit ring buffer drained and learns the
-    /// names of live processes.
+    /// The housekeeping of every tick: keeps the exec and exit ring buffers drained and
+    /// learns the names of live processes.
     pub fn tick(&mut self) -> Result<()> {
+        self.collector.drain_execs(&mut self.maps.execs);
         self.collector.drain_exits(&mut self.maps.exits);
         self.tracer.flush_kernel_log();
         // Learn names while processes are alive (a process that dies after detach is still

@@ -99,6 +99,23 @@ pub fn exists(pid: u32) -> bool {
     i32::try_from(pid).is_ok_and(|pid| Process::new(pid).is_ok())
 }
 
+/// Every process (thread group) currently alive with its parent, (pid, parent pid), from
+/// /proc/PID/stat alone.
+pub fn parents() -> Vec<(u32, u32)> {
+    let Ok(processes) = procfs::process::all_processes() else {
+        return Vec::new();
+    };
+    processes
+        .filter_map(|process| {
+            let stat = process.ok()?.stat().ok()?;
+            Some((
+                u32::try_from(stat.pid).ok()?,
+                u32::try_from(stat.ppid).ok()?,
+            ))
+        })
+        .collect()
+}
+
 /// Every process (thread group) currently alive, with its info.
 pub fn all_processes() -> Vec<(u32, ProcessInfo)> {
     let Ok(processes) = procfs::process::all_processes() else {

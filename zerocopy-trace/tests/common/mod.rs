@@ -242,32 +242,84 @@ pub fn spawn_agent(args: &[&str]) -> (Agent, Vec<u32>) {
 
 /// `spawn_agent` with extra environment variables.
 pub fn spawn_agent_with_env(args: &[&str], env: &[(&str, &str)]) -> (Agent, Vec<u32>) {
+    let (agent, said, rest) = spawn_agent_watched(args, env);
+    // Keep draining stderr so the agent never blocks on a full pipe.
+    std::thread::spawn(move || for _ in rest {});
+    (agent, program_ids(&said))
+}
+
+/// The kernel ids of the programs in the agent's attached line, the last of `said`.
+pub fn program_ids(said: &[String]) -> Vec<u32> {
+    let line = said.last().expect("the attached line");
+    let list = line
+        .split("BPF program ids [")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no program ids in {line:?}"));
+    list.trim_end_matches(']')
+        .split(", ")
+        .map(|id| id.parse::<u32>().expect("numeric program id"))
+        .collect()
+}
+
+/// Starts the agent with `args` (stdout piped, `RUST_LOG=info` unless `env` says otherwise)
+/// and waits until its programs are attached; returns it, what it said on stderr until then
+/// (the attached line last), and the lines it says after, as they come (read them, or drop
+/// the receiver: the agent never blocks on a full pipe).
+pub fn spawn_agent_watched(
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (Agent, Vec<String>, std::sync::mpsc::Receiver<String>) {
     let mut child = Command::new(AGENT)
         .args(args)
-        .envs(env.iter().copied())
         .env("RUST_LOG", "info")
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("starting zerocopy-trace");
     let stderr = child.stderr.take().expect("piped stderr");
     let mut lines = BufReader::new(stderr).lines();
-    let ids = loop {
+    let mut said = Vec::new();
+    loop {
         let line = match lines.next() {
             Some(Ok(line)) => line,
-            _ => panic!("the agent exited before attaching: {:?}", child.wait()),
+            _ => panic!(
+                "the agent exited before attaching: {:?}\n{}",
+                child.wait(),
+                said.join("\n")
+            ),
         };
-        if let Some(list) = line.split("BPF program ids [").nth(1) {
-            break list
-                .trim_end_matches(']')
-                .split(", ")
-                .map(|id| id.parse::<u32>().expect("numeric program id"))
-                .collect::<Vec<_>>();
+        let attached = line.contains("BPF program ids [");
+        said.push(line);
+        if attached {
+            break;
         }
-    };
-    // Keep draining stderr so the agent never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    (Agent(Some(child)), ids)
+    }
+    let (send, receive) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            // A receiver dropped: keep draining all the same.
+            let _ = send.send(line);
+        }
+    });
+    (Agent(Some(child)), said, receive)
+}
+
+/// Waits at most `timeout` for a line of `lines` that contains `needle`; returns it.
+pub fn wait_for_line(
+    lines: &std::sync::mpsc::Receiver<String>,
+    needle: &str,
+    timeout: std::time::Duration,
+) -> String {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match lines.recv_timeout(left) {
+            Ok(line) if line.contains(needle) => return line,
+            Ok(_) => {}
+            Err(e) => panic!("no line with {needle:?} within {timeout:?}: {e}"),
+        }
+    }
 }
 
 /// Sends `signal` to an agent started by `spawn_agent`; returns how it ended and its stdout.

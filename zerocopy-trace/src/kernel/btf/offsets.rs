@@ -202,6 +202,29 @@ pub fn live_threads_from_btf(btf: &Btf) -> Result<LiveThreads> {
     })
 }
 
+/// Where a task finds its thread group leader's name: how the exit program names a process
+/// by its program rather than by the thread that happened to exit last.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LeaderComm {
+    /// `task_struct.group_leader`, a pointer
+    pub task_group_leader: u32,
+    /// `task_struct.comm`, `TASK_COMM_LEN` (16) bytes
+    pub task_comm: u32,
+}
+
+/// The leader name's offsets, from BTF.
+pub fn leader_comm_from_btf(btf: &Btf) -> Result<LeaderComm> {
+    Ok(LeaderComm {
+        task_group_leader: fixed_width_offset(btf, "task_struct", &["group_leader"], 8)?,
+        task_comm: fixed_width_offset(
+            btf,
+            "task_struct",
+            &["comm"],
+            zerocopy_trace_common::COMM_LEN as u32,
+        )?,
+    })
+}
+
 /// What the kernel programs need to know of this kernel's structures.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct KernelLayout {
@@ -209,6 +232,8 @@ pub struct KernelLayout {
     pub live_threads: Option<LiveThreads>,
     /// `task_struct.pid`, for the fork program's raw tracepoint; `None` when unknown.
     pub task_pid: Option<u32>,
+    /// For naming an exited process by its leader; `None` when unknown.
+    pub leader_comm: Option<LeaderComm>,
     /// For fd kinds; `resolve == 0` when unknown.
     pub offsets: KernelOffsets,
     /// For the exit-only hooks (typed and raw); `None` when unknown.
@@ -250,9 +275,18 @@ pub fn of_running_kernel() -> KernelLayout {
     let task_pid = fixed_width_offset(&btf, "task_struct", &["pid"], 4)
         .map_err(|e| log::info!("task_struct.pid is unavailable: {e:#}"))
         .ok();
+    let leader_comm = leader_comm_from_btf(&btf)
+        .map_err(|e| {
+            log::info!(
+                "exited processes are named by their last thread: the leader's name is \
+                 unavailable: {e:#}"
+            )
+        })
+        .ok();
     KernelLayout {
         live_threads,
         task_pid,
+        leader_comm,
         offsets,
         registers,
         typed,
@@ -310,6 +344,12 @@ mod tests {
         assert!(btf.func_id("no_such_function_here").is_err());
         let live = live_threads_from_btf(&btf).unwrap();
         assert!(live.task_signal > 0, "{live:?}");
+        let leader = leader_comm_from_btf(&btf).unwrap();
+        assert!(
+            leader.task_group_leader > 0 && leader.task_comm > 0,
+            "{leader:?}"
+        );
+        assert_ne!(leader.task_group_leader, leader.task_comm);
         assert!(btf.func_id("no_such_function_here").is_err());
         // `sock` is defined once in vmlinux; a name defined nowhere is an error.
         assert!(btf.struct_id("no_such_struct_here").is_err());
