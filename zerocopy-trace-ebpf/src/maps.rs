@@ -7,7 +7,7 @@ use aya_ebpf::{
 };
 use zerocopy_trace_common::{
     drop_reason, hot::MAX_HOT_SLOT_BITS, Counters, DropCounters, HotCounters, InflightOp,
-    PendingCall, ProcKey,
+    PendingCall, ProcKey, MAX_CPUS,
 };
 
 /// Live totals per (process, syscall), one value for all CPUs, counted into with atomic adds:
@@ -43,6 +43,14 @@ pub static TRACED: HashMap<u32, u32> = HashMap::with_max_entries(16384, 0);
 /// Parent tgid of tasks forked while attached (pid -> parent tgid).
 #[map]
 pub static PARENTS: HashMap<u32, u32> = HashMap::with_max_entries(65536, 0);
+
+/// Processes whose final counts are being delivered (tgid -> 1), where the kernel does not
+/// say which exiting thread was the last (before 6.16): of threads that all saw their process
+/// end, the one whose insert succeeds delivers (see `process::claim_delivery`). An entry lives
+/// only while its exit program runs, with preemption off as a tracepoint's programs run: about
+/// one a CPU at most.
+#[map]
+pub static EXIT_CLAIMS: HashMap<u32, u32> = HashMap::with_max_entries(MAX_CPUS, 0);
 
 /// Final counts of exited processes for the agent: one `ExitRecord` per id a process used,
 /// room for some 15 000 between two drains (every 100 ms). The agent maps it, so its size is

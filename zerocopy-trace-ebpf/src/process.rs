@@ -28,7 +28,7 @@ use crate::{
     config,
     counters::dropped_batch,
     fd_kind, hot_slot,
-    maps::{EXECS, EXITS, HOT_COUNTERS, PARENTS, PENDING, PROC_COUNTERS, TRACED},
+    maps::{EXECS, EXITS, EXIT_CLAIMS, HOT_COUNTERS, PARENTS, PENDING, PROC_COUNTERS, TRACED},
     syscall::is_traced,
 };
 
@@ -168,20 +168,69 @@ fn on_exit(group_dead: Option<bool>) {
         let _ = PARENTS.remove(pid);
         let _ = TRACED.remove(pid);
     }
-    if !group_dead.unwrap_or_else(last_live_thread) {
-        return;
-    }
+    let claimed = match group_dead {
+        // The kernel says which thread was the last: exactly one delivers.
+        Some(dead) => {
+            if !dead {
+                return;
+            }
+            false
+        }
+        None => {
+            if !last_live_thread() {
+                return;
+            }
+            match claim_delivery(tgid) {
+                Claim::Won => true,
+                Claim::Taken => return,
+                Claim::Unavailable => false,
+            }
+        }
+    };
     if is_traced(tgid) {
         deliver_final_counts(tgid);
     }
     let _ = PARENTS.remove(tgid);
     let _ = TRACED.remove(tgid);
+    if claimed {
+        let _ = EXIT_CLAIMS.remove(tgid);
+    }
+}
+
+/// What `claim_delivery` found.
+enum Claim {
+    /// This thread delivers the process's final counts.
+    Won,
+    /// Another thread of the process is delivering them right now.
+    Taken,
+    /// The claims map is full: this thread delivers, and the delete of each entry decides
+    /// (see `deliver_final_counts`).
+    Unavailable,
+}
+
+/// `-EEXIST`, what a `BPF_NOEXIST` insert of a present key returns.
+const EEXIST: i32 = -17;
+
+/// Claims the delivery of process `tgid`'s final counts, where the kernel does not say which
+/// exiting thread was the last (before 6.16). Threads that exit together, as all of them do
+/// at `exit_group` (an io_uring process's io-wq workers and SQPOLL thread among them), may
+/// each have decremented the live count before any of them reads it, and then all read 0. Were
+/// they all to deliver, each would take the ids whose entry it deleted first, each under its
+/// own `exit_ns`: the agent would see two exits of one pid, each with part of its counts. The
+/// claim lasts while the delivery runs; a thread that comes after it finds nothing left.
+#[inline(always)]
+fn claim_delivery(tgid: u32) -> Claim {
+    match EXIT_CLAIMS.insert(tgid, 1, BPF_NOEXIST.into()) {
+        Ok(()) => Claim::Won,
+        Err(EEXIST) => Claim::Taken,
+        Err(_) => Claim::Unavailable,
+    }
 }
 
 /// Whether the exiting thread is the last of its process, where the tracepoint does not say
 /// (before 6.16): from the thread group's live count, which the exiting thread decremented
-/// before the tracepoint, 0 when none is left. Two threads exiting together may both read 0;
-/// `deliver_final_counts` delivers each id once all the same.
+/// before the tracepoint, 0 when none is left. Threads exiting together may all read 0; the
+/// one that wins `claim_delivery` delivers.
 #[inline(always)]
 fn last_live_thread() -> bool {
     let (task_signal, signal_live) = config::live_thread_offsets();
@@ -220,11 +269,11 @@ fn leader_comm() -> [u8; COMM_LEN] {
 
 /// Moves the process's counters out of `PROC_COUNTERS` and its hot slots: each used id's entry
 /// and slot are added into one `ExitRecord` on the ring buffer, then freed. The work is the
-/// same on any number of CPUs. Deleting the entry decides who delivers it: of two exiting
-/// threads that both saw the group dead, the one whose delete fails discards its record. What
-/// does not fit in the ring buffer is counted as dropped (`exit_lost`, in every report). No
-/// kernel log line here: the logging macro doubled this program's size and tripled its
-/// verification time, which every start pays.
+/// same on any number of CPUs. Should two threads deliver at once (only where
+/// `claim_delivery` could not claim), deleting the entry decides who delivers it: the one whose
+/// delete fails discards its record. What does not fit in the ring buffer is counted as dropped
+/// (`exit_lost`, in every report). No kernel log line here: the logging macro doubled this
+/// program's size and tripled its verification time, which every start pays.
 #[inline(always)]
 fn deliver_final_counts(tgid: u32) {
     // SAFETY: reading a map value of our own; a missing parent is 0.
