@@ -9,7 +9,7 @@ use anyhow::Result;
 use dev_support::apt::Apt;
 
 /// (command, Debian package that provides it, what needs it)
-const PROGRAMS: [(&str, &str, &str); 10] = [
+const PROGRAMS: [(&str, &str, &str); 11] = [
     ("nginx", "nginx-light", "the nginx sendfile on/off tests"),
     ("fio", "fio", "the io_uring and O_DIRECT tests"),
     ("socat", "socat", "the user-space proxy test"),
