@@ -170,6 +170,49 @@ fn threads_outliving_their_leader_count_once_exactly() {
     }
 }
 
+/// Processes whose threads all exit at once (the leader's exit_group with every thread alive):
+/// before 6.16 the end of a process is told by its live-thread count, which several of them
+/// can read as 0 at the exit tracepoint; the process must still be one entry with all its
+/// counts, not two halves under one pid. (On a kernel with `group_dead`, exactly one thread
+/// is told the group is dead, and this checks the same.)
+#[test]
+fn threads_that_exit_together_deliver_their_process_once() {
+    if !privileged() {
+        return;
+    }
+    let (truth, report) = traced(
+        "together",
+        &[],
+        &[
+            "exit-together",
+            "--processes",
+            "60",
+            "--threads",
+            "6",
+            "--repeat",
+            "20",
+            "--chunk",
+            "512",
+        ],
+    );
+    let children = truth["processes"].as_array().unwrap();
+    assert_eq!(children.len(), 60);
+    let processes = report["processes"].as_array().unwrap();
+    for child in children {
+        let pid = child["pid"].as_u64();
+        let seen: Vec<&Value> = processes
+            .iter()
+            .filter(|p| p["pid"].as_u64() == pid)
+            .collect();
+        assert_eq!(seen.len(), 1, "pid {pid:?} delivered as {seen:#?}");
+        assert_eq!(figures(seen[0], "write"), (120, 120 * 512), "{:#}", seen[0]);
+        assert_eq!(figures(seen[0], "read"), (1, 512), "{:#}", seen[0]);
+        assert_eq!(seen[0]["exited"], true);
+    }
+    assert_eq!(dropped_calls(&report), 0, "{:#}", report["dropped"]);
+    assert_maps_empty(&report);
+}
+
 #[test]
 fn past_the_process_limit_the_rest_is_counted_as_dropped() {
     if !privileged() {

@@ -73,6 +73,10 @@ pub enum Mode {
     /// threaded: --threads threads, --repeat writes to /dev/null each, after the leader
     /// thread has exited (not in all)
     Threads,
+    /// --processes processes of --threads threads each: every thread makes --repeat writes to
+    /// /dev/null, the leader one read of /dev/zero, then the leader ends the process
+    /// (exit_group) with every thread still alive, so they all exit at once (not in all)
+    ExitTogether,
     /// --processes holders alive at once: one write to /dev/null, then --hold-ms (not in all)
     Hold,
 }
@@ -102,7 +106,13 @@ impl Mode {
 
     /// The modes `all` leaves out: they test process and thread lifecycles, not data paths.
     #[cfg(test)]
-    pub const LIFECYCLE: [Mode; 4] = [Mode::Churn, Mode::PidReuse, Mode::Threads, Mode::Hold];
+    pub const LIFECYCLE: [Mode; 5] = [
+        Mode::Churn,
+        Mode::PidReuse,
+        Mode::Threads,
+        Mode::ExitTogether,
+        Mode::Hold,
+    ];
 
     /// The name on the command line and in the JSON.
     pub const fn name(self) -> &'static str {
@@ -129,6 +139,7 @@ impl Mode {
             Mode::Churn => "churn",
             Mode::PidReuse => "pid-reuse",
             Mode::Threads => "threads",
+            Mode::ExitTogether => "exit-together",
             Mode::Hold => "hold",
         }
     }
@@ -192,6 +203,7 @@ pub fn run(mode: Mode, params: &Params) -> Result<Vec<ProcessReport>> {
         Mode::PidReuse => lifecycle::pid_reuse(params),
         Mode::Hold => lifecycle::hold(params),
         Mode::Threads => threads::threads(params),
+        Mode::ExitTogether => threads::exit_together(params),
     }
 }
 

@@ -12,13 +12,13 @@ use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use libc::c_long;
 
 use super::{dev_null, write_whole, Mode, Params};
 use crate::child::{sleep, ChildResult, Children};
 use crate::gate::{futex_wait, futex_wake_all};
-use crate::ground_truth::{Failure, Recorder, SharedSlots};
+use crate::ground_truth::{Failure, OrFail, Recorder, SharedSlots};
 use crate::pattern::pattern;
 use crate::report::ProcessReport;
 
@@ -151,6 +151,89 @@ fn wait_for_leader_exit(word: &AtomicU32) {
         futex_wait(word, tid, RECHECK);
     }
     futex_wake_all(word);
+}
+
+/// What every thread of an exit-together process needs; `Copy` so each closure owns its own.
+#[derive(Clone, Copy)]
+struct Together<'a> {
+    null: RawFd,
+    zero: RawFd,
+    data: &'a [u8],
+    threads: usize,
+    writes: u64,
+}
+
+/// exit-together: `--processes` processes, each of `--threads` threads making `--repeat`
+/// writes of `--chunk` bytes to /dev/null; once they all have, the leader reads `--chunk`
+/// bytes of /dev/zero and ends the process with every thread still alive. All its threads
+/// then exit at once: before 6.16 several of them can see the group's live count at 0 at
+/// the exit tracepoint, and the process must still be delivered once, whole.
+/// Ground truth: per process, `write` threads x repeat calls and one `read`.
+pub fn exit_together(params: &Params) -> Result<Vec<ProcessReport>> {
+    let null = dev_null()?;
+    let zero = std::fs::File::open("/dev/zero").context("open /dev/zero")?;
+    let data = pattern(params.sizes.chunk as u64);
+    let plan = Together {
+        null: null.as_raw_fd(),
+        zero: zero.as_raw_fd(),
+        data: &data,
+        threads: params.threads,
+        writes: params.sizes.rounds,
+    };
+    let slots = SharedSlots::new(params.processes)?;
+    let mut children = Children::new(Mode::ExitTogether.name(), &slots, Duration::ZERO);
+    for _ in 0..params.processes {
+        children.spawn("together", &[plan.null, plan.zero], move |rec| {
+            together(rec, plan)
+        })?;
+    }
+    children.wait()
+}
+
+/// The leader of an exit-together process: starts the threads, waits for their writes, reads
+/// once and returns, after which `child_main` ends the process (`_exit`: exit_group).
+fn together(rec: &Recorder, plan: Together) -> ChildResult {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: plain integer arguments; no other thread exists yet (see `leader`).
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 1)
+    };
+    let running: &'static AtomicUsize = Box::leak(Box::new(AtomicUsize::new(plan.threads)));
+    for _ in 0..plan.threads {
+        let thread = move || {
+            let result = (0..plan.writes).try_for_each(|_| write_whole(rec, plan.null, plan.data));
+            if let Err(failure) = result {
+                rec.fail(failure);
+                // SAFETY: ends the whole process at once, as `child_main` does.
+                unsafe { libc::_exit(1) };
+            }
+            running.fetch_sub(1, Ordering::AcqRel);
+            // Alive until the leader ends the process: nanosleep is no data-path call.
+            loop {
+                sleep(RECHECK);
+            }
+        };
+        // SAFETY: the closure borrows `rec` (in `child_main`'s frame) and `plan.data` (in
+        // `exit_together`'s frame, a copy of the parent's memory). The threads never end on
+        // their own: the process ends with `_exit` in `child_main`, whose frame, below this
+        // one, is still there, and no frame unwinds before that.
+        let started = unsafe { std::thread::Builder::new().spawn_unchecked(thread) };
+        if let Err(e) = started {
+            return Err(Failure {
+                what: "start a thread",
+                errno: e.raw_os_error().unwrap_or(0),
+            });
+        }
+    }
+    while running.load(Ordering::Acquire) > 0 {
+        sleep(Duration::from_millis(1));
+    }
+    let mut buf = vec![0u8; plan.data.len()];
+    let n = crate::sys::read(rec, plan.zero, &mut buf).or_fail("read /dev/zero")?;
+    if n != buf.len() {
+        return Err(Failure::new("short read of /dev/zero"));
+    }
+    Ok(())
 }
 
 /// A test of the mechanism itself: the leader's word clears when it exits.
