@@ -166,17 +166,13 @@ fn nginx_without_sendfile_is_a_user_space_relay() {
     let nginx = start_nginx(&dir, "sendfile off;");
     // Attached by pid: the master and its worker, both already running.
     let master = nginx.master.id().to_string();
-    let workers = String::from_utf8(
-        Command::new("pgrep")
-            .args(["-P", &master])
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .unwrap();
+    let workers: Vec<String> = children_of(nginx.master.id())
+        .iter()
+        .map(u32::to_string)
+        .collect();
     let mut args = vec!["report", "--json", "--pid", &master];
-    for w in workers.split_whitespace() {
-        args.extend(["--pid", w]);
+    for w in &workers {
+        args.extend(["--pid", w.as_str()]);
     }
     // The server is alive at the end, so its counts come from the live map: read here entry
     // by entry, as on kernels without batch lookups (the sendfile test reads it in batches).
